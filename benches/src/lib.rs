@@ -1,0 +1,1 @@
+//! Benchmarks and the load generator; built in their own issue.

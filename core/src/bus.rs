@@ -1,0 +1,130 @@
+//! The protocol between nodes. Every message names its origin (node id and incarnation) and
+//! carries that origin's sequence number, so receivers drop duplicates and count gaps. The codec
+//! is a version byte followed by postcard: compact, and strict about what it accepts.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::presence::ReaderPresence;
+use crate::time::Millis;
+
+/// The codec version this build writes and reads.
+pub const BUS_VERSION: u8 = 1;
+
+/// One message on the bus.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusMessage {
+    /// The node that sent it.
+    pub origin: String,
+    /// Differs each time that node starts, so a restarted node's sequence starts afresh.
+    pub incarnation: u64,
+    /// 1, 2, 3, … per origin and incarnation.
+    pub seq: u64,
+    pub body: BusBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BusBody {
+    /// A reader event the origin accepted.
+    Event(BusEvent),
+    /// One of the origin's readers changed (connected, disconnected); `None` means gone.
+    Presence {
+        user_id: String,
+        reader: Option<ReaderPresence>,
+    },
+    /// The origin is alive; here is every reader it holds.
+    Heartbeat {
+        readers: BTreeMap<String, ReaderPresence>,
+    },
+    /// The origin is shutting down; forget its readers now.
+    Leaving,
+}
+
+/// A reader event as it travels between nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusEvent {
+    /// The UUIDv7 as bytes.
+    pub id: [u8; 16],
+    pub user_id: String,
+    pub event_type: String,
+    /// The `data` JSON text, as serialized once by the origin.
+    pub data: String,
+    pub timestamp: Millis,
+    pub session_id: String,
+    /// The rooms the sending socket had joined (delivery rule 4).
+    pub sender_rooms: Vec<String>,
+}
+
+/// Why a bus payload could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    Empty,
+    UnknownVersion(u8),
+    Malformed,
+}
+
+impl BusMessage {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![BUS_VERSION];
+        // Serializing plain data into a Vec cannot fail.
+        out.extend(postcard::to_stdvec(self).unwrap_or_default());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<BusMessage, DecodeError> {
+        let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+        if version != BUS_VERSION {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        match postcard::take_from_bytes::<BusMessage>(body) {
+            Ok((msg, [])) => Ok(msg),
+            _ => Err(DecodeError::Malformed),
+        }
+    }
+}
+
+/// What the receiver makes of a message's sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sequencing {
+    /// New and in order.
+    InOrder,
+    /// New, after `missed` messages that never arrived.
+    AfterGap { missed: u64 },
+    /// Seen before: drop it.
+    Duplicate,
+}
+
+/// The last sequence number seen from each origin.
+#[derive(Debug, Default)]
+pub struct SeqTracker {
+    last: BTreeMap<String, (u64, u64)>,
+}
+
+impl SeqTracker {
+    pub fn observe(&mut self, origin: &str, incarnation: u64, seq: u64) -> Sequencing {
+        match self.last.get_mut(origin) {
+            Some((inc, last)) if *inc == incarnation => {
+                if seq <= *last {
+                    Sequencing::Duplicate
+                } else {
+                    let missed = seq - *last - 1;
+                    *last = seq;
+                    if missed == 0 {
+                        Sequencing::InOrder
+                    } else {
+                        Sequencing::AfterGap { missed }
+                    }
+                }
+            }
+            _ => {
+                // A node first heard of, or restarted: its sequence starts here.
+                self.last.insert(origin.to_owned(), (incarnation, seq));
+                Sequencing::InOrder
+            }
+        }
+    }
+
+    pub fn forget(&mut self, origin: &str) {
+        self.last.remove(origin);
+    }
+}

@@ -1,0 +1,324 @@
+//! What each client event does once parsed: the checks in PROTOCOL.md's order (role, size and
+//! payload in `protocol`; then the caller's right to the named ids; then the rate limit), then
+//! the command itself. A refused event changes nothing and costs no tokens.
+
+use serde_json::Value;
+use std::sync::Arc;
+
+use crate::error::CommandError;
+use crate::event::ReaderEvent;
+use crate::history::HistoryAnswer;
+use crate::protocol::{self, ClientEvent, Command, HistoryQuery};
+use crate::replies::{self, fields, names};
+use crate::session::forbidden;
+use crate::{AckId, BusBody, BusEvent, ConnId, Core, Millis, Output, Role, Subscription};
+
+impl Core {
+    pub(crate) fn on_client_event(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        name: &str,
+        args: &[Value],
+        has_binary: bool,
+        ack: Option<AckId>,
+    ) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let (user, role) = (c.principal.user_id.clone(), c.principal.role);
+        let parsed = protocol::parse(name, args, has_binary, role, &self.config);
+        let echoed = protocol::echoed_name(name);
+        let command = parsed
+            .result
+            .and_then(|cmd| self.authorize(&user, role, cmd));
+        let result = command.and_then(|cmd| {
+            let event = parsed.event.unwrap_or(ClientEvent::GetOnlineReaders);
+            self.charge(now, &user, event).map(|()| cmd)
+        });
+        match result {
+            Ok(cmd) => self.execute(now, conn, ack, cmd),
+            Err(err) => self.refuse(conn, ack, Some(&echoed), err),
+        }
+    }
+
+    /// The caller's right to the ids it names: its own consultant id, its own events.
+    fn authorize(&self, user: &str, role: Role, cmd: Command) -> Result<Command, CommandError> {
+        match cmd {
+            Command::Subscribe {
+                ref consultant_id, ..
+            }
+            | Command::Unsubscribe { ref consultant_id }
+                if role == Role::Consultant && consultant_id != user =>
+            {
+                Err(forbidden(
+                    "Consultants may only use their own consultant id",
+                ))
+            }
+            Command::GetRecentEvents(mut q) if role == Role::Reader => match &q.user_id {
+                Some(other) if other != user => Err(forbidden("Unauthorized access to events")),
+                _ => {
+                    q.user_id = Some(user.to_owned());
+                    Ok(Command::GetRecentEvents(q))
+                }
+            },
+            cmd => Ok(cmd),
+        }
+    }
+
+    /// Takes a token from the user's budget for this kind of event.
+    fn charge(
+        &mut self,
+        now: Millis,
+        user: &Arc<str>,
+        event: ClientEvent,
+    ) -> Result<(), CommandError> {
+        let Some(limits) = self.users.get_mut(user) else {
+            return Ok(());
+        };
+        let bucket = if event.is_reader_event() {
+            &mut limits.reader_events
+        } else {
+            &mut limits.other_events
+        };
+        bucket.take(now).map_err(CommandError::rate_limited)
+    }
+
+    fn execute(&mut self, now: Millis, conn: ConnId, ack: Option<AckId>, cmd: Command) {
+        match cmd {
+            Command::ReaderEvent {
+                event_type,
+                data,
+                session_id,
+            } => self.accept_reader_event(now, conn, ack, event_type, data, session_id),
+            Command::Subscribe {
+                consultant_id,
+                event_types,
+            } => self.subscribe(conn, ack, consultant_id, event_types),
+            Command::Unsubscribe { consultant_id } => self.unsubscribe(conn, ack, consultant_id),
+            Command::JoinRoom { room } => self.join_room(conn, ack, room),
+            Command::LeaveRoom { room } => self.leave_room(conn, ack, room),
+            Command::GetOnlineReaders => {
+                let body = self.online_readers();
+                self.reply(conn, ack, names::ONLINE_READERS, body);
+            }
+            Command::GetRecentEvents(q) => self.recent_events(conn, ack, q),
+            Command::RefreshToken { token } => {
+                self.outputs
+                    .push_back(Output::VerifyToken { conn, ack, token })
+            }
+        }
+    }
+
+    /// Accepts a reader event: id, delivery here, publication to the cluster, history,
+    /// presence, the durable queue, and the sender's receipt.
+    fn accept_reader_event(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        ack: Option<AckId>,
+        event_type: String,
+        data: crate::replies::Json,
+        session_id: Option<String>,
+    ) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if self.queue.is_full() {
+            if let Some(l) = self.users.get_mut(&c.principal.user_id) {
+                l.reader_events.give_back();
+            }
+            return self.refuse(
+                conn,
+                ack,
+                Some(ClientEvent::ReaderEvent.name()),
+                CommandError::unavailable(),
+            );
+        }
+        let event = Arc::new(ReaderEvent {
+            id: self.ids.next(now, &mut self.rng),
+            user_id: c.principal.user_id.clone(),
+            event_type,
+            data,
+            timestamp: now,
+            session_id: session_id.unwrap_or_else(|| c.sid.clone()),
+        });
+        let sender_rooms: Vec<String> = c.rooms.iter().cloned().collect();
+        self.stats.events_accepted += 1;
+        self.minute.add(now);
+
+        let receipt = fields([
+            ("message", "Event received and queued".into()),
+            ("eventId", event.id.to_string().into()),
+        ]);
+        self.reply(conn, ack, names::READER_EVENT_RECEIVED, receipt);
+        self.deliver(Some(conn), &event, sender_rooms.iter().map(String::as_str));
+
+        let (book, page) = event.reading_position();
+        self.presence
+            .local_activity(&event.user_id, now, book.as_deref(), page.as_deref());
+        self.history.insert(event.clone());
+        self.publish(BusBody::Event(BusEvent {
+            id: event.id.into_bytes(),
+            user_id: event.user_id.to_string(),
+            event_type: event.event_type.clone(),
+            data: event.data.get().to_owned(),
+            timestamp: event.timestamp,
+            session_id: event.session_id.clone(),
+            sender_rooms,
+        }));
+        self.queue.push(event);
+        self.pump_store(now);
+    }
+
+    /// Sends `reader-activity` to this node's recipients of `event`, serialized once.
+    pub(crate) fn deliver<'a>(
+        &mut self,
+        sender: Option<ConnId>,
+        event: &ReaderEvent,
+        rooms: impl IntoIterator<Item = &'a str>,
+    ) {
+        let to = self.routing.recipients(
+            sender,
+            &event.user_id,
+            &event.event_type,
+            event.is_support(),
+            rooms,
+        );
+        if to.is_empty() {
+            return;
+        }
+        self.stats.deliveries += to.len() as u64;
+        let payload = replies::payload(&event.activity_json());
+        self.emit(to, names::READER_ACTIVITY, payload);
+    }
+
+    fn subscribe(
+        &mut self,
+        conn: ConnId,
+        ack: Option<AckId>,
+        consultant_id: String,
+        event_types: Vec<String>,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let old = c.subscription.replace(Subscription {
+            consultant_id: consultant_id.clone(),
+            event_types: event_types.clone(),
+        });
+        self.routing.set_subscription(
+            conn,
+            old.as_ref().map(|s| s.event_types.as_slice()),
+            Some(&event_types),
+        );
+        self.subscribed.insert(conn);
+        let body = fields([
+            ("message", "Subscribed to consultant events".into()),
+            ("consultantId", consultant_id.into()),
+            ("eventTypes", event_types.into()),
+        ]);
+        self.reply(conn, ack, names::SUBSCRIBED, body);
+        let snapshot = replies::payload(&Value::Object(self.online_readers()));
+        self.emit(vec![conn], names::ONLINE_READERS, snapshot);
+    }
+
+    fn unsubscribe(&mut self, conn: ConnId, ack: Option<AckId>, consultant_id: String) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.subscription
+            .as_ref()
+            .is_some_and(|s| s.consultant_id == consultant_id)
+        {
+            let old = c.subscription.take();
+            self.routing.set_subscription(
+                conn,
+                old.as_ref().map(|s| s.event_types.as_slice()),
+                None,
+            );
+            self.subscribed.remove(&conn);
+        }
+        let body = fields([
+            ("message", "Unsubscribed from consultant events".into()),
+            ("consultantId", consultant_id.into()),
+        ]);
+        self.reply(conn, ack, names::UNSUBSCRIBED, body);
+    }
+
+    fn join_room(&mut self, conn: ConnId, ack: Option<AckId>, room: String) {
+        let max = self.config.max_rooms_per_socket;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !c.rooms.contains(&room) {
+            if c.rooms.len() >= max {
+                return self.refuse(
+                    conn,
+                    ack,
+                    Some(ClientEvent::JoinRoom.name()),
+                    CommandError::invalid("Too many rooms"),
+                );
+            }
+            c.rooms.insert(room.clone());
+            let staff = c.principal.role.is_staff();
+            self.routing.join_room(conn, &room, staff);
+        }
+        self.reply(
+            conn,
+            ack,
+            names::ROOM_JOINED,
+            fields([("room", room.into())]),
+        );
+    }
+
+    fn leave_room(&mut self, conn: ConnId, ack: Option<AckId>, room: String) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.rooms.remove(&room) {
+            self.routing.leave_room(conn, &room);
+        }
+        self.reply(conn, ack, names::ROOM_LEFT, fields([("room", room.into())]));
+    }
+
+    fn recent_events(&mut self, conn: ConnId, ack: Option<AckId>, query: HistoryQuery) {
+        match self.history.query(&query) {
+            HistoryAnswer::Events { events, has_more } => self.reply(
+                conn,
+                ack,
+                names::RECENT_EVENTS,
+                replies::recent_events(&events, has_more),
+            ),
+            HistoryAnswer::AskStore => {
+                self.outputs
+                    .push_back(Output::QueryStore { conn, ack, query })
+            }
+        }
+    }
+
+    pub(crate) fn on_store_answer(
+        &mut self,
+        conn: ConnId,
+        ack: Option<AckId>,
+        answer: Option<(Vec<Arc<ReaderEvent>>, bool)>,
+    ) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        match answer {
+            Some((events, has_more)) => self.reply(
+                conn,
+                ack,
+                names::RECENT_EVENTS,
+                replies::recent_events(&events, has_more),
+            ),
+            None => self.refuse(
+                conn,
+                ack,
+                Some(ClientEvent::GetRecentEvents.name()),
+                CommandError::internal(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The limits and intervals the core enforces. A plain struct whose `Default` is PROTOCOL.md's
+//! defaults; the shell fills it from the environment.
+
+/// Every limit the core applies; see PROTOCOL.md for their meaning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `reader-event` tokens refilled per second.
+    pub reader_event_rate: u32,
+    /// `reader-event` bucket size.
+    pub reader_event_burst: u32,
+    /// Tokens per second for every other client event.
+    pub other_event_rate: u32,
+    /// Bucket size for every other client event.
+    pub other_event_burst: u32,
+    /// Handshakes per minute per user (also the bucket size).
+    pub handshakes_per_minute: u32,
+    /// Sockets one user may hold on this node at once.
+    pub max_connections_per_user: u32,
+    /// Sockets this node holds at once.
+    pub max_connections: u32,
+    /// Largest serialized `data` of a reader event, in bytes.
+    pub max_event_bytes: usize,
+    /// Deepest nesting of arrays and objects in `data`.
+    pub max_event_depth: usize,
+    /// Largest Socket.IO packet; enforced by the shell's transport, advertised as `maxPayload`.
+    pub max_packet_bytes: usize,
+    /// Most event types in one subscription filter or history query.
+    pub max_event_types: usize,
+    /// Most rooms one socket may be in.
+    pub max_rooms_per_socket: usize,
+    /// Accepted events waiting to be stored (including dead letters) before new ones are refused.
+    pub event_queue_capacity: usize,
+    /// How long a silent node's readers stay listed.
+    pub presence_ttl_ms: u64,
+    /// Least time between two `online-readers` pushes.
+    pub presence_push_interval_ms: u64,
+    /// Events kept in memory for `get-recent-events`.
+    pub history_capacity: usize,
+    /// Most events in one store batch.
+    pub store_batch_size: usize,
+    /// Attempts to store an event before it is dead-lettered.
+    pub store_max_attempts: u32,
+    /// First retry delay; doubles with each attempt.
+    pub store_retry_base_ms: u64,
+    /// Longest retry delay.
+    pub store_retry_max_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            reader_event_rate: 20,
+            reader_event_burst: 40,
+            other_event_rate: 20,
+            other_event_burst: 40,
+            handshakes_per_minute: 60,
+            max_connections_per_user: 20,
+            max_connections: 100_000,
+            max_event_bytes: 16 * 1024,
+            max_event_depth: 32,
+            max_packet_bytes: 64 * 1024,
+            max_event_types: 32,
+            max_rooms_per_socket: 32,
+            event_queue_capacity: 100_000,
+            presence_ttl_ms: 15_000,
+            presence_push_interval_ms: 1_000,
+            history_capacity: 10_000,
+            store_batch_size: 500,
+            store_max_attempts: 8,
+            store_retry_base_ms: 200,
+            store_retry_max_ms: 30_000,
+        }
+    }
+}
+
+impl Config {
+    /// How often this node announces itself on the bus: three heartbeats per presence TTL.
+    pub fn heartbeat_interval_ms(&self) -> u64 {
+        (self.presence_ttl_ms / 3).max(1)
+    }
+}

@@ -1,0 +1,492 @@
+//! The deterministic, sans-IO heart of Alice Realtime: every decision of the server, and no I/O.
+//!
+//! [`Core`] is a state machine. It owns the sockets' principals, subscriptions and rooms, the
+//! recipient computation, presence, rate limits, event ids, the recent-event history, the durable
+//! queue's bookkeeping, token expiry and the bus protocol between nodes. It has no runtime, no
+//! clock, no thread and no randomness of its own: time comes in with every input and randomness
+//! from the seed given to [`Core::new`], so the same inputs always give the same outputs.
+//!
+//! Use it in this order, like quinn-proto and str0m:
+//!
+//! ```
+//! use alice_core::{Config, Core, Input, Millis};
+//! let mut core = Core::new(Config::default(), "node-a", 7);
+//! core.handle(Millis(1_000), Input::Tick);          // 1. feed an input (or a tick when a timer is due)
+//! while let Some(output) = core.poll_output() {       // 2. drain every output, after every input
+//!     let _ = output;                                 //    deliver, publish, store, disconnect
+//! }
+//! let _wake_at = core.poll_timeout();                 // 3. call again with Input::Tick no later than this
+//! ```
+//!
+//! The life of a reader event: [`Input::ClientEvent`] is parsed by [`protocol`], checked for role,
+//! size, payload and rate, given a UUIDv7, delivered to the local recipients that [`routing`]
+//! computes ([`Output::Emit`]), published to the other nodes ([`Output::Publish`]), remembered in
+//! [`history`], recorded in [`presence`], queued in [`queue`] until the store confirms it
+//! ([`Output::StoreBatch`], then [`Input::Stored`]), and acknowledged to its sender.
+#![forbid(unsafe_code)]
+
+pub mod bus;
+mod cluster;
+mod commands;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod history;
+pub mod ids;
+pub mod presence;
+pub mod principal;
+pub mod protocol;
+pub mod queue;
+pub mod rate_limit;
+pub mod replies;
+pub mod routing;
+mod session;
+mod storage;
+pub mod time;
+pub mod timers;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+pub use bus::{BusBody, BusEvent, BusMessage};
+pub use config::Config;
+pub use error::{CommandError, ConnectRefusal, ErrorCode};
+pub use event::ReaderEvent;
+pub use principal::{Principal, Role};
+pub use protocol::HistoryQuery;
+pub use queue::{BatchId, StoreFailure};
+pub use replies::Payload;
+pub use time::Millis;
+
+use history::History;
+use ids::EventIds;
+use presence::Presence;
+use queue::DurableQueue;
+use rate_limit::TokenBucket;
+use routing::Routing;
+use timers::{Timer, Timers};
+
+/// A socket, numbered by the shell in the order sockets arrive (never by its random sid).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// Names one acknowledgement callback the shell holds for a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AckId(pub u64);
+
+/// What the shell learned of a token: nothing, a bad one, or its verified claims.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TokenCheck {
+    /// No token was offered.
+    Missing,
+    /// The token failed signature, audience, issuer or format checks.
+    Invalid,
+    /// The signature checked out; these are its claims. Expiry is decided by the core.
+    Verified(Value),
+}
+
+/// Everything that can happen to the core.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// Nothing new: time has passed (a timer may be due).
+    Tick,
+    /// A socket asks to connect; `sid` is its Socket.IO id, the default `sessionId`.
+    Connect {
+        conn: ConnId,
+        sid: String,
+        token: TokenCheck,
+    },
+    /// A socket closed.
+    Disconnect { conn: ConnId },
+    /// A socket sent an event. `args` exclude the acknowledgement callback.
+    ClientEvent {
+        conn: ConnId,
+        name: String,
+        args: Vec<Value>,
+        has_binary: bool,
+        ack: Option<AckId>,
+    },
+    /// The answer to [`Output::VerifyToken`].
+    TokenVerified {
+        conn: ConnId,
+        ack: Option<AckId>,
+        token: TokenCheck,
+    },
+    /// A message from the bus (possibly this node's own, coming back).
+    Bus(BusMessage),
+    /// The store kept a batch.
+    Stored { batch: BatchId },
+    /// The store failed a batch.
+    StoreFailed {
+        batch: BatchId,
+        failure: StoreFailure,
+    },
+    /// Recent events read from the store at start; `complete` when the store has no older ones.
+    HistoryLoaded {
+        events: Vec<Arc<ReaderEvent>>,
+        complete: bool,
+    },
+    /// The answer to [`Output::QueryStore`]: events in protocol order and whether more remain,
+    /// or `None` when the store failed.
+    StoreQueryAnswered {
+        conn: ConnId,
+        ack: Option<AckId>,
+        answer: Option<(Vec<Arc<ReaderEvent>>, bool)>,
+    },
+    /// The node is shutting down: tell the other nodes.
+    Shutdown,
+}
+
+/// Everything the core asks the shell to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Let a connecting socket in.
+    Accept { conn: ConnId },
+    /// Refuse a connecting socket with this `connect_error`.
+    Refuse {
+        conn: ConnId,
+        reason: ConnectRefusal,
+    },
+    /// Send `event` with `payload` to each socket in `to` (sorted, no repeats).
+    Emit {
+        to: Vec<ConnId>,
+        event: &'static str,
+        payload: Payload,
+    },
+    /// Answer a socket's acknowledgement callback.
+    Ack {
+        conn: ConnId,
+        ack: AckId,
+        payload: Payload,
+    },
+    /// Close a socket; the core has already forgotten it.
+    Disconnect { conn: ConnId },
+    /// Send a message to every node, this one included.
+    Publish(BusMessage),
+    /// Store these events, then report [`Input::Stored`] or [`Input::StoreFailed`].
+    StoreBatch {
+        batch: BatchId,
+        events: Vec<Arc<ReaderEvent>>,
+    },
+    /// Verify a token offered by `refresh-token`, then report [`Input::TokenVerified`].
+    VerifyToken {
+        conn: ConnId,
+        ack: Option<AckId>,
+        token: String,
+    },
+    /// History in memory cannot answer: ask the store, then report [`Input::StoreQueryAnswered`].
+    QueryStore {
+        conn: ConnId,
+        ack: Option<AckId>,
+        query: HistoryQuery,
+    },
+}
+
+/// A socket's subscription: whose events and which types (empty: every type).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Subscription {
+    consultant_id: String,
+    event_types: Vec<String>,
+}
+
+/// What the core knows of one connected socket.
+#[derive(Debug)]
+struct Connection {
+    principal: Principal,
+    sid: String,
+    rooms: BTreeSet<String>,
+    subscription: Option<Subscription>,
+}
+
+/// Per-user rate limit state on this node.
+#[derive(Debug)]
+struct UserLimits {
+    reader_events: TokenBucket,
+    other_events: TokenBucket,
+    handshakes: TokenBucket,
+    connections: u32,
+}
+
+/// Counters and gauges for `/stats`, `/metrics` and `/health`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub connections: usize,
+    pub online_readers: usize,
+    pub queue_size: usize,
+    pub dlq_size: usize,
+    pub is_processing: bool,
+    pub queue_capacity: usize,
+    pub history_size: usize,
+    pub events_accepted: u64,
+    pub deliveries: u64,
+    pub refused: BTreeMap<ErrorCode, u64>,
+    pub connects_refused: u64,
+    pub events_dead_lettered: u64,
+    pub bus_duplicates: u64,
+    pub bus_gaps: u64,
+    pub bus_malformed: u64,
+    pub bus_last_self_heard: Option<Millis>,
+    pub remote_events: u64,
+}
+
+/// Accepted events per second over the last minute, for `eventsPerMinute`.
+#[derive(Debug)]
+struct MinuteCounter {
+    seconds: [(u64, u64); 60],
+}
+
+impl Default for MinuteCounter {
+    fn default() -> Self {
+        MinuteCounter {
+            seconds: [(u64::MAX, 0); 60],
+        }
+    }
+}
+
+impl MinuteCounter {
+    fn add(&mut self, now: Millis) {
+        let sec = now.0 / 1000;
+        let slot = &mut self.seconds[(sec % 60) as usize];
+        if slot.0 != sec {
+            *slot = (sec, 0);
+        }
+        slot.1 += 1;
+    }
+
+    fn total(&self, now: Millis) -> u64 {
+        let sec = now.0 / 1000;
+        self.seconds
+            .iter()
+            .filter(|(s, _)| *s <= sec && sec - *s < 60)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// The state machine. See the crate documentation for the order of calls.
+pub struct Core {
+    config: Config,
+    node: String,
+    incarnation: u64,
+    rng: ChaCha8Rng,
+    now: Millis,
+    conns: BTreeMap<ConnId, Connection>,
+    /// Sockets holding a consultant subscription, which receive `online-readers` pushes.
+    subscribed: BTreeSet<ConnId>,
+    routing: Routing,
+    users: HashMap<Arc<str>, UserLimits>,
+    presence: Presence,
+    last_presence_push: Option<Millis>,
+    history: History,
+    queue: DurableQueue,
+    ids: EventIds,
+    bus_seq: u64,
+    seen: bus::SeqTracker,
+    timers: Timers,
+    outputs: VecDeque<Output>,
+    stats: Stats,
+    minute: MinuteCounter,
+    started: bool,
+}
+
+impl Core {
+    /// A node named `node_id`, drawing every random choice from `seed`.
+    pub fn new(config: Config, node_id: &str, seed: u64) -> Core {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let incarnation = rng.next_u64();
+        Core {
+            history: History::new(config.history_capacity),
+            queue: DurableQueue::new(&config),
+            config,
+            node: node_id.to_owned(),
+            incarnation,
+            rng,
+            now: Millis(0),
+            conns: BTreeMap::new(),
+            subscribed: BTreeSet::new(),
+            routing: Routing::default(),
+            users: HashMap::new(),
+            presence: Presence::default(),
+            last_presence_push: None,
+            ids: EventIds::default(),
+            bus_seq: 0,
+            seen: bus::SeqTracker::default(),
+            timers: Timers::default(),
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+            minute: MinuteCounter::default(),
+            started: false,
+        }
+    }
+
+    // ---- getters ----
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// Counters and gauges as of the last input.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.connections = self.conns.len();
+        s.online_readers = self.presence.count();
+        s.queue_size = self.queue.waiting();
+        s.dlq_size = self.queue.dead_letters();
+        s.is_processing = self.queue.is_processing();
+        s.queue_capacity = self.config.event_queue_capacity;
+        s.history_size = self.history.len();
+        s
+    }
+
+    /// Events accepted by this node in the minute before `now`.
+    pub fn events_per_minute(&self, now: Millis) -> u64 {
+        self.minute.total(now)
+    }
+
+    /// The principal of a connected socket.
+    pub fn principal(&self, conn: ConnId) -> Option<&Principal> {
+        self.conns.get(&conn).map(|c| &c.principal)
+    }
+
+    /// Whether the queue refuses new events now.
+    pub fn queue_is_full(&self) -> bool {
+        self.queue.is_full()
+    }
+
+    /// The `online-readers` fields as of now.
+    pub fn online_readers(&self) -> Map<String, Value> {
+        replies::online_readers(&self.presence.online())
+    }
+
+    // ---- input ----
+
+    /// Feeds one input at time `now`. Drain [`Core::poll_output`] afterwards.
+    pub fn handle(&mut self, now: Millis, input: Input) {
+        self.now = self.now.max(now);
+        let now = self.now;
+        if !self.started {
+            self.started = true;
+            self.timers.set(Timer::Heartbeat, now);
+            self.timers.set(Timer::ForgetIdleUsers, now.plus(60_000));
+        }
+        while let Some(timer) = self.timers.pop_due(now) {
+            self.on_timer(now, timer);
+        }
+        match input {
+            Input::Tick => {}
+            Input::Connect { conn, sid, token } => self.on_connect(now, conn, sid, token),
+            Input::Disconnect { conn } => self.on_disconnect(conn),
+            Input::ClientEvent {
+                conn,
+                name,
+                args,
+                has_binary,
+                ack,
+            } => self.on_client_event(now, conn, &name, &args, has_binary, ack),
+            Input::TokenVerified { conn, ack, token } => {
+                self.on_token_verified(now, conn, ack, token)
+            }
+            Input::Bus(msg) => self.on_bus(now, msg),
+            Input::Stored { batch } => self.on_stored(now, batch),
+            Input::StoreFailed { batch, failure } => self.on_store_failed(now, batch, failure),
+            Input::HistoryLoaded { events, complete } => self.history.warm(events, complete),
+            Input::StoreQueryAnswered { conn, ack, answer } => {
+                self.on_store_answer(conn, ack, answer)
+            }
+            Input::Shutdown => self.publish(BusBody::Leaving),
+        }
+        self.schedule_presence_push(now);
+    }
+
+    fn on_timer(&mut self, now: Millis, timer: Timer) {
+        match timer {
+            Timer::TokenExpiry(conn) => self.expire_token(conn),
+            Timer::StoreRetry => self.pump_store(now),
+            Timer::PresencePush => self.push_presence(now),
+            Timer::Heartbeat => self.heartbeat(now),
+            Timer::NodeExpiry => self.expire_nodes(now),
+            Timer::ForgetIdleUsers => self.forget_idle_users(now),
+        }
+    }
+
+    // ---- output ----
+
+    /// The next thing for the shell to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`Core::handle`] with [`Input::Tick`] if nothing else happens first.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        self.timers.next()
+    }
+
+    // ---- mutators ----
+
+    /// Puts every dead-lettered event back in the queue (an admin's replay); returns how many.
+    pub fn replay_dead_letters(&mut self, now: Millis) -> usize {
+        let n = self.queue.replay_dead();
+        self.pump_store(now);
+        n
+    }
+
+    // ---- shared helpers ----
+
+    fn emit(&mut self, to: Vec<ConnId>, event: &'static str, payload: Payload) {
+        if !to.is_empty() {
+            self.outputs.push_back(Output::Emit { to, event, payload });
+        }
+    }
+
+    /// Sends a successful reply: the named event and, when asked, the acknowledgement.
+    fn reply(
+        &mut self,
+        conn: ConnId,
+        ack: Option<AckId>,
+        event: &'static str,
+        fields: Map<String, Value>,
+    ) {
+        if let Some(ack) = ack {
+            self.outputs.push_back(Output::Ack {
+                conn,
+                ack,
+                payload: replies::ack_ok(&fields),
+            });
+        }
+        self.emit(vec![conn], event, replies::payload(&Value::Object(fields)));
+    }
+
+    /// Sends a refusal: `event-error` and, when asked, the failed acknowledgement.
+    fn refuse(&mut self, conn: ConnId, ack: Option<AckId>, event: Option<&str>, err: CommandError) {
+        *self.stats.refused.entry(err.code).or_default() += 1;
+        if let Some(ack) = ack {
+            self.outputs.push_back(Output::Ack {
+                conn,
+                ack,
+                payload: replies::ack_error(&err),
+            });
+        }
+        self.emit(
+            vec![conn],
+            replies::names::EVENT_ERROR,
+            replies::event_error(&err, event),
+        );
+    }
+
+    fn publish(&mut self, body: BusBody) {
+        self.bus_seq += 1;
+        self.outputs.push_back(Output::Publish(BusMessage {
+            origin: self.node.clone(),
+            incarnation: self.incarnation,
+            seq: self.bus_seq,
+            body,
+        }));
+    }
+}

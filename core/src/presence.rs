@@ -1,0 +1,256 @@
+//! Who is reading now, across the cluster: this node's reader sockets (several tabs are one
+//! reader) and the readers other nodes announce on the bus, dropped when a node falls silent.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+
+use crate::time::Millis;
+
+/// A JSON value with the time it was set; `currentBook` and `currentPage` update independently.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamped {
+    /// The value as JSON text, keeping the type it was sent with.
+    pub json: String,
+    pub at: Millis,
+}
+
+/// One reader's presence on one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReaderPresence {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub last_activity: Millis,
+    pub current_book: Option<Stamped>,
+    pub current_page: Option<Stamped>,
+    pub connections: u32,
+}
+
+impl ReaderPresence {
+    fn merge(&mut self, other: &ReaderPresence) {
+        self.connections += other.connections;
+        self.last_activity = self.last_activity.max(other.last_activity);
+        if self.first_name.is_none() {
+            self.first_name.clone_from(&other.first_name);
+        }
+        if self.last_name.is_none() {
+            self.last_name.clone_from(&other.last_name);
+        }
+        latest(&mut self.current_book, &other.current_book);
+        latest(&mut self.current_page, &other.current_page);
+    }
+
+    /// Records reading activity at `at`, with the position the event carried, if any.
+    pub fn touch(&mut self, at: Millis, book: Option<&RawValue>, page: Option<&RawValue>) {
+        self.last_activity = self.last_activity.max(at);
+        let stamp = |v: &RawValue| {
+            Some(Stamped {
+                json: v.get().to_owned(),
+                at,
+            })
+        };
+        if let Some(book) = book {
+            latest(&mut self.current_book, &stamp(book));
+        }
+        if let Some(page) = page {
+            latest(&mut self.current_page, &stamp(page));
+        }
+    }
+}
+
+fn latest(mine: &mut Option<Stamped>, theirs: &Option<Stamped>) {
+    if let Some(t) = theirs {
+        if mine.as_ref().is_none_or(|m| t.at >= m.at) {
+            *mine = Some(t.clone());
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RemoteNode {
+    last_heard: Millis,
+    readers: BTreeMap<String, ReaderPresence>,
+}
+
+/// The cluster's readers as this node knows them.
+#[derive(Debug, Default)]
+pub struct Presence {
+    local: BTreeMap<String, ReaderPresence>,
+    remote: BTreeMap<String, RemoteNode>,
+    changed: bool,
+}
+
+impl Presence {
+    /// A reader socket connected here at `now`; returns the reader's state on this node.
+    pub fn connect(
+        &mut self,
+        user: &str,
+        first: &Option<String>,
+        last: &Option<String>,
+        now: Millis,
+    ) -> &ReaderPresence {
+        self.changed = true;
+        let r = self
+            .local
+            .entry(user.to_owned())
+            .or_insert_with(|| ReaderPresence {
+                first_name: None,
+                last_name: None,
+                last_activity: now,
+                current_book: None,
+                current_page: None,
+                connections: 0,
+            });
+        r.connections += 1;
+        r.last_activity = r.last_activity.max(now);
+        r.first_name.clone_from(first);
+        r.last_name.clone_from(last);
+        r
+    }
+
+    /// A reader socket here closed; returns the reader's remaining state on this node, if any.
+    pub fn disconnect(&mut self, user: &str) -> Option<&ReaderPresence> {
+        self.changed = true;
+        let r = self.local.get_mut(user)?;
+        r.connections = r.connections.saturating_sub(1);
+        if r.connections == 0 {
+            self.local.remove(user);
+            return None;
+        }
+        self.local.get(user)
+    }
+
+    /// A local reader's accepted event.
+    pub fn local_activity(
+        &mut self,
+        user: &str,
+        at: Millis,
+        book: Option<&RawValue>,
+        page: Option<&RawValue>,
+    ) {
+        if let Some(r) = self.local.get_mut(user) {
+            r.touch(at, book, page);
+            self.changed = true;
+        }
+    }
+
+    /// This node's readers, as announced in heartbeats.
+    pub fn local_readers(&self) -> impl Iterator<Item = (&String, &ReaderPresence)> {
+        self.local.iter()
+    }
+
+    pub fn local_reader(&self, user: &str) -> Option<&ReaderPresence> {
+        self.local.get(user)
+    }
+
+    /// Another node was heard from at `now`.
+    pub fn heard(&mut self, node: &str, now: Millis) {
+        self.remote.entry(node.to_owned()).or_default().last_heard = now;
+    }
+
+    /// Another node's reader changed; `None` means the reader left that node.
+    pub fn remote_update(&mut self, node: &str, user: &str, reader: Option<ReaderPresence>) {
+        let readers = &mut self.remote.entry(node.to_owned()).or_default().readers;
+        match reader {
+            Some(r) => readers.insert(user.to_owned(), r),
+            None => readers.remove(user),
+        };
+        self.changed = true;
+    }
+
+    /// Another node's reader sent an event that node accepted.
+    pub fn remote_activity(
+        &mut self,
+        node: &str,
+        user: &str,
+        at: Millis,
+        book: Option<&RawValue>,
+        page: Option<&RawValue>,
+    ) {
+        if let Some(r) = self
+            .remote
+            .get_mut(node)
+            .and_then(|n| n.readers.get_mut(user))
+        {
+            r.touch(at, book, page);
+            self.changed = true;
+        }
+    }
+
+    /// Another node's full list of readers, replacing what was known of it.
+    pub fn remote_snapshot(&mut self, node: &str, readers: BTreeMap<String, ReaderPresence>) {
+        let known = &mut self.remote.entry(node.to_owned()).or_default().readers;
+        if *known != readers {
+            *known = readers;
+            self.changed = true;
+        }
+    }
+
+    /// Forgets another node and its readers (it left, or fell silent).
+    pub fn forget(&mut self, node: &str) {
+        if let Some(n) = self.remote.remove(node) {
+            self.changed |= !n.readers.is_empty();
+        }
+    }
+
+    /// Nodes not heard from since `deadline`.
+    pub fn silent_since(&self, deadline: Millis) -> Vec<String> {
+        self.remote
+            .iter()
+            .filter(|(_, n)| n.last_heard <= deadline)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// When the least recently heard node was last heard.
+    pub fn oldest_heard(&self) -> Option<Millis> {
+        self.remote.values().map(|n| n.last_heard).min()
+    }
+
+    /// Whether the list changed since the last [`Presence::take_changed`].
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    pub fn is_changed(&self) -> bool {
+        self.changed
+    }
+
+    /// Every online reader, merged across nodes, most recently active first.
+    pub fn online(&self) -> Vec<(String, ReaderPresence)> {
+        let mut merged: BTreeMap<&str, ReaderPresence> = BTreeMap::new();
+        let all = self
+            .local
+            .iter()
+            .chain(self.remote.values().flat_map(|n| n.readers.iter()));
+        for (user, r) in all {
+            match merged.get_mut(user.as_str()) {
+                Some(m) => m.merge(r),
+                None => {
+                    merged.insert(user, r.clone());
+                }
+            }
+        }
+        let mut list: Vec<(String, ReaderPresence)> =
+            merged.into_iter().map(|(u, r)| (u.to_owned(), r)).collect();
+        list.sort_by(|a, b| {
+            b.1.last_activity
+                .cmp(&a.1.last_activity)
+                .then_with(|| a.0.cmp(&b.0))
+        });
+        list
+    }
+
+    /// The number of distinct online readers in the cluster.
+    pub fn count(&self) -> usize {
+        let mut users: Vec<&str> = self.local.keys().map(String::as_str).collect();
+        users.extend(
+            self.remote
+                .values()
+                .flat_map(|n| n.readers.keys().map(String::as_str)),
+        );
+        users.sort_unstable();
+        users.dedup();
+        users.len()
+    }
+}

@@ -1,0 +1,204 @@
+//! The durable queue's bookkeeping: accepted events wait here until the store confirms them.
+//! A failed batch is retried with exponential backoff and seeded jitter; an event that has used
+//! its attempts becomes a dead letter until an admin replays it. Nothing leaves silently.
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::RngCore;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::event::ReaderEvent;
+use crate::time::Millis;
+
+/// Names one store batch, so its result can be matched to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BatchId(pub u64);
+
+/// How a store batch failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFailure {
+    /// The store could not be reached or timed out: retry the batch as it is.
+    Unavailable,
+    /// The store refused the batch's content: retry its events one by one, so one poison event
+    /// cannot hold back the others.
+    Rejected,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    event: Arc<ReaderEvent>,
+    attempts: u32,
+}
+
+#[derive(Debug)]
+struct Retry {
+    due: Millis,
+    events: Vec<Pending>,
+}
+
+/// Events accepted and not yet stored.
+#[derive(Debug)]
+pub struct DurableQueue {
+    ready: VecDeque<Pending>,
+    retrying: Vec<Retry>,
+    in_flight: Option<(BatchId, Vec<Pending>)>,
+    dead: Vec<Arc<ReaderEvent>>,
+    next_batch: u64,
+    capacity: usize,
+    batch_size: usize,
+    max_attempts: u32,
+    base_ms: u64,
+    max_ms: u64,
+}
+
+impl DurableQueue {
+    pub fn new(config: &Config) -> Self {
+        DurableQueue {
+            ready: VecDeque::new(),
+            retrying: Vec::new(),
+            in_flight: None,
+            dead: Vec::new(),
+            next_batch: 1,
+            capacity: config.event_queue_capacity,
+            batch_size: config.store_batch_size.max(1),
+            max_attempts: config.store_max_attempts.max(1),
+            base_ms: config.store_retry_base_ms.max(1),
+            max_ms: config.store_retry_max_ms.max(1),
+        }
+    }
+
+    /// Events held: waiting, retrying, in flight and dead. Bounded by the capacity.
+    pub fn len(&self) -> usize {
+        self.ready.len()
+            + self.retrying.iter().map(|r| r.events.len()).sum::<usize>()
+            + self.in_flight.as_ref().map_or(0, |(_, b)| b.len())
+            + self.dead.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Events waiting to be stored (everything but dead letters).
+    pub fn waiting(&self) -> usize {
+        self.len() - self.dead.len()
+    }
+
+    pub fn dead_letters(&self) -> usize {
+        self.dead.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity
+    }
+
+    /// Whether a batch is with the store now.
+    pub fn is_processing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Queues an accepted event. The caller has checked [`DurableQueue::is_full`].
+    pub fn push(&mut self, event: Arc<ReaderEvent>) {
+        self.ready.push_back(Pending { event, attempts: 0 });
+    }
+
+    /// The next batch to store, if the store is idle and something is due.
+    pub fn next_batch(&mut self, now: Millis) -> Option<(BatchId, Vec<Arc<ReaderEvent>>)> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let batch = match self.retrying.iter().position(|r| r.due <= now) {
+            Some(i) => self.retrying.remove(i).events,
+            None if !self.ready.is_empty() => {
+                let n = self.ready.len().min(self.batch_size);
+                self.ready.drain(..n).collect()
+            }
+            None => return None,
+        };
+        let id = BatchId(self.next_batch);
+        self.next_batch += 1;
+        let events = batch.iter().map(|p| p.event.clone()).collect();
+        self.in_flight = Some((id, batch));
+        Some((id, events))
+    }
+
+    /// The store kept batch `id`.
+    pub fn stored(&mut self, id: BatchId) -> bool {
+        match &self.in_flight {
+            Some((current, _)) if *current == id => {
+                self.in_flight = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The store failed batch `id`; schedules retries and dead-letters what used its attempts.
+    /// Returns how many events were dead-lettered.
+    pub fn failed(
+        &mut self,
+        id: BatchId,
+        failure: StoreFailure,
+        now: Millis,
+        rng: &mut ChaCha8Rng,
+    ) -> usize {
+        let batch = match self.in_flight.take() {
+            Some((current, batch)) if current == id => batch,
+            other => {
+                self.in_flight = other;
+                return 0;
+            }
+        };
+        let mut retry = Vec::new();
+        let mut dead = 0;
+        for mut p in batch {
+            p.attempts += 1;
+            if p.attempts >= self.max_attempts {
+                self.dead.push(p.event);
+                dead += 1;
+            } else {
+                retry.push(p);
+            }
+        }
+        let Some(attempts) = retry.iter().map(|p| p.attempts).max() else {
+            return dead;
+        };
+        let due = now.plus(self.backoff(attempts, rng));
+        match failure {
+            StoreFailure::Unavailable => self.retrying.push(Retry { due, events: retry }),
+            StoreFailure::Rejected => self.retrying.extend(retry.into_iter().map(|p| Retry {
+                due,
+                events: vec![p],
+            })),
+        }
+        dead
+    }
+
+    /// Exponential backoff with "equal jitter": half the delay fixed, half drawn from the seed.
+    fn backoff(&self, attempts: u32, rng: &mut ChaCha8Rng) -> u64 {
+        let exp = self
+            .base_ms
+            .saturating_mul(1u64 << attempts.saturating_sub(1).min(32))
+            .min(self.max_ms);
+        let half = exp / 2;
+        half + rng.next_u64() % (exp - half + 1)
+    }
+
+    /// When the earliest retry is due, if any.
+    pub fn next_retry(&self) -> Option<Millis> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        self.retrying.iter().map(|r| r.due).min()
+    }
+
+    /// Puts every dead letter back in line with fresh attempts; returns how many.
+    pub fn replay_dead(&mut self) -> usize {
+        let n = self.dead.len();
+        for event in self.dead.drain(..) {
+            self.ready.push_back(Pending { event, attempts: 0 });
+        }
+        n
+    }
+}

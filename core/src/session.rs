@@ -1,0 +1,237 @@
+//! A socket's life: admission (token, role, handshake rate, connection caps), token refresh and
+//! expiry, and leaving. Presence changes for reader sockets are announced on the bus here.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::error::{CommandError, ConnectRefusal, ErrorCode};
+use crate::principal::{ClaimsError, Principal};
+use crate::rate_limit::TokenBucket;
+use crate::replies::{self, names};
+use crate::timers::Timer;
+use crate::{AckId, BusBody, ConnId, Connection, Core, Millis, Output, TokenCheck, UserLimits};
+
+/// How often idle users' rate limit state is forgotten.
+const FORGET_IDLE_USERS_MS: u64 = 60_000;
+
+impl Core {
+    pub(crate) fn on_connect(&mut self, now: Millis, conn: ConnId, sid: String, token: TokenCheck) {
+        match self.admit(now, conn, &token) {
+            Ok(principal) => self.open(now, conn, sid, principal),
+            Err(reason) => {
+                self.stats.connects_refused += 1;
+                self.outputs.push_back(Output::Refuse { conn, reason });
+            }
+        }
+    }
+
+    fn admit(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        token: &TokenCheck,
+    ) -> Result<Principal, ConnectRefusal> {
+        let claims = match token {
+            TokenCheck::Missing => return Err(ConnectRefusal::TokenRequired),
+            TokenCheck::Invalid => return Err(ConnectRefusal::InvalidToken),
+            TokenCheck::Verified(claims) => claims,
+        };
+        if self.conns.contains_key(&conn) {
+            return Err(ConnectRefusal::InvalidToken);
+        }
+        let principal = Principal::from_claims(claims, now)?;
+        let config = &self.config;
+        let limits = self
+            .users
+            .entry(principal.user_id.clone())
+            .or_insert_with(|| UserLimits {
+                reader_events: TokenBucket::new(
+                    config.reader_event_rate,
+                    1000,
+                    config.reader_event_burst,
+                    now,
+                ),
+                other_events: TokenBucket::new(
+                    config.other_event_rate,
+                    1000,
+                    config.other_event_burst,
+                    now,
+                ),
+                handshakes: TokenBucket::new(
+                    config.handshakes_per_minute,
+                    60_000,
+                    config.handshakes_per_minute,
+                    now,
+                ),
+                connections: 0,
+            });
+        limits
+            .handshakes
+            .take(now)
+            .map_err(|_| ConnectRefusal::RateLimited)?;
+        if limits.connections >= config.max_connections_per_user
+            || self.conns.len() >= config.max_connections as usize
+        {
+            return Err(ConnectRefusal::ServerBusy);
+        }
+        limits.connections += 1;
+        Ok(principal)
+    }
+
+    fn open(&mut self, now: Millis, conn: ConnId, sid: String, principal: Principal) {
+        self.routing
+            .add_socket(conn, &principal.user_id, principal.role.is_staff());
+        self.timers
+            .set(Timer::TokenExpiry(conn), principal.expires_at);
+        if principal.role == crate::Role::Reader {
+            let reader = self
+                .presence
+                .connect(
+                    &principal.user_id,
+                    &principal.first_name,
+                    &principal.last_name,
+                    now,
+                )
+                .clone();
+            self.publish(BusBody::Presence {
+                user_id: principal.user_id.to_string(),
+                reader: Some(reader),
+            });
+        }
+        self.conns.insert(
+            conn,
+            Connection {
+                principal,
+                sid,
+                rooms: BTreeSet::new(),
+                subscription: None,
+            },
+        );
+        self.outputs.push_back(Output::Accept { conn });
+    }
+
+    pub(crate) fn on_disconnect(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let user = &c.principal.user_id;
+        self.routing.remove_socket(conn, user);
+        for room in &c.rooms {
+            self.routing.leave_room(conn, room);
+        }
+        if let Some(sub) = &c.subscription {
+            self.routing
+                .set_subscription(conn, Some(&sub.event_types), None);
+        }
+        self.subscribed.remove(&conn);
+        self.timers.cancel(Timer::TokenExpiry(conn));
+        if let Some(limits) = self.users.get_mut(user) {
+            limits.connections = limits.connections.saturating_sub(1);
+        }
+        if c.principal.role == crate::Role::Reader {
+            let reader = self.presence.disconnect(user).cloned();
+            self.publish(BusBody::Presence {
+                user_id: user.to_string(),
+                reader,
+            });
+        }
+    }
+
+    /// A socket's token ran out before it was refreshed: tell it, then close it.
+    pub(crate) fn expire_token(&mut self, conn: ConnId) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        self.refuse(conn, None, None, CommandError::token_expired());
+        self.on_disconnect(conn);
+        self.outputs.push_back(Output::Disconnect { conn });
+    }
+
+    pub(crate) fn on_token_verified(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        ack: Option<AckId>,
+        token: TokenCheck,
+    ) {
+        let Some(current) = self
+            .conns
+            .get(&conn)
+            .map(|c| (c.principal.user_id.clone(), c.principal.role))
+        else {
+            return;
+        };
+        let event = Some(crate::protocol::ClientEvent::RefreshToken.name());
+        let claims = match token {
+            TokenCheck::Verified(claims) => claims,
+            TokenCheck::Missing | TokenCheck::Invalid => {
+                return self.refuse(
+                    conn,
+                    ack,
+                    event,
+                    CommandError::invalid("Invalid authentication token"),
+                );
+            }
+        };
+        let principal = match Principal::from_claims(&claims, now) {
+            Ok(p) => p,
+            Err(ClaimsError::Invalid) => {
+                return self.refuse(
+                    conn,
+                    ack,
+                    event,
+                    CommandError::invalid("Invalid authentication token"),
+                );
+            }
+            Err(ClaimsError::Expired) => {
+                return self.refuse(conn, ack, event, CommandError::token_expired())
+            }
+            Err(ClaimsError::NoRole) => {
+                return self.refuse(conn, ack, event, forbidden("Token carries no usable role"));
+            }
+        };
+        if principal.user_id != current.0 || principal.role != current.1 {
+            return self.refuse(
+                conn,
+                ack,
+                event,
+                forbidden("Token belongs to another user or role"),
+            );
+        }
+        let expires_at = principal.expires_at;
+        self.timers.set(Timer::TokenExpiry(conn), expires_at);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.principal = principal;
+        }
+        self.reply(
+            conn,
+            ack,
+            names::TOKEN_REFRESHED,
+            replies::token_refreshed(expires_at),
+        );
+    }
+
+    /// Drops rate limit state of users with no socket whose buckets have refilled: forgetting
+    /// them changes no decision, and keeps memory bounded by the users actually present.
+    pub(crate) fn forget_idle_users(&mut self, now: Millis) {
+        let mut idle: Vec<Arc<str>> = Vec::new();
+        for (user, l) in self.users.iter_mut() {
+            if l.connections == 0
+                && l.handshakes.is_full(now)
+                && l.reader_events.is_full(now)
+                && l.other_events.is_full(now)
+            {
+                idle.push(user.clone());
+            }
+        }
+        for user in idle {
+            self.users.remove(&user);
+        }
+        self.timers
+            .set(Timer::ForgetIdleUsers, now.plus(FORGET_IDLE_USERS_MS));
+    }
+}
+
+pub(crate) fn forbidden(message: &str) -> CommandError {
+    CommandError::new(ErrorCode::Forbidden, message)
+}

@@ -1,0 +1,31 @@
+//! Feeding the store from the durable queue: one batch at a time, retries on their timers,
+//! dead letters counted.
+
+use crate::queue::{BatchId, StoreFailure};
+use crate::timers::Timer;
+use crate::{Core, Millis, Output};
+
+impl Core {
+    /// Hands the store its next batch when it is idle, and arms the retry timer.
+    pub(crate) fn pump_store(&mut self, now: Millis) {
+        if let Some((batch, events)) = self.queue.next_batch(now) {
+            self.outputs.push_back(Output::StoreBatch { batch, events });
+        }
+        match self.queue.next_retry() {
+            Some(at) => self.timers.set(Timer::StoreRetry, at),
+            None => self.timers.cancel(Timer::StoreRetry),
+        }
+    }
+
+    pub(crate) fn on_stored(&mut self, now: Millis, batch: BatchId) {
+        if self.queue.stored(batch) {
+            self.pump_store(now);
+        }
+    }
+
+    pub(crate) fn on_store_failed(&mut self, now: Millis, batch: BatchId, failure: StoreFailure) {
+        let dead = self.queue.failed(batch, failure, now, &mut self.rng);
+        self.stats.events_dead_lettered += dead as u64;
+        self.pump_store(now);
+    }
+}

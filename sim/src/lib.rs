@@ -1,0 +1,1 @@
+//! Deterministic cluster simulations (turmoil); built in their own issue.
