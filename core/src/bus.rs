@@ -28,14 +28,9 @@ pub enum BusBody {
     /// A reader event the origin accepted.
     Event(BusEvent),
     /// One of the origin's readers changed (connected, disconnected); `None` means gone.
-    Presence {
-        user_id: String,
-        reader: Option<ReaderPresence>,
-    },
+    Presence { user_id: String, reader: Option<ReaderPresence> },
     /// The origin is alive; here is every reader it holds.
-    Heartbeat {
-        readers: BTreeMap<String, ReaderPresence>,
-    },
+    Heartbeat { readers: BTreeMap<String, ReaderPresence> },
     /// The origin is shutting down; forget its readers now.
     Leaving,
 }

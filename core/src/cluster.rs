@@ -31,8 +31,7 @@ impl Core {
             Sequencing::InOrder => {}
         }
         self.presence.heard(&msg.origin, now);
-        self.timers
-            .set_earliest(Timer::NodeExpiry, now.plus(self.config.presence_ttl_ms));
+        self.timers.set_earliest(Timer::NodeExpiry, now.plus(self.config.presence_ttl_ms));
         match msg.body {
             BusBody::Event(e) => {
                 let Ok(data) = Json::from_text(e.data) else {
@@ -72,16 +71,10 @@ impl Core {
 
     /// Announces this node and its readers; the other nodes expire it when these stop.
     pub(crate) fn heartbeat(&mut self, now: Millis) {
-        let readers: BTreeMap<String, _> = self
-            .presence
-            .local_readers()
-            .map(|(u, r)| (u.clone(), r.clone()))
-            .collect();
+        let readers: BTreeMap<String, _> =
+            self.presence.local_readers().map(|(u, r)| (u.clone(), r.clone())).collect();
         self.publish(BusBody::Heartbeat { readers });
-        self.timers.set(
-            Timer::Heartbeat,
-            now.plus(self.config.heartbeat_interval_ms()),
-        );
+        self.timers.set(Timer::Heartbeat, now.plus(self.config.heartbeat_interval_ms()));
     }
 
     /// Forgets nodes silent for longer than the presence TTL.
@@ -94,8 +87,7 @@ impl Core {
             }
         }
         if let Some(oldest) = self.presence.oldest_heard() {
-            self.timers
-                .set(Timer::NodeExpiry, oldest.plus(ttl).max(now.plus(1)));
+            self.timers.set(Timer::NodeExpiry, oldest.plus(ttl).max(now.plus(1)));
         }
     }
 

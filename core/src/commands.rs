@@ -29,9 +29,7 @@ impl Core {
         let (user, role) = (c.principal.user_id.clone(), c.principal.role);
         let parsed = protocol::parse(name, args, has_binary, role, &self.config);
         let echoed = protocol::echoed_name(name);
-        let command = parsed
-            .result
-            .and_then(|cmd| self.authorize(&user, role, cmd));
+        let command = parsed.result.and_then(|cmd| self.authorize(&user, role, cmd));
         let result = command.and_then(|cmd| {
             let event = parsed.event.unwrap_or(ClientEvent::GetOnlineReaders);
             self.charge(now, &user, event).map(|()| cmd)
@@ -45,15 +43,10 @@ impl Core {
     /// The caller's right to the ids it names: its own consultant id, its own events.
     fn authorize(&self, user: &str, role: Role, cmd: Command) -> Result<Command, CommandError> {
         match cmd {
-            Command::Subscribe {
-                ref consultant_id, ..
-            }
-            | Command::Unsubscribe { ref consultant_id }
+            Command::Subscribe { ref consultant_id, .. } | Command::Unsubscribe { ref consultant_id }
                 if role == Role::Consultant && consultant_id != user =>
             {
-                Err(forbidden(
-                    "Consultants may only use their own consultant id",
-                ))
+                Err(forbidden("Consultants may only use their own consultant id"))
             }
             Command::GetRecentEvents(mut q) if role == Role::Reader => match &q.user_id {
                 Some(other) if other != user => Err(forbidden("Unauthorized access to events")),
@@ -67,34 +60,23 @@ impl Core {
     }
 
     /// Takes a token from the user's budget for this kind of event.
-    fn charge(
-        &mut self,
-        now: Millis,
-        user: &Arc<str>,
-        event: ClientEvent,
-    ) -> Result<(), CommandError> {
+    fn charge(&mut self, now: Millis, user: &Arc<str>, event: ClientEvent) -> Result<(), CommandError> {
         let Some(limits) = self.users.get_mut(user) else {
             return Ok(());
         };
-        let bucket = if event.is_reader_event() {
-            &mut limits.reader_events
-        } else {
-            &mut limits.other_events
-        };
+        let bucket =
+            if event.is_reader_event() { &mut limits.reader_events } else { &mut limits.other_events };
         bucket.take(now).map_err(CommandError::rate_limited)
     }
 
     fn execute(&mut self, now: Millis, conn: ConnId, ack: Option<AckId>, cmd: Command) {
         match cmd {
-            Command::ReaderEvent {
-                event_type,
-                data,
-                session_id,
-            } => self.accept_reader_event(now, conn, ack, event_type, data, session_id),
-            Command::Subscribe {
-                consultant_id,
-                event_types,
-            } => self.subscribe(conn, ack, consultant_id, event_types),
+            Command::ReaderEvent { event_type, data, session_id } => {
+                self.accept_reader_event(now, conn, ack, event_type, data, session_id)
+            }
+            Command::Subscribe { consultant_id, event_types } => {
+                self.subscribe(conn, ack, consultant_id, event_types)
+            }
             Command::Unsubscribe { consultant_id } => self.unsubscribe(conn, ack, consultant_id),
             Command::JoinRoom { room } => self.join_room(conn, ack, room),
             Command::LeaveRoom { room } => self.leave_room(conn, ack, room),
@@ -104,8 +86,7 @@ impl Core {
             }
             Command::GetRecentEvents(q) => self.recent_events(conn, ack, q),
             Command::RefreshToken { token } => {
-                self.outputs
-                    .push_back(Output::VerifyToken { conn, ack, token })
+                self.outputs.push_back(Output::VerifyToken { conn, ack, token })
             }
         }
     }
@@ -155,8 +136,7 @@ impl Core {
         self.deliver(Some(conn), &event, sender_rooms.iter().map(String::as_str));
 
         let (book, page) = event.reading_position();
-        self.presence
-            .local_activity(&event.user_id, now, book.as_deref(), page.as_deref());
+        self.presence.local_activity(&event.user_id, now, book.as_deref(), page.as_deref());
         self.history.insert(event.clone());
         self.publish(BusBody::Event(BusEvent {
             id: event.id.into_bytes(),
@@ -178,13 +158,8 @@ impl Core {
         event: &ReaderEvent,
         rooms: impl IntoIterator<Item = &'a str>,
     ) {
-        let to = self.routing.recipients(
-            sender,
-            &event.user_id,
-            &event.event_type,
-            event.is_support(),
-            rooms,
-        );
+        let to =
+            self.routing.recipients(sender, &event.user_id, &event.event_type, event.is_support(), rooms);
         if to.is_empty() {
             return;
         }
@@ -203,10 +178,9 @@ impl Core {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let old = c.subscription.replace(Subscription {
-            consultant_id: consultant_id.clone(),
-            event_types: event_types.clone(),
-        });
+        let old = c
+            .subscription
+            .replace(Subscription { consultant_id: consultant_id.clone(), event_types: event_types.clone() });
         self.routing.set_subscription(
             conn,
             old.as_ref().map(|s| s.event_types.as_slice()),
@@ -227,16 +201,9 @@ impl Core {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if c.subscription
-            .as_ref()
-            .is_some_and(|s| s.consultant_id == consultant_id)
-        {
+        if c.subscription.as_ref().is_some_and(|s| s.consultant_id == consultant_id) {
             let old = c.subscription.take();
-            self.routing.set_subscription(
-                conn,
-                old.as_ref().map(|s| s.event_types.as_slice()),
-                None,
-            );
+            self.routing.set_subscription(conn, old.as_ref().map(|s| s.event_types.as_slice()), None);
             self.subscribed.remove(&conn);
         }
         let body = fields([
@@ -264,12 +231,7 @@ impl Core {
             let staff = c.principal.role.is_staff();
             self.routing.join_room(conn, &room, staff);
         }
-        self.reply(
-            conn,
-            ack,
-            names::ROOM_JOINED,
-            fields([("room", room.into())]),
-        );
+        self.reply(conn, ack, names::ROOM_JOINED, fields([("room", room.into())]));
     }
 
     fn leave_room(&mut self, conn: ConnId, ack: Option<AckId>, room: String) {
@@ -284,16 +246,10 @@ impl Core {
 
     fn recent_events(&mut self, conn: ConnId, ack: Option<AckId>, query: HistoryQuery) {
         match self.history.query(&query) {
-            HistoryAnswer::Events { events, has_more } => self.reply(
-                conn,
-                ack,
-                names::RECENT_EVENTS,
-                replies::recent_events(&events, has_more),
-            ),
-            HistoryAnswer::AskStore => {
-                self.outputs
-                    .push_back(Output::QueryStore { conn, ack, query })
+            HistoryAnswer::Events { events, has_more } => {
+                self.reply(conn, ack, names::RECENT_EVENTS, replies::recent_events(&events, has_more))
             }
+            HistoryAnswer::AskStore => self.outputs.push_back(Output::QueryStore { conn, ack, query }),
         }
     }
 
@@ -307,18 +263,12 @@ impl Core {
             return;
         }
         match answer {
-            Some((events, has_more)) => self.reply(
-                conn,
-                ack,
-                names::RECENT_EVENTS,
-                replies::recent_events(&events, has_more),
-            ),
-            None => self.refuse(
-                conn,
-                ack,
-                Some(ClientEvent::GetRecentEvents.name()),
-                CommandError::internal(),
-            ),
+            Some((events, has_more)) => {
+                self.reply(conn, ack, names::RECENT_EVENTS, replies::recent_events(&events, has_more))
+            }
+            None => {
+                self.refuse(conn, ack, Some(ClientEvent::GetRecentEvents.name()), CommandError::internal())
+            }
         }
     }
 }

@@ -64,11 +64,7 @@ pub struct CommandError {
 
 impl CommandError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        CommandError {
-            code,
-            message: message.into(),
-            retry_after_ms: None,
-        }
+        CommandError { code, message: message.into(), retry_after_ms: None }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -84,10 +80,7 @@ impl CommandError {
     }
 
     pub fn unavailable() -> Self {
-        CommandError::new(
-            ErrorCode::Unavailable,
-            "Event queue is full, event not accepted",
-        )
+        CommandError::new(ErrorCode::Unavailable, "Event queue is full, event not accepted")
     }
 
     pub fn token_expired() -> Self {

@@ -70,8 +70,7 @@ impl ReaderEvent {
         let Ok(pos) = serde_json::from_str::<Position>(self.data.get()) else {
             return (None, None);
         };
-        let present =
-            |v: Option<&RawValue>| v.filter(|v| v.get() != "null").map(RawValue::to_owned);
+        let present = |v: Option<&RawValue>| v.filter(|v| v.get() != "null").map(RawValue::to_owned);
         (
             present(pos.book_id).or_else(|| present(pos.current_book)),
             present(pos.page).or_else(|| present(pos.current_page)),

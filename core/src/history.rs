@@ -12,10 +12,7 @@ use crate::protocol::HistoryQuery;
 #[derive(Debug, PartialEq)]
 pub enum HistoryAnswer {
     /// The events, in the order the protocol gives them, and whether more remain.
-    Events {
-        events: Vec<Arc<ReaderEvent>>,
-        has_more: bool,
-    },
+    Events { events: Vec<Arc<ReaderEvent>>, has_more: bool },
     /// Memory may not hold every event the query needs: ask the store.
     AskStore,
 }
@@ -31,11 +28,7 @@ pub struct History {
 
 impl History {
     pub fn new(capacity: usize) -> Self {
-        History {
-            events: BTreeMap::new(),
-            capacity: capacity.max(1),
-            complete: true,
-        }
+        History { events: BTreeMap::new(), capacity: capacity.max(1), complete: true }
     }
 
     /// Adds an event; the oldest is forgotten when over capacity.
@@ -71,31 +64,13 @@ impl History {
                 && (q.event_types.is_empty() || q.event_types.iter().any(|t| *t == e.event_type))
         };
         let mut found: Vec<Arc<ReaderEvent>> = match q.since {
-            None => self
-                .events
-                .values()
-                .rev()
-                .filter(matches)
-                .take(q.limit + 1)
-                .cloned()
-                .collect(),
+            None => self.events.values().rev().filter(matches).take(q.limit + 1).cloned().collect(),
             Some(since) => {
-                if !self.complete
-                    && self
-                        .events
-                        .first_key_value()
-                        .is_none_or(|(oldest, _)| since < *oldest)
-                {
+                if !self.complete && self.events.first_key_value().is_none_or(|(oldest, _)| since < *oldest) {
                     return HistoryAnswer::AskStore;
                 }
                 let after = (std::ops::Bound::Excluded(since), std::ops::Bound::Unbounded);
-                self.events
-                    .range(after)
-                    .map(|(_, e)| e)
-                    .filter(matches)
-                    .take(q.limit + 1)
-                    .cloned()
-                    .collect()
+                self.events.range(after).map(|(_, e)| e).filter(matches).take(q.limit + 1).cloned().collect()
             }
         };
         let has_more = found.len() > q.limit;
@@ -103,9 +78,6 @@ impl History {
             return HistoryAnswer::AskStore;
         }
         found.truncate(q.limit);
-        HistoryAnswer::Events {
-            events: found,
-            has_more,
-        }
+        HistoryAnswer::Events { events: found, has_more }
     }
 }

@@ -23,8 +23,7 @@ impl EventIds {
         if ms > self.last_ms {
             self.last_ms = ms;
             // Leave the top random bit clear so ids in the same millisecond can count upward.
-            let r =
-                (u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())) & (RAND_MASK >> 1);
+            let r = (u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())) & (RAND_MASK >> 1);
             self.last_rand = r;
         } else if self.last_rand == RAND_MASK {
             self.last_ms += 1;
@@ -69,9 +68,7 @@ mod tests {
         let run = || {
             let mut rng = ChaCha8Rng::seed_from_u64(9);
             let mut ids = EventIds::default();
-            (0..5)
-                .map(|i| ids.next(Millis(i), &mut rng))
-                .collect::<Vec<_>>()
+            (0..5).map(|i| ids.next(Millis(i), &mut rng)).collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
     }

@@ -94,48 +94,24 @@ pub enum Input {
     /// Nothing new: time has passed (a timer may be due).
     Tick,
     /// A socket asks to connect; `sid` is its Socket.IO id, the default `sessionId`.
-    Connect {
-        conn: ConnId,
-        sid: String,
-        token: TokenCheck,
-    },
+    Connect { conn: ConnId, sid: String, token: TokenCheck },
     /// A socket closed.
     Disconnect { conn: ConnId },
     /// A socket sent an event. `args` exclude the acknowledgement callback.
-    ClientEvent {
-        conn: ConnId,
-        name: String,
-        args: Vec<Value>,
-        has_binary: bool,
-        ack: Option<AckId>,
-    },
+    ClientEvent { conn: ConnId, name: String, args: Vec<Value>, has_binary: bool, ack: Option<AckId> },
     /// The answer to [`Output::VerifyToken`].
-    TokenVerified {
-        conn: ConnId,
-        ack: Option<AckId>,
-        token: TokenCheck,
-    },
+    TokenVerified { conn: ConnId, ack: Option<AckId>, token: TokenCheck },
     /// A message from the bus (possibly this node's own, coming back).
     Bus(BusMessage),
     /// The store kept a batch.
     Stored { batch: BatchId },
     /// The store failed a batch.
-    StoreFailed {
-        batch: BatchId,
-        failure: StoreFailure,
-    },
+    StoreFailed { batch: BatchId, failure: StoreFailure },
     /// Recent events read from the store at start; `complete` when the store has no older ones.
-    HistoryLoaded {
-        events: Vec<Arc<ReaderEvent>>,
-        complete: bool,
-    },
+    HistoryLoaded { events: Vec<Arc<ReaderEvent>>, complete: bool },
     /// The answer to [`Output::QueryStore`]: events in protocol order and whether more remain,
     /// or `None` when the store failed.
-    StoreQueryAnswered {
-        conn: ConnId,
-        ack: Option<AckId>,
-        answer: Option<(Vec<Arc<ReaderEvent>>, bool)>,
-    },
+    StoreQueryAnswered { conn: ConnId, ack: Option<AckId>, answer: Option<(Vec<Arc<ReaderEvent>>, bool)> },
     /// The node is shutting down: tell the other nodes.
     Shutdown,
 }
@@ -146,43 +122,21 @@ pub enum Output {
     /// Let a connecting socket in.
     Accept { conn: ConnId },
     /// Refuse a connecting socket with this `connect_error`.
-    Refuse {
-        conn: ConnId,
-        reason: ConnectRefusal,
-    },
+    Refuse { conn: ConnId, reason: ConnectRefusal },
     /// Send `event` with `payload` to each socket in `to` (sorted, no repeats).
-    Emit {
-        to: Vec<ConnId>,
-        event: &'static str,
-        payload: Payload,
-    },
+    Emit { to: Vec<ConnId>, event: &'static str, payload: Payload },
     /// Answer a socket's acknowledgement callback.
-    Ack {
-        conn: ConnId,
-        ack: AckId,
-        payload: Payload,
-    },
+    Ack { conn: ConnId, ack: AckId, payload: Payload },
     /// Close a socket; the core has already forgotten it.
     Disconnect { conn: ConnId },
     /// Send a message to every node, this one included.
     Publish(BusMessage),
     /// Store these events, then report [`Input::Stored`] or [`Input::StoreFailed`].
-    StoreBatch {
-        batch: BatchId,
-        events: Vec<Arc<ReaderEvent>>,
-    },
+    StoreBatch { batch: BatchId, events: Vec<Arc<ReaderEvent>> },
     /// Verify a token offered by `refresh-token`, then report [`Input::TokenVerified`].
-    VerifyToken {
-        conn: ConnId,
-        ack: Option<AckId>,
-        token: String,
-    },
+    VerifyToken { conn: ConnId, ack: Option<AckId>, token: String },
     /// History in memory cannot answer: ask the store, then report [`Input::StoreQueryAnswered`].
-    QueryStore {
-        conn: ConnId,
-        ack: Option<AckId>,
-        query: HistoryQuery,
-    },
+    QueryStore { conn: ConnId, ack: Option<AckId>, query: HistoryQuery },
 }
 
 /// A socket's subscription: whose events and which types (empty: every type).
@@ -240,9 +194,7 @@ struct MinuteCounter {
 
 impl Default for MinuteCounter {
     fn default() -> Self {
-        MinuteCounter {
-            seconds: [(u64::MAX, 0); 60],
-        }
+        MinuteCounter { seconds: [(u64::MAX, 0); 60] }
     }
 }
 
@@ -258,11 +210,7 @@ impl MinuteCounter {
 
     fn total(&self, now: Millis) -> u64 {
         let sec = now.0 / 1000;
-        self.seconds
-            .iter()
-            .filter(|(s, _)| *s <= sec && sec - *s < 60)
-            .map(|(_, n)| n)
-            .sum()
+        self.seconds.iter().filter(|(s, _)| *s <= sec && sec - *s < 60).map(|(_, n)| n).sum()
     }
 }
 
@@ -383,23 +331,15 @@ impl Core {
             Input::Tick => {}
             Input::Connect { conn, sid, token } => self.on_connect(now, conn, sid, token),
             Input::Disconnect { conn } => self.on_disconnect(conn),
-            Input::ClientEvent {
-                conn,
-                name,
-                args,
-                has_binary,
-                ack,
-            } => self.on_client_event(now, conn, &name, &args, has_binary, ack),
-            Input::TokenVerified { conn, ack, token } => {
-                self.on_token_verified(now, conn, ack, token)
+            Input::ClientEvent { conn, name, args, has_binary, ack } => {
+                self.on_client_event(now, conn, &name, &args, has_binary, ack)
             }
+            Input::TokenVerified { conn, ack, token } => self.on_token_verified(now, conn, ack, token),
             Input::Bus(msg) => self.on_bus(now, msg),
             Input::Stored { batch } => self.on_stored(now, batch),
             Input::StoreFailed { batch, failure } => self.on_store_failed(now, batch, failure),
             Input::HistoryLoaded { events, complete } => self.history.warm(events, complete),
-            Input::StoreQueryAnswered { conn, ack, answer } => {
-                self.on_store_answer(conn, ack, answer)
-            }
+            Input::StoreQueryAnswered { conn, ack, answer } => self.on_store_answer(conn, ack, answer),
             Input::Shutdown => self.publish(BusBody::Leaving),
         }
         self.schedule_presence_push(now);
@@ -446,19 +386,9 @@ impl Core {
     }
 
     /// Sends a successful reply: the named event and, when asked, the acknowledgement.
-    fn reply(
-        &mut self,
-        conn: ConnId,
-        ack: Option<AckId>,
-        event: &'static str,
-        fields: Map<String, Value>,
-    ) {
+    fn reply(&mut self, conn: ConnId, ack: Option<AckId>, event: &'static str, fields: Map<String, Value>) {
         if let Some(ack) = ack {
-            self.outputs.push_back(Output::Ack {
-                conn,
-                ack,
-                payload: replies::ack_ok(&fields),
-            });
+            self.outputs.push_back(Output::Ack { conn, ack, payload: replies::ack_ok(&fields) });
         }
         self.emit(vec![conn], event, replies::payload(&Value::Object(fields)));
     }
@@ -467,17 +397,9 @@ impl Core {
     fn refuse(&mut self, conn: ConnId, ack: Option<AckId>, event: Option<&str>, err: CommandError) {
         *self.stats.refused.entry(err.code).or_default() += 1;
         if let Some(ack) = ack {
-            self.outputs.push_back(Output::Ack {
-                conn,
-                ack,
-                payload: replies::ack_error(&err),
-            });
+            self.outputs.push_back(Output::Ack { conn, ack, payload: replies::ack_error(&err) });
         }
-        self.emit(
-            vec![conn],
-            replies::names::EVENT_ERROR,
-            replies::event_error(&err, event),
-        );
+        self.emit(vec![conn], replies::names::EVENT_ERROR, replies::event_error(&err, event));
     }
 
     fn publish(&mut self, body: BusBody) {

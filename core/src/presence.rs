@@ -43,12 +43,7 @@ impl ReaderPresence {
     /// Records reading activity at `at`, with the position the event carried, if any.
     pub fn touch(&mut self, at: Millis, book: Option<&RawValue>, page: Option<&RawValue>) {
         self.last_activity = self.last_activity.max(at);
-        let stamp = |v: &RawValue| {
-            Some(Stamped {
-                json: v.get().to_owned(),
-                at,
-            })
-        };
+        let stamp = |v: &RawValue| Some(Stamped { json: v.get().to_owned(), at });
         if let Some(book) = book {
             latest(&mut self.current_book, &stamp(book));
         }
@@ -90,17 +85,14 @@ impl Presence {
         now: Millis,
     ) -> &ReaderPresence {
         self.changed = true;
-        let r = self
-            .local
-            .entry(user.to_owned())
-            .or_insert_with(|| ReaderPresence {
-                first_name: None,
-                last_name: None,
-                last_activity: now,
-                current_book: None,
-                current_page: None,
-                connections: 0,
-            });
+        let r = self.local.entry(user.to_owned()).or_insert_with(|| ReaderPresence {
+            first_name: None,
+            last_name: None,
+            last_activity: now,
+            current_book: None,
+            current_page: None,
+            connections: 0,
+        });
         r.connections += 1;
         r.last_activity = r.last_activity.max(now);
         r.first_name.clone_from(first);
@@ -167,11 +159,7 @@ impl Presence {
         book: Option<&RawValue>,
         page: Option<&RawValue>,
     ) {
-        if let Some(r) = self
-            .remote
-            .get_mut(node)
-            .and_then(|n| n.readers.get_mut(user))
-        {
+        if let Some(r) = self.remote.get_mut(node).and_then(|n| n.readers.get_mut(user)) {
             r.touch(at, book, page);
             self.changed = true;
         }
@@ -195,11 +183,7 @@ impl Presence {
 
     /// Nodes not heard from since `deadline`.
     pub fn silent_since(&self, deadline: Millis) -> Vec<String> {
-        self.remote
-            .iter()
-            .filter(|(_, n)| n.last_heard <= deadline)
-            .map(|(k, _)| k.clone())
-            .collect()
+        self.remote.iter().filter(|(_, n)| n.last_heard <= deadline).map(|(k, _)| k.clone()).collect()
     }
 
     /// When the least recently heard node was last heard.
@@ -219,10 +203,7 @@ impl Presence {
     /// Every online reader, merged across nodes, most recently active first.
     pub fn online(&self) -> Vec<(String, ReaderPresence)> {
         let mut merged: BTreeMap<&str, ReaderPresence> = BTreeMap::new();
-        let all = self
-            .local
-            .iter()
-            .chain(self.remote.values().flat_map(|n| n.readers.iter()));
+        let all = self.local.iter().chain(self.remote.values().flat_map(|n| n.readers.iter()));
         for (user, r) in all {
             match merged.get_mut(user.as_str()) {
                 Some(m) => m.merge(r),
@@ -233,22 +214,14 @@ impl Presence {
         }
         let mut list: Vec<(String, ReaderPresence)> =
             merged.into_iter().map(|(u, r)| (u.to_owned(), r)).collect();
-        list.sort_by(|a, b| {
-            b.1.last_activity
-                .cmp(&a.1.last_activity)
-                .then_with(|| a.0.cmp(&b.0))
-        });
+        list.sort_by(|a, b| b.1.last_activity.cmp(&a.1.last_activity).then_with(|| a.0.cmp(&b.0)));
         list
     }
 
     /// The number of distinct online readers in the cluster.
     pub fn count(&self) -> usize {
         let mut users: Vec<&str> = self.local.keys().map(String::as_str).collect();
-        users.extend(
-            self.remote
-                .values()
-                .flat_map(|n| n.readers.keys().map(String::as_str)),
-        );
+        users.extend(self.remote.values().flat_map(|n| n.readers.keys().map(String::as_str)));
         users.sort_unstable();
         users.dedup();
         users.len()

@@ -77,18 +77,12 @@ impl From<ClaimsError> for ConnectRefusal {
 impl Principal {
     /// Reads a principal from a token's verified claims, as of `now`.
     pub fn from_claims(claims: &Value, now: Millis) -> Result<Principal, ClaimsError> {
-        let sub = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .ok_or(ClaimsError::Invalid)?;
+        let sub = claims.get("sub").and_then(Value::as_str).ok_or(ClaimsError::Invalid)?;
         let sub_chars = sub.chars().count();
         if sub_chars == 0 || sub_chars > MAX_USER_ID_CHARS {
             return Err(ClaimsError::Invalid);
         }
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .ok_or(ClaimsError::Invalid)?;
+        let exp = claims.get("exp").and_then(Value::as_f64).ok_or(ClaimsError::Invalid)?;
         if !exp.is_finite() || exp < 0.0 {
             return Err(ClaimsError::Invalid);
         }
@@ -117,16 +111,9 @@ impl Principal {
 
 /// The first of `app_metadata.role`, `user_role`, `role` that names an application role.
 fn role_of(claims: &Value) -> Option<Role> {
-    let candidates = [
-        claims.get("app_metadata").and_then(|m| m.get("role")),
-        claims.get("user_role"),
-        claims.get("role"),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .find_map(Role::parse)
+    let candidates =
+        [claims.get("app_metadata").and_then(|m| m.get("role")), claims.get("user_role"), claims.get("role")];
+    candidates.into_iter().flatten().filter_map(Value::as_str).find_map(Role::parse)
 }
 
 #[cfg(test)]
@@ -172,10 +159,7 @@ mod tests {
             Err(ClaimsError::Expired)
         );
         assert_eq!(
-            Principal::from_claims(
-                &json!({"sub": "u", "exp": 2000, "role": "authenticated"}),
-                NOW
-            ),
+            Principal::from_claims(&json!({"sub": "u", "exp": 2000, "role": "authenticated"}), NOW),
             Err(ClaimsError::NoRole)
         );
     }

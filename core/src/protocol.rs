@@ -75,12 +75,8 @@ impl ClientEvent {
     fn allowed_for(self, role: Role) -> Result<(), CommandError> {
         let refuse = |m: &str| Err(CommandError::new(ErrorCode::Unauthorized, m));
         match self {
-            ClientEvent::ReaderEvent if role != Role::Reader => {
-                refuse("Only readers can send reader events")
-            }
-            ClientEvent::SubscribeConsultant if !role.is_staff() => {
-                refuse("Only consultants can subscribe")
-            }
+            ClientEvent::ReaderEvent if role != Role::Reader => refuse("Only readers can send reader events"),
+            ClientEvent::SubscribeConsultant if !role.is_staff() => refuse("Only consultants can subscribe"),
             ClientEvent::UnsubscribeConsultant if !role.is_staff() => {
                 refuse("Only consultants can unsubscribe")
             }
@@ -95,29 +91,14 @@ impl ClientEvent {
 /// A validated client request.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    ReaderEvent {
-        event_type: String,
-        data: Json,
-        session_id: Option<String>,
-    },
-    Subscribe {
-        consultant_id: String,
-        event_types: Vec<String>,
-    },
-    Unsubscribe {
-        consultant_id: String,
-    },
-    JoinRoom {
-        room: String,
-    },
-    LeaveRoom {
-        room: String,
-    },
+    ReaderEvent { event_type: String, data: Json, session_id: Option<String> },
+    Subscribe { consultant_id: String, event_types: Vec<String> },
+    Unsubscribe { consultant_id: String },
+    JoinRoom { room: String },
+    LeaveRoom { room: String },
     GetOnlineReaders,
     GetRecentEvents(HistoryQuery),
-    RefreshToken {
-        token: String,
-    },
+    RefreshToken { token: String },
 }
 
 /// What `get-recent-events` asks for.
@@ -150,10 +131,7 @@ pub fn parse(name: &str, args: &[Value], has_binary: bool, role: Role, config: &
             result: Err(CommandError::new(ErrorCode::UnknownEvent, "Unknown event")),
         };
     };
-    Parsed {
-        event: Some(event),
-        result: parse_known(event, args.first(), has_binary, role, config),
-    }
+    Parsed { event: Some(event), result: parse_known(event, args.first(), has_binary, role, config) }
 }
 
 fn parse_known(
@@ -169,9 +147,7 @@ fn parse_known(
     }
     // Size comes before the rest of the payload checks, so it is measured first.
     let data = match (event, payload) {
-        (ClientEvent::ReaderEvent, Some(Value::Object(o))) => {
-            Some(serialize_data(o.get("data"), config)?)
-        }
+        (ClientEvent::ReaderEvent, Some(Value::Object(o))) => Some(serialize_data(o.get("data"), config)?),
         _ => None,
     };
     if has_binary {
@@ -184,36 +160,21 @@ fn parse_known(
             let data = data.ok_or_else(|| CommandError::invalid("Payload must be an object"))?;
             check_depth(o.get("data"), config.max_event_depth)?;
             let session_id = optional_id(o.get("sessionId"), "sessionId")?;
-            Ok(Command::ReaderEvent {
-                event_type,
-                data,
-                session_id,
-            })
+            Ok(Command::ReaderEvent { event_type, data, session_id })
         }
         ClientEvent::SubscribeConsultant => {
             let o = object(payload)?;
             let consultant_id = id(o.get("consultantId"), "consultantId")?;
             let event_types = event_types(o.get("eventTypes"), config)?;
-            Ok(Command::Subscribe {
-                consultant_id,
-                event_types,
-            })
+            Ok(Command::Subscribe { consultant_id, event_types })
         }
         ClientEvent::UnsubscribeConsultant => {
             let o = object(payload)?;
-            Ok(Command::Unsubscribe {
-                consultant_id: id(o.get("consultantId"), "consultantId")?,
-            })
+            Ok(Command::Unsubscribe { consultant_id: id(o.get("consultantId"), "consultantId")? })
         }
-        ClientEvent::JoinRoom => Ok(Command::JoinRoom {
-            room: room(payload)?,
-        }),
-        ClientEvent::LeaveRoom => Ok(Command::LeaveRoom {
-            room: room(payload)?,
-        }),
-        ClientEvent::GetRecentEvents => {
-            history_query(payload, config).map(Command::GetRecentEvents)
-        }
+        ClientEvent::JoinRoom => Ok(Command::JoinRoom { room: room(payload)? }),
+        ClientEvent::LeaveRoom => Ok(Command::LeaveRoom { room: room(payload)? }),
+        ClientEvent::GetRecentEvents => history_query(payload, config).map(Command::GetRecentEvents),
         ClientEvent::RefreshToken => {
             let o = object(payload)?;
             match o.get("token") {
@@ -238,9 +199,7 @@ fn object(payload: Option<&Value>) -> Result<&Map<String, Value>, CommandError> 
 fn serialize_data(data: Option<&Value>, config: &Config) -> Result<Json, CommandError> {
     let json = match data {
         None => "null".to_owned(),
-        Some(v) => {
-            serde_json::to_string(v).map_err(|_| CommandError::invalid("data is not valid JSON"))?
-        }
+        Some(v) => serde_json::to_string(v).map_err(|_| CommandError::invalid("data is not valid JSON"))?,
     };
     if json.len() > config.max_event_bytes {
         return Err(CommandError::new(
@@ -261,9 +220,7 @@ fn check_depth(data: Option<&Value>, max: usize) -> Result<(), CommandError> {
             _ => continue,
         };
         if depth + 1 > max {
-            return Err(CommandError::invalid(format!(
-                "data is nested deeper than {max} levels"
-            )));
+            return Err(CommandError::invalid(format!("data is nested deeper than {max} levels")));
         }
         stack.extend(children.map(|c| (c, depth + 1)));
     }
@@ -274,8 +231,7 @@ fn check_depth(data: Option<&Value>, max: usize) -> Result<(), CommandError> {
 pub fn is_valid_name(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
 fn event_type(v: Option<&Value>, field: &str) -> Result<String, CommandError> {
@@ -291,11 +247,7 @@ fn event_types(v: Option<&Value>, config: &Config) -> Result<Vec<String>, Comman
     let items = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) => items,
-        Some(_) => {
-            return Err(CommandError::invalid(
-                "eventTypes must be an array of event types",
-            ))
-        }
+        Some(_) => return Err(CommandError::invalid("eventTypes must be an array of event types")),
     };
     if items.len() > config.max_event_types {
         return Err(CommandError::invalid(format!(
@@ -303,10 +255,8 @@ fn event_types(v: Option<&Value>, config: &Config) -> Result<Vec<String>, Comman
             config.max_event_types
         )));
     }
-    let mut types = items
-        .iter()
-        .map(|t| event_type(Some(t), "eventTypes[]"))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut types =
+        items.iter().map(|t| event_type(Some(t), "eventTypes[]")).collect::<Result<Vec<_>, _>>()?;
     types.sort();
     types.dedup();
     Ok(types)
@@ -319,9 +269,9 @@ fn is_valid_id(s: &str) -> bool {
 fn id(v: Option<&Value>, field: &str) -> Result<String, CommandError> {
     match v {
         Some(Value::String(s)) if is_valid_id(s) => Ok(s.clone()),
-        _ => Err(CommandError::invalid(format!(
-            "{field} must be a string of 1 to {MAX_ID_CHARS} characters"
-        ))),
+        _ => {
+            Err(CommandError::invalid(format!("{field} must be a string of 1 to {MAX_ID_CHARS} characters")))
+        }
     }
 }
 

@@ -136,13 +136,7 @@ impl DurableQueue {
 
     /// The store failed batch `id`; schedules retries and dead-letters what used its attempts.
     /// Returns how many events were dead-lettered.
-    pub fn failed(
-        &mut self,
-        id: BatchId,
-        failure: StoreFailure,
-        now: Millis,
-        rng: &mut ChaCha8Rng,
-    ) -> usize {
+    pub fn failed(&mut self, id: BatchId, failure: StoreFailure, now: Millis, rng: &mut ChaCha8Rng) -> usize {
         let batch = match self.in_flight.take() {
             Some((current, batch)) if current == id => batch,
             other => {
@@ -167,20 +161,16 @@ impl DurableQueue {
         let due = now.plus(self.backoff(attempts, rng));
         match failure {
             StoreFailure::Unavailable => self.retrying.push(Retry { due, events: retry }),
-            StoreFailure::Rejected => self.retrying.extend(retry.into_iter().map(|p| Retry {
-                due,
-                events: vec![p],
-            })),
+            StoreFailure::Rejected => {
+                self.retrying.extend(retry.into_iter().map(|p| Retry { due, events: vec![p] }))
+            }
         }
         dead
     }
 
     /// Exponential backoff with "equal jitter": half the delay fixed, half drawn from the seed.
     fn backoff(&self, attempts: u32, rng: &mut ChaCha8Rng) -> u64 {
-        let exp = self
-            .base_ms
-            .saturating_mul(1u64 << attempts.saturating_sub(1).min(32))
-            .min(self.max_ms);
+        let exp = self.base_ms.saturating_mul(1u64 << attempts.saturating_sub(1).min(32)).min(self.max_ms);
         let half = exp / 2;
         half + rng.next_u64() % (exp - half + 1)
     }

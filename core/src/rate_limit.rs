@@ -19,21 +19,12 @@ impl TokenBucket {
     pub fn new(rate: u32, period_ms: u64, burst: u32, now: Millis) -> Self {
         let period_ms = period_ms.max(1);
         let capacity = u64::from(burst.max(1)) * period_ms;
-        TokenBucket {
-            units: capacity,
-            capacity,
-            cost: period_ms,
-            refill_per_ms: u64::from(rate),
-            at: now,
-        }
+        TokenBucket { units: capacity, capacity, cost: period_ms, refill_per_ms: u64::from(rate), at: now }
     }
 
     fn refill(&mut self, now: Millis) {
         let elapsed = now.since(self.at);
-        self.units = self
-            .units
-            .saturating_add(elapsed.saturating_mul(self.refill_per_ms))
-            .min(self.capacity);
+        self.units = self.units.saturating_add(elapsed.saturating_mul(self.refill_per_ms)).min(self.capacity);
         self.at = self.at.max(now);
     }
 

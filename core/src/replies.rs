@@ -118,14 +118,8 @@ pub fn online_readers(readers: &[(String, ReaderPresence)]) -> Map<String, Value
                 o.insert("lastName".into(), l.as_str().into());
             }
             o.insert("lastActivity".into(), r.last_activity.rfc3339().into());
-            for (key, stamped) in [
-                ("currentBook", &r.current_book),
-                ("currentPage", &r.current_page),
-            ] {
-                if let Some(v) = stamped
-                    .as_ref()
-                    .and_then(|s| serde_json::from_str::<Value>(&s.json).ok())
-                {
+            for (key, stamped) in [("currentBook", &r.current_book), ("currentPage", &r.current_page)] {
+                if let Some(v) = stamped.as_ref().and_then(|s| serde_json::from_str::<Value>(&s.json).ok()) {
                     o.insert(key.into(), v);
                 }
             }
@@ -142,10 +136,7 @@ pub fn online_readers(readers: &[(String, ReaderPresence)]) -> Map<String, Value
 /// The `recent-events` fields: `{ events, hasMore }`.
 pub fn recent_events(events: &[Arc<ReaderEvent>], has_more: bool) -> Map<String, Value> {
     let mut body = Map::new();
-    body.insert(
-        "events".into(),
-        Value::Array(events.iter().map(|e| e.record_json()).collect()),
-    );
+    body.insert("events".into(), Value::Array(events.iter().map(|e| e.record_json()).collect()));
     body.insert("hasMore".into(), has_more.into());
     body
 }

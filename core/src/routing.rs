@@ -40,10 +40,7 @@ impl Routing {
         if staff {
             self.staff.insert(conn);
         }
-        self.by_user
-            .entry(user.to_owned())
-            .or_default()
-            .insert(conn);
+        self.by_user.entry(user.to_owned()).or_default().insert(conn);
     }
 
     pub fn remove_socket(&mut self, conn: ConnId, user: &str) {
@@ -52,19 +49,14 @@ impl Routing {
     }
 
     /// Replaces a socket's subscription filter; `None` removes the subscription.
-    pub fn set_subscription(
-        &mut self,
-        conn: ConnId,
-        old: Option<&[String]>,
-        new: Option<&[String]>,
-    ) {
+    pub fn set_subscription(&mut self, conn: ConnId, old: Option<&[String]>, new: Option<&[String]>) {
         match old {
             Some([]) => {
                 self.subscribed_to_all.remove(&conn);
             }
-            Some(types) => types
-                .iter()
-                .for_each(|t| remove_from(&mut self.subscribed_by_type, t.as_str(), conn)),
+            Some(types) => {
+                types.iter().for_each(|t| remove_from(&mut self.subscribed_by_type, t.as_str(), conn))
+            }
             None => {}
         }
         match new {
@@ -73,10 +65,7 @@ impl Routing {
             }
             Some(types) => {
                 for t in types {
-                    self.subscribed_by_type
-                        .entry(t.clone())
-                        .or_default()
-                        .insert(conn);
+                    self.subscribed_by_type.entry(t.clone()).or_default().insert(conn);
                 }
             }
             None => {}
@@ -86,10 +75,7 @@ impl Routing {
     /// Records that a socket entered a room. Only staff sockets receive through rooms.
     pub fn join_room(&mut self, conn: ConnId, room: &str, staff: bool) {
         if staff {
-            self.staff_by_room
-                .entry(room.to_owned())
-                .or_default()
-                .insert(conn);
+            self.staff_by_room.entry(room.to_owned()).or_default().insert(conn);
         }
     }
 

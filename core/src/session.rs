@@ -25,12 +25,7 @@ impl Core {
         }
     }
 
-    fn admit(
-        &mut self,
-        now: Millis,
-        conn: ConnId,
-        token: &TokenCheck,
-    ) -> Result<Principal, ConnectRefusal> {
+    fn admit(&mut self, now: Millis, conn: ConnId, token: &TokenCheck) -> Result<Principal, ConnectRefusal> {
         let claims = match token {
             TokenCheck::Missing => return Err(ConnectRefusal::TokenRequired),
             TokenCheck::Invalid => return Err(ConnectRefusal::InvalidToken),
@@ -41,34 +36,18 @@ impl Core {
         }
         let principal = Principal::from_claims(claims, now)?;
         let config = &self.config;
-        let limits = self
-            .users
-            .entry(principal.user_id.clone())
-            .or_insert_with(|| UserLimits {
-                reader_events: TokenBucket::new(
-                    config.reader_event_rate,
-                    1000,
-                    config.reader_event_burst,
-                    now,
-                ),
-                other_events: TokenBucket::new(
-                    config.other_event_rate,
-                    1000,
-                    config.other_event_burst,
-                    now,
-                ),
-                handshakes: TokenBucket::new(
-                    config.handshakes_per_minute,
-                    60_000,
-                    config.handshakes_per_minute,
-                    now,
-                ),
-                connections: 0,
-            });
-        limits
-            .handshakes
-            .take(now)
-            .map_err(|_| ConnectRefusal::RateLimited)?;
+        let limits = self.users.entry(principal.user_id.clone()).or_insert_with(|| UserLimits {
+            reader_events: TokenBucket::new(config.reader_event_rate, 1000, config.reader_event_burst, now),
+            other_events: TokenBucket::new(config.other_event_rate, 1000, config.other_event_burst, now),
+            handshakes: TokenBucket::new(
+                config.handshakes_per_minute,
+                60_000,
+                config.handshakes_per_minute,
+                now,
+            ),
+            connections: 0,
+        });
+        limits.handshakes.take(now).map_err(|_| ConnectRefusal::RateLimited)?;
         if limits.connections >= config.max_connections_per_user
             || self.conns.len() >= config.max_connections as usize
         {
@@ -79,34 +58,16 @@ impl Core {
     }
 
     fn open(&mut self, now: Millis, conn: ConnId, sid: String, principal: Principal) {
-        self.routing
-            .add_socket(conn, &principal.user_id, principal.role.is_staff());
-        self.timers
-            .set(Timer::TokenExpiry(conn), principal.expires_at);
+        self.routing.add_socket(conn, &principal.user_id, principal.role.is_staff());
+        self.timers.set(Timer::TokenExpiry(conn), principal.expires_at);
         if principal.role == crate::Role::Reader {
             let reader = self
                 .presence
-                .connect(
-                    &principal.user_id,
-                    &principal.first_name,
-                    &principal.last_name,
-                    now,
-                )
+                .connect(&principal.user_id, &principal.first_name, &principal.last_name, now)
                 .clone();
-            self.publish(BusBody::Presence {
-                user_id: principal.user_id.to_string(),
-                reader: Some(reader),
-            });
+            self.publish(BusBody::Presence { user_id: principal.user_id.to_string(), reader: Some(reader) });
         }
-        self.conns.insert(
-            conn,
-            Connection {
-                principal,
-                sid,
-                rooms: BTreeSet::new(),
-                subscription: None,
-            },
-        );
+        self.conns.insert(conn, Connection { principal, sid, rooms: BTreeSet::new(), subscription: None });
         self.outputs.push_back(Output::Accept { conn });
     }
 
@@ -120,8 +81,7 @@ impl Core {
             self.routing.leave_room(conn, room);
         }
         if let Some(sub) = &c.subscription {
-            self.routing
-                .set_subscription(conn, Some(&sub.event_types), None);
+            self.routing.set_subscription(conn, Some(&sub.event_types), None);
         }
         self.subscribed.remove(&conn);
         self.timers.cancel(Timer::TokenExpiry(conn));
@@ -130,10 +90,7 @@ impl Core {
         }
         if c.principal.role == crate::Role::Reader {
             let reader = self.presence.disconnect(user).cloned();
-            self.publish(BusBody::Presence {
-                user_id: user.to_string(),
-                reader,
-            });
+            self.publish(BusBody::Presence { user_id: user.to_string(), reader });
         }
     }
 
@@ -154,10 +111,7 @@ impl Core {
         ack: Option<AckId>,
         token: TokenCheck,
     ) {
-        let Some(current) = self
-            .conns
-            .get(&conn)
-            .map(|c| (c.principal.user_id.clone(), c.principal.role))
+        let Some(current) = self.conns.get(&conn).map(|c| (c.principal.user_id.clone(), c.principal.role))
         else {
             return;
         };
@@ -165,50 +119,28 @@ impl Core {
         let claims = match token {
             TokenCheck::Verified(claims) => claims,
             TokenCheck::Missing | TokenCheck::Invalid => {
-                return self.refuse(
-                    conn,
-                    ack,
-                    event,
-                    CommandError::invalid("Invalid authentication token"),
-                );
+                return self.refuse(conn, ack, event, CommandError::invalid("Invalid authentication token"));
             }
         };
         let principal = match Principal::from_claims(&claims, now) {
             Ok(p) => p,
             Err(ClaimsError::Invalid) => {
-                return self.refuse(
-                    conn,
-                    ack,
-                    event,
-                    CommandError::invalid("Invalid authentication token"),
-                );
+                return self.refuse(conn, ack, event, CommandError::invalid("Invalid authentication token"));
             }
-            Err(ClaimsError::Expired) => {
-                return self.refuse(conn, ack, event, CommandError::token_expired())
-            }
+            Err(ClaimsError::Expired) => return self.refuse(conn, ack, event, CommandError::token_expired()),
             Err(ClaimsError::NoRole) => {
                 return self.refuse(conn, ack, event, forbidden("Token carries no usable role"));
             }
         };
         if principal.user_id != current.0 || principal.role != current.1 {
-            return self.refuse(
-                conn,
-                ack,
-                event,
-                forbidden("Token belongs to another user or role"),
-            );
+            return self.refuse(conn, ack, event, forbidden("Token belongs to another user or role"));
         }
         let expires_at = principal.expires_at;
         self.timers.set(Timer::TokenExpiry(conn), expires_at);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.principal = principal;
         }
-        self.reply(
-            conn,
-            ack,
-            names::TOKEN_REFRESHED,
-            replies::token_refreshed(expires_at),
-        );
+        self.reply(conn, ack, names::TOKEN_REFRESHED, replies::token_refreshed(expires_at));
     }
 
     /// Drops rate limit state of users with no socket whose buckets have refilled: forgetting
@@ -227,8 +159,7 @@ impl Core {
         for user in idle {
             self.users.remove(&user);
         }
-        self.timers
-            .set(Timer::ForgetIdleUsers, now.plus(FORGET_IDLE_USERS_MS));
+        self.timers.set(Timer::ForgetIdleUsers, now.plus(FORGET_IDLE_USERS_MS));
     }
 }
 

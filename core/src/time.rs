@@ -5,17 +5,7 @@ use chrono::{DateTime, SecondsFormat};
 
 /// A point in time in milliseconds since the Unix epoch.
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(transparent)]
 pub struct Millis(pub u64);
@@ -48,10 +38,7 @@ mod tests {
     #[test]
     fn formats_rfc3339_with_millis() {
         assert_eq!(Millis(0).rfc3339(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            Millis(1_764_156_875_123).rfc3339(),
-            "2025-11-26T11:34:35.123Z"
-        );
+        assert_eq!(Millis(1_764_156_875_123).rfc3339(), "2025-11-26T11:34:35.123Z");
         assert_eq!(Millis(u64::MAX).rfc3339(), "9999-12-31T23:59:59.999Z");
     }
 }

@@ -1,0 +1,118 @@
+//! The bus protocol: codec round trips, duplicates, gaps, remote delivery, own echoes.
+
+mod common;
+
+use alice_core::bus::{BusBody, BusEvent, BusMessage, DecodeError, BUS_VERSION};
+use alice_core::{Input, Millis};
+use common::*;
+use serde_json::json;
+
+fn event_msg(seq: u64, user: &str, rooms: &[&str]) -> BusMessage {
+    BusMessage {
+        origin: "node-b".into(),
+        incarnation: 42,
+        seq,
+        body: BusBody::Event(BusEvent {
+            id: uuid_bytes(seq),
+            user_id: user.into(),
+            event_type: "PAGE_TURN".into(),
+            data: r#"{"page":1}"#.into(),
+            timestamp: Millis(START.0 + seq),
+            session_id: "s".into(),
+            sender_rooms: rooms.iter().map(|r| r.to_string()).collect(),
+        }),
+    }
+}
+
+fn uuid_bytes(n: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[8..].copy_from_slice(&n.to_be_bytes());
+    b[6] = 0x70;
+    b[8] |= 0x80;
+    b
+}
+
+#[test]
+fn codec_round_trips_and_rejects_garbage() {
+    let msg = event_msg(3, "r1", &["x"]);
+    let bytes = msg.encode();
+    assert_eq!(bytes[0], BUS_VERSION);
+    assert_eq!(BusMessage::decode(&bytes), Ok(msg));
+    assert_eq!(BusMessage::decode(&[]), Err(DecodeError::Empty));
+    assert_eq!(BusMessage::decode(&[99, 1, 2]), Err(DecodeError::UnknownVersion(99)));
+    assert_eq!(BusMessage::decode(&[BUS_VERSION, 0xff, 0xff]), Err(DecodeError::Malformed));
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert_eq!(BusMessage::decode(&trailing), Err(DecodeError::Malformed));
+}
+
+#[test]
+fn remote_events_are_delivered_by_the_same_rules() {
+    let mut node = Node::new();
+    let sub = node.connect("c1", "consultant");
+    node.send(sub, "subscribe-consultant", json!({"consultantId": "c1", "eventTypes": ["PAGE_TURN"]}));
+    let in_room = node.connect("c2", "consultant");
+    node.send(in_room, "join-room", json!("x"));
+    let same_user = node.connect("r1", "reader");
+    let other_reader = node.connect("r2", "reader");
+    let out = node.input(Input::Bus(event_msg(1, "r1", &["x"])));
+    for (conn, n) in [(sub, 1), (in_room, 1), (same_user, 1), (other_reader, 0)] {
+        assert_eq!(received(&out, conn, "reader-activity").len(), n, "{conn:?}");
+    }
+    let act = &received(&out, sub, "reader-activity")[0];
+    assert_eq!(act["data"], json!({"page": 1}));
+    assert_eq!(act["timestamp"], json!(Millis(START.0 + 1).rfc3339()));
+    // In cluster-wide history too.
+    let out = node.send(sub, "get-recent-events", json!({}));
+    assert_eq!(received(&out, sub, "recent-events")[0]["events"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn duplicates_are_dropped_and_gaps_counted() {
+    let mut node = Node::new();
+    let sub = node.connect("c1", "consultant");
+    node.send(sub, "subscribe-consultant", json!({"consultantId": "c1"}));
+    let count = |node: &mut Node, msg| received(&node.input(Input::Bus(msg)), sub, "reader-activity").len();
+    assert_eq!(count(&mut node, event_msg(1, "r1", &[])), 1);
+    assert_eq!(count(&mut node, event_msg(1, "r1", &[])), 0);
+    assert_eq!(count(&mut node, event_msg(4, "r1", &[])), 1);
+    assert_eq!(count(&mut node, event_msg(2, "r1", &[])), 0, "late after a gap: the stream repair owns it");
+    let s = node.core.stats();
+    assert_eq!((s.bus_duplicates, s.bus_gaps), (2, 2));
+    // A restarted origin (new incarnation) starts its sequence again.
+    let mut restarted = event_msg(1, "r1", &[]);
+    restarted.incarnation = 43;
+    assert_eq!(count(&mut node, restarted), 1);
+}
+
+#[test]
+fn own_messages_prove_liveness_and_are_not_redelivered() {
+    let mut node = Node::new();
+    let r = node.connect("r1", "reader");
+    let tab = node.connect("r1", "reader");
+    let out = node.send(r, "reader-event", json!({"eventType": "T"}));
+    let msgs = published(&out);
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(received(&out, tab, "reader-activity").len(), 1);
+    assert_eq!(node.core.stats().bus_last_self_heard, None);
+    let echo = node.input(Input::Bus(msgs[0].clone()));
+    assert!(received(&echo, tab, "reader-activity").is_empty());
+    assert_eq!(node.core.stats().bus_last_self_heard, Some(node.now));
+}
+
+#[test]
+fn sequence_numbers_count_up_and_heartbeats_recur() {
+    let mut node = Node::new();
+    let r = node.connect("r1", "reader");
+    node.send(r, "reader-event", json!({"eventType": "T"}));
+    let mut seqs = Vec::new();
+    let mut heartbeats = 0;
+    for _ in 0..4 {
+        for m in published(&node.advance(5_000)) {
+            seqs.push(m.seq);
+            heartbeats += matches!(m.body, BusBody::Heartbeat { .. }) as usize;
+        }
+    }
+    assert_eq!(heartbeats, 4, "one heartbeat per TTL/3");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}

@@ -1,0 +1,136 @@
+//! The shared harness for core tests: a node on a virtual clock, sockets by role, and helpers
+//! that read the outputs the way a client would see them.
+#![allow(dead_code)]
+
+use alice_core::{AckId, Config, ConnId, Core, Input, Millis, Output, TokenCheck};
+use serde_json::{json, Value};
+
+/// The virtual clock starts here (2026-01-01), well after the epoch.
+pub const START: Millis = Millis(1_767_225_600_000);
+
+pub struct Node {
+    pub core: Core,
+    pub now: Millis,
+    next_conn: u64,
+    next_ack: u64,
+}
+
+pub fn claims(sub: &str, role: &str) -> Value {
+    json!({ "sub": sub, "role": role, "exp": START.0 / 1000 + 3600 })
+}
+
+impl Node {
+    pub fn new() -> Node {
+        Node::with_config(Config::default())
+    }
+
+    pub fn with_config(config: Config) -> Node {
+        Node::named("node-a", config, 1)
+    }
+
+    pub fn named(name: &str, config: Config, seed: u64) -> Node {
+        let mut n = Node { core: Core::new(config, name, seed), now: START, next_conn: 0, next_ack: 0 };
+        n.input(Input::Tick);
+        n
+    }
+
+    /// Feeds an input and returns every output it caused.
+    pub fn input(&mut self, input: Input) -> Vec<Output> {
+        self.core.handle(self.now, input);
+        self.drain()
+    }
+
+    pub fn drain(&mut self) -> Vec<Output> {
+        std::iter::from_fn(|| self.core.poll_output()).collect()
+    }
+
+    /// Moves the clock forward and runs what fell due.
+    pub fn advance(&mut self, ms: u64) -> Vec<Output> {
+        self.now = self.now.plus(ms);
+        self.input(Input::Tick)
+    }
+
+    pub fn next_conn(&mut self) -> ConnId {
+        self.next_conn += 1;
+        ConnId(self.next_conn)
+    }
+
+    /// Connects with a token check; returns the socket and what the core answered.
+    pub fn try_connect(&mut self, token: TokenCheck) -> (ConnId, Vec<Output>) {
+        let conn = self.next_conn();
+        let out = self.input(Input::Connect { conn, sid: format!("sid-{}", conn.0), token });
+        (conn, out)
+    }
+
+    /// Connects a socket that must be accepted.
+    pub fn connect(&mut self, sub: &str, role: &str) -> ConnId {
+        let (conn, out) = self.try_connect(TokenCheck::Verified(claims(sub, role)));
+        assert!(out.contains(&Output::Accept { conn }), "{sub} refused: {out:?}");
+        conn
+    }
+
+    pub fn send(&mut self, conn: ConnId, name: &str, payload: Value) -> Vec<Output> {
+        self.input(Input::ClientEvent {
+            conn,
+            name: name.into(),
+            args: vec![payload],
+            has_binary: false,
+            ack: None,
+        })
+    }
+
+    /// Sends with an acknowledgement callback; returns the outputs and the ack's payload.
+    pub fn send_ack(&mut self, conn: ConnId, name: &str, args: Vec<Value>) -> (Vec<Output>, Value) {
+        self.next_ack += 1;
+        let ack = AckId(self.next_ack);
+        let out = self.input(Input::ClientEvent {
+            conn,
+            name: name.into(),
+            args,
+            has_binary: false,
+            ack: Some(ack),
+        });
+        let acks: Vec<Value> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Ack { conn: c, ack: a, payload } if *c == conn && *a == ack => Some(payload.value()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acks.len(), 1, "exactly one ack expected: {out:?}");
+        (out, acks[0].clone())
+    }
+
+    pub fn disconnect(&mut self, conn: ConnId) -> Vec<Output> {
+        self.input(Input::Disconnect { conn })
+    }
+}
+
+/// Payloads of `event` sent to `conn`, in order.
+pub fn received(out: &[Output], conn: ConnId, event: &str) -> Vec<Value> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Emit { to, event: e, payload } if *e == event && to.contains(&conn) => {
+                Some(payload.value())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The single `event-error` sent to `conn`.
+pub fn error_of(out: &[Output], conn: ConnId) -> Value {
+    let errs = received(out, conn, "event-error");
+    assert_eq!(errs.len(), 1, "exactly one event-error expected: {out:?}");
+    errs[0].clone()
+}
+
+/// Bus messages published.
+pub fn published(out: &[Output]) -> Vec<alice_core::BusMessage> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Publish(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
