@@ -1,1 +1,136 @@
-fn main() {}
+//! `alice-realtime`: run the server (the default), or print a token for testing.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use alice_shell::config::Settings;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "alice-realtime", version, about = "The Alice Realtime Socket.IO event server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server (what happens with no command).
+    Serve,
+    /// Print an HS256 token signed with JWT_SECRET.
+    Token {
+        /// The user id (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// reader, consultant or admin.
+        #[arg(long)]
+        role: String,
+        /// How long it is valid, such as 30m, 1h or 7d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("alice-realtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Cmd::Serve) {
+        Cmd::Token { sub, role, ttl } => {
+            if settings.auth.dev_mode {
+                eprintln!("alice-realtime: set JWT_SECRET to sign tokens the server will accept");
+                return ExitCode::from(2);
+            }
+            if alice_core::Role::parse(&role).is_none() {
+                eprintln!("alice-realtime: --role must be reader, consultant or admin");
+                return ExitCode::from(2);
+            }
+            println!("{}", alice_shell::auth::sign(&settings.auth.secret, &sub, &role, ttl));
+            ExitCode::SUCCESS
+        }
+        Cmd::Serve => serve(settings),
+    }
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    init_tracing(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("alice-realtime: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        if settings.auth.dev_mode {
+            announce_dev_mode(&settings);
+        }
+        let running = match alice_shell::start(settings).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                eprintln!("alice-realtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new connections, flushing the queue");
+        let waiting = running.shutdown().await;
+        if waiting > 0 {
+            tracing::error!(waiting, "stopped with events not yet stored");
+            return ExitCode::FAILURE;
+        }
+        tracing::info!("stopped cleanly");
+        ExitCode::SUCCESS
+    })
+}
+
+fn announce_dev_mode(settings: &Settings) {
+    let day = Duration::from_secs(24 * 3600);
+    let reader = alice_shell::auth::sign(&settings.auth.secret, "dev-reader", "reader", day);
+    let consultant = alice_shell::auth::sign(&settings.auth.secret, "dev-consultant", "consultant", day);
+    let admin = alice_shell::auth::sign(&settings.auth.secret, "dev-admin", "admin", day);
+    tracing::warn!(
+        "development mode: no JWT_SECRET or JWKS configured; a random secret was made for this run \
+         and the server listens on loopback only"
+    );
+    tracing::info!(token = %reader, "development reader token (sub dev-reader, 24h)");
+    tracing::info!(token = %consultant, "development consultant token (sub dev-consultant, 24h)");
+    tracing::info!(token = %admin, "development admin token (sub dev-admin, 24h)");
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if settings.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,246 @@
+//! Settings from the environment, with the original server's variable names and defaults, checked
+//! at start so a typo is a clear message rather than a surprise later. Never logs a secret.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use alice_core::Config;
+
+/// Everything the server reads from its environment.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub port: u16,
+    /// Where to listen: loopback in development mode, every interface otherwise (`HOST` overrides).
+    pub host: IpAddr,
+    pub cors_origins: Vec<String>,
+    pub auth: AuthSettings,
+    pub node_id: String,
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`; `None` means the embedded SQLite file under `data_dir`.
+    pub database_url: Option<String>,
+    /// `REDIS_URL`, or one built from `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`.
+    pub redis_url: Option<String>,
+    pub metrics_token: Option<String>,
+    pub log_level: String,
+    pub log_json: bool,
+    /// How long a graceful shutdown waits for the queue to drain.
+    pub shutdown_grace_ms: u64,
+    pub core: Config,
+}
+
+/// How tokens are verified.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// The HS256 secret (`JWT_SECRET`), or the random one of a development run.
+    pub secret: Vec<u8>,
+    pub jwks_url: Option<String>,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+    /// No secret and no JWKS were configured: a random secret was made for this run.
+    pub dev_mode: bool,
+}
+
+/// A setting that cannot be used, said in words an operator can act on.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+const DEFAULT_CORS: &str = "http://localhost:3000,http://localhost:5173,http://localhost:5174";
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Settings::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `var`, so tests can supply their own environment.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let get = |k: &str| var(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let secret = get("JWT_SECRET");
+        let supabase = get("SUPABASE_URL");
+        let jwks_url = get("JWT_JWKS_URL").or_else(|| {
+            supabase.as_ref().map(|s| format!("{}/auth/v1/.well-known/jwks.json", s.trim_end_matches('/')))
+        });
+        let dev_mode = secret.is_none() && jwks_url.is_none();
+        let auth = AuthSettings {
+            secret: match &secret {
+                Some(s) => s.as_bytes().to_vec(),
+                None => {
+                    let random: [u8; 32] = rand::random();
+                    random.to_vec()
+                }
+            },
+            jwks_url,
+            audience: get("JWT_AUDIENCE"),
+            issuer: get("JWT_ISSUER"),
+            dev_mode,
+        };
+        if let Some(s) = &secret {
+            if s.len() < 16 {
+                return Err(ConfigError("JWT_SECRET must be at least 16 characters".into()));
+            }
+        }
+        let host = match get("HOST") {
+            Some(h) => {
+                h.parse().map_err(|_| ConfigError(format!("HOST must be an IP address, got {h:?}")))?
+            }
+            None if dev_mode => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+        let redis_url = match get("REDIS_URL") {
+            Some(url) => Some(url),
+            None => get("REDIS_HOST").map(|host| {
+                let port = get("REDIS_PORT").unwrap_or_else(|| "6379".into());
+                match get("REDIS_PASSWORD") {
+                    Some(pw) => format!("redis://:{pw}@{host}:{port}"),
+                    None => format!("redis://{host}:{port}"),
+                }
+            }),
+        };
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError("REDIS_URL must start with redis:// or rediss://".into()));
+            }
+        }
+        let database_url = get("DATABASE_URL");
+        if let Some(url) = &database_url {
+            let known = ["sqlite:", "postgres://", "postgresql://"];
+            if !known.iter().any(|p| url.starts_with(p)) {
+                return Err(ConfigError("DATABASE_URL must start with postgres:// or sqlite://".into()));
+            }
+        }
+        let d = Config::default();
+        let core = Config {
+            reader_event_rate: num(&get, "READER_EVENT_RATE", d.reader_event_rate, 1)?,
+            reader_event_burst: num(&get, "READER_EVENT_BURST", d.reader_event_burst, 1)?,
+            other_event_rate: num(&get, "OTHER_EVENT_RATE", d.other_event_rate, 1)?,
+            other_event_burst: num(&get, "OTHER_EVENT_BURST", d.other_event_burst, 1)?,
+            handshakes_per_minute: num(&get, "HANDSHAKES_PER_MINUTE", d.handshakes_per_minute, 1)?,
+            max_connections_per_user: num(&get, "MAX_CONNECTIONS_PER_USER", d.max_connections_per_user, 1)?,
+            max_connections: num(&get, "MAX_CONNECTIONS", d.max_connections, 1)?,
+            max_event_bytes: num(&get, "MAX_EVENT_BYTES", d.max_event_bytes, 2)?,
+            max_event_depth: num(&get, "MAX_EVENT_DEPTH", d.max_event_depth, 1)?,
+            max_packet_bytes: num(&get, "MAX_PACKET_BYTES", d.max_packet_bytes, 1024)?,
+            max_event_types: num(&get, "MAX_EVENT_TYPES", d.max_event_types, 1)?,
+            max_rooms_per_socket: num(&get, "MAX_ROOMS_PER_SOCKET", d.max_rooms_per_socket, 1)?,
+            event_queue_capacity: num(&get, "EVENT_QUEUE_CAPACITY", d.event_queue_capacity, 1)?,
+            presence_ttl_ms: num(&get, "PRESENCE_TTL_MS", d.presence_ttl_ms, 100)?,
+            presence_push_interval_ms: num(
+                &get,
+                "PRESENCE_PUSH_INTERVAL_MS",
+                d.presence_push_interval_ms,
+                1,
+            )?,
+            history_capacity: num(&get, "HISTORY_CAPACITY", d.history_capacity, 1)?,
+            store_batch_size: num(&get, "STORE_BATCH_SIZE", d.store_batch_size, 1)?,
+            store_max_attempts: num(&get, "STORE_MAX_ATTEMPTS", d.store_max_attempts, 1)?,
+            store_retry_base_ms: num(&get, "STORE_RETRY_BASE_MS", d.store_retry_base_ms, 1)?,
+            store_retry_max_ms: num(&get, "STORE_RETRY_MAX_MS", d.store_retry_max_ms, 1)?,
+        };
+        if core.max_event_bytes >= core.max_packet_bytes {
+            return Err(ConfigError("MAX_EVENT_BYTES must be smaller than MAX_PACKET_BYTES".into()));
+        }
+        let log_json = match get("LOG_FORMAT").as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(ConfigError(format!("LOG_FORMAT must be text or json, got {other:?}")))
+            }
+        };
+        Ok(Settings {
+            port: num(&get, "REALTIME_PORT", 3001u16, 0)?,
+            host,
+            cors_origins: get("CORS_ORIGINS")
+                .unwrap_or_else(|| DEFAULT_CORS.into())
+                .split(',')
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            auth,
+            node_id: get("NODE_ID").unwrap_or_else(|| format!("node-{}", &uuid_like())),
+            data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into())),
+            database_url,
+            redis_url,
+            metrics_token: get("METRICS_TOKEN"),
+            log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
+            log_json,
+            shutdown_grace_ms: num(&get, "SHUTDOWN_GRACE_MS", 10_000u64, 0)?,
+            core,
+        })
+    }
+}
+
+/// A short random id for nodes started without `NODE_ID`.
+fn uuid_like() -> String {
+    let n: u32 = rand::random();
+    format!("{n:08x}")
+}
+
+/// Reads a number no smaller than `min`, or its default when unset.
+fn num<T>(get: &impl Fn(&str) -> Option<String>, key: &str, default: T, min: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    match get(key) {
+        None => Ok(default),
+        Some(v) => match v.parse::<T>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(ConfigError(format!("{key} must be a whole number of at least {min}, got {v:?}"))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_vars(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_protocols() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.port, 3001);
+        assert!(s.auth.dev_mode);
+        assert_eq!(s.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(s.cors_origins.len(), 3);
+        assert_eq!(s.core, Config::default());
+        assert!(s.redis_url.is_none() && s.database_url.is_none());
+    }
+
+    #[test]
+    fn configured_secret_listens_everywhere_and_limits_parse() {
+        let s = settings(&[
+            ("JWT_SECRET", "0123456789abcdef0123"),
+            ("READER_EVENT_RATE", "5"),
+            ("REDIS_HOST", "10.0.0.1"),
+            ("REDIS_PASSWORD", "pw"),
+        ])
+        .unwrap();
+        assert!(!s.auth.dev_mode);
+        assert_eq!(s.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(s.core.reader_event_rate, 5);
+        assert_eq!(s.redis_url.as_deref(), Some("redis://:pw@10.0.0.1:6379"));
+    }
+
+    #[test]
+    fn supabase_url_gives_the_jwks_url() {
+        let s = settings(&[("SUPABASE_URL", "https://abc.supabase.co/")]).unwrap();
+        assert_eq!(s.auth.jwks_url.as_deref(), Some("https://abc.supabase.co/auth/v1/.well-known/jwks.json"));
+        assert!(!s.auth.dev_mode);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = settings(&[("REALTIME_PORT", "eighty")]).unwrap_err();
+        assert!(e.0.contains("REALTIME_PORT"), "{e}");
+        let e = settings(&[("MAX_EVENT_BYTES", "0")]).unwrap_err();
+        assert!(e.0.contains("MAX_EVENT_BYTES"), "{e}");
+        let e = settings(&[("DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert!(e.0.contains("DATABASE_URL"), "{e}");
+        let e = settings(&[("JWT_SECRET", "short")]).unwrap_err();
+        assert!(e.0.contains("JWT_SECRET"), "{e}");
+    }
+}

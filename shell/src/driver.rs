@@ -1,0 +1,361 @@
+//! The driver: one task that owns the core, feeds it every input, carries out its outputs and arms
+//! its timer. It never waits on the network or the database itself: store calls and token checks
+//! run in their own tasks and come back as inputs, and sends to sockets never block (a socket whose
+//! bounded send queue is full is disconnected rather than buffered without limit).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alice_core::{AckId, ConnId, ConnectRefusal, Core, Input, Millis, Output, Payload, Stats, TokenCheck};
+use serde_json::Value;
+use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::{SendError, SocketError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::Verifier;
+use crate::clock::Clock;
+use crate::store::EventStore;
+
+/// Messages into the driver.
+pub enum Command {
+    /// A handshake passed signature checks (or not); the core decides.
+    Connect {
+        conn: ConnId,
+        sid: String,
+        token: TokenCheck,
+        socket: SocketRef,
+        reply: oneshot::Sender<Result<(), ConnectRefusal>>,
+    },
+    /// The socket's CONNECT answer went out: deliveries may flow.
+    Ready {
+        conn: ConnId,
+    },
+    Disconnected {
+        conn: ConnId,
+    },
+    /// A client event, with its acknowledgement callback if it asked for one.
+    Event {
+        conn: ConnId,
+        name: String,
+        args: Vec<Value>,
+        has_binary: bool,
+        ack: Option<AckSender>,
+    },
+    /// An input produced by a task of the driver's (store results, token checks).
+    Input(Input),
+    Snapshot {
+        reply: oneshot::Sender<Snapshot>,
+    },
+    ReplayDeadLetters {
+        reply: oneshot::Sender<usize>,
+    },
+    /// Tell the cluster, flush the queue to the store (up to `grace`), then stop.
+    Shutdown {
+        grace: Duration,
+        reply: oneshot::Sender<usize>,
+    },
+}
+
+/// What `/stats`, `/metrics` and `/health` read of the core.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub stats: Stats,
+    pub events_per_minute: u64,
+    pub node_id: String,
+    pub queue_full: bool,
+    pub now: Millis,
+    pub slow_consumers_disconnected: u64,
+}
+
+/// A socket the driver can write to.
+struct Slot {
+    socket: SocketRef,
+    /// Until the CONNECT answer is out, deliveries wait here (bounded like the send queue).
+    pending: Option<Vec<(&'static str, Payload)>>,
+}
+
+/// The most deliveries held for a socket whose CONNECT answer is not out yet.
+const MAX_PENDING: usize = 1024;
+
+/// A handle to send commands to the driver.
+#[derive(Clone)]
+pub struct DriverHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl DriverHandle {
+    pub async fn send(&self, cmd: Command) -> bool {
+        self.tx.send(cmd).await.is_ok()
+    }
+
+    pub async fn snapshot(&self) -> Option<Snapshot> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Snapshot { reply }).await;
+        rx.await.ok()
+    }
+}
+
+pub struct Driver {
+    core: Core,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn EventStore>,
+    verifier: Verifier,
+    rx: mpsc::Receiver<Command>,
+    tx: mpsc::Sender<Command>,
+    sockets: HashMap<ConnId, Slot>,
+    connecting: HashMap<ConnId, (SocketRef, oneshot::Sender<Result<(), ConnectRefusal>>)>,
+    acks: BTreeMap<AckId, (ConnId, AckSender)>,
+    next_ack: u64,
+    /// Bus messages this node published, coming back to it (the in-process bus).
+    loopback: VecDeque<alice_core::BusMessage>,
+    slow_consumers: u64,
+    shutdown: Option<(Millis, oneshot::Sender<usize>)>,
+}
+
+impl Driver {
+    pub fn new(
+        core: Core,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn EventStore>,
+        verifier: Verifier,
+        capacity: usize,
+    ) -> (Driver, DriverHandle) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let driver = Driver {
+            core,
+            clock,
+            store,
+            verifier,
+            rx,
+            tx: tx.clone(),
+            sockets: HashMap::new(),
+            connecting: HashMap::new(),
+            acks: BTreeMap::new(),
+            next_ack: 0,
+            loopback: VecDeque::new(),
+            slow_consumers: 0,
+            shutdown: None,
+        };
+        (driver, DriverHandle { tx })
+    }
+
+    /// Runs until shut down.
+    pub async fn run(mut self) {
+        loop {
+            let now = self.clock.now();
+            let wake = self.core.poll_timeout().map(|at| Duration::from_millis(at.since(now)));
+            let cmd = match wake {
+                Some(after) => tokio::select! {
+                    cmd = self.rx.recv() => cmd,
+                    () = tokio::time::sleep(after) => {
+                        self.feed(Input::Tick);
+                        continue;
+                    }
+                },
+                None => self.rx.recv().await,
+            };
+            let Some(cmd) = cmd else { break };
+            self.on_command(cmd);
+            if self.finish_shutdown() {
+                break;
+            }
+        }
+    }
+
+    fn feed(&mut self, input: Input) {
+        let now = self.clock.now();
+        self.core.handle(now, input);
+        self.execute();
+        while let Some(msg) = self.loopback.pop_front() {
+            self.core.handle(now, Input::Bus(msg));
+            self.execute();
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Connect { conn, sid, token, socket, reply } => {
+                self.connecting.insert(conn, (socket, reply));
+                self.feed(Input::Connect { conn, sid, token });
+                // The core answers every Connect at once; a missing answer is a refusal.
+                if let Some((_, reply)) = self.connecting.remove(&conn) {
+                    let _ = reply.send(Err(ConnectRefusal::ServerBusy));
+                }
+            }
+            Command::Ready { conn } => self.flush_pending(conn),
+            Command::Disconnected { conn } => {
+                self.forget_socket(conn);
+                self.feed(Input::Disconnect { conn });
+            }
+            Command::Event { conn, name, args, has_binary, ack } => {
+                let ack = ack.map(|sender| {
+                    self.next_ack += 1;
+                    let id = AckId(self.next_ack);
+                    self.acks.insert(id, (conn, sender));
+                    id
+                });
+                self.feed(Input::ClientEvent { conn, name, args, has_binary, ack });
+            }
+            Command::Input(input) => self.feed(input),
+            Command::Snapshot { reply } => {
+                let now = self.clock.now();
+                let _ = reply.send(Snapshot {
+                    stats: self.core.stats(),
+                    events_per_minute: self.core.events_per_minute(now),
+                    node_id: self.core.node_id().to_owned(),
+                    queue_full: self.core.queue_is_full(),
+                    now,
+                    slow_consumers_disconnected: self.slow_consumers,
+                });
+            }
+            Command::ReplayDeadLetters { reply } => {
+                let n = self.core.replay_dead_letters(self.clock.now());
+                self.execute();
+                let _ = reply.send(n);
+            }
+            Command::Shutdown { grace, reply } => {
+                let deadline = self.clock.now().plus(grace.as_millis() as u64);
+                self.feed(Input::Shutdown);
+                self.shutdown = Some((deadline, reply));
+                self.arm_shutdown_check();
+            }
+        }
+    }
+
+    /// During shutdown: stop once the queue is empty or the grace period is over.
+    fn finish_shutdown(&mut self) -> bool {
+        let Some((deadline, _)) = &self.shutdown else { return false };
+        let waiting = self.core.stats().queue_size;
+        if waiting > 0 && self.clock.now() < *deadline {
+            return false;
+        }
+        if let Some((_, reply)) = self.shutdown.take() {
+            let _ = reply.send(waiting);
+        }
+        true
+    }
+
+    fn arm_shutdown_check(&self) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if tx.send(Command::Input(Input::Tick)).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Carries out everything the core asked for.
+    fn execute(&mut self) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Accept { conn } => {
+                    if let Some((socket, reply)) = self.connecting.remove(&conn) {
+                        self.sockets.insert(conn, Slot { socket, pending: Some(Vec::new()) });
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                Output::Refuse { conn, reason } => {
+                    if let Some((_, reply)) = self.connecting.remove(&conn) {
+                        let _ = reply.send(Err(reason));
+                    }
+                }
+                Output::Emit { to, event, payload } => {
+                    for conn in to {
+                        self.deliver(conn, event, &payload);
+                    }
+                }
+                Output::Ack { ack, payload, .. } => {
+                    if let Some((_, sender)) = self.acks.remove(&ack) {
+                        let _ = sender.send(payload.raw());
+                    }
+                }
+                Output::Disconnect { conn } => {
+                    if let Some(slot) = self.sockets.remove(&conn) {
+                        let _ = slot.socket.disconnect();
+                    }
+                    self.acks.retain(|_, (c, _)| *c != conn);
+                }
+                Output::Publish(msg) => self.loopback.push_back(msg),
+                Output::StoreBatch { batch, events } => {
+                    let (store, tx) = (self.store.clone(), self.tx.clone());
+                    tokio::spawn(async move {
+                        let input = match store.insert(&events).await {
+                            Ok(()) => Input::Stored { batch },
+                            Err(e) => {
+                                tracing::warn!(error = %e, events = events.len(), "store batch failed");
+                                Input::StoreFailed { batch, failure: e.failure() }
+                            }
+                        };
+                        let _ = tx.send(Command::Input(input)).await;
+                    });
+                }
+                Output::VerifyToken { conn, ack, token } => {
+                    let (verifier, tx) = (self.verifier.clone(), self.tx.clone());
+                    tokio::spawn(async move {
+                        let token = verifier.verify(Some(&token)).await;
+                        let _ = tx.send(Command::Input(Input::TokenVerified { conn, ack, token })).await;
+                    });
+                }
+                Output::QueryStore { conn, ack, query } => {
+                    let (store, tx) = (self.store.clone(), self.tx.clone());
+                    tokio::spawn(async move {
+                        let answer = match store.recent(&query).await {
+                            Ok(page) => Some(page),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "recent-events query failed");
+                                None
+                            }
+                        };
+                        let _ =
+                            tx.send(Command::Input(Input::StoreQueryAnswered { conn, ack, answer })).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Writes one payload to one socket without waiting; a socket that cannot keep up is closed.
+    fn deliver(&mut self, conn: ConnId, event: &'static str, payload: &Payload) {
+        let Some(slot) = self.sockets.get_mut(&conn) else { return };
+        if let Some(pending) = &mut slot.pending {
+            if pending.len() < MAX_PENDING {
+                pending.push((event, payload.clone()));
+                return;
+            }
+        } else {
+            match slot.socket.emit(event, payload.raw()) {
+                Ok(()) => return,
+                Err(SendError::Socket(SocketError::Closed)) => return,
+                Err(_) => {}
+            }
+        }
+        self.slow_consumer(conn);
+    }
+
+    fn slow_consumer(&mut self, conn: ConnId) {
+        self.slow_consumers += 1;
+        tracing::warn!(conn = conn.0, "socket cannot keep up with its deliveries; disconnecting it");
+        if let Some(slot) = self.sockets.remove(&conn) {
+            let _ = slot.socket.disconnect();
+        }
+        self.acks.retain(|_, (c, _)| *c != conn);
+        self.core.handle(self.clock.now(), Input::Disconnect { conn });
+    }
+
+    fn flush_pending(&mut self, conn: ConnId) {
+        let Some(pending) = self.sockets.get_mut(&conn).and_then(|s| s.pending.take()) else { return };
+        for (event, payload) in pending {
+            self.deliver(conn, event, &payload);
+        }
+        self.execute();
+    }
+
+    fn forget_socket(&mut self, conn: ConnId) {
+        self.sockets.remove(&conn);
+        self.acks.retain(|_, (c, _)| *c != conn);
+    }
+}

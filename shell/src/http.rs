@@ -1,0 +1,202 @@
+//! HTTP for operators: `/health`, `/stats`, `/metrics` and the dead-letter replay. Reads the
+//! core through the driver's snapshot; never exposes internal errors to callers.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alice_core::{ErrorCode, Principal, Role, TokenCheck};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::auth::{token_from, Verifier};
+use crate::clock::Clock;
+use crate::driver::{Command, DriverHandle, Snapshot};
+use crate::store::EventStore;
+
+const STORE_PING_TIMEOUT: Duration = Duration::from_secs(2);
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub driver: DriverHandle,
+    pub verifier: Verifier,
+    pub store: Arc<dyn EventStore>,
+    pub clock: Arc<dyn Clock>,
+    pub started: Instant,
+    pub metrics_token: Option<String>,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
+        .route("/admin/dlq/replay", post(replay))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn unavailable() -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down")
+}
+
+/// The caller's principal from `Authorization: Bearer`, if it holds one of `roles`.
+async fn authorize(state: &HttpState, headers: &HeaderMap, roles: &[Role]) -> Result<Principal, Response> {
+    let header = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+    let token = token_from(None, header);
+    let claims = match state.verifier.verify(token.as_deref()).await {
+        TokenCheck::Verified(claims) => claims,
+        TokenCheck::Missing => return Err(error(StatusCode::UNAUTHORIZED, "Authentication token required")),
+        TokenCheck::Invalid => return Err(error(StatusCode::UNAUTHORIZED, "Invalid authentication token")),
+    };
+    match Principal::from_claims(&claims, state.clock.now()) {
+        Ok(p) if roles.contains(&p.role) => Ok(p),
+        Ok(_) => Err(error(StatusCode::FORBIDDEN, "Insufficient permissions")),
+        Err(e) => Err(error(StatusCode::UNAUTHORIZED, alice_core::ConnectRefusal::from(e).message())),
+    }
+}
+
+async fn health(State(state): State<HttpState>) -> Response {
+    let Some(snap) = state.driver.snapshot().await else { return unavailable() };
+    let started = Instant::now();
+    let store_ok = matches!(tokio::time::timeout(STORE_PING_TIMEOUT, state.store.ping()).await, Ok(Ok(())));
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let status = if snap.queue_full {
+        "unhealthy"
+    } else if !store_ok {
+        "degraded"
+    } else {
+        "ok"
+    };
+    let body = json!({
+        "status": status,
+        "timestamp": snap.now.rfc3339(),
+        "uptime": state.started.elapsed().as_secs_f64(),
+        "checks": {
+            "store": {
+                "status": if store_ok { "ok" } else { "down" },
+                "kind": state.store.kind(),
+                "latencyMs": latency_ms,
+                "queueSize": snap.stats.queue_size,
+                "queueCapacity": snap.stats.queue_capacity,
+                "dlqSize": snap.stats.dlq_size,
+            },
+            "bus": {
+                "status": "ok",
+                "kind": "in-process",
+                "lastSelfHeard": snap.stats.bus_last_self_heard.map(|t| t.rfc3339()),
+            },
+        },
+    });
+    let code = if status == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (code, Json(body)).into_response()
+}
+
+async fn stats(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers, &[Role::Consultant, Role::Admin]).await {
+        return r;
+    }
+    let Some(snap) = state.driver.snapshot().await else { return unavailable() };
+    let since = alice_core::Millis(snap.now.0.saturating_sub(DAY_MS) / 3_600_000 * 3_600_000);
+    let dashboard = match state.store.dashboard(since).await {
+        Ok(rows) => json!(rows),
+        Err(e) => {
+            tracing::warn!(error = %e, "dashboard query failed");
+            json!([])
+        }
+    };
+    let s = &snap.stats;
+    Json(json!({
+        "queueStats": { "queueSize": s.queue_size, "dlqSize": s.dlq_size, "isProcessing": s.is_processing },
+        "onlineUsersCount": s.online_readers,
+        "dashboardStats": dashboard,
+        "connections": s.connections,
+        "node": snap.node_id,
+        "nodes": [snap.node_id],
+        "eventsPerMinute": snap.events_per_minute,
+        "eventsAccepted": s.events_accepted,
+        "deliveries": s.deliveries,
+        "timestamp": snap.now.rfc3339(),
+    }))
+    .into_response()
+}
+
+async fn replay(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers, &[Role::Admin]).await {
+        return r;
+    }
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    if !state.driver.send(Command::ReplayDeadLetters { reply }).await {
+        return unavailable();
+    }
+    match rx.await {
+        Ok(n) => Json(json!({ "replayed": n })).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.metrics_token {
+        let header = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+        if token_from(None, header).as_deref() != Some(expected.as_str()) {
+            return error(StatusCode::UNAUTHORIZED, "Metrics token required");
+        }
+    }
+    let Some(snap) = state.driver.snapshot().await else { return unavailable() };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render_metrics(&snap)).into_response()
+}
+
+/// Prometheus text format of a snapshot.
+pub fn render_metrics(snap: &Snapshot) -> String {
+    let s = &snap.stats;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    metric("alice_connections", "gauge", "Sockets connected to this node.", s.connections as u64);
+    metric(
+        "alice_online_readers",
+        "gauge",
+        "Distinct readers online in the cluster.",
+        s.online_readers as u64,
+    );
+    metric(
+        "alice_events_accepted_total",
+        "counter",
+        "Reader events accepted by this node.",
+        s.events_accepted,
+    );
+    metric("alice_deliveries_total", "counter", "reader-activity messages sent to sockets.", s.deliveries);
+    metric("alice_queue_size", "gauge", "Accepted events waiting to be stored.", s.queue_size as u64);
+    metric("alice_dlq_size", "gauge", "Dead-lettered events awaiting replay.", s.dlq_size as u64);
+    metric(
+        "alice_events_dead_lettered_total",
+        "counter",
+        "Events moved to the dead-letter queue.",
+        s.events_dead_lettered,
+    );
+    metric("alice_connects_refused_total", "counter", "Handshakes refused.", s.connects_refused);
+    metric(
+        "alice_slow_consumers_disconnected_total",
+        "counter",
+        "Sockets closed for not keeping up.",
+        snap.slow_consumers_disconnected,
+    );
+    metric("alice_bus_duplicates_total", "counter", "Bus messages dropped as duplicates.", s.bus_duplicates);
+    metric("alice_bus_gaps_total", "counter", "Bus messages missed (sequence gaps).", s.bus_gaps);
+    let _ = writeln!(out, "# HELP alice_events_refused_total Client events refused, by code.");
+    let _ = writeln!(out, "# TYPE alice_events_refused_total counter");
+    for code in ErrorCode::ALL {
+        let n = s.refused.get(&code).copied().unwrap_or(0);
+        let _ = writeln!(out, "alice_events_refused_total{{code=\"{}\"}} {n}", code.as_str());
+    }
+    out
+}

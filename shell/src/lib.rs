@@ -1,0 +1,163 @@
+//! Alice Realtime's production server: the deterministic core behind socketioxide, an event
+//! store and HTTP. Every decision is the core's; this crate only moves bytes and time.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod driver;
+pub mod http;
+pub mod socket;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alice_core::{Core, Input};
+use axum::http::{header, HeaderValue, Method};
+use socketioxide::{SocketIo, TransportType};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::Verifier;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::driver::{Command, Driver, DriverHandle};
+use crate::store::sqlite::SqliteStore;
+use crate::store::EventStore;
+
+/// Room for commands waiting for the driver; handlers wait when it is full.
+const DRIVER_QUEUE: usize = 65_536;
+/// Packets a socket may have waiting to be written before it counts as too slow.
+const SOCKET_SEND_QUEUE: usize = 1_024;
+
+/// A server that is running; dropping it does not stop it, [`Running::shutdown`] does.
+pub struct Running {
+    pub addr: SocketAddr,
+    driver: DriverHandle,
+    stop_http: watch::Sender<bool>,
+    http: JoinHandle<()>,
+    driver_task: JoinHandle<()>,
+    grace: Duration,
+}
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot open the event store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Opens the event store the settings name.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn EventStore>, StartError> {
+    match settings.database_url.as_deref() {
+        None => Ok(Arc::new(SqliteStore::open(None, &settings.data_dir).await?)),
+        Some(url) if url.starts_with("sqlite:") => {
+            Ok(Arc::new(SqliteStore::open(Some(url), &settings.data_dir).await?))
+        }
+        Some(_) => Err(StartError::Config(
+            "DATABASE_URL names PostgreSQL, which this build does not support yet; unset it to use SQLite"
+                .into(),
+        )),
+    }
+}
+
+/// Starts the server: store, core, driver, Socket.IO and HTTP on `settings.host:settings.port`.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    if settings.redis_url.is_some() {
+        tracing::warn!("REDIS_URL is set, but this build runs a single node with an in-process bus");
+    }
+    let store = open_store(&settings).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let verifier = Verifier::new(&settings.auth);
+    let mut core = Core::new(settings.core.clone(), &settings.node_id, rand::random());
+
+    let (events, has_more) = store.newest(settings.core.history_capacity).await?;
+    tracing::info!(events = events.len(), store = store.kind(), "recent history loaded from the store");
+    core.handle(clock.now(), Input::HistoryLoaded { events, complete: !has_more });
+
+    let (driver, handle) = Driver::new(core, clock.clone(), store.clone(), verifier.clone(), DRIVER_QUEUE);
+    let driver_task = tokio::spawn(driver.run());
+
+    let max_packet = settings.core.max_packet_bytes;
+    let (layer, io) = SocketIo::builder()
+        .max_payload(max_packet as u64)
+        .ws_max_message_size(max_packet)
+        .ws_max_frame_size(max_packet)
+        .max_buffer_size(SOCKET_SEND_QUEUE)
+        .transports([TransportType::Polling, TransportType::Websocket])
+        .with_state(socket::SocketState {
+            driver: handle.clone(),
+            verifier: verifier.clone(),
+            next_conn: Arc::new(AtomicU64::new(1)),
+        })
+        .build_layer();
+    socket::attach(&io);
+
+    let app = http::router(http::HttpState {
+        driver: handle.clone(),
+        verifier,
+        store,
+        clock,
+        started: Instant::now(),
+        metrics_token: settings.metrics_token.clone(),
+    })
+    .layer(layer)
+    .layer(cors(&settings.cors_origins));
+
+    let addr = SocketAddr::new(settings.host, settings.port);
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+    let (stop_http, mut stopped) = watch::channel(false);
+    let http = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tracing::info!(%addr, node = %settings.node_id, "Alice Realtime listening");
+    Ok(Running {
+        addr,
+        driver: handle,
+        stop_http,
+        http,
+        driver_task,
+        grace: Duration::from_millis(settings.shutdown_grace_ms),
+    })
+}
+
+impl Running {
+    /// Stops accepting, tells the cluster, flushes the queue to the store (within the grace
+    /// period) and stops. Returns how many events were still waiting to be stored.
+    pub async fn shutdown(self) -> usize {
+        let _ = self.stop_http.send(true);
+        let (reply, rx) = oneshot::channel();
+        let waiting = if self.driver.send(Command::Shutdown { grace: self.grace, reply }).await {
+            rx.await.unwrap_or(0)
+        } else {
+            0
+        };
+        let _ = self.driver_task.await;
+        // Open websockets keep the HTTP server's graceful shutdown waiting; do not wait on them.
+        self.http.abort();
+        waiting
+    }
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(list))
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allow_credentials(true)
+}

@@ -1,0 +1,56 @@
+//! The event store: where accepted events end up, exactly once (inserts are idempotent by id).
+//! One trait, one implementation per database; the driver never knows which it talks to.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use alice_core::{HistoryQuery, Millis, ReaderEvent, StoreFailure};
+
+/// One row of `dashboardStats`: an hour's count of one event type.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DashboardRow {
+    pub hour: String,
+    pub event_type: String,
+    pub event_count: i64,
+    pub unique_users: i64,
+}
+
+/// Why a store call failed. The text is for logs only, never for clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store rejected the data: {0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    pub fn failure(&self) -> StoreFailure {
+        match self {
+            StoreError::Unavailable(_) => StoreFailure::Unavailable,
+            StoreError::Rejected(_) => StoreFailure::Rejected,
+        }
+    }
+}
+
+/// Recent events and whether more remain beyond them.
+pub type Page = (Vec<Arc<ReaderEvent>>, bool);
+
+/// What the server needs of a database.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Which database this is, for `/health`.
+    fn kind(&self) -> &'static str;
+    /// Stores events; an id already stored is skipped, so retries are safe.
+    async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError>;
+    /// Answers a `get-recent-events` query in protocol order.
+    async fn recent(&self, query: &HistoryQuery) -> Result<Page, StoreError>;
+    /// The newest `n` events, newest first, and whether they are all there is.
+    async fn newest(&self, n: usize) -> Result<Page, StoreError>;
+    /// Hourly counts by event type since `since`.
+    async fn dashboard(&self, since: Millis) -> Result<Vec<DashboardRow>, StoreError>;
+    /// A cheap round trip, for `/health`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
