@@ -89,6 +89,11 @@ impl DriverHandle {
         self.tx.send(cmd).await.is_ok()
     }
 
+    /// Sends without waiting; fails when the driver's queue is full.
+    pub fn try_send(&self, cmd: Command) -> Result<(), mpsc::error::TrySendError<Command>> {
+        self.tx.try_send(cmd)
+    }
+
     pub async fn snapshot(&self) -> Option<Snapshot> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Snapshot { reply }).await;

@@ -1,17 +1,17 @@
 //! Socket.IO in: socketioxide handlers that turn a handshake and each client event into a driver
 //! command. They decide nothing (the core does) and never block the driver.
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use alice_core::{ConnId, ConnectRefusal};
+use alice_core::{CommandError, ConnId, ConnectRefusal, ErrorCode};
 use serde_json::Value;
-use socketioxide::adapter::Adapter;
+use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryData};
-use socketioxide::handler::{ConnectHandler, FromMessageParts, Value as SioValue};
+use socketioxide::handler::{ConnectHandler, FromMessageParts, MessageHandler, Value as SioValue};
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::SocketIo;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 
 use crate::auth::{token_from, Verifier};
@@ -48,6 +48,8 @@ async fn authenticate(
     }
     answer.await.unwrap_or(Err(ConnectRefusal::ServerBusy))?;
     socket.extensions.insert(conn);
+    // Registered before the CONNECT answer goes out, so no event can arrive unhandled.
+    socket.on_fallback(EventForwarder { state: state.clone() });
     let driver = state.driver.clone();
     socket.on_disconnect(async move |_: SocketRef, _: DisconnectReason| {
         driver.send(Command::Disconnected { conn }).await;
@@ -55,53 +57,61 @@ async fn authenticate(
     Ok(())
 }
 
-async fn on_connect(socket: SocketRef, Extension(conn): Extension<ConnId>, State(state): State<SocketState>) {
-    socket.on_fallback(on_event);
+async fn on_connect(Extension(conn): Extension<ConnId>, State(state): State<SocketState>) {
     state.driver.send(Command::Ready { conn }).await;
 }
 
-async fn on_event(
-    Event(name): Event,
-    args: RawArgs,
-    ack: AckSender,
-    Extension(conn): Extension<ConnId>,
-    State(state): State<SocketState>,
-) {
-    let ack = args.wants_ack.then_some(ack);
-    let cmd = Command::Event { conn, name, args: args.values, has_binary: args.has_binary, ack };
-    state.driver.send(cmd).await;
+/// Forwards every client event to the driver, synchronously and in the order it arrived.
+/// (An async handler would be spawned as its own task, and tasks can overtake each other.)
+#[derive(Clone)]
+struct EventForwarder {
+    state: SocketState,
+}
+
+/// Marks [`EventForwarder`]'s implementation of socketioxide's handler trait.
+struct Forward;
+
+impl MessageHandler<LocalAdapter, Forward> for EventForwarder {
+    fn call(&self, socket: Arc<Socket<LocalAdapter>>, mut v: SioValue, ack_id: Option<i64>) {
+        let Some(conn) = socket.extensions.get::<ConnId>() else { return };
+        let Ok(Event(name)) = Event::from_message_parts(&socket, &mut v, &ack_id) else { return };
+        let (args, has_binary) = arguments(&v);
+        let ack = match (ack_id, AckSender::from_message_parts(&socket, &mut v, &ack_id)) {
+            (Some(_), Ok(sender)) => Some(sender),
+            _ => None,
+        };
+        let cmd = Command::Event { conn, name, args, has_binary, ack };
+        if let Err(TrySendError::Full(Command::Event { ack, name, .. })) = self.state.driver.try_send(cmd) {
+            // The driver is saturated: this event was not accepted, and the client is told so.
+            refuse_busy(&socket, &name, ack);
+        }
+    }
+}
+
+fn refuse_busy(socket: &Arc<Socket<LocalAdapter>>, name: &str, ack: Option<AckSender>) {
+    let err = CommandError::new(ErrorCode::Unavailable, "Server busy, event not accepted");
+    if let Some(ack) = ack {
+        let _ = ack.send(alice_core::replies::ack_error(&err).raw());
+    }
+    let payload = alice_core::replies::event_error(&err, Some(&alice_core::protocol::echoed_name(name)));
+    let _ = socket.emit(alice_core::replies::names::EVENT_ERROR, payload.raw());
 }
 
 /// A client event's arguments as JSON values, and whether binary attachments came with them.
-struct RawArgs {
-    values: Vec<Value>,
-    has_binary: bool,
-    wants_ack: bool,
-}
-
-impl<A: Adapter> FromMessageParts<A> for RawArgs {
-    type Error = Infallible;
-
-    fn from_message_parts(
-        _: &Arc<Socket<A>>,
-        v: &mut SioValue,
-        ack: &Option<i64>,
-    ) -> Result<Self, Infallible> {
-        let (values, has_binary) = match v {
-            // The packet's JSON array: the event name, then the arguments.
-            SioValue::Str(s, attachments) => {
-                let values = match serde_json::from_str::<Vec<Value>>(s.as_str()) {
-                    Ok(mut all) if !all.is_empty() => {
-                        all.remove(0);
-                        all
-                    }
-                    // Deeper than the parser allows, or otherwise unreadable: no usable payload.
-                    _ => vec![Value::Null],
-                };
-                (values, attachments.as_ref().is_some_and(|a| !a.is_empty()))
-            }
-            SioValue::Bytes(_) => (vec![Value::Null], true),
-        };
-        Ok(RawArgs { values, has_binary, wants_ack: ack.is_some() })
+fn arguments(v: &SioValue) -> (Vec<Value>, bool) {
+    match v {
+        // The packet's JSON array: the event name, then the arguments.
+        SioValue::Str(s, attachments) => {
+            let values = match serde_json::from_str::<Vec<Value>>(s.as_str()) {
+                Ok(mut all) if !all.is_empty() => {
+                    all.remove(0);
+                    all
+                }
+                // Deeper than the parser allows, or otherwise unreadable: no usable payload.
+                _ => vec![Value::Null],
+            };
+            (values, attachments.as_ref().is_some_and(|a| !a.is_empty()))
+        }
+        SioValue::Bytes(_) => (vec![Value::Null], true),
     }
 }

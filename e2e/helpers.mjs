@@ -1,0 +1,162 @@
+// Shared helpers for the end-to-end suite: start the real server binary with its own data
+// directory and environment, sign tokens, and connect the official socket.io-client.
+import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
+import { io } from "socket.io-client";
+
+export const SECRET = "e2e-secret-0123456789abcdef";
+const here = dirname(fileURLToPath(import.meta.url));
+const BIN = process.env.ALICE_BIN ?? join(here, "..", "target", "debug", "alice-realtime");
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// A failed test must not leave a server running (the runner would wait for it forever).
+const children = new Set();
+process.on("exit", () => {
+  for (const c of children) c.kill("SIGKILL");
+});
+
+/** Starts a server; resolves once it listens. `env` overrides the defaults. */
+export async function startServer(env = {}, { dataDir } = {}) {
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), "alice-e2e-"));
+  const child = spawn(BIN, [], {
+    env: {
+      PATH: process.env.PATH,
+      JWT_SECRET: SECRET,
+      REALTIME_PORT: "0",
+      HOST: "127.0.0.1",
+      DATA_DIR: dir,
+      LOG_FORMAT: "json",
+      LOG_LEVEL: "info",
+      ...env,
+    },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  children.add(child);
+  // Unreferenced, so a failed test's leftover server cannot keep the runner alive; the exit
+  // hook above kills it.
+  child.unref();
+  child.stderr.unref();
+  child.on("exit", () => children.delete(child));
+  const logs = [];
+  const lines = createInterface({ input: child.stderr });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("server did not start:\n" + logs.join("\n"))), 15000);
+    lines.on("line", (line) => {
+      logs.push(line);
+      try {
+        const entry = JSON.parse(line);
+        if (entry.fields?.message === "Alice Realtime listening") {
+          clearTimeout(timer);
+          resolve(`http://${entry.fields.addr}`);
+        }
+      } catch {}
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}:\n${logs.join("\n")}`));
+    });
+  });
+  const exited = new Promise((r) => child.on("exit", (code, signal) => r({ code, signal })));
+  const sockets = [];
+  return {
+    url,
+    dir,
+    logs,
+    child,
+    sockets,
+    /** Stops with SIGTERM (a graceful shutdown); resolves with the exit status. */
+    async stop({ keepData = false } = {}) {
+      for (const s of sockets) s.close();
+      child.ref();
+      if (child.exitCode === null) child.kill("SIGTERM");
+      const status = await exited;
+      if (!keepData && !dataDir) rmSync(dir, { recursive: true, force: true });
+      return status;
+    },
+  };
+}
+
+function b64url(value) {
+  return Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
+}
+
+/** An HS256 token. `claims` override the defaults (sub, role, exp one hour ahead). */
+export function token(sub, role, claims = {}, secret = SECRET) {
+  const payload = { sub, role, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 3600, ...claims };
+  for (const k of Object.keys(payload)) if (payload[k] === undefined) delete payload[k];
+  const body = `${b64url({ alg: "HS256", typ: "JWT" })}.${b64url(payload)}`;
+  const sig = createHmac("sha256", secret).update(body).digest("base64url");
+  return `${body}.${sig}`;
+}
+
+/** Connects; resolves with the socket, or rejects with the connect_error message. */
+export function connect(server, tok, opts = {}) {
+  const socket = io(server.url, {
+    auth: tok === undefined ? undefined : { token: tok },
+    transports: ["websocket"],
+    reconnection: false,
+    forceNew: true,
+    ...opts,
+  });
+  server.sockets.push(socket);
+  socket.received = [];
+  socket.onAny((event, payload) => socket.received.push({ event, payload }));
+  return new Promise((resolve, reject) => {
+    socket.once("connect", () => resolve(socket));
+    socket.once("connect_error", (err) => {
+      socket.close();
+      reject(err);
+    });
+  });
+}
+
+/** Connects a user by role. */
+export const as = (server, sub, role, opts) => connect(server, token(sub, role), opts);
+
+/** Payloads of `event` a socket has received so far. */
+export const got = (socket, event) => socket.received.filter((m) => m.event === event).map((m) => m.payload);
+
+/** Waits until `fn()` is true, or fails after `ms`. */
+export async function until(fn, ms = 3000, what = "condition") {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (fn()) return;
+    await sleep(10);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Waits for the next `event` on a socket. */
+export const next = (socket, event, ms = 3000) =>
+  new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no ${event} within ${ms} ms`)), ms);
+    socket.once(event, (p) => {
+      clearTimeout(t);
+      resolve(p);
+    });
+  });
+
+/** A round trip that proves every earlier message from this socket was handled. */
+export const barrier = (socket) => socket.emitWithAck("leave-room", "barrier");
+
+/** GET/POST JSON from the server. */
+export async function http(server, path, { method = "GET", bearer } = {}) {
+  const res = await fetch(server.url + path, {
+    method,
+    headers: bearer ? { authorization: `Bearer ${bearer}` } : {},
+  });
+  const text = await res.text();
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = text;
+  }
+  return { status: res.status, body };
+}
