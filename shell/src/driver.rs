@@ -90,8 +90,8 @@ impl DriverHandle {
     }
 
     /// Sends without waiting; fails when the driver's queue is full.
-    pub fn try_send(&self, cmd: Command) -> Result<(), mpsc::error::TrySendError<Command>> {
-        self.tx.try_send(cmd)
+    pub fn try_send(&self, cmd: Command) -> Result<(), Box<mpsc::error::TrySendError<Command>>> {
+        self.tx.try_send(cmd).map_err(Box::new)
     }
 
     pub async fn snapshot(&self) -> Option<Snapshot> {

@@ -81,9 +81,11 @@ impl MessageHandler<LocalAdapter, Forward> for EventForwarder {
             _ => None,
         };
         let cmd = Command::Event { conn, name, args, has_binary, ack };
-        if let Err(TrySendError::Full(Command::Event { ack, name, .. })) = self.state.driver.try_send(cmd) {
-            // The driver is saturated: this event was not accepted, and the client is told so.
-            refuse_busy(&socket, &name, ack);
+        if let Err(e) = self.state.driver.try_send(cmd) {
+            if let TrySendError::Full(Command::Event { ack, name, .. }) = *e {
+                // The driver is saturated: this event was not accepted, and the client is told so.
+                refuse_busy(&socket, &name, ack);
+            }
         }
     }
 }
