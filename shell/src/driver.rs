@@ -4,8 +4,9 @@
 //! bounded send queue is full is disconnected rather than buffered without limit).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alice_core::{AckId, ConnId, ConnectRefusal, Core, Input, Millis, Output, Payload, Stats, TokenCheck};
 use serde_json::Value;
@@ -66,6 +67,23 @@ pub struct Snapshot {
     pub queue_full: bool,
     pub now: Millis,
     pub slow_consumers_disconnected: u64,
+    pub store: StoreTimings,
+}
+
+/// How the store's batch writes have gone, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreTimings {
+    pub batches_ok: u64,
+    pub batches_failed: u64,
+    /// Total time spent in batch writes, in microseconds.
+    pub write_micros: u64,
+}
+
+#[derive(Default)]
+struct StoreCounters {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    micros: AtomicU64,
 }
 
 /// A socket the driver can write to.
@@ -115,6 +133,7 @@ pub struct Driver {
     /// Bus messages this node published, coming back to it (the in-process bus).
     loopback: VecDeque<alice_core::BusMessage>,
     slow_consumers: u64,
+    store_counters: Arc<StoreCounters>,
     shutdown: Option<(Millis, oneshot::Sender<usize>)>,
 }
 
@@ -140,6 +159,7 @@ impl Driver {
             next_ack: 0,
             loopback: VecDeque::new(),
             slow_consumers: 0,
+            store_counters: Arc::default(),
             shutdown: None,
         };
         (driver, DriverHandle { tx })
@@ -212,6 +232,11 @@ impl Driver {
                     queue_full: self.core.queue_is_full(),
                     now,
                     slow_consumers_disconnected: self.slow_consumers,
+                    store: StoreTimings {
+                        batches_ok: self.store_counters.ok.load(Ordering::Relaxed),
+                        batches_failed: self.store_counters.failed.load(Ordering::Relaxed),
+                        write_micros: self.store_counters.micros.load(Ordering::Relaxed),
+                    },
                 });
             }
             Command::ReplayDeadLetters { reply } => {
@@ -287,8 +312,14 @@ impl Driver {
                 Output::Publish(msg) => self.loopback.push_back(msg),
                 Output::StoreBatch { batch, events } => {
                     let (store, tx) = (self.store.clone(), self.tx.clone());
+                    let counters = self.store_counters.clone();
                     tokio::spawn(async move {
-                        let input = match store.insert(&events).await {
+                        let started = Instant::now();
+                        let result = store.insert(&events).await;
+                        counters.micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        let counter = if result.is_ok() { &counters.ok } else { &counters.failed };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        let input = match result {
                             Ok(()) => Input::Stored { batch },
                             Err(e) => {
                                 tracing::warn!(error = %e, events = events.len(), "store batch failed");

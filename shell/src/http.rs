@@ -158,40 +158,47 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
 pub fn render_metrics(snap: &Snapshot) -> String {
     let s = &snap.stats;
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-    };
-    metric("alice_connections", "gauge", "Sockets connected to this node.", s.connections as u64);
-    metric(
-        "alice_online_readers",
-        "gauge",
-        "Distinct readers online in the cluster.",
-        s.online_readers as u64,
-    );
-    metric(
-        "alice_events_accepted_total",
-        "counter",
-        "Reader events accepted by this node.",
-        s.events_accepted,
-    );
-    metric("alice_deliveries_total", "counter", "reader-activity messages sent to sockets.", s.deliveries);
-    metric("alice_queue_size", "gauge", "Accepted events waiting to be stored.", s.queue_size as u64);
-    metric("alice_dlq_size", "gauge", "Dead-lettered events awaiting replay.", s.dlq_size as u64);
-    metric(
-        "alice_events_dead_lettered_total",
-        "counter",
-        "Events moved to the dead-letter queue.",
-        s.events_dead_lettered,
-    );
-    metric("alice_connects_refused_total", "counter", "Handshakes refused.", s.connects_refused);
-    metric(
-        "alice_slow_consumers_disconnected_total",
-        "counter",
-        "Sockets closed for not keeping up.",
-        snap.slow_consumers_disconnected,
-    );
-    metric("alice_bus_duplicates_total", "counter", "Bus messages dropped as duplicates.", s.bus_duplicates);
-    metric("alice_bus_gaps_total", "counter", "Bus messages missed (sequence gaps).", s.bus_gaps);
+    let gauges: [(&str, &str, f64); 5] = [
+        ("alice_connections", "Sockets connected to this node.", s.connections as f64),
+        ("alice_online_readers", "Distinct readers online in the cluster.", s.online_readers as f64),
+        ("alice_queue_size", "Accepted events waiting to be stored.", s.queue_size as f64),
+        ("alice_dlq_size", "Dead-lettered events awaiting replay.", s.dlq_size as f64),
+        ("alice_history_size", "Recent events held in memory.", s.history_size as f64),
+    ];
+    let counters: [(&str, &str, f64); 11] = [
+        ("alice_events_accepted_total", "Reader events accepted by this node.", s.events_accepted as f64),
+        ("alice_deliveries_total", "reader-activity messages sent to sockets.", s.deliveries as f64),
+        (
+            "alice_events_dead_lettered_total",
+            "Events moved to the dead-letter queue.",
+            s.events_dead_lettered as f64,
+        ),
+        ("alice_connects_refused_total", "Handshakes refused.", s.connects_refused as f64),
+        (
+            "alice_slow_consumers_disconnected_total",
+            "Sockets closed for not keeping up.",
+            snap.slow_consumers_disconnected as f64,
+        ),
+        ("alice_store_batches_total", "Store batch writes that succeeded.", snap.store.batches_ok as f64),
+        (
+            "alice_store_batch_failures_total",
+            "Store batch writes that failed.",
+            snap.store.batches_failed as f64,
+        ),
+        (
+            "alice_store_write_seconds_total",
+            "Time spent writing batches to the store.",
+            snap.store.write_micros as f64 / 1e6,
+        ),
+        ("alice_bus_duplicates_total", "Bus messages dropped as duplicates.", s.bus_duplicates as f64),
+        ("alice_bus_gaps_total", "Bus messages missed (sequence gaps).", s.bus_gaps as f64),
+        ("alice_remote_events_total", "Events received from other nodes.", s.remote_events as f64),
+    ];
+    for (kind, list) in [("gauge", &gauges[..]), ("counter", &counters[..])] {
+        for (name, help, value) in list {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+    }
     let _ = writeln!(out, "# HELP alice_events_refused_total Client events refused, by code.");
     let _ = writeln!(out, "# TYPE alice_events_refused_total counter");
     for code in ErrorCode::ALL {

@@ -71,10 +71,15 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn EventStore>, Star
 
 /// Starts the server: store, core, driver, Socket.IO and HTTP on `settings.host:settings.port`.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let store = open_store(&settings).await?;
+    start_with_store(settings, store).await
+}
+
+/// Starts the server on a store of the caller's (tests wrap one to inject failures).
+pub async fn start_with_store(settings: Settings, store: Arc<dyn EventStore>) -> Result<Running, StartError> {
     if settings.redis_url.is_some() {
         tracing::warn!("REDIS_URL is set, but this build runs a single node with an in-process bus");
     }
-    let store = open_store(&settings).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let verifier = Verifier::new(&settings.auth);
     let mut core = Core::new(settings.core.clone(), &settings.node_id, rand::random());

@@ -1,0 +1,237 @@
+//! The shared harness for the shell's integration tests: an in-process server on a free port,
+//! a small raw Socket.IO client, and a store that fails on demand.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alice_core::{HistoryQuery, Millis, ReaderEvent};
+use alice_shell::config::Settings;
+use alice_shell::store::sqlite::SqliteStore;
+use alice_shell::store::{DashboardRow, EventStore, Page, StoreError};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+pub const SECRET: &str = "integration-secret-0123456789";
+
+pub fn settings(dir: &std::path::Path, vars: &[(&str, &str)]) -> Settings {
+    let mut map: HashMap<String, String> = [
+        ("JWT_SECRET", SECRET),
+        ("REALTIME_PORT", "0"),
+        ("HOST", "127.0.0.1"),
+        ("NODE_ID", "test-node"),
+        ("SHUTDOWN_GRACE_MS", "2000"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    map.insert("DATA_DIR".into(), dir.display().to_string());
+    for (k, v) in vars {
+        map.insert(k.to_string(), v.to_string());
+    }
+    Settings::from_vars(|k| map.get(k).cloned()).expect("valid test settings")
+}
+
+pub fn token(sub: &str, role: &str) -> String {
+    alice_shell::auth::sign(SECRET.as_bytes(), sub, role, Duration::from_secs(3600))
+}
+
+/// A store that can be told to fail every call, or to refuse events of one type.
+pub struct FlakyStore {
+    inner: SqliteStore,
+    pub down: AtomicBool,
+    pub poison_type: std::sync::Mutex<Option<String>>,
+}
+
+impl FlakyStore {
+    pub async fn open(dir: &std::path::Path) -> Arc<FlakyStore> {
+        Arc::new(FlakyStore {
+            inner: SqliteStore::open(None, dir).await.expect("sqlite opens"),
+            down: AtomicBool::new(false),
+            poison_type: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected outage".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for FlakyStore {
+    fn kind(&self) -> &'static str {
+        "flaky-sqlite"
+    }
+    async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError> {
+        self.check()?;
+        let poison = self.poison_type.lock().unwrap().clone();
+        if let Some(p) = poison {
+            if events.iter().any(|e| e.event_type == p) {
+                return Err(StoreError::Rejected("injected poison row".into()));
+            }
+        }
+        self.inner.insert(events).await
+    }
+    async fn recent(&self, q: &HistoryQuery) -> Result<Page, StoreError> {
+        self.check()?;
+        self.inner.recent(q).await
+    }
+    async fn newest(&self, n: usize) -> Result<Page, StoreError> {
+        self.check()?;
+        self.inner.newest(n).await
+    }
+    async fn dashboard(&self, since: Millis) -> Result<Vec<DashboardRow>, StoreError> {
+        self.check()?;
+        self.inner.dashboard(since).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.ping().await
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A minimal Socket.IO v4 client over a websocket: enough to drive the server from Rust tests.
+pub struct Client {
+    ws: Ws,
+    next_ack: u64,
+    /// Events received and not yet taken, in order.
+    pub inbox: Vec<(String, Value)>,
+    acks: HashMap<u64, Value>,
+}
+
+impl Client {
+    /// Connects and completes the Socket.IO CONNECT; `Err` carries the connect_error message.
+    pub async fn connect(addr: std::net::SocketAddr, token: &str) -> Result<Client, String> {
+        let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
+        let mut c = Client { ws, next_ack: 0, inbox: Vec::new(), acks: HashMap::new() };
+        let open = c.frame().await.ok_or("no open packet")?;
+        assert!(open.starts_with('0'), "engine.io open: {open}");
+        c.send(format!("40{}", json!({ "token": token }))).await;
+        loop {
+            let f = c.frame().await.ok_or("closed during connect")?;
+            if let Some(rest) = f.strip_prefix("44") {
+                let v: Value = serde_json::from_str(rest).unwrap_or(Value::Null);
+                return Err(v["message"].as_str().unwrap_or("").to_owned());
+            }
+            if f.starts_with("40") {
+                return Ok(c);
+            }
+            c.absorb(&f);
+        }
+    }
+
+    async fn send(&mut self, text: String) {
+        self.ws.send(Message::text(text)).await.expect("websocket send");
+    }
+
+    /// The next text frame, answering pings; `None` when closed.
+    async fn frame(&mut self) -> Option<String> {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await.ok()??.ok()?;
+            let Message::Text(t) = msg else {
+                if matches!(msg, Message::Close(_)) {
+                    return None;
+                }
+                continue;
+            };
+            if t.as_str() == "2" {
+                self.send("3".into()).await;
+                continue;
+            }
+            return Some(t.to_string());
+        }
+    }
+
+    fn absorb(&mut self, f: &str) {
+        if let Some(rest) = f.strip_prefix("42") {
+            if let Ok(Value::Array(mut a)) = serde_json::from_str::<Value>(rest) {
+                if a.len() >= 2 {
+                    let payload = a.remove(1);
+                    let name = a[0].as_str().unwrap_or("").to_owned();
+                    self.inbox.push((name, payload));
+                }
+            }
+        } else if let Some(rest) = f.strip_prefix("43") {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let (Ok(id), Ok(Value::Array(mut a))) =
+                (digits.parse::<u64>(), serde_json::from_str::<Value>(&rest[digits.len()..]))
+            {
+                self.acks.insert(id, if a.is_empty() { Value::Null } else { a.remove(0) });
+            }
+        }
+    }
+
+    /// Emits without an acknowledgement.
+    pub async fn emit(&mut self, event: &str, payload: Value) {
+        self.send(format!("42{}", json!([event, payload]))).await;
+    }
+
+    /// Emits and waits for the acknowledgement.
+    pub async fn call(&mut self, event: &str, payload: Value) -> Value {
+        self.next_ack += 1;
+        let id = self.next_ack;
+        self.send(format!("42{id}{}", json!([event, payload]))).await;
+        loop {
+            if let Some(v) = self.acks.remove(&id) {
+                return v;
+            }
+            let f = self.frame().await.expect("connection open while waiting for an ack");
+            self.absorb(&f);
+        }
+    }
+
+    /// Waits for the next `event` (taking it from the inbox).
+    pub async fn next(&mut self, event: &str) -> Option<Value> {
+        loop {
+            if let Some(i) = self.inbox.iter().position(|(n, _)| n == event) {
+                return Some(self.inbox.remove(i).1);
+            }
+            let f = self.frame().await?;
+            self.absorb(&f);
+        }
+    }
+}
+
+/// GET or POST with an optional bearer token; returns the status and the body as JSON or text.
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}{path}");
+    let mut req = match method {
+        "POST" => client.post(url),
+        _ => client.get(url),
+    };
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let res = req.send().await.expect("http request");
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Polls `/stats` until `f` holds.
+pub async fn wait_stats(addr: std::net::SocketAddr, f: impl Fn(&Value) -> bool) -> Value {
+    let admin = token("admin-watch", "admin");
+    for _ in 0..200 {
+        let (_, s) = http(addr, "GET", "/stats", Some(&admin)).await;
+        if f(&s) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("stats never satisfied the condition");
+}
