@@ -14,8 +14,10 @@ use tokio::sync::Mutex;
 
 use crate::config::AuthSettings;
 
-/// The least time between two JWKS fetches caused by unknown key ids.
+/// The least time between two refetches of a loaded JWKS caused by unknown key ids.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// The least time between two attempts to load a JWKS that has no keys yet.
+const JWKS_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Checks tokens; cheap to clone and share.
@@ -40,7 +42,10 @@ struct Jwks {
 #[derive(Default)]
 struct JwksState {
     keys: HashMap<String, (DecodingKey, Algorithm)>,
+    /// The last attempt of any kind.
     fetched_at: Option<Instant>,
+    /// The last refetch of a set that already had keys.
+    refetched_at: Option<Instant>,
 }
 
 impl Verifier {
@@ -108,11 +113,19 @@ impl Jwks {
         if let Some(k) = state.keys.get(kid) {
             return Some(k.clone());
         }
-        let may_fetch = state.fetched_at.is_none_or(|t| t.elapsed() >= JWKS_REFETCH_INTERVAL);
-        if !may_fetch {
+        let (last, interval) = if state.keys.is_empty() {
+            (state.fetched_at, JWKS_RETRY_INTERVAL)
+        } else {
+            (state.refetched_at, JWKS_REFETCH_INTERVAL)
+        };
+        if last.is_some_and(|t| t.elapsed() < interval) {
             return None;
         }
-        state.fetched_at = Some(Instant::now());
+        let now = Instant::now();
+        if !state.keys.is_empty() {
+            state.refetched_at = Some(now);
+        }
+        state.fetched_at = Some(now);
         match self.fetch().await {
             Ok(keys) => state.keys = keys,
             Err(e) => tracing::warn!(url = %self.url, error = %e, "could not fetch the JWKS"),

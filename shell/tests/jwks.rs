@@ -1,0 +1,103 @@
+//! Asymmetric tokens verified against a JWKS (as Supabase serves it): keys are fetched, cached,
+//! refetched on an unknown `kid` at most once per interval; audience and issuer are enforced.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::routing::get;
+use common::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+const JWKS: &str = include_str!("fixtures/jwks.json");
+const PRIVATE_KEY: &[u8] = include_bytes!("fixtures/es256-private.pem");
+
+fn es256(kid: &str, claims: Value) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_pem(PRIVATE_KEY).unwrap()).unwrap()
+}
+
+fn supabase_claims(sub: &str, role: &str) -> Value {
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    json!({"sub": sub, "exp": exp, "role": "authenticated", "aud": "authenticated",
+           "iss": "https://project.supabase.co/auth/v1", "app_metadata": {"role": role}})
+}
+
+/// Serves the fixture JWKS where Supabase would, counting fetches.
+async fn jwks_server() -> (String, Arc<AtomicUsize>) {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counter = fetches.clone();
+    let app = axum::Router::new().route(
+        "/auth/v1/.well-known/jwks.json",
+        get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { ([("content-type", "application/json")], JWKS) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), fetches)
+}
+
+#[tokio::test]
+async fn supabase_es256_tokens_through_the_jwks() {
+    let (supabase_url, fetches) = jwks_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), &[("SUPABASE_URL", &supabase_url)]);
+    s.auth.secret = b"a-secret-nobody-signs-with-here".to_vec();
+    let server = alice_shell::start(s).await.unwrap();
+    let addr = server.addr;
+
+    let mut c =
+        Client::connect(addr, &es256("test-key-1", supabase_claims("sb-c", "consultant"))).await.unwrap();
+    assert_eq!(c.call("get-online-readers", Value::Null).await["ok"], true);
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    // Cached: no second fetch for a known kid.
+    Client::connect(addr, &es256("test-key-1", supabase_claims("sb-r", "reader"))).await.unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+
+    // An unknown kid refetches once, then is refused; another right away does not refetch.
+    let unknown = Client::connect(addr, &es256("rotated-key", supabase_claims("sb-x", "reader"))).await;
+    assert_eq!(unknown.err().as_deref(), Some("Invalid authentication token"));
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    let again = Client::connect(addr, &es256("another-key", supabase_claims("sb-y", "reader"))).await;
+    assert_eq!(again.err().as_deref(), Some("Invalid authentication token"));
+    assert_eq!(fetches.load(Ordering::SeqCst), 2, "refetches are rate limited");
+
+    // A token signed with another key under a known kid is refused.
+    let forged = {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("test-key-1".into());
+        jsonwebtoken::encode(&header, &supabase_claims("sb-z", "admin"), &EncodingKey::from_secret(b"x"))
+            .unwrap()
+    };
+    assert_eq!(Client::connect(addr, &forged).await.err().as_deref(), Some("Invalid authentication token"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn audience_and_issuer_are_enforced_when_set() {
+    let (supabase_url, _) = jwks_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [
+        ("JWT_JWKS_URL", &*format!("{supabase_url}/auth/v1/.well-known/jwks.json")),
+        ("JWT_AUDIENCE", "authenticated"),
+        ("JWT_ISSUER", "https://project.supabase.co/auth/v1"),
+    ];
+    let server = alice_shell::start(settings(dir.path(), &vars)).await.unwrap();
+    let ok = supabase_claims("u1", "reader");
+    assert!(Client::connect(server.addr, &es256("test-key-1", ok.clone())).await.is_ok());
+    let mut wrong_aud = ok.clone();
+    wrong_aud["aud"] = json!("someone-else");
+    let refused = Client::connect(server.addr, &es256("test-key-1", wrong_aud)).await;
+    assert_eq!(refused.err().as_deref(), Some("Invalid authentication token"));
+    let mut wrong_iss = ok;
+    wrong_iss["iss"] = json!("https://evil.example/auth/v1");
+    let refused = Client::connect(server.addr, &es256("test-key-1", wrong_iss)).await;
+    assert_eq!(refused.err().as_deref(), Some("Invalid authentication token"));
+    server.shutdown().await;
+}
