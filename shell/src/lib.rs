@@ -35,8 +35,8 @@ const DRIVER_QUEUE: usize = 65_536;
 const SOCKET_SEND_QUEUE: usize = 1_024;
 
 /// A server that is running; dropping it does not stop it, [`Running::shutdown`] does.
-pub struct Running {
-    pub addr: SocketAddr,
+pub struct Running<A = SocketAddr> {
+    pub addr: A,
     driver: DriverHandle,
     stop_http: watch::Sender<bool>,
     http: JoinHandle<()>,
@@ -53,6 +53,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot read the listening address: {0}")]
+    LocalAddr(std::io::Error),
 }
 
 /// Opens the event store the settings name.
@@ -77,12 +79,32 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
 
 /// Starts the server on a store of the caller's (tests wrap one to inject failures).
 pub async fn start_with_store(settings: Settings, store: Arc<dyn EventStore>) -> Result<Running, StartError> {
+    let addr = SocketAddr::new(settings.host, settings.port);
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+    let deps = Deps { store, clock: Arc::new(SystemClock), seed: rand::random() };
+    start_on(settings, deps, listener).await
+}
+
+/// What the server runs on besides its settings: the simulation supplies its own.
+pub struct Deps {
+    pub store: Arc<dyn EventStore>,
+    pub clock: Arc<dyn Clock>,
+    /// Seeds the core's randomness (event ids, retry jitter).
+    pub seed: u64,
+}
+
+/// Starts the server on any listener axum can serve (a TCP socket, or a simulated one).
+pub async fn start_on<L>(settings: Settings, deps: Deps, listener: L) -> Result<Running<L::Addr>, StartError>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug + Clone,
+{
+    let Deps { store, clock, seed } = deps;
     if settings.redis_url.is_some() {
         tracing::warn!("REDIS_URL is set, but this build runs a single node with an in-process bus");
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let verifier = Verifier::new(&settings.auth);
-    let mut core = Core::new(settings.core.clone(), &settings.node_id, rand::random());
+    let mut core = Core::new(settings.core.clone(), &settings.node_id, seed);
 
     let (events, has_more) = store.newest(settings.core.history_capacity).await?;
     tracing::info!(events = events.len(), store = store.kind(), "recent history loaded from the store");
@@ -117,9 +139,7 @@ pub async fn start_with_store(settings: Settings, store: Arc<dyn EventStore>) ->
     .layer(layer)
     .layer(cors(&settings.cors_origins));
 
-    let addr = SocketAddr::new(settings.host, settings.port);
-    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+    let addr = listener.local_addr().map_err(StartError::LocalAddr)?;
     let (stop_http, mut stopped) = watch::channel(false);
     let http = tokio::spawn(async move {
         let shutdown = async move {
@@ -129,7 +149,7 @@ pub async fn start_with_store(settings: Settings, store: Arc<dyn EventStore>) ->
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    tracing::info!(%addr, node = %settings.node_id, "Alice Realtime listening");
+    tracing::info!(addr = %format!("{addr:?}"), node = %settings.node_id, "Alice Realtime listening");
     Ok(Running {
         addr,
         driver: handle,
@@ -140,7 +160,7 @@ pub async fn start_with_store(settings: Settings, store: Arc<dyn EventStore>) ->
     })
 }
 
-impl Running {
+impl<A> Running<A> {
     /// Stops accepting, tells the cluster, flushes the queue to the store (within the grace
     /// period) and stops. Returns how many events were still waiting to be stored.
     pub async fn shutdown(self) -> usize {
