@@ -18,6 +18,12 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `DATABASE_URL`; `None` means the embedded SQLite file under `data_dir`.
     pub database_url: Option<String>,
+    /// Connections in the PostgreSQL pool (`DATABASE_POOL_SIZE`).
+    pub db_pool_size: u32,
+    /// How long one database call may take (`DATABASE_TIMEOUT_MS`).
+    pub db_timeout_ms: u64,
+    /// Apply the embedded migrations at start (`DATABASE_MIGRATE`, default true).
+    pub db_migrate: bool,
     /// `REDIS_URL`, or one built from `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`.
     pub redis_url: Option<String>,
     pub metrics_token: Option<String>,
@@ -159,6 +165,15 @@ impl Settings {
             node_id: get("NODE_ID").unwrap_or_else(|| format!("node-{}", &uuid_like())),
             data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into())),
             database_url,
+            db_pool_size: num(&get, "DATABASE_POOL_SIZE", 10u32, 1)?,
+            db_timeout_ms: num(&get, "DATABASE_TIMEOUT_MS", 5_000u64, 1)?,
+            db_migrate: match get("DATABASE_MIGRATE").as_deref() {
+                None | Some("true") | Some("1") => true,
+                Some("false") | Some("0") => false,
+                Some(other) => {
+                    return Err(ConfigError(format!("DATABASE_MIGRATE must be true or false, got {other:?}")))
+                }
+            },
             redis_url,
             metrics_token: get("METRICS_TOKEN"),
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Verifier;
 use crate::clock::Clock;
-use crate::store::EventStore;
+use crate::store::{EventStore, Session};
 
 /// Messages into the driver.
 pub enum Command {
@@ -89,6 +89,8 @@ struct StoreCounters {
 /// A socket the driver can write to.
 struct Slot {
     socket: SocketRef,
+    /// For a reader socket, its session as recorded in the store.
+    session: Option<Session>,
     /// Until the CONNECT answer is out, deliveries wait here (bounded like the send queue).
     pending: Option<Vec<(&'static str, Payload)>>,
 }
@@ -284,7 +286,18 @@ impl Driver {
             match out {
                 Output::Accept { conn } => {
                     if let Some((socket, reply)) = self.connecting.remove(&conn) {
-                        self.sockets.insert(conn, Slot { socket, pending: Some(Vec::new()) });
+                        let session =
+                            self.core.principal(conn).filter(|p| p.role == alice_core::Role::Reader).map(
+                                |p| Session {
+                                    user_id: p.user_id.to_string(),
+                                    session_id: socket.id.to_string(),
+                                    at: self.clock.now(),
+                                },
+                            );
+                        if let Some(s) = &session {
+                            self.record_session(s.clone(), true);
+                        }
+                        self.sockets.insert(conn, Slot { socket, session, pending: Some(Vec::new()) });
                         let _ = reply.send(Ok(()));
                     }
                 }
@@ -304,10 +317,9 @@ impl Driver {
                     }
                 }
                 Output::Disconnect { conn } => {
-                    if let Some(slot) = self.sockets.remove(&conn) {
+                    if let Some(slot) = self.forget_socket(conn) {
                         let _ = slot.socket.disconnect();
                     }
-                    self.acks.retain(|_, (c, _)| *c != conn);
                 }
                 Output::Publish(msg) => self.loopback.push_back(msg),
                 Output::StoreBatch { batch, events } => {
@@ -375,10 +387,9 @@ impl Driver {
     fn slow_consumer(&mut self, conn: ConnId) {
         self.slow_consumers += 1;
         tracing::warn!(conn = conn.0, "socket cannot keep up with its deliveries; disconnecting it");
-        if let Some(slot) = self.sockets.remove(&conn) {
+        if let Some(slot) = self.forget_socket(conn) {
             let _ = slot.socket.disconnect();
         }
-        self.acks.retain(|_, (c, _)| *c != conn);
         self.core.handle(self.clock.now(), Input::Disconnect { conn });
     }
 
@@ -390,8 +401,30 @@ impl Driver {
         self.execute();
     }
 
-    fn forget_socket(&mut self, conn: ConnId) {
-        self.sockets.remove(&conn);
+    /// Drops what the driver holds for a socket, and closes its session in the store.
+    fn forget_socket(&mut self, conn: ConnId) -> Option<Slot> {
         self.acks.retain(|_, (c, _)| *c != conn);
+        let mut slot = self.sockets.remove(&conn)?;
+        if let Some(mut s) = slot.session.take() {
+            s.at = self.clock.now();
+            self.record_session(s, false);
+        }
+        Some(slot)
+    }
+
+    /// Records a reader session opening or closing; a failure is logged, never retried (the
+    /// table is informational, for the original dashboard's views).
+    fn record_session(&self, session: Session, open: bool) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let result = if open {
+                store.session_opened(&session).await
+            } else {
+                store.session_closed(&session).await
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "could not record a session");
+            }
+        });
     }
 }

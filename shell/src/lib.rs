@@ -26,6 +26,7 @@ use crate::auth::Verifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::driver::{Command, Driver, DriverHandle};
+use crate::store::postgres::{PgSettings, PgStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::EventStore;
 
@@ -57,18 +58,32 @@ pub enum StartError {
     LocalAddr(std::io::Error),
 }
 
-/// Opens the event store the settings name.
+/// Opens the event store the settings name, applying PostgreSQL migrations unless disabled.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn EventStore>, StartError> {
     match settings.database_url.as_deref() {
         None => Ok(Arc::new(SqliteStore::open(None, &settings.data_dir).await?)),
         Some(url) if url.starts_with("sqlite:") => {
             Ok(Arc::new(SqliteStore::open(Some(url), &settings.data_dir).await?))
         }
-        Some(_) => Err(StartError::Config(
-            "DATABASE_URL names PostgreSQL, which this build does not support yet; unset it to use SQLite"
-                .into(),
-        )),
+        Some(_) => {
+            let store = postgres_store(settings)?;
+            if settings.db_migrate {
+                store.migrate().await?;
+            }
+            Ok(Arc::new(store.inspect().await?))
+        }
     }
+}
+
+/// The PostgreSQL store of `DATABASE_URL`, not yet connected.
+pub fn postgres_store(settings: &Settings) -> Result<PgStore, StartError> {
+    let url =
+        settings.database_url.clone().ok_or_else(|| StartError::Config("DATABASE_URL is not set".into()))?;
+    Ok(PgStore::connect(&PgSettings {
+        url,
+        pool_size: settings.db_pool_size,
+        timeout: Duration::from_millis(settings.db_timeout_ms),
+    })?)
 }
 
 /// Starts the server: store, core, driver, Socket.IO and HTTP on `settings.host:settings.port`.
@@ -106,9 +121,21 @@ where
     let verifier = Verifier::new(&settings.auth);
     let mut core = Core::new(settings.core.clone(), &settings.node_id, seed);
 
-    let (events, has_more) = store.newest(settings.core.history_capacity).await?;
-    tracing::info!(events = events.len(), store = store.kind(), "recent history loaded from the store");
-    core.handle(clock.now(), Input::HistoryLoaded { events, complete: !has_more });
+    match store.newest(settings.core.history_capacity).await {
+        Ok((events, has_more)) => {
+            tracing::info!(
+                events = events.len(),
+                store = store.kind(),
+                "recent history loaded from the store"
+            );
+            core.handle(clock.now(), Input::HistoryLoaded { events, complete: !has_more });
+        }
+        Err(e) => {
+            // Serve anyway; older events are asked of the store once it is back.
+            tracing::error!(error = %e, "could not load recent history; starting without it");
+            core.handle(clock.now(), Input::HistoryLoaded { events: Vec::new(), complete: false });
+        }
+    }
 
     let (driver, handle) = Driver::new(core, clock.clone(), store.clone(), verifier.clone(), DRIVER_QUEUE);
     let driver_task = tokio::spawn(driver.run());

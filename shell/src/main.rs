@@ -17,6 +17,8 @@ struct Cli {
 enum Cmd {
     /// Run the server (what happens with no command).
     Serve,
+    /// Apply the PostgreSQL migrations of DATABASE_URL and exit.
+    Migrate,
     /// Print an HS256 token signed with JWT_SECRET.
     Token {
         /// The user id (`sub`).
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Serve => serve(settings),
+        Cmd::Migrate => migrate(settings),
     }
 }
 
@@ -87,6 +90,40 @@ fn serve(settings: Settings) -> ExitCode {
         }
         tracing::info!("stopped cleanly");
         ExitCode::SUCCESS
+    })
+}
+
+fn migrate(settings: Settings) -> ExitCode {
+    init_tracing(&settings);
+    let url = settings.database_url.as_deref().unwrap_or("");
+    if !url.starts_with("postgres") {
+        eprintln!(
+            "alice-realtime: migrate needs DATABASE_URL=postgres://… (SQLite creates its schema itself)"
+        );
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("alice-realtime: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let result = match alice_shell::postgres_store(&settings) {
+            Ok(store) => store.migrate().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                println!("migrations applied");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("alice-realtime: {e}");
+                ExitCode::FAILURE
+            }
+        }
     })
 }
 

@@ -1,6 +1,7 @@
 //! The event store: where accepted events end up, exactly once (inserts are idempotent by id).
 //! One trait, one implementation per database; the driver never knows which it talks to.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -35,6 +36,14 @@ impl StoreError {
     }
 }
 
+/// A reader socket's session, for the `active_sessions` table where a store keeps one.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user_id: String,
+    pub session_id: String,
+    pub at: Millis,
+}
+
 /// Recent events and whether more remain beyond them.
 pub type Page = (Vec<Arc<ReaderEvent>>, bool);
 
@@ -53,4 +62,12 @@ pub trait EventStore: Send + Sync + 'static {
     async fn dashboard(&self, since: Millis) -> Result<Vec<DashboardRow>, StoreError>;
     /// A cheap round trip, for `/health`.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// A reader socket connected (stores without a sessions table ignore it).
+    async fn session_opened(&self, _session: &Session) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// A reader socket disconnected: its session is marked inactive.
+    async fn session_closed(&self, _session: &Session) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -235,3 +235,107 @@ pub async fn wait_stats(addr: std::net::SocketAddr, f: impl Fn(&Value) -> bool) 
     }
     panic!("stats never satisfied the condition");
 }
+
+/// Whether tests must fail rather than skip when a service is missing.
+pub fn require_services() -> bool {
+    std::env::var("ALICE_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// A throwaway PostgreSQL database on the test server, dropped by [`TestDb::drop_db`].
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+    admin: sqlx::PgPool,
+}
+
+/// The PostgreSQL server tests use: `ALICE_TEST_DATABASE_URL`, or the local one.
+pub fn pg_admin_url() -> String {
+    std::env::var("ALICE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
+}
+
+impl TestDb {
+    /// Creates a database, or returns `None` (after a loud notice) when PostgreSQL is not there
+    /// and services are not required.
+    pub async fn create() -> Option<TestDb> {
+        let admin_url = pg_admin_url();
+        let admin = match sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&admin_url)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                assert!(!require_services(), "PostgreSQL is required at {admin_url}: {e}");
+                eprintln!(
+                    "\n*** SKIPPED: no PostgreSQL at {admin_url} ({e}); set ALICE_TEST_DATABASE_URL ***\n"
+                );
+                return None;
+            }
+        };
+        let name = format!("alice_t_{:016x}", rand::random::<u64>());
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create database");
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin_url.clone());
+        Some(TestDb { url: format!("{base}/{name}"), name, admin })
+    }
+
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.url).await.expect("connect to the test database")
+    }
+
+    pub async fn drop_db(self) {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&self.admin)
+            .await;
+    }
+}
+
+/// A TCP proxy the test controls: `cut` drops every connection and refuses new ones until
+/// `restore`.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    open: Arc<AtomicBool>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    pub async fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (open2, gen2) = (open.clone(), generation.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !open2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused by closing it
+                }
+                let my_gen = gen2.load(Ordering::SeqCst);
+                let gen3 = gen2.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    let cut = async {
+                        while gen3.load(Ordering::SeqCst) == my_gen {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = copy => {}
+                        _ = cut => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, open, generation }
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}

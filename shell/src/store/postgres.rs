@@ -1,0 +1,250 @@
+//! The PostgreSQL event store: a Supabase project's database (through its transaction or session
+//! pooler, so no prepared-statement cache) or any PostgreSQL. Keeps the original project's tables
+//! and views; inserts are batched with UNNEST and idempotent by id. It never lets a database
+//! error text reach a client.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alice_core::replies::Json;
+use alice_core::{HistoryQuery, Millis, ReaderEvent};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::{DashboardRow, EventStore, Page, Session, StoreError};
+
+/// The migrations embedded in the binary (`alice-realtime migrate`, and at start).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Pool and timeout settings.
+#[derive(Clone, Debug)]
+pub struct PgSettings {
+    pub url: String,
+    pub pool_size: u32,
+    pub timeout: Duration,
+}
+
+pub struct PgStore {
+    pool: PgPool,
+    timeout: Duration,
+    /// `uuid` on a Supabase database with the original schema, `text` on ours.
+    user_id_type: &'static str,
+}
+
+/// Data and constraint errors are the data's fault: retry those events alone. Everything else
+/// (connections, timeouts, a database restarting) is the database's: retry as it is.
+fn classify(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if code.starts_with("22") || code.starts_with("23") {
+                StoreError::Rejected(e.to_string())
+            } else {
+                StoreError::Unavailable(e.to_string())
+            }
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+impl PgStore {
+    /// Connects (lazily: the server starts and reports `degraded` while the database is down).
+    pub fn connect(settings: &PgSettings) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(&settings.url)
+            .map_err(|_| StoreError::Unavailable("DATABASE_URL is not a valid PostgreSQL URL".into()))?
+            // Supabase's transaction pooler cannot keep prepared statements between transactions.
+            .statement_cache_capacity(0)
+            .application_name("alice-realtime");
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.pool_size)
+            .acquire_timeout(settings.timeout)
+            .connect_lazy_with(options);
+        Ok(PgStore { pool, timeout: settings.timeout, user_id_type: "text" })
+    }
+
+    /// Applies the embedded migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    }
+
+    /// Reads how the existing schema types `user_id` (uuid on the original Supabase schema).
+    pub async fn inspect(mut self) -> Result<PgStore, StoreError> {
+        let ty: Option<String> = self
+            .bounded(
+                sqlx::query_scalar(
+                    "SELECT data_type FROM information_schema.columns
+                     WHERE table_schema = current_schema() AND table_name = 'real_time_events'
+                       AND column_name = 'user_id'",
+                )
+                .fetch_optional(&self.pool),
+            )
+            .await?;
+        self.user_id_type = if ty.as_deref() == Some("uuid") { "uuid" } else { "text" };
+        Ok(self)
+    }
+
+    async fn bounded<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(r) => r.map_err(classify),
+            Err(_) => Err(StoreError::Unavailable("database call timed out".into())),
+        }
+    }
+
+    /// Whether `user` can be a user id in this schema (on a uuid column, only uuids can).
+    fn possible_user(&self, user: &str) -> bool {
+        self.user_id_type != "uuid" || Uuid::parse_str(user).is_ok()
+    }
+
+    fn select(&self) -> QueryBuilder<'static, Postgres> {
+        QueryBuilder::new(
+            "SELECT id::text AS id, user_id::text AS user_id, event_type::text AS event_type,
+                    event_data::text AS event_data,
+                    round(extract(epoch FROM timestamp) * 1000)::int8 AS ts,
+                    COALESCE(session_id, '')::text AS session_id
+             FROM real_time_events WHERE true",
+        )
+    }
+}
+
+fn event_from(row: &PgRow) -> Result<Arc<ReaderEvent>, StoreError> {
+    let bad = |what: &str| StoreError::Unavailable(format!("stored event has a bad {what}"));
+    let get = |col: &str| row.try_get::<String, _>(col).map_err(classify);
+    let ts: i64 = row.try_get("ts").map_err(classify)?;
+    Ok(Arc::new(ReaderEvent {
+        id: Uuid::parse_str(&get("id")?).map_err(|_| bad("id"))?,
+        user_id: Arc::from(get("user_id")?),
+        event_type: get("event_type")?,
+        data: Json::from_text(get("event_data")?).map_err(|_| bad("event_data"))?,
+        timestamp: Millis(u64::try_from(ts).map_err(|_| bad("timestamp"))?),
+        session_id: get("session_id")?,
+    }))
+}
+
+fn page(rows: Vec<PgRow>, limit: usize) -> Result<Page, StoreError> {
+    let has_more = rows.len() > limit;
+    let events = rows.iter().take(limit).map(event_from).collect::<Result<Vec<_>, _>>()?;
+    Ok((events, has_more))
+}
+
+#[async_trait::async_trait]
+impl EventStore for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+        let users: Vec<String> = events.iter().map(|e| e.user_id.to_string()).collect();
+        let types: Vec<String> = events.iter().map(|e| e.event_type.clone()).collect();
+        let data: Vec<String> = events.iter().map(|e| e.data.get().to_owned()).collect();
+        let stamps: Vec<i64> = events.iter().map(|e| e.timestamp.0 as i64).collect();
+        let sessions: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
+        let sql = format!(
+            "INSERT INTO real_time_events (id, user_id, event_type, event_data, timestamp, session_id, metadata)
+             SELECT id::uuid, user_id::{}, event_type, event_data::jsonb, to_timestamp(ts / 1000.0), session_id, '{{}}'::jsonb
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[])
+                  AS t(id, user_id, event_type, event_data, ts, session_id)
+             ON CONFLICT (id) DO NOTHING",
+            self.user_id_type
+        );
+        let q = sqlx::query(&sql).bind(ids).bind(users).bind(types).bind(data).bind(stamps).bind(sessions);
+        self.bounded(q.execute(&self.pool)).await?;
+        Ok(())
+    }
+
+    async fn recent(&self, query: &HistoryQuery) -> Result<Page, StoreError> {
+        let mut q = self.select();
+        if let Some(user) = &query.user_id {
+            if !self.possible_user(user) {
+                return Ok((Vec::new(), false));
+            }
+            q.push(" AND user_id = CAST(")
+                .push_bind(user.clone())
+                .push(format!(" AS {})", self.user_id_type));
+        }
+        if !query.event_types.is_empty() {
+            q.push(" AND event_type = ANY(").push_bind(query.event_types.clone()).push(")");
+        }
+        match query.since {
+            Some(since) => {
+                q.push(" AND id > CAST(").push_bind(since.to_string()).push(" AS uuid) ORDER BY id ASC")
+            }
+            None => q.push(" ORDER BY id DESC"),
+        };
+        q.push(" LIMIT ").push_bind(query.limit as i64 + 1);
+        let rows = self.bounded(q.build().fetch_all(&self.pool)).await?;
+        page(rows, query.limit)
+    }
+
+    async fn newest(&self, n: usize) -> Result<Page, StoreError> {
+        let mut q = self.select();
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(n as i64 + 1);
+        let rows = self.bounded(q.build().fetch_all(&self.pool)).await?;
+        page(rows, n)
+    }
+
+    async fn dashboard(&self, since: Millis) -> Result<Vec<DashboardRow>, StoreError> {
+        let rows = self
+            .bounded(
+                sqlx::query(
+                    "SELECT round(extract(epoch FROM date_trunc('hour', timestamp)) * 1000)::int8 AS hour,
+                            event_type::text AS event_type, COUNT(*)::int8 AS event_count,
+                            COUNT(DISTINCT user_id)::int8 AS unique_users
+                     FROM real_time_events WHERE timestamp >= to_timestamp($1 / 1000.0)
+                     GROUP BY 1, 2 ORDER BY 1 DESC, 2 ASC",
+                )
+                .bind(since.0 as i64)
+                .fetch_all(&self.pool),
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DashboardRow {
+                    hour: Millis(r.try_get::<i64, _>("hour").map_err(classify)?.max(0) as u64).rfc3339(),
+                    event_type: r.try_get("event_type").map_err(classify)?,
+                    event_count: r.try_get("event_count").map_err(classify)?,
+                    unique_users: r.try_get("unique_users").map_err(classify)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(sqlx::query("SELECT 1").execute(&self.pool)).await?;
+        Ok(())
+    }
+
+    async fn session_opened(&self, s: &Session) -> Result<(), StoreError> {
+        if !self.possible_user(&s.user_id) {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO active_sessions (user_id, session_id, last_activity, is_active)
+             VALUES ($1::{}, $2, to_timestamp($3 / 1000.0), true)
+             ON CONFLICT (session_id) DO UPDATE SET last_activity = EXCLUDED.last_activity, is_active = true",
+            self.user_id_type
+        );
+        let q = sqlx::query(&sql).bind(&s.user_id).bind(&s.session_id).bind(s.at.0 as i64);
+        self.bounded(q.execute(&self.pool)).await?;
+        Ok(())
+    }
+
+    async fn session_closed(&self, s: &Session) -> Result<(), StoreError> {
+        let q = sqlx::query(
+            "UPDATE active_sessions SET is_active = false, last_activity = to_timestamp($2 / 1000.0)
+             WHERE session_id = $1",
+        )
+        .bind(&s.session_id)
+        .bind(s.at.0 as i64);
+        self.bounded(q.execute(&self.pool)).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,227 @@
+//! The PostgreSQL store against the real server on 127.0.0.1:5432 (or ALICE_TEST_DATABASE_URL):
+//! migrations (twice, and over the original Supabase schema), outages through a proxy, a poison
+//! row, and a restart served from the database. Each test uses a database of its own.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alice_core::{HistoryQuery, Millis, ReaderEvent};
+use alice_shell::store::postgres::{PgSettings, PgStore, MIGRATOR};
+use alice_shell::store::{EventStore, Session};
+use common::*;
+use serde_json::json;
+use sqlx::Row;
+
+const ORIGINAL_SCHEMA: &str = include_str!("fixtures/original_supabase_schema.sql");
+
+fn pg_settings(url: &str) -> PgSettings {
+    PgSettings { url: url.into(), pool_size: 4, timeout: Duration::from_secs(5) }
+}
+
+fn event(user: &str, ty: &str, ms: u64) -> Arc<ReaderEvent> {
+    let mut ids = alice_core::ids::EventIds::default();
+    let mut rng = <rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(ms);
+    Arc::new(ReaderEvent {
+        id: ids.next(Millis(ms), &mut rng),
+        user_id: Arc::from(user),
+        event_type: ty.into(),
+        data: alice_core::replies::Json::from_text(r#"{"page":3}"#.into()).unwrap(),
+        timestamp: Millis(ms),
+        session_id: "s-1".into(),
+    })
+}
+
+fn db_settings(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> alice_shell::config::Settings {
+    let mut vars = vec![("DATABASE_URL", url)];
+    vars.extend_from_slice(extra);
+    settings(dir, &vars)
+}
+
+#[tokio::test]
+async fn migrations_apply_twice_and_over_the_original_schema() {
+    let Some(fresh) = TestDb::create().await else { return };
+    let store = PgStore::connect(&pg_settings(&fresh.url)).unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    // The migration's SQL itself is idempotent, not only its bookkeeping.
+    let pool = fresh.pool().await;
+    for m in MIGRATOR.iter() {
+        sqlx::raw_sql(&m.sql).execute(&pool).await.unwrap();
+    }
+    let store = store.inspect().await.unwrap();
+    store.insert(&[event("reader-a", "PAGE_TURN", 1_767_225_600_000)]).await.unwrap();
+    let views: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_views WHERE viewname IN ('active_readers_view', 'consultant_dashboard_view')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(views, 2);
+    pool.close().await;
+    fresh.drop_db().await;
+
+    let Some(original) = TestDb::create().await else { return };
+    let pool = original.pool().await;
+    sqlx::raw_sql(ORIGINAL_SCHEMA).execute(&pool).await.unwrap();
+    let user = "6f1c2f2e-8a4b-4b7e-9d3a-0c1e2d3f4a5b";
+    sqlx::query("INSERT INTO auth.users (id, email, raw_user_meta_data) VALUES ($1::uuid, 'ada@example.org', '{\"first_name\":\"Ada\"}')")
+        .bind(user)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let store = PgStore::connect(&pg_settings(&original.url)).unwrap();
+    store.migrate().await.unwrap();
+    let store = store.inspect().await.unwrap();
+    let now = 1_767_225_600_000 + 3_600_000 * 24 * 365 * 10;
+    let e = event(user, "PAGE_TURN", now);
+    store.insert(&[e.clone(), e.clone()]).await.unwrap();
+    let q = HistoryQuery { limit: 10, user_id: Some(user.into()), since: None, event_types: vec![] };
+    let (found, more) = store.recent(&q).await.unwrap();
+    assert_eq!((found.len(), more), (1, false), "idempotent by id, on the original uuid column");
+    assert_eq!(found[0].id, e.id);
+    assert_eq!(found[0].data.value(), json!({"page": 3}));
+    assert_eq!(found[0].timestamp, Millis(now));
+    // A non-uuid user id cannot match the original schema's uuid column: no rows, no error.
+    let q = HistoryQuery { limit: 10, user_id: Some("dev-reader".into()), since: None, event_types: vec![] };
+    assert!(store.recent(&q).await.unwrap().0.is_empty());
+
+    let session = Session { user_id: user.into(), session_id: "sid-1".into(), at: Millis(now) };
+    store.session_opened(&session).await.unwrap();
+    let active: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM active_readers_view").fetch_one(&pool).await.unwrap();
+    assert_eq!(active, 1);
+    store.session_closed(&session).await.unwrap();
+    let row = sqlx::query("SELECT is_active FROM active_sessions WHERE session_id = 'sid-1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!row.get::<bool, _>("is_active"), "a closed socket's session is inactive");
+    let dash = store.dashboard(Millis(now - 3_600_000)).await.unwrap();
+    assert_eq!(dash.len(), 1);
+    assert_eq!(dash[0].event_count, 1);
+    pool.close().await;
+    original.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_database_outage_loses_nothing_and_stores_each_event_once() {
+    let Some(db) = TestDb::create().await else { return };
+    let pg: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let proxy = Proxy::start(pg).await;
+    let proxied = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [
+        ("STORE_RETRY_BASE_MS", "50"),
+        ("STORE_RETRY_MAX_MS", "300"),
+        ("STORE_MAX_ATTEMPTS", "1000"),
+        ("DATABASE_TIMEOUT_MS", "1000"),
+        ("READER_EVENT_BURST", "100"),
+    ];
+    let server = alice_shell::start(db_settings(dir.path(), &proxied, &vars)).await.unwrap();
+    let addr = server.addr;
+    let mut r = Client::connect(addr, &token("r1", "reader")).await.unwrap();
+    let mut ids = Vec::new();
+    for phase in ["before", "during", "after"] {
+        if phase == "during" {
+            proxy.cut();
+        }
+        if phase == "after" {
+            proxy.restore();
+        }
+        for i in 0..20 {
+            let ack = r
+                .call("reader-event", json!({"eventType": "OUTAGE", "data": {"phase": phase, "i": i}}))
+                .await;
+            assert_eq!(ack["ok"], true, "{ack}");
+            ids.push(ack["eventId"].as_str().unwrap().to_owned());
+        }
+        if phase == "during" {
+            let (_, health) = http(addr, "GET", "/health", None).await;
+            assert_eq!(health["status"], "degraded");
+            assert_eq!(health["checks"]["store"]["kind"], "postgres");
+        }
+    }
+    wait_stats(addr, |s| s["queueStats"]["queueSize"] == 0).await;
+    let pool = db.pool().await;
+    let stored: Vec<String> = sqlx::query_scalar("SELECT id::text FROM real_time_events ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, ids, "every accepted event exactly once, none lost, none doubled");
+    server.shutdown().await;
+    pool.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_poison_row_is_dead_lettered_and_stored_after_replay_once_fixed() {
+    let Some(db) = TestDb::create().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [("STORE_RETRY_BASE_MS", "10"), ("STORE_RETRY_MAX_MS", "40"), ("STORE_MAX_ATTEMPTS", "3")];
+    let server = alice_shell::start(db_settings(dir.path(), &db.url, &vars)).await.unwrap();
+    let addr = server.addr;
+    let pool = db.pool().await;
+    sqlx::query("ALTER TABLE real_time_events ADD CONSTRAINT no_poison CHECK (event_type <> 'POISON')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut r = Client::connect(addr, &token("r1", "reader")).await.unwrap();
+    for t in ["GOOD", "POISON", "GOOD", "GOOD"] {
+        assert_eq!(r.call("reader-event", json!({"eventType": t})).await["ok"], true);
+    }
+    let stats =
+        wait_stats(addr, |s| s["queueStats"]["dlqSize"] == 1 && s["queueStats"]["queueSize"] == 0).await;
+    assert_eq!(stats["queueStats"]["dlqSize"], 1);
+    let good: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM real_time_events").fetch_one(&pool).await.unwrap();
+    assert_eq!(good, 3, "the poison event did not hold back the others");
+
+    sqlx::query("ALTER TABLE real_time_events DROP CONSTRAINT no_poison").execute(&pool).await.unwrap();
+    let (status, body) = http(addr, "POST", "/admin/dlq/replay", Some(&token("a", "admin"))).await;
+    assert_eq!((status, body), (200, json!({"replayed": 1})));
+    wait_stats(addr, |s| s["queueStats"]["dlqSize"] == 0 && s["queueStats"]["queueSize"] == 0).await;
+    let all: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM real_time_events").fetch_one(&pool).await.unwrap();
+    assert_eq!(all, 4);
+    server.shutdown().await;
+    pool.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn after_a_restart_recent_events_and_dashboard_come_from_postgres() {
+    let Some(db) = TestDb::create().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = alice_shell::start(db_settings(dir.path(), &db.url, &[])).await.unwrap();
+    let mut r = Client::connect(server.addr, &token("r1", "reader")).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let ack = r.call("reader-event", json!({"eventType": "RESTART", "data": {"i": i}})).await;
+        ids.push(ack["eventId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(server.shutdown().await, 0);
+
+    // History holds two events, so older pages must be read from PostgreSQL.
+    let dir2 = tempfile::tempdir().unwrap();
+    let server =
+        alice_shell::start(db_settings(dir2.path(), &db.url, &[("HISTORY_CAPACITY", "2")])).await.unwrap();
+    let mut c = Client::connect(server.addr, &token("c1", "consultant")).await.unwrap();
+    let newest = c.call("get-recent-events", json!({"limit": 4})).await;
+    let got: Vec<&str> =
+        newest["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let want: Vec<&str> = ids.iter().rev().take(4).map(String::as_str).collect();
+    assert_eq!(got, want);
+    assert_eq!(newest["hasMore"], true);
+    assert_eq!(newest["events"][0]["eventData"], json!({"i": 5}));
+    let forward = c.call("get-recent-events", json!({"since": ids[0], "limit": 2})).await;
+    let got: Vec<&str> =
+        forward["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(got, [ids[1].as_str(), ids[2].as_str()]);
+    let (_, stats) = http(server.addr, "GET", "/stats", Some(&token("c1", "consultant"))).await;
+    let row = &stats["dashboardStats"][0];
+    assert_eq!((row["eventType"].as_str(), row["eventCount"].as_i64()), (Some("RESTART"), Some(6)));
+    server.shutdown().await;
+    db.drop_db().await;
+}
