@@ -54,8 +54,11 @@ impl PgStore {
     pub fn connect(settings: &PgSettings) -> Result<PgStore, StoreError> {
         let options = PgConnectOptions::from_str(&settings.url)
             .map_err(|_| StoreError::Unavailable("DATABASE_URL is not a valid PostgreSQL URL".into()))?
-            // Supabase's transaction pooler cannot keep prepared statements between transactions.
+            // Supabase's transaction pooler cannot keep prepared statements between transactions:
+            // no cache here, and every query is sent unnamed (`persistent(false)`).
             .statement_cache_capacity(0)
+            // PgBouncer refuses this startup parameter unless told to ignore it; we need no float text.
+            .extra_float_digits(None)
             .application_name("alice-realtime");
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size)
@@ -71,6 +74,7 @@ impl PgStore {
 
     /// Reads how the existing schema types `user_id` (uuid on the original Supabase schema).
     pub async fn inspect(mut self) -> Result<PgStore, StoreError> {
+        let mut tx = self.begin().await?;
         let ty: Option<String> = self
             .bounded(
                 sqlx::query_scalar(
@@ -78,11 +82,37 @@ impl PgStore {
                      WHERE table_schema = current_schema() AND table_name = 'real_time_events'
                        AND column_name = 'user_id'",
                 )
-                .fetch_optional(&self.pool),
+                .persistent(false)
+                .fetch_optional(&mut *tx),
             )
             .await?;
+        self.bounded(tx.commit()).await?;
         self.user_id_type = if ty.as_deref() == Some("uuid") { "uuid" } else { "text" };
         Ok(self)
+    }
+
+    /// Every call runs in an explicit transaction: a transaction pooler keeps one server
+    /// connection for it, so the statement sqlx prepares is still there when it is executed.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        self.bounded(self.pool.begin()).await
+    }
+
+    /// Runs one statement in its own transaction.
+    async fn execute(
+        &self,
+        q: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        self.bounded(q.persistent(false).execute(&mut *tx)).await?;
+        self.bounded(tx.commit()).await
+    }
+
+    /// Fetches the rows of one query in its own transaction.
+    async fn fetch(&self, mut q: QueryBuilder<'_, Postgres>) -> Result<Vec<PgRow>, StoreError> {
+        let mut tx = self.begin().await?;
+        let rows = self.bounded(q.build().persistent(false).fetch_all(&mut *tx)).await?;
+        self.bounded(tx.commit()).await?;
+        Ok(rows)
     }
 
     async fn bounded<T>(
@@ -155,9 +185,10 @@ impl EventStore for PgStore {
              ON CONFLICT (id) DO NOTHING",
             self.user_id_type
         );
-        let q = sqlx::query(&sql).bind(ids).bind(users).bind(types).bind(data).bind(stamps).bind(sessions);
-        self.bounded(q.execute(&self.pool)).await?;
-        Ok(())
+        self.execute(
+            sqlx::query(&sql).bind(ids).bind(users).bind(types).bind(data).bind(stamps).bind(sessions),
+        )
+        .await
     }
 
     async fn recent(&self, query: &HistoryQuery) -> Result<Page, StoreError> {
@@ -180,31 +211,24 @@ impl EventStore for PgStore {
             None => q.push(" ORDER BY id DESC"),
         };
         q.push(" LIMIT ").push_bind(query.limit as i64 + 1);
-        let rows = self.bounded(q.build().fetch_all(&self.pool)).await?;
-        page(rows, query.limit)
+        page(self.fetch(q).await?, query.limit)
     }
 
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {
         let mut q = self.select();
         q.push(" ORDER BY id DESC LIMIT ").push_bind(n as i64 + 1);
-        let rows = self.bounded(q.build().fetch_all(&self.pool)).await?;
-        page(rows, n)
+        page(self.fetch(q).await?, n)
     }
 
     async fn dashboard(&self, since: Millis) -> Result<Vec<DashboardRow>, StoreError> {
-        let rows = self
-            .bounded(
-                sqlx::query(
-                    "SELECT round(extract(epoch FROM date_trunc('hour', timestamp)) * 1000)::int8 AS hour,
-                            event_type::text AS event_type, COUNT(*)::int8 AS event_count,
-                            COUNT(DISTINCT user_id)::int8 AS unique_users
-                     FROM real_time_events WHERE timestamp >= to_timestamp($1 / 1000.0)
-                     GROUP BY 1, 2 ORDER BY 1 DESC, 2 ASC",
-                )
-                .bind(since.0 as i64)
-                .fetch_all(&self.pool),
-            )
-            .await?;
+        let mut q = QueryBuilder::new(
+            "SELECT round(extract(epoch FROM date_trunc('hour', timestamp)) * 1000)::int8 AS hour,
+                    event_type::text AS event_type, COUNT(*)::int8 AS event_count,
+                    COUNT(DISTINCT user_id)::int8 AS unique_users
+             FROM real_time_events WHERE timestamp >= to_timestamp(",
+        );
+        q.push_bind(since.0 as i64).push(" / 1000.0) GROUP BY 1, 2 ORDER BY 1 DESC, 2 ASC");
+        let rows = self.fetch(q).await?;
         rows.iter()
             .map(|r| {
                 Ok(DashboardRow {
@@ -218,8 +242,7 @@ impl EventStore for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.bounded(sqlx::query("SELECT 1").execute(&self.pool)).await?;
-        Ok(())
+        self.execute(sqlx::query("SELECT 1")).await
     }
 
     async fn session_opened(&self, s: &Session) -> Result<(), StoreError> {
@@ -232,19 +255,14 @@ impl EventStore for PgStore {
              ON CONFLICT (session_id) DO UPDATE SET last_activity = EXCLUDED.last_activity, is_active = true",
             self.user_id_type
         );
-        let q = sqlx::query(&sql).bind(&s.user_id).bind(&s.session_id).bind(s.at.0 as i64);
-        self.bounded(q.execute(&self.pool)).await?;
-        Ok(())
+        self.execute(sqlx::query(&sql).bind(&s.user_id).bind(&s.session_id).bind(s.at.0 as i64)).await
     }
 
     async fn session_closed(&self, s: &Session) -> Result<(), StoreError> {
         let q = sqlx::query(
             "UPDATE active_sessions SET is_active = false, last_activity = to_timestamp($2 / 1000.0)
              WHERE session_id = $1",
-        )
-        .bind(&s.session_id)
-        .bind(s.at.0 as i64);
-        self.bounded(q.execute(&self.pool)).await?;
-        Ok(())
+        );
+        self.execute(q.bind(&s.session_id).bind(s.at.0 as i64)).await
     }
 }
