@@ -62,9 +62,11 @@ fn start_bouncer(db: &str) -> Option<Bouncer> {
     std::fs::set_permissions(dir.path(), perms).unwrap();
     let child =
         Command::new("pgbouncer").arg("-u").arg("postgres").arg(&ini).stdout(Stdio::null()).spawn().unwrap();
+    // From here the guard kills and reaps the process, whatever happens.
+    let bouncer = Bouncer { child, _dir: dir, port };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Bouncer { child, _dir: dir, port });
+            return Some(bouncer);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -78,7 +80,7 @@ fn event(n: u64) -> Arc<ReaderEvent> {
     Arc::new(ReaderEvent {
         id: ids.next(Millis(ms), &mut rng),
         user_id: Arc::from(format!("user-{}", n % 3)),
-        event_type: if n % 2 == 0 { "PAGE_TURN".into() } else { "LOOKUP".into() },
+        event_type: if n.is_multiple_of(2) { "PAGE_TURN".into() } else { "LOOKUP".into() },
         data: alice_core::replies::Json::from_text(format!(r#"{{"n":{n}}}"#)).unwrap(),
         timestamp: Millis(ms),
         session_id: "s".into(),
