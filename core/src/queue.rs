@@ -183,6 +183,11 @@ impl DurableQueue {
         self.retrying.iter().map(|r| r.due).min()
     }
 
+    /// Takes the dead letters out (to keep them elsewhere, such as a Redis dead-letter stream).
+    pub fn take_dead(&mut self) -> Vec<Arc<ReaderEvent>> {
+        std::mem::take(&mut self.dead)
+    }
+
     /// Puts every dead letter back in line with fresh attempts; returns how many.
     pub fn replay_dead(&mut self) -> usize {
         let n = self.dead.len();

@@ -26,6 +26,8 @@ pub struct Settings {
     pub db_migrate: bool,
     /// `REDIS_URL`, or one built from `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`.
     pub redis_url: Option<String>,
+    /// How long a node's unstored events sit unacknowledged before another node claims them.
+    pub redis_claim_idle_ms: u64,
     pub metrics_token: Option<String>,
     pub log_level: String,
     pub log_json: bool,
@@ -175,6 +177,7 @@ impl Settings {
                 }
             },
             redis_url,
+            redis_claim_idle_ms: num(&get, "REDIS_CLAIM_IDLE_MS", 30_000u64, 100)?,
             metrics_token: get("METRICS_TOKEN"),
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             log_json,

@@ -15,7 +15,9 @@ use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Verifier;
+use crate::bus::Bus;
 use crate::clock::Clock;
+use crate::queue::EventQueue;
 use crate::store::{EventStore, Session};
 
 /// Messages into the driver.
@@ -121,10 +123,22 @@ impl DriverHandle {
     }
 }
 
+/// What the driver talks to.
+pub struct Links {
+    pub clock: Arc<dyn Clock>,
+    pub store: Arc<dyn EventStore>,
+    /// Where accepted events are handed for keeping (the store, or the Redis queue).
+    pub queue: Arc<dyn EventQueue>,
+    pub bus: Bus,
+    pub verifier: Verifier,
+}
+
 pub struct Driver {
     core: Core,
     clock: Arc<dyn Clock>,
     store: Arc<dyn EventStore>,
+    queue: Arc<dyn EventQueue>,
+    bus: Bus,
     verifier: Verifier,
     rx: mpsc::Receiver<Command>,
     tx: mpsc::Sender<Command>,
@@ -140,18 +154,15 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new(
-        core: Core,
-        clock: Arc<dyn Clock>,
-        store: Arc<dyn EventStore>,
-        verifier: Verifier,
-        capacity: usize,
-    ) -> (Driver, DriverHandle) {
+    pub fn new(core: Core, links: Links, capacity: usize) -> (Driver, DriverHandle) {
         let (tx, rx) = mpsc::channel(capacity);
+        let Links { clock, store, queue, bus, verifier } = links;
         let driver = Driver {
             core,
             clock,
             store,
+            queue,
+            bus,
             verifier,
             rx,
             tx: tx.clone(),
@@ -321,13 +332,18 @@ impl Driver {
                         let _ = slot.socket.disconnect();
                     }
                 }
-                Output::Publish(msg) => self.loopback.push_back(msg),
+                Output::Publish(msg) => match &self.bus {
+                    Bus::Local => self.loopback.push_back(msg),
+                    Bus::Redis(publisher) => {
+                        let _ = publisher.send(msg);
+                    }
+                },
                 Output::StoreBatch { batch, events } => {
-                    let (store, tx) = (self.store.clone(), self.tx.clone());
+                    let (store, tx) = (self.queue.clone(), self.tx.clone());
                     let counters = self.store_counters.clone();
                     tokio::spawn(async move {
                         let started = Instant::now();
-                        let result = store.insert(&events).await;
+                        let result = store.enqueue(&events).await;
                         counters.micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                         let counter = if result.is_ok() { &counters.ok } else { &counters.failed };
                         counter.fetch_add(1, Ordering::Relaxed);

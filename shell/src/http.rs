@@ -16,7 +16,10 @@ use serde_json::json;
 use crate::auth::{token_from, Verifier};
 use crate::clock::Clock;
 use crate::driver::{Command, DriverHandle, Snapshot};
+use crate::queue::EventQueue;
+use crate::redis_link::RedisHealth;
 use crate::store::EventStore;
+use std::sync::atomic::Ordering;
 
 const STORE_PING_TIMEOUT: Duration = Duration::from_secs(2);
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -26,9 +29,23 @@ pub struct HttpState {
     pub driver: DriverHandle,
     pub verifier: Verifier,
     pub store: Arc<dyn EventStore>,
+    pub queue: Arc<dyn EventQueue>,
+    /// Present when the node is part of a Redis cluster.
+    pub redis: Option<Arc<RedisHealth>>,
     pub clock: Arc<dyn Clock>,
     pub started: Instant,
     pub metrics_token: Option<String>,
+    pub presence_ttl_ms: u64,
+}
+
+/// Queue and dead-letter sizes: this node's outbox plus, in a cluster, the Redis streams.
+fn queue_sizes(state: &HttpState, snap: &Snapshot) -> (u64, u64) {
+    let (mut queued, mut dead) = (snap.stats.queue_size as u64, snap.stats.dlq_size as u64);
+    if let Some(r) = &state.redis {
+        queued += r.queue_len.load(Ordering::Relaxed);
+        dead += r.dlq_len.load(Ordering::Relaxed);
+    }
+    (queued, dead)
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -69,9 +86,53 @@ async fn health(State(state): State<HttpState>) -> Response {
     let started = Instant::now();
     let store_ok = matches!(tokio::time::timeout(STORE_PING_TIMEOUT, state.store.ping()).await, Ok(Ok(())));
     let latency_ms = started.elapsed().as_millis() as u64;
-    let status = if snap.queue_full {
+    let (queued, dead) = queue_sizes(&state, &snap);
+    let self_heard_ago = snap.stats.bus_last_self_heard.map(|t| snap.now.since(t));
+    let mut checks = serde_json::Map::new();
+    checks.insert(
+        "store".into(),
+        json!({
+            "status": if store_ok { "ok" } else { "down" },
+            "kind": state.store.kind(),
+            "latencyMs": latency_ms,
+            "queueSize": queued,
+            "queueCapacity": snap.stats.queue_capacity,
+            "dlqSize": dead,
+        }),
+    );
+    let (redis_up, bus_silent) = match &state.redis {
+        None => {
+            checks.insert(
+                "bus".into(),
+                json!({ "status": "ok", "kind": "in-process", "lastSelfHeardMsAgo": self_heard_ago }),
+            );
+            (true, false)
+        }
+        Some(r) => {
+            let up = r.up.load(Ordering::Relaxed);
+            // Our own heartbeats come back through Redis at least three times per TTL.
+            let silent = up
+                && self_heard_ago.is_none_or(|ago| ago > 2 * state.presence_ttl_ms)
+                && state.started.elapsed() > Duration::from_millis(2 * state.presence_ttl_ms);
+            checks.insert("redis".into(), json!({ "status": if up { "ok" } else { "down" } }));
+            checks.insert(
+                "bus".into(),
+                json!({
+                    "status": if !up { "down" } else if silent { "degraded" } else { "ok" },
+                    "kind": "redis-streams",
+                    "lastSelfHeardMsAgo": self_heard_ago,
+                    "outbox": r.bus_outbox.load(Ordering::Relaxed),
+                    "repairs": r.bus_repairs.load(Ordering::Relaxed),
+                    "duplicates": snap.stats.bus_duplicates,
+                    "gaps": snap.stats.bus_gaps,
+                }),
+            );
+            (up, silent)
+        }
+    };
+    let status = if snap.queue_full || bus_silent {
         "unhealthy"
-    } else if !store_ok {
+    } else if !store_ok || !redis_up {
         "degraded"
     } else {
         "ok"
@@ -80,21 +141,7 @@ async fn health(State(state): State<HttpState>) -> Response {
         "status": status,
         "timestamp": snap.now.rfc3339(),
         "uptime": state.started.elapsed().as_secs_f64(),
-        "checks": {
-            "store": {
-                "status": if store_ok { "ok" } else { "down" },
-                "kind": state.store.kind(),
-                "latencyMs": latency_ms,
-                "queueSize": snap.stats.queue_size,
-                "queueCapacity": snap.stats.queue_capacity,
-                "dlqSize": snap.stats.dlq_size,
-            },
-            "bus": {
-                "status": "ok",
-                "kind": "in-process",
-                "lastSelfHeard": snap.stats.bus_last_self_heard.map(|t| t.rfc3339()),
-            },
-        },
+        "checks": checks,
     });
     let code = if status == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, Json(body)).into_response()
@@ -114,8 +161,9 @@ async fn stats(State(state): State<HttpState>, headers: HeaderMap) -> Response {
         }
     };
     let s = &snap.stats;
+    let (queued, dead) = queue_sizes(&state, &snap);
     Json(json!({
-        "queueStats": { "queueSize": s.queue_size, "dlqSize": s.dlq_size, "isProcessing": s.is_processing },
+        "queueStats": { "queueSize": queued, "dlqSize": dead, "isProcessing": s.is_processing },
         "onlineUsersCount": s.online_readers,
         "dashboardStats": dashboard,
         "connections": s.connections,
@@ -137,9 +185,13 @@ async fn replay(State(state): State<HttpState>, headers: HeaderMap) -> Response 
     if !state.driver.send(Command::ReplayDeadLetters { reply }).await {
         return unavailable();
     }
-    match rx.await {
-        Ok(n) => Json(json!({ "replayed": n })).into_response(),
-        Err(_) => unavailable(),
+    let Ok(local) = rx.await else { return unavailable() };
+    match state.queue.replay_dead().await {
+        Ok(n) => Json(json!({ "replayed": local + n })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "dead-letter replay from Redis failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, "Dead letters could not be replayed now; try again")
+        }
     }
 }
 
@@ -151,7 +203,42 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
         }
     }
     let Some(snap) = state.driver.snapshot().await else { return unavailable() };
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render_metrics(&snap)).into_response()
+    let mut text = render_metrics(&snap);
+    if let Some(r) = &state.redis {
+        let gauges = [
+            ("alice_redis_up", "Whether this node reaches Redis.", u64::from(r.up.load(Ordering::Relaxed))),
+            (
+                "alice_redis_queue_length",
+                "Events in the cluster's Redis queue, not yet stored.",
+                r.queue_len.load(Ordering::Relaxed),
+            ),
+            (
+                "alice_redis_dlq_length",
+                "Events in the cluster's Redis dead-letter stream.",
+                r.dlq_len.load(Ordering::Relaxed),
+            ),
+            (
+                "alice_bus_outbox",
+                "Bus messages waiting for Redis on this node.",
+                r.bus_outbox.load(Ordering::Relaxed),
+            ),
+            (
+                "alice_bus_dropped_total",
+                "Bus messages dropped from a full outbox.",
+                r.bus_dropped.load(Ordering::Relaxed),
+            ),
+            (
+                "alice_bus_repairs_total",
+                "Times a silent bus subscription was reconnected.",
+                r.bus_repairs.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Prometheus text format of a snapshot.

@@ -2,10 +2,13 @@
 //! store and HTTP. Every decision is the core's; this crate only moves bytes and time.
 
 pub mod auth;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod http;
+pub mod queue;
+pub mod redis_link;
 pub mod socket;
 pub mod store;
 
@@ -115,11 +118,27 @@ where
     L::Addr: std::fmt::Debug + Clone,
 {
     let Deps { store, clock, seed } = deps;
-    if settings.redis_url.is_some() {
-        tracing::warn!("REDIS_URL is set, but this build runs a single node with an in-process bus");
-    }
     let verifier = Verifier::new(&settings.auth);
-    let mut core = Core::new(settings.core.clone(), &settings.node_id, seed);
+    let mut core_config = settings.core.clone();
+    let redis = match &settings.redis_url {
+        Some(url) => {
+            let link = redis_link::RedisLink::new(url).map_err(StartError::Config)?;
+            // The core's queue is this node's outbox to Redis: events leave it only once Redis has
+            // them, however long Redis is away (the queue's capacity still bounds it). Attempts
+            // and dead letters apply to the store, in the storage worker.
+            core_config.store_max_attempts = u32::MAX;
+            if store.kind() == "sqlite" {
+                tracing::warn!(
+                    "a cluster over Redis with the embedded SQLite store: each node stores its share \
+                     of the cluster's events in its own file; point every node at one PostgreSQL \
+                     (DATABASE_URL) to keep them together"
+                );
+            }
+            Some(link)
+        }
+        None => None,
+    };
+    let mut core = Core::new(core_config, &settings.node_id, seed);
 
     match store.newest(settings.core.history_capacity).await {
         Ok((events, has_more)) => {
@@ -137,8 +156,35 @@ where
         }
     }
 
-    let (driver, handle) = Driver::new(core, clock.clone(), store.clone(), verifier.clone(), DRIVER_QUEUE);
+    let (queue, bus): (Arc<dyn queue::EventQueue>, bus::Bus) = match &redis {
+        Some(link) => (
+            Arc::new(queue::redis::RedisQueue::new(link.clone())),
+            bus::Bus::Redis(bus::redis::spawn_publisher(link.clone())),
+        ),
+        None => (Arc::new(queue::DirectQueue(store.clone())), bus::Bus::Local),
+    };
+    let (driver, handle) = Driver::new(
+        core,
+        driver::Links {
+            clock: clock.clone(),
+            store: store.clone(),
+            queue: queue.clone(),
+            bus,
+            verifier: verifier.clone(),
+        },
+        DRIVER_QUEUE,
+    );
     let driver_task = tokio::spawn(driver.run());
+    if let Some(link) = &redis {
+        let silence = Duration::from_millis(settings.core.presence_ttl_ms);
+        bus::redis::spawn_subscriber(link.clone(), handle.clone(), silence);
+        let worker = queue::redis::WorkerSettings {
+            consumer: settings.node_id.clone(),
+            claim_idle: Duration::from_millis(settings.redis_claim_idle_ms),
+            core: settings.core.clone(),
+        };
+        queue::redis::spawn_worker(link.clone(), store.clone(), clock.clone(), worker);
+    }
 
     let max_packet = settings.core.max_packet_bytes;
     let (layer, io) = SocketIo::builder()
@@ -159,9 +205,12 @@ where
         driver: handle.clone(),
         verifier,
         store,
+        queue,
+        redis: redis.map(|l| l.health.clone()),
         clock,
         started: Instant::now(),
         metrics_token: settings.metrics_token.clone(),
+        presence_ttl_ms: settings.core.presence_ttl_ms,
     })
     .layer(layer)
     .layer(cors(&settings.cors_origins));

@@ -15,6 +15,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod cluster;
+
 pub const SECRET: &str = "integration-secret-0123456789";
 
 pub fn settings(dir: &std::path::Path, vars: &[(&str, &str)]) -> Settings {

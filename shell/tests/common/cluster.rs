@@ -1,0 +1,168 @@
+//! Processes for cluster tests: a redis-server of the test's own (never the shared one on 6379)
+//! and `alice-realtime` nodes, each killed and reaped when dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{require_services, SECRET};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+/// A redis-server on a free port with an append-only file, so a restart keeps its data.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    password: Option<String>,
+}
+
+impl RedisServer {
+    /// Starts one, or `None` (after a loud notice) when redis-server is missing and services are
+    /// not required.
+    pub fn start(password: Option<&str>) -> Option<RedisServer> {
+        if Command::new("redis-server").arg("--version").output().is_err() {
+            assert!(!require_services(), "redis-server is required on the PATH");
+            eprintln!("\n*** SKIPPED: redis-server is not on the PATH; the cluster test did not run ***\n");
+            return None;
+        }
+        let mut r = RedisServer {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            password: password.map(str::to_owned),
+        };
+        r.spawn();
+        Some(r)
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &self.port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+        ])
+        .args(["--appendfsync", "always", "--dir"])
+        .arg(self.dir.path())
+        .stdout(Stdio::null());
+        if let Some(pw) = &self.password {
+            cmd.args(["--requirepass", pw]);
+        }
+        self.child = Some(cmd.spawn().expect("redis-server starts"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// SIGKILL: no goodbye, no final write beyond what the AOF already has.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            signal(c.id(), "STOP");
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            signal(c.id(), "CONT");
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}
+
+/// An `alice-realtime` process.
+pub struct Node {
+    child: Child,
+    pub addr: SocketAddr,
+    pub name: String,
+}
+
+impl Node {
+    pub fn start(name: &str, vars: &[(&str, &str)]) -> Node {
+        let data = std::env::temp_dir().join(format!("alice-node-{}-{}", name, rand::random::<u32>()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_alice-realtime"));
+        cmd.env_clear()
+            .env("JWT_SECRET", SECRET)
+            .env("REALTIME_PORT", "0")
+            .env("HOST", "127.0.0.1")
+            .env("NODE_ID", name)
+            .env("DATA_DIR", &data)
+            .env("LOG_FORMAT", "json")
+            .env("LOG_LEVEL", "info")
+            .stderr(Stdio::piped());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("alice-realtime starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut log = Vec::new();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else { panic!("node {name} exited:\n{}", log.join("\n")) };
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["message"] == "Alice Realtime listening" {
+                break v["fields"]["addr"].as_str().unwrap().parse().unwrap();
+            }
+            log.push(line);
+            assert!(Instant::now() < deadline, "node {name} did not start");
+        };
+        // Keep draining its log so the process never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let _ = PathBuf::from(&data);
+        Node { child, addr, name: name.to_owned() }
+    }
+
+    /// SIGKILL: the node dies without telling anyone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,288 @@
+//! Several `alice-realtime` processes over a redis-server of the test's own, sharing one
+//! PostgreSQL database: cross-node delivery exactly once, presence across nodes, a killed node's
+//! readers and pending events, Redis killed and restarted, Redis paused, a password.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::{Node, RedisServer};
+use common::*;
+use serde_json::{json, Value};
+
+fn node_vars<'a>(redis: &'a str, db: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("REDIS_URL", redis),
+        ("DATABASE_URL", db),
+        ("PRESENCE_TTL_MS", "1500"),
+        ("PRESENCE_PUSH_INTERVAL_MS", "100"),
+        ("REDIS_CLAIM_IDLE_MS", "1000"),
+        ("READER_EVENT_BURST", "1000"),
+        ("STORE_RETRY_BASE_MS", "50"),
+        ("STORE_RETRY_MAX_MS", "500"),
+        ("STORE_MAX_ATTEMPTS", "1000"),
+    ]
+}
+
+/// Waits until `socket` has received `n` reader-activity events (then checks no more come).
+async fn collect_activity(c: &mut Client, n: usize, within: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < n && Instant::now() < deadline {
+        if let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(200), c.next("reader-activity")).await
+        {
+            got.push(v);
+        }
+    }
+    // Anything extra (a duplicate) would arrive by now.
+    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(300), c.next("reader-activity")).await
+    {
+        got.push(v);
+    }
+    got
+}
+
+fn ids(events: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = events.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    v.sort();
+    v
+}
+
+async fn stored_ids(db: &TestDb) -> Vec<String> {
+    let pool = db.pool().await;
+    let ids = sqlx::query_scalar("SELECT id::text FROM real_time_events ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    ids
+}
+
+async fn wait_stored(db: &TestDb, n: usize, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let ids = stored_ids(db).await;
+        if ids.len() >= n || Instant::now() > deadline {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn online(c: &mut Client) -> Vec<(String, u64)> {
+    let list = c.call("get-online-readers", Value::Null).await;
+    list["readers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["userId"].as_str().unwrap().to_owned(), r["connections"].as_u64().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_once_share_presence_and_survive_a_killed_node() {
+    let Some(db) = TestDb::create().await else { return };
+    let Some(redis) = RedisServer::start(None) else { return db.drop_db().await };
+    let url = redis.url();
+    let vars = node_vars(&url, &db.url);
+    let mut a = Node::start("node-a", &vars);
+    let b = Node::start("node-b", &vars);
+    let c = Node::start("node-c", &vars);
+
+    let mut watchers = Vec::new();
+    for (i, node) in [&a, &b, &c].iter().enumerate() {
+        let mut w = Client::connect(node.addr, &token(&format!("c{i}"), "consultant")).await.unwrap();
+        assert_eq!(
+            w.call("subscribe-consultant", json!({"consultantId": format!("c{i}")})).await["ok"],
+            true
+        );
+        watchers.push(w);
+    }
+    let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
+    let mut tab_on_b = Client::connect(b.addr, &token("r1", "reader")).await.unwrap();
+    let mut stranger_on_c = Client::connect(c.addr, &token("r2", "reader")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Presence across nodes: two tabs on two nodes are one reader.
+    let list = online(&mut watchers[2]).await;
+    assert!(list.contains(&("r1".to_string(), 2)), "{list:?}");
+    assert!(list.contains(&("r2".to_string(), 1)), "{list:?}");
+
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let ack = reader.call("reader-event", json!({"eventType": "PAGE_TURN", "data": {"i": i}})).await;
+        sent.push(ack["eventId"].as_str().unwrap().to_owned());
+    }
+    sent.sort();
+    for (i, w) in watchers.iter_mut().enumerate() {
+        let got = collect_activity(w, 20, Duration::from_secs(10)).await;
+        assert_eq!(ids(&got), sent, "consultant on node {i}: every event exactly once");
+    }
+    assert_eq!(ids(&collect_activity(&mut tab_on_b, 20, Duration::from_secs(10)).await), sent);
+    assert!(collect_activity(&mut stranger_on_c, 0, Duration::from_millis(100)).await.is_empty());
+    assert_eq!(wait_stored(&db, 20, Duration::from_secs(10)).await, sent, "stored exactly once");
+
+    // Kill node A: its reader's tab there vanishes from everyone's list within the TTL.
+    a.kill();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let list = online(&mut watchers[2]).await;
+        if list.contains(&("r1".to_string(), 1)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node A's tab still listed: {list:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((b, c));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_loses_nothing() {
+    let Some(db) = TestDb::create().await else { return };
+    let Some(mut redis) = RedisServer::start(None) else { return db.drop_db().await };
+    let url = redis.url();
+    let vars = node_vars(&url, &db.url);
+    let a = Node::start("node-a", &vars);
+    let b = Node::start("node-b", &vars);
+    let mut on_a = Client::connect(a.addr, &token("ca", "consultant")).await.unwrap();
+    let mut on_b = Client::connect(b.addr, &token("cb", "consultant")).await.unwrap();
+    for (w, id) in [(&mut on_a, "ca"), (&mut on_b, "cb")] {
+        assert_eq!(w.call("subscribe-consultant", json!({"consultantId": id})).await["ok"], true);
+    }
+    let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
+    let mut sent = Vec::new();
+    let mut refused = 0;
+    for phase in 0..3 {
+        if phase == 1 {
+            redis.kill();
+        }
+        if phase == 2 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            redis.restart();
+        }
+        for i in 0..15 {
+            let ack = reader
+                .call("reader-event", json!({"eventType": "T", "data": {"phase": phase, "i": i}}))
+                .await;
+            match ack["ok"].as_bool() {
+                Some(true) => sent.push(ack["eventId"].as_str().unwrap().to_owned()),
+                _ => {
+                    assert_eq!(ack["error"]["code"], "UNAVAILABLE", "{ack}");
+                    refused += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    }
+    assert_eq!(refused, 0, "the outbox had room for everything");
+    sent.sort();
+    assert_eq!(ids(&collect_activity(&mut on_a, sent.len(), Duration::from_secs(15)).await), sent);
+    assert_eq!(ids(&collect_activity(&mut on_b, sent.len(), Duration::from_secs(15)).await), sent);
+    assert_eq!(wait_stored(&db, sent.len(), Duration::from_secs(15)).await, sent);
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_paused_then_resumed_delivers_everything() {
+    let Some(db) = TestDb::create().await else { return };
+    let Some(redis) = RedisServer::start(None) else { return db.drop_db().await };
+    let url = redis.url();
+    let vars = node_vars(&url, &db.url);
+    let a = Node::start("node-a", &vars);
+    let b = Node::start("node-b", &vars);
+    let mut on_b = Client::connect(b.addr, &token("cb", "consultant")).await.unwrap();
+    assert_eq!(on_b.call("subscribe-consultant", json!({"consultantId": "cb"})).await["ok"], true);
+    let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..30 {
+        if i == 10 {
+            redis.pause();
+        }
+        if i == 20 {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            redis.resume();
+        }
+        let ack = reader.call("reader-event", json!({"eventType": "T", "data": {"i": i}})).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        sent.push(ack["eventId"].as_str().unwrap().to_owned());
+    }
+    sent.sort();
+    assert_eq!(ids(&collect_activity(&mut on_b, 30, Duration::from_secs(20)).await), sent);
+    assert_eq!(wait_stored(&db, 30, Duration::from_secs(20)).await, sent);
+    let (_, health) = http(b.addr, "GET", "/health", None).await;
+    assert_eq!(health["checks"]["redis"]["status"], "ok", "{health}");
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_unstored_events_are_claimed_by_another() {
+    let Some(db) = TestDb::create().await else { return };
+    let Some(redis) = RedisServer::start(None) else { return db.drop_db().await };
+    let url = redis.url();
+    // Node A reaches the database through a proxy that is cut: its worker holds what it reads.
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let db_via_proxy = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let mut a_vars = node_vars(&url, &db_via_proxy);
+    a_vars.push(("DATABASE_MIGRATE", "true"));
+    let mut a = Node::start("node-a", &a_vars);
+    proxy.cut();
+    let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        let ack = reader.call("reader-event", json!({"eventType": "T", "data": {"i": i}})).await;
+        sent.push(ack["eventId"].as_str().unwrap().to_owned());
+    }
+    sent.sort();
+    // Wait until A's worker has taken them (pending under consumer node-a).
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending: (u64, Option<String>, Option<String>, Vec<(String, String)>) = redis::cmd("XPENDING")
+            .arg("alice:queue")
+            .arg("alice-store")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        if pending.0 == 10 {
+            assert_eq!(pending.3, vec![("node-a".to_string(), "10".to_string())]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "node A never took the events: {pending:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.kill();
+    let b = Node::start("node-b", &node_vars(&url, &db.url));
+    assert_eq!(wait_stored(&db, 10, Duration::from_secs(15)).await, sent, "claimed and stored exactly once");
+    let len: u64 = redis::cmd("XLEN").arg("alice:queue").query_async(&mut conn).await.unwrap();
+    assert_eq!(len, 0, "stored events leave the queue stream");
+    drop(b);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_redis() {
+    let Some(db) = TestDb::create().await else { return };
+    let Some(redis) = RedisServer::start(Some("s3cret-pass")) else { return db.drop_db().await };
+    let url = redis.url();
+    let a = Node::start("node-a", &node_vars(&url, &db.url));
+    let b = Node::start("node-b", &node_vars(&url, &db.url));
+    let mut on_b = Client::connect(b.addr, &token("cb", "consultant")).await.unwrap();
+    assert_eq!(on_b.call("subscribe-consultant", json!({"consultantId": "cb"})).await["ok"], true);
+    let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
+    let ack = reader.call("reader-event", json!({"eventType": "T"})).await;
+    let got = collect_activity(&mut on_b, 1, Duration::from_secs(10)).await;
+    assert_eq!(ids(&got), vec![ack["eventId"].as_str().unwrap().to_owned()]);
+
+    let wrong = format!("redis://:wrong@127.0.0.1:{}", redis.port);
+    let c = Node::start("node-c", &node_vars(&wrong, &db.url));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, health) = http(c.addr, "GET", "/health", None).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["checks"]["redis"]["status"], "down");
+    drop((a, b, c));
+    db.drop_db().await;
+}
