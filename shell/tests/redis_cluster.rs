@@ -217,6 +217,9 @@ async fn redis_paused_then_resumed_delivers_everything() {
     db.drop_db().await;
 }
 
+/// XPENDING's summary: count, lowest id, highest id, and (consumer, count) pairs.
+type PendingSummary = (u64, Option<String>, Option<String>, Vec<(String, String)>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_nodes_unstored_events_are_claimed_by_another() {
     let Some(db) = TestDb::create().await else { return };
@@ -241,7 +244,7 @@ async fn a_dead_nodes_unstored_events_are_claimed_by_another() {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let pending: (u64, Option<String>, Option<String>, Vec<(String, String)>) = redis::cmd("XPENDING")
+        let pending: PendingSummary = redis::cmd("XPENDING")
             .arg("alice:queue")
             .arg("alice-store")
             .query_async(&mut conn)
