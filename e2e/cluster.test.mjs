@@ -1,0 +1,100 @@
+// Two nodes over a redis-server of this test's own: official clients on different nodes see one
+// server. Skips loudly without redis-server (fails with ALICE_REQUIRE_SERVICES=1).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startServer, as, got, until, barrier, sleep } from "./helpers.mjs";
+
+const haveRedis = spawnSync("redis-server", ["--version"]).status === 0;
+if (!haveRedis) {
+  if (process.env.ALICE_REQUIRE_SERVICES === "1") throw new Error("redis-server is required on the PATH");
+  console.log("\n*** SKIPPED: redis-server is not on the PATH; the cluster end-to-end tests did not run ***\n");
+}
+
+const freePort = () =>
+  new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+
+let redis, redisDir, a, b;
+before(async () => {
+  if (!haveRedis) return;
+  const port = await freePort();
+  redisDir = mkdtempSync(join(tmpdir(), "alice-redis-"));
+  redis = spawn("redis-server", ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--dir", redisDir], { stdio: "ignore" });
+  await sleep(300);
+  const env = { REDIS_URL: `redis://127.0.0.1:${port}`, PRESENCE_TTL_MS: "1500", PRESENCE_PUSH_INTERVAL_MS: "100" };
+  a = await startServer({ ...env, NODE_ID: "e2e-a" });
+  b = await startServer({ ...env, NODE_ID: "e2e-b" });
+});
+after(async () => {
+  if (!haveRedis) return;
+  await a?.stop();
+  await b?.stop();
+  redis.kill("SIGKILL");
+  rmSync(redisDir, { recursive: true, force: true });
+});
+
+test("events cross nodes exactly once, by the same rules", { skip: !haveRedis }, async () => {
+  const subscribed = await as(b, "cl-c1", "consultant");
+  await subscribed.emitWithAck("subscribe-consultant", { consultantId: "cl-c1" });
+  const inRoom = await as(b, "cl-c2", "consultant");
+  await inRoom.emitWithAck("join-room", "cl-class");
+  const tabOnB = await as(b, "cl-r", "reader");
+  const otherReaderOnB = await as(b, "cl-other", "reader");
+  const reader = await as(a, "cl-r", "reader");
+  await reader.emitWithAck("join-room", "cl-class");
+  const ids = [];
+  for (let i = 0; i < 10; i++) ids.push((await reader.emitWithAck("reader-event", { eventType: "CL", data: { i } })).eventId);
+  const activity = (s) => got(s, "reader-activity").filter((e) => e.eventType === "CL").map((e) => e.id);
+  await until(() => [subscribed, inRoom, tabOnB].every((s) => activity(s).length >= 10), 10000, "cross-node delivery");
+  await sleep(300);
+  await Promise.all([subscribed, inRoom, tabOnB, otherReaderOnB].map(barrier));
+  for (const s of [subscribed, inRoom, tabOnB]) assert.deepEqual(activity(s), ids);
+  assert.deepEqual(activity(otherReaderOnB), []);
+});
+
+test("presence spans nodes: two tabs on two nodes are one reader", { skip: !haveRedis }, async () => {
+  const watcher = await as(b, "pr-c", "consultant");
+  const tab1 = await as(a, "pr-r", "reader");
+  await as(b, "pr-r", "reader");
+  let me;
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    const list = await watcher.emitWithAck("get-online-readers");
+    me = list.readers.find((r) => r.userId === "pr-r");
+    if (me?.connections === 2) break;
+    await sleep(100);
+  }
+  assert.equal(me?.connections, 2);
+  tab1.close();
+  const deadline2 = Date.now() + 5000;
+  while (Date.now() < deadline2) {
+    const list = await watcher.emitWithAck("get-online-readers");
+    me = list.readers.find((r) => r.userId === "pr-r");
+    if (me?.connections === 1) break;
+    await sleep(100);
+  }
+  assert.equal(me?.connections, 1, "closing one of two tabs keeps the reader");
+});
+
+test("recent events are cluster-wide", { skip: !haveRedis }, async () => {
+  const reader = await as(a, "re-r", "reader");
+  const ack = await reader.emitWithAck("reader-event", { eventType: "RE" });
+  const c = await as(b, "re-c", "consultant");
+  const deadline = Date.now() + 5000;
+  let found = false;
+  while (!found && Date.now() < deadline) {
+    const recent = await c.emitWithAck("get-recent-events", { userId: "re-r" });
+    found = recent.events.some((e) => e.id === ack.eventId);
+    if (!found) await sleep(100);
+  }
+  assert.ok(found, "node B lists an event accepted by node A");
+});
