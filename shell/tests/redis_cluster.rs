@@ -289,3 +289,45 @@ async fn a_password_protected_redis() {
     drop((a, b, c));
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_bus_is_noticed_and_repaired() {
+    let Some(db) = TestDb::create().await else { return };
+    let Some(redis) = RedisServer::start(None) else { return db.drop_db().await };
+    let url = redis.url();
+    let a = Node::start("node-a", &node_vars(&url, &db.url));
+    let b = Node::start("node-b", &node_vars(&url, &db.url));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Writes are held back while reads are still answered: each node's subscription stays up but
+    // hears nothing, not even its own heartbeats.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () =
+        redis::cmd("CLIENT").arg("PAUSE").arg(4_000).arg("WRITE").query_async(&mut conn).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = http(b.addr, "GET", "/metrics", None).await;
+        let repairs = metrics
+            .as_str()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("alice_bus_repairs_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if repairs >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the silent subscription was never repaired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // After the pause, delivery across nodes works again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut on_b = Client::connect(b.addr, &token("cb", "consultant")).await.unwrap();
+    assert_eq!(on_b.call("subscribe-consultant", json!({"consultantId": "cb"})).await["ok"], true);
+    let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
+    let ack = reader.call("reader-event", json!({"eventType": "T"})).await;
+    let got = collect_activity(&mut on_b, 1, Duration::from_secs(10)).await;
+    assert_eq!(ids(&got), vec![ack["eventId"].as_str().unwrap().to_owned()]);
+    drop((a, b));
+    db.drop_db().await;
+}
