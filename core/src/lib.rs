@@ -31,6 +31,8 @@ mod commands;
 pub mod config;
 pub mod error;
 pub mod event;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod history;
 pub mod ids;
 pub mod presence;

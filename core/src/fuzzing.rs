@@ -1,0 +1,275 @@
+//! Entry points for the fuzz targets in `fuzz/`, shared with the test that replays their corpora
+//! on the stable toolchain. Each one feeds arbitrary input to a parser or to the whole core and
+//! checks invariants, not only the absence of a panic.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arbitrary::{Arbitrary, Unstructured};
+use serde_json::{json, Value};
+
+use crate::bus::BusMessage;
+use crate::protocol::{self, Command};
+use crate::{
+    AckId, BatchId, Config, ConnId, Core, ErrorCode, Input, Millis, Output, Role, StoreFailure, TokenCheck,
+};
+
+const ROLES: [Role; 3] = [Role::Reader, Role::Consultant, Role::Admin];
+const ROLE_NAMES: [&str; 4] = ["reader", "consultant", "admin", "authenticated"];
+
+/// A client event from raw bytes: the first byte picks the role, the rest is `name\npayload`;
+/// a payload that is not JSON is sent as a string.
+pub fn client_event(data: &[u8]) {
+    let Some((&role, rest)) = data.split_first() else { return };
+    let role = ROLES[usize::from(role) % 3];
+    let text = String::from_utf8_lossy(rest);
+    let (name, payload) = text.split_once('\n').unwrap_or((&text, ""));
+    let value = serde_json::from_str::<Value>(payload).unwrap_or_else(|_| Value::String(payload.to_owned()));
+    let config = Config::default();
+    for (args, binary) in [(vec![value.clone()], false), (vec![value], true), (vec![], false)] {
+        let parsed = protocol::parse(name, &args, binary, role, &config);
+        match parsed.result {
+            Ok(cmd) => check_command(&cmd, &config),
+            Err(e) => {
+                assert!(!e.message.is_empty(), "an error always says what went wrong");
+                assert_eq!(e.retry_after_ms.is_some(), e.code == ErrorCode::RateLimited);
+                if parsed.event.is_none() {
+                    assert_eq!(e.code, ErrorCode::UnknownEvent);
+                }
+            }
+        }
+    }
+}
+
+/// What a parsed command promises to the rest of the core.
+fn check_command(cmd: &Command, config: &Config) {
+    match cmd {
+        Command::ReaderEvent { event_type, data, session_id } => {
+            assert!(protocol::is_valid_name(event_type, protocol::MAX_EVENT_TYPE_CHARS));
+            assert!(data.get().len() <= config.max_event_bytes);
+            // The serialized data round-trips as JSON.
+            let reparsed: Value = serde_json::from_str(data.get()).expect("data is JSON");
+            assert_eq!(serde_json::to_string(&reparsed).expect("serializes"), data.get());
+            assert!(session_id.as_ref().is_none_or(|s| !s.is_empty()));
+        }
+        Command::Subscribe { event_types, .. } => {
+            assert!(event_types.len() <= config.max_event_types);
+            assert!(event_types.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+        }
+        Command::JoinRoom { room } | Command::LeaveRoom { room } => {
+            assert!(protocol::is_valid_name(room, protocol::MAX_ROOM_CHARS));
+        }
+        Command::GetRecentEvents(q) => assert!((1..=200).contains(&q.limit)),
+        _ => {}
+    }
+}
+
+/// A bus payload: whatever decodes must encode back to the same message.
+pub fn bus_message(data: &[u8]) {
+    if let Ok(msg) = BusMessage::decode(data) {
+        let again = BusMessage::decode(&msg.encode()).expect("what was decoded encodes and decodes");
+        assert_eq!(again, msg);
+    }
+}
+
+/// One step of a core fuzzing run.
+#[derive(Arbitrary, Debug)]
+pub enum Op {
+    Connect { user: u8, role: u8, ttl_s: u8, names: bool },
+    Disconnect { conn: u8 },
+    Event { conn: u8, kind: u8, a: u8, b: u8, ack: bool },
+    Raw { conn: u8, name: String, payload: String },
+    Remote { bytes: Vec<u8> },
+    RemoteEvent { node: u8, seq: u8, user: u8, kind: u8, rooms: u8 },
+    StoreResult { ok: bool, rejected: bool },
+    Advance { ms: u16 },
+    Refresh { conn: u8, user: u8, role: u8, ttl_s: u8 },
+    Replay,
+}
+
+/// Runs arbitrary operations against a core and checks, after every step, that deliveries go
+/// to each socket at most once, never to a reader other than the author, never to a closed
+/// socket, and that every acknowledgement is answered exactly once.
+pub fn core_ops(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Ok(ops) = Vec::<Op>::arbitrary(&mut u) else { return };
+    let config = Config {
+        event_queue_capacity: 20,
+        history_capacity: 8,
+        max_connections: 12,
+        max_connections_per_user: 4,
+        store_max_attempts: 3,
+        ..Config::default()
+    };
+    let mut core = Core::new(config, "fuzz-node", 7);
+    let mut now = Millis(1_767_225_600_000);
+    let mut next_conn = 0u64;
+    let mut next_ack = 0u64;
+    // conn -> (user, role)
+    let mut open: BTreeMap<ConnId, (String, Role)> = BTreeMap::new();
+    let mut batches: Vec<BatchId> = Vec::new();
+    let users = ["u0", "u1", "u2", "u3"];
+    let pick = |open: &BTreeMap<ConnId, (String, Role)>, i: u8| {
+        open.keys().nth(usize::from(i) % open.len().max(1)).copied()
+    };
+    for op in ops.into_iter().take(256) {
+        let mut asked: BTreeSet<AckId> = BTreeSet::new();
+        let mut author: Option<String> = None;
+        let mut closing = None;
+        let input = match op {
+            Op::Connect { user, role, ttl_s, names } => {
+                next_conn += 1;
+                let mut claims = json!({
+                    "sub": users[usize::from(user) % 4],
+                    "role": ROLE_NAMES[usize::from(role) % 4],
+                    "exp": now.0 / 1000 + u64::from(ttl_s),
+                });
+                if names {
+                    claims["user_metadata"] = json!({"first_name": "F", "last_name": "L"});
+                }
+                Input::Connect {
+                    conn: ConnId(next_conn),
+                    sid: format!("s{next_conn}"),
+                    token: TokenCheck::Verified(claims),
+                }
+            }
+            Op::Disconnect { conn } => match pick(&open, conn) {
+                Some(conn) => {
+                    closing = Some(conn);
+                    Input::Disconnect { conn }
+                }
+                None => Input::Tick,
+            },
+            Op::Event { conn, kind, a, b, ack } => match pick(&open, conn) {
+                Some(conn) => {
+                    let ack = ack.then(|| {
+                        next_ack += 1;
+                        asked.insert(AckId(next_ack));
+                        AckId(next_ack)
+                    });
+                    author = open.get(&conn).map(|(u, _)| u.clone());
+                    let (name, payload) = structured_event(kind, a, b, &open[&conn].0);
+                    Input::ClientEvent { conn, name, args: vec![payload], has_binary: false, ack }
+                }
+                None => Input::Tick,
+            },
+            Op::Raw { conn, name, payload } => match pick(&open, conn) {
+                Some(conn) => {
+                    author = open.get(&conn).map(|(u, _)| u.clone());
+                    let payload = serde_json::from_str(&payload).unwrap_or(Value::String(payload));
+                    Input::ClientEvent { conn, name, args: vec![payload], has_binary: false, ack: None }
+                }
+                None => Input::Tick,
+            },
+            Op::Remote { bytes } => match BusMessage::decode(&bytes) {
+                Ok(msg) => {
+                    author = match &msg.body {
+                        crate::BusBody::Event(e) => Some(e.user_id.clone()),
+                        _ => None,
+                    };
+                    Input::Bus(msg)
+                }
+                Err(_) => Input::Tick,
+            },
+            Op::RemoteEvent { node, seq, user, kind, rooms } => {
+                let user = users[usize::from(user) % 4].to_owned();
+                author = Some(user.clone());
+                let rooms = (0..3).filter(|i| rooms & (1 << i) != 0).map(|i| format!("room{i}")).collect();
+                Input::Bus(BusMessage {
+                    origin: format!("other-{}", node % 3),
+                    incarnation: 1,
+                    seq: u64::from(seq),
+                    body: crate::BusBody::Event(crate::BusEvent {
+                        id: (u128::from(now.0) << 80 | 0x7000_8000_0000_0000_0000 | u128::from(seq))
+                            .to_be_bytes(),
+                        user_id: user,
+                        event_type: ["PAGE_TURN", "HELP_REQUEST", "LOOKUP"][usize::from(kind) % 3].into(),
+                        data: "{\"page\":1}".into(),
+                        timestamp: now,
+                        session_id: "s".into(),
+                        sender_rooms: rooms,
+                    }),
+                })
+            }
+            Op::StoreResult { ok, rejected } => match batches.pop() {
+                Some(batch) if ok => Input::Stored { batch },
+                Some(batch) => Input::StoreFailed {
+                    batch,
+                    failure: if rejected { StoreFailure::Rejected } else { StoreFailure::Unavailable },
+                },
+                None => Input::Tick,
+            },
+            Op::Advance { ms } => {
+                now = now.plus(u64::from(ms) * 10);
+                Input::Tick
+            }
+            Op::Refresh { conn, user, role, ttl_s } => match pick(&open, conn) {
+                Some(conn) => {
+                    let claims = json!({
+                        "sub": users[usize::from(user) % 4],
+                        "role": ROLE_NAMES[usize::from(role) % 3],
+                        "exp": now.0 / 1000 + u64::from(ttl_s),
+                    });
+                    Input::TokenVerified { conn, ack: None, token: TokenCheck::Verified(claims) }
+                }
+                None => Input::Tick,
+            },
+            Op::Replay => {
+                core.replay_dead_letters(now);
+                Input::Tick
+            }
+        };
+        core.handle(now, input);
+        let mut answered: BTreeSet<AckId> = BTreeSet::new();
+        while let Some(out) = core.poll_output() {
+            match out {
+                Output::Accept { conn } => {
+                    let p = core.principal(conn).expect("an accepted socket has a principal");
+                    assert!(open.insert(conn, (p.user_id.to_string(), p.role)).is_none(), "accepted twice");
+                }
+                Output::Disconnect { conn } => {
+                    assert!(open.remove(&conn).is_some(), "closed an unknown socket");
+                }
+                Output::Emit { to, event, .. } => {
+                    assert!(to.windows(2).all(|w| w[0] < w[1]), "recipients sorted, each once");
+                    for c in &to {
+                        let (user, role) = open.get(c).expect("no delivery to a closed socket");
+                        if event == "reader-activity" && *role == Role::Reader {
+                            assert_eq!(Some(user), author.as_ref(), "a reader got another reader's activity");
+                        }
+                    }
+                }
+                Output::Ack { ack, .. } => assert!(answered.insert(ack), "an ack answered twice"),
+                Output::StoreBatch { batch, events } => {
+                    assert!(!events.is_empty());
+                    batches.push(batch);
+                }
+                _ => {}
+            }
+        }
+        if let Some(conn) = closing {
+            open.remove(&conn);
+        }
+        assert_eq!(answered, asked, "every ack asked for is answered, once");
+        assert_eq!(core.stats().connections, open.len());
+        let s = core.stats();
+        assert!(s.queue_size + s.dlq_size <= 20, "the queue stays within its capacity");
+    }
+}
+
+fn structured_event(kind: u8, a: u8, b: u8, own: &str) -> (String, Value) {
+    let ty = ["PAGE_TURN", "HELP_REQUEST", "LOOKUP", "X.FEEDBACK"][usize::from(a) % 4];
+    let room = format!("room{}", b % 3);
+    match kind % 8 {
+        0 => ("reader-event".into(), json!({"eventType": ty, "data": {"bookId": a, "page": b}})),
+        1 => (
+            "subscribe-consultant".into(),
+            json!({"consultantId": own, "eventTypes": if b % 2 == 0 { json!([ty]) } else { json!([]) }}),
+        ),
+        2 => ("unsubscribe-consultant".into(), json!({"consultantId": own})),
+        3 => ("join-room".into(), json!(room)),
+        4 => ("leave-room".into(), json!(room)),
+        5 => ("get-online-readers".into(), Value::Null),
+        6 => ("get-recent-events".into(), json!({"limit": u64::from(a % 200) + 1})),
+        _ => ("refresh-token".into(), json!({"token": "x.y.z"})),
+    }
+}
