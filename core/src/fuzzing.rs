@@ -263,7 +263,7 @@ fn structured_event(kind: u8, a: u8, b: u8, own: &str) -> (String, Value) {
         0 => ("reader-event".into(), json!({"eventType": ty, "data": {"bookId": a, "page": b}})),
         1 => (
             "subscribe-consultant".into(),
-            json!({"consultantId": own, "eventTypes": if b % 2 == 0 { json!([ty]) } else { json!([]) }}),
+            json!({"consultantId": own, "eventTypes": if b.is_multiple_of(2) { json!([ty]) } else { json!([]) }}),
         ),
         2 => ("unsubscribe-consultant".into(), json!({"consultantId": own})),
         3 => ("join-room".into(), json!(room)),
