@@ -218,32 +218,49 @@ pub fn core_ops(data: &[u8]) {
                 Input::Tick
             }
         };
-        core.handle(now, input);
         let mut answered: BTreeSet<AckId> = BTreeSet::new();
-        while let Some(out) = core.poll_output() {
-            match out {
-                Output::Accept { conn } => {
-                    let p = core.principal(conn).expect("an accepted socket has a principal");
-                    assert!(open.insert(conn, (p.user_id.to_string(), p.role)).is_none(), "accepted twice");
-                }
-                Output::Disconnect { conn } => {
-                    assert!(open.remove(&conn).is_some(), "closed an unknown socket");
-                }
-                Output::Emit { to, event, .. } => {
-                    assert!(to.windows(2).all(|w| w[0] < w[1]), "recipients sorted, each once");
-                    for c in &to {
-                        let (user, role) = open.get(c).expect("no delivery to a closed socket");
-                        if event == "reader-activity" && *role == Role::Reader {
-                            assert_eq!(Some(user), author.as_ref(), "a reader got another reader's activity");
+        // The shell answers token checks and store queries later; here, at once (as failures).
+        let mut follow_ups = vec![input];
+        while let Some(input) = follow_ups.pop() {
+            core.handle(now, input);
+            while let Some(out) = core.poll_output() {
+                match out {
+                    Output::Accept { conn } => {
+                        let p = core.principal(conn).expect("an accepted socket has a principal");
+                        assert!(
+                            open.insert(conn, (p.user_id.to_string(), p.role)).is_none(),
+                            "accepted twice"
+                        );
+                    }
+                    Output::Disconnect { conn } => {
+                        assert!(open.remove(&conn).is_some(), "closed an unknown socket");
+                    }
+                    Output::Emit { to, event, .. } => {
+                        assert!(to.windows(2).all(|w| w[0] < w[1]), "recipients sorted, each once");
+                        for c in &to {
+                            let (user, role) = open.get(c).expect("no delivery to a closed socket");
+                            if event == "reader-activity" && *role == Role::Reader {
+                                assert_eq!(
+                                    Some(user),
+                                    author.as_ref(),
+                                    "a reader got another reader's activity"
+                                );
+                            }
                         }
                     }
+                    Output::Ack { ack, .. } => assert!(answered.insert(ack), "an ack answered twice"),
+                    Output::StoreBatch { batch, events } => {
+                        assert!(!events.is_empty());
+                        batches.push(batch);
+                    }
+                    Output::VerifyToken { conn, ack, .. } => {
+                        follow_ups.push(Input::TokenVerified { conn, ack, token: TokenCheck::Invalid })
+                    }
+                    Output::QueryStore { conn, ack, .. } => {
+                        follow_ups.push(Input::StoreQueryAnswered { conn, ack, answer: None })
+                    }
+                    Output::Refuse { .. } | Output::Publish(_) => {}
                 }
-                Output::Ack { ack, .. } => assert!(answered.insert(ack), "an ack answered twice"),
-                Output::StoreBatch { batch, events } => {
-                    assert!(!events.is_empty());
-                    batches.push(batch);
-                }
-                _ => {}
             }
         }
         if let Some(conn) = closing {
