@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alice_core::TokenCheck;
+use alice_handoff::Gate;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Value};
@@ -37,15 +38,16 @@ struct Jwks {
     url: String,
     client: reqwest::Client,
     state: Mutex<JwksState>,
+    /// The gates count milliseconds from here.
+    started: Instant,
 }
 
-#[derive(Default)]
 struct JwksState {
     keys: HashMap<String, (DecodingKey, Algorithm)>,
-    /// The last attempt of any kind.
-    fetched_at: Option<Instant>,
-    /// The last refetch of a set that already had keys.
-    refetched_at: Option<Instant>,
+    /// Loading a set that has no keys yet (the first time, or after failures).
+    load: Gate,
+    /// Refetching a loaded set because a token names a key id it lacks.
+    refetch: Gate,
 }
 
 impl Verifier {
@@ -53,7 +55,12 @@ impl Verifier {
         let jwks = settings.jwks_url.as_ref().map(|url| Jwks {
             url: url.clone(),
             client: reqwest::Client::builder().timeout(JWKS_TIMEOUT).build().unwrap_or_default(),
-            state: Mutex::new(JwksState::default()),
+            state: Mutex::new(JwksState {
+                keys: HashMap::new(),
+                load: Gate::new(JWKS_RETRY_INTERVAL.as_millis() as u64),
+                refetch: Gate::new(JWKS_REFETCH_INTERVAL.as_millis() as u64),
+            }),
+            started: Instant::now(),
         });
         Verifier {
             inner: Arc::new(Inner {
@@ -113,19 +120,11 @@ impl Jwks {
         if let Some(k) = state.keys.get(kid) {
             return Some(k.clone());
         }
-        let (last, interval) = if state.keys.is_empty() {
-            (state.fetched_at, JWKS_RETRY_INTERVAL)
-        } else {
-            (state.refetched_at, JWKS_REFETCH_INTERVAL)
-        };
-        if last.is_some_and(|t| t.elapsed() < interval) {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let gate = if state.keys.is_empty() { &state.load } else { &state.refetch };
+        if !gate.try_claim(now_ms) {
             return None;
         }
-        let now = Instant::now();
-        if !state.keys.is_empty() {
-            state.refetched_at = Some(now);
-        }
-        state.fetched_at = Some(now);
         match self.fetch().await {
             Ok(keys) => state.keys = keys,
             Err(e) => tracing::warn!(url = %self.url, error = %e, "could not fetch the JWKS"),

@@ -3,8 +3,8 @@
 //! run in their own tasks and come back as inputs, and sends to sockets never block (a socket whose
 //! bounded send queue is full is disconnected rather than buffered without limit).
 
+use alice_handoff::Counter;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,9 +83,9 @@ pub struct StoreTimings {
 
 #[derive(Default)]
 struct StoreCounters {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    micros: AtomicU64,
+    ok: Counter,
+    failed: Counter,
+    micros: Counter,
 }
 
 /// A socket the driver can write to.
@@ -246,9 +246,9 @@ impl Driver {
                     now,
                     slow_consumers_disconnected: self.slow_consumers,
                     store: StoreTimings {
-                        batches_ok: self.store_counters.ok.load(Ordering::Relaxed),
-                        batches_failed: self.store_counters.failed.load(Ordering::Relaxed),
-                        write_micros: self.store_counters.micros.load(Ordering::Relaxed),
+                        batches_ok: self.store_counters.ok.get(),
+                        batches_failed: self.store_counters.failed.get(),
+                        write_micros: self.store_counters.micros.get(),
                     },
                 });
             }
@@ -344,9 +344,9 @@ impl Driver {
                     tokio::spawn(async move {
                         let started = Instant::now();
                         let result = store.enqueue(&events).await;
-                        counters.micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        counters.micros.add(started.elapsed().as_micros() as u64);
                         let counter = if result.is_ok() { &counters.ok } else { &counters.failed };
-                        counter.fetch_add(1, Ordering::Relaxed);
+                        counter.add(1);
                         let input = match result {
                             Ok(()) => Input::Stored { batch },
                             Err(e) => {

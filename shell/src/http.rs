@@ -19,7 +19,6 @@ use crate::driver::{Command, DriverHandle, Snapshot};
 use crate::queue::EventQueue;
 use crate::redis_link::RedisHealth;
 use crate::store::EventStore;
-use std::sync::atomic::Ordering;
 
 const STORE_PING_TIMEOUT: Duration = Duration::from_secs(2);
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -42,8 +41,8 @@ pub struct HttpState {
 fn queue_sizes(state: &HttpState, snap: &Snapshot) -> (u64, u64) {
     let (mut queued, mut dead) = (snap.stats.queue_size as u64, snap.stats.dlq_size as u64);
     if let Some(r) = &state.redis {
-        queued += r.queue_len.load(Ordering::Relaxed);
-        dead += r.dlq_len.load(Ordering::Relaxed);
+        queued += r.queue_len.get();
+        dead += r.dlq_len.get();
     }
     (queued, dead)
 }
@@ -109,7 +108,7 @@ async fn health(State(state): State<HttpState>) -> Response {
             (true, false)
         }
         Some(r) => {
-            let up = r.up.load(Ordering::Relaxed);
+            let up = r.is_up();
             // Our own heartbeats come back through Redis at least three times per TTL.
             let silent = up
                 && self_heard_ago.is_none_or(|ago| ago > 2 * state.presence_ttl_ms)
@@ -121,8 +120,8 @@ async fn health(State(state): State<HttpState>) -> Response {
                     "status": if !up { "down" } else if silent { "degraded" } else { "ok" },
                     "kind": "redis-streams",
                     "lastSelfHeardMsAgo": self_heard_ago,
-                    "outbox": r.bus_outbox.load(Ordering::Relaxed),
-                    "repairs": r.bus_repairs.load(Ordering::Relaxed),
+                    "outbox": r.bus_outbox.get(),
+                    "repairs": r.bus_repairs.get(),
                     "duplicates": snap.stats.bus_duplicates,
                     "gaps": snap.stats.bus_gaps,
                 }),
@@ -206,31 +205,19 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
     let mut text = render_metrics(&snap);
     if let Some(r) = &state.redis {
         let gauges = [
-            ("alice_redis_up", "Whether this node reaches Redis.", u64::from(r.up.load(Ordering::Relaxed))),
+            ("alice_redis_up", "Whether this node reaches Redis.", u64::from(r.is_up())),
             (
                 "alice_redis_queue_length",
                 "Events in the cluster's Redis queue, not yet stored.",
-                r.queue_len.load(Ordering::Relaxed),
+                r.queue_len.get(),
             ),
-            (
-                "alice_redis_dlq_length",
-                "Events in the cluster's Redis dead-letter stream.",
-                r.dlq_len.load(Ordering::Relaxed),
-            ),
-            (
-                "alice_bus_outbox",
-                "Bus messages waiting for Redis on this node.",
-                r.bus_outbox.load(Ordering::Relaxed),
-            ),
-            (
-                "alice_bus_dropped_total",
-                "Bus messages dropped from a full outbox.",
-                r.bus_dropped.load(Ordering::Relaxed),
-            ),
+            ("alice_redis_dlq_length", "Events in the cluster's Redis dead-letter stream.", r.dlq_len.get()),
+            ("alice_bus_outbox", "Bus messages waiting for Redis on this node.", r.bus_outbox.get()),
+            ("alice_bus_dropped_total", "Bus messages dropped from a full outbox.", r.bus_dropped.get()),
             (
                 "alice_bus_repairs_total",
                 "Times a silent bus subscription was reconnected.",
-                r.bus_repairs.load(Ordering::Relaxed),
+                r.bus_repairs.get(),
             ),
         ];
         for (name, help, value) in gauges {

@@ -13,7 +13,6 @@ pub mod socket;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -196,7 +195,7 @@ where
         .with_state(socket::SocketState {
             driver: handle.clone(),
             verifier: verifier.clone(),
-            next_conn: Arc::new(AtomicU64::new(1)),
+            next_conn: Arc::new(alice_handoff::Ids::starting_at(1)),
         })
         .build_layer();
     socket::attach(&io);

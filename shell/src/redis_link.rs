@@ -1,7 +1,9 @@
 //! The one place that opens Redis connections: the URL, timeouts, the key names and a reconnect
 //! backoff shared by the bus and the queue. It holds the health they report, and no data.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use alice_handoff::{Counter, Gauge};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,21 +27,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct RedisHealth {
     pub up: AtomicBool,
     /// Entries in the cluster's queue stream (accepted, not yet stored), as last read.
-    pub queue_len: AtomicU64,
-    pub dlq_len: AtomicU64,
+    pub queue_len: Gauge,
+    pub dlq_len: Gauge,
     /// Bus messages waiting in this node's outbox for Redis.
-    pub bus_outbox: AtomicU64,
+    pub bus_outbox: Gauge,
     /// Bus messages dropped because the outbox overflowed.
-    pub bus_dropped: AtomicU64,
+    pub bus_dropped: Counter,
     /// Times the bus subscription was found silent and reconnected.
-    pub bus_repairs: AtomicU64,
+    pub bus_repairs: Counter,
     /// Unix ms of the last bus entry read (any node's, this one's heartbeats included).
-    pub bus_last_read_ms: AtomicU64,
+    pub bus_last_read_ms: Gauge,
 }
 
 impl RedisHealth {
     pub fn set_up(&self, up: bool) {
         self.up.store(up, Ordering::Relaxed);
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
     }
 }
 

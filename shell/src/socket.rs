@@ -1,10 +1,10 @@
 //! Socket.IO in: socketioxide handlers that turn a handshake and each client event into a driver
 //! command. They decide nothing (the core does) and never block the driver.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use alice_core::{CommandError, ConnId, ConnectRefusal, ErrorCode};
+use alice_handoff::Ids;
 use serde_json::Value;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryData};
@@ -22,7 +22,7 @@ use crate::driver::{Command, DriverHandle};
 pub struct SocketState {
     pub driver: DriverHandle,
     pub verifier: Verifier,
-    pub next_conn: Arc<AtomicU64>,
+    pub next_conn: Arc<Ids>,
 }
 
 /// Registers the handlers on the default namespace.
@@ -39,7 +39,7 @@ async fn authenticate(
     let header = socket.req_parts().headers.get("authorization").and_then(|h| h.to_str().ok());
     let token = token_from(auth.ok().as_ref(), header);
     let token = state.verifier.verify(token.as_deref()).await;
-    let conn = ConnId(state.next_conn.fetch_add(1, Ordering::Relaxed));
+    let conn = ConnId(state.next_conn.next());
     let (reply, answer) = oneshot::channel();
     let sid = socket.id.to_string();
     let sent = state.driver.send(Command::Connect { conn, sid, token, socket: socket.clone(), reply }).await;

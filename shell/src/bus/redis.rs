@@ -4,7 +4,6 @@
 //! heard nothing (not even this node's own heartbeats) for longer than the presence TTL.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use alice_core::{BusMessage, Input};
@@ -45,9 +44,9 @@ async fn publish(link: RedisLink, mut rx: mpsc::UnboundedReceiver<BusMessage>) {
         }
         while outbox.len() > OUTBOX_CAPACITY {
             outbox.pop_front();
-            link.health.bus_dropped.fetch_add(1, Ordering::Relaxed);
+            link.health.bus_dropped.add(1);
         }
-        link.health.bus_outbox.store(outbox.len() as u64, Ordering::Relaxed);
+        link.health.bus_outbox.set(outbox.len() as u64);
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match link.connect(Duration::from_secs(2)).await {
@@ -76,7 +75,7 @@ async fn publish(link: RedisLink, mut rx: mpsc::UnboundedReceiver<BusMessage>) {
             Ok(()) => {
                 outbox.drain(..n);
                 backoff.reset();
-                link.health.bus_outbox.store(outbox.len() as u64, Ordering::Relaxed);
+                link.health.bus_outbox.set(outbox.len() as u64);
             }
             Err(e) => {
                 // Part of the pipeline may have landed; receivers drop the repeats by sequence.
@@ -133,7 +132,7 @@ async fn subscribe(link: RedisLink, driver: DriverHandle, silence: Duration) {
                     for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
                         last_id = Some(entry.id.clone());
                         heard = Instant::now();
-                        link.health.bus_last_read_ms.store(unix_ms(), Ordering::Relaxed);
+                        link.health.bus_last_read_ms.set(unix_ms());
                         let Some(bytes) = entry.get::<Vec<u8>>("m") else { continue };
                         match BusMessage::decode(&bytes) {
                             Ok(msg) => {
@@ -154,7 +153,7 @@ async fn subscribe(link: RedisLink, driver: DriverHandle, silence: Duration) {
             }
             if heard.elapsed() > silence {
                 // Not even our own heartbeats came back: the subscription is broken. Repair it.
-                link.health.bus_repairs.fetch_add(1, Ordering::Relaxed);
+                link.health.bus_repairs.add(1);
                 tracing::warn!("bus silent for {silence:?}; reconnecting the subscription");
                 break;
             }

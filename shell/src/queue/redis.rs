@@ -4,7 +4,6 @@
 //! A dead node's unacknowledged events are claimed by the others after `claim_idle`.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -234,8 +233,8 @@ impl Worker {
             self.store_due(conn).await?;
             let lens: (u64, u64) =
                 redis::pipe().xlen(QUEUE_STREAM).xlen(DLQ_STREAM).query_async(conn).await?;
-            self.link.health.queue_len.store(lens.0, Ordering::Relaxed);
-            self.link.health.dlq_len.store(lens.1, Ordering::Relaxed);
+            self.link.health.queue_len.set(lens.0);
+            self.link.health.dlq_len.set(lens.1);
             if let Some(at) = self.queue.next_retry() {
                 // Only retries remain and none is due yet: wait for the earliest (reading on).
                 let wait = at.since(self.clock.now()).min(1_000);
