@@ -300,6 +300,14 @@ impl Core {
         self.minute.total(now)
     }
 
+    /// This node and every other node heard from within the presence TTL, sorted.
+    pub fn cluster_nodes(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = self.presence.nodes().map(str::to_owned).collect();
+        nodes.push(self.node.clone());
+        nodes.sort();
+        nodes
+    }
+
     /// The principal of a connected socket.
     pub fn principal(&self, conn: ConnId) -> Option<&Principal> {
         self.conns.get(&conn).map(|c| &c.principal)

@@ -186,6 +186,11 @@ impl Presence {
         self.remote.iter().filter(|(_, n)| n.last_heard <= deadline).map(|(k, _)| k.clone()).collect()
     }
 
+    /// The other nodes heard from and not yet expired, by name.
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.remote.keys().map(String::as_str)
+    }
+
     /// When the least recently heard node was last heard.
     pub fn oldest_heard(&self) -> Option<Millis> {
         self.remote.values().map(|n| n.last_heard).min()

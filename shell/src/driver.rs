@@ -66,6 +66,8 @@ pub struct Snapshot {
     pub stats: Stats,
     pub events_per_minute: u64,
     pub node_id: String,
+    /// Every node of the cluster this one has heard from, itself included.
+    pub nodes: Vec<String>,
     pub queue_full: bool,
     pub now: Millis,
     pub slow_consumers_disconnected: u64,
@@ -242,6 +244,7 @@ impl Driver {
                     stats: self.core.stats(),
                     events_per_minute: self.core.events_per_minute(now),
                     node_id: self.core.node_id().to_owned(),
+                    nodes: self.core.cluster_nodes(),
                     queue_full: self.core.queue_is_full(),
                     now,
                     slow_consumers_disconnected: self.slow_consumers,

@@ -167,7 +167,7 @@ async fn stats(State(state): State<HttpState>, headers: HeaderMap) -> Response {
         "dashboardStats": dashboard,
         "connections": s.connections,
         "node": snap.node_id,
-        "nodes": [snap.node_id],
+        "nodes": snap.nodes,
         "eventsPerMinute": snap.events_per_minute,
         "eventsAccepted": s.events_accepted,
         "deliveries": s.deliveries,

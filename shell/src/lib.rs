@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod driver;
 pub mod http;
 pub mod queue;
@@ -211,6 +212,7 @@ where
         metrics_token: settings.metrics_token.clone(),
         presence_ttl_ms: settings.core.presence_ttl_ms,
     })
+    .merge(console::router())
     .layer(layer)
     .layer(cors(&settings.cors_origins));
 

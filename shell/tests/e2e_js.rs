@@ -24,7 +24,10 @@ fn socket_io_client_end_to_end() {
         );
         return;
     }
-    if !e2e.join("node_modules/socket.io-client").exists() {
+    let installed = ["socket.io-client", "ws", "playwright-core"]
+        .iter()
+        .all(|p| e2e.join("node_modules").join(p).exists());
+    if !installed {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&e2e)

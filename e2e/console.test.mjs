@@ -1,0 +1,83 @@
+// The console page in a real browser: headless Chromium (Debian's package) driven by
+// playwright-core. Skips loudly without Chromium (fails with ALICE_REQUIRE_SERVICES=1).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { startServer, as, token } from "./helpers.mjs";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium) {
+  if (process.env.ALICE_REQUIRE_SERVICES === "1") throw new Error(`Chromium is required at ${CHROMIUM}`);
+  console.log(`\n*** SKIPPED: no Chromium at ${CHROMIUM}; the console browser test did not run ***\n`);
+}
+const artifacts = join(dirname(fileURLToPath(import.meta.url)), "artifacts");
+
+let server, browser;
+before(async () => {
+  if (!haveChromium) return;
+  server = await startServer({ PRESENCE_PUSH_INTERVAL_MS: "200" });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  mkdirSync(artifacts, { recursive: true });
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function signIn(page, tok) {
+  await page.goto(server.url + "/");
+  await page.fill("#token", tok);
+  await page.click("#signin-form button");
+}
+
+test("a consultant signs in and sees readers and their activity live", { skip: !haveChromium }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  await signIn(page, token("console-consultant", "consultant", { firstName: "Cleo" }));
+  await page.waitForSelector("#state.on", { timeout: 5000 });
+  assert.equal(await page.textContent("#state"), "Live");
+
+  const reader = await as(server, "reader-ada", "reader");
+  await reader.emitWithAck("reader-event", { eventType: "PAGE_TURN", data: { bookId: "moby-dick", page: 42 } });
+  const sentAt = Date.now();
+  await page.waitForSelector("#feed li:has-text('PAGE_TURN · reader-ada')", { timeout: 1000 });
+  await page.waitForSelector("#readers td:has-text('moby-dick')", { timeout: 1000 });
+  assert.ok(Date.now() - sentAt < 1000, "shown within a second");
+  await reader.emitWithAck("reader-event", { eventType: "HELP_REQUEST", data: { question: "What is a harpoon?" } });
+  await page.waitForSelector("#feed li .type.support", { timeout: 1000 });
+  assert.equal(await page.textContent("#online-count"), "1");
+
+  await page.click("#reload-recent");
+  await page.waitForSelector("#recent li:has-text('HELP_REQUEST')", { timeout: 2000 });
+  await page.screenshot({ path: join(artifacts, "console.png"), fullPage: true });
+  await page.close();
+});
+
+test("an admin also sees the server figures, refreshing", { skip: !haveChromium }, async () => {
+  const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  await signIn(page, token("console-admin", "admin"));
+  await page.waitForSelector("#stats-card:not([hidden]) dd", { timeout: 5000 });
+  const figures = await page.$$eval("#stats div", (divs) => Object.fromEntries(divs.map((d) => [d.querySelector("dt").textContent, d.querySelector("dd").textContent])));
+  assert.ok(Number(figures.Connections) >= 1, JSON.stringify(figures));
+  assert.ok("Queue" in figures && "Dead letters" in figures && "Events / minute" in figures);
+  await page.screenshot({ path: join(artifacts, "console-phone.png"), fullPage: true });
+  await page.close();
+});
+
+test("errors are shown in words", { skip: !haveChromium }, async () => {
+  const page = await browser.newPage();
+  const expired = token("console-late", "consultant", { exp: Math.floor(Date.now() / 1000) - 60 });
+  await signIn(page, expired);
+  await page.waitForSelector("#message:not([hidden])", { timeout: 5000 });
+  assert.equal(await page.textContent("#message"), "Could not sign in: Authentication token expired.");
+  await signIn(page, token("console-reader", "reader"));
+  assert.match(await page.textContent("#message"), /for consultants and admins/);
+  await page.close();
+});

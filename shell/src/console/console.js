@@ -1,0 +1,243 @@
+// The Alice Realtime console: a small Socket.IO v4 client over the browser's WebSocket, and the
+// views a consultant or admin needs. It speaks the same protocol as any client.
+"use strict";
+
+// ---- A minimal Engine.IO 4 / Socket.IO 4 client (websocket transport, namespace "/") ----
+class Realtime {
+  constructor(token, handlers) {
+    this.token = token;
+    this.on = handlers; // { connect, connectError, disconnect, event(name, payload) }
+    this.acks = new Map();
+    this.nextAck = 0;
+    this.closedByUs = false;
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    this.ws = new WebSocket(`${scheme}://${location.host}/socket.io/?EIO=4&transport=websocket`);
+    this.ws.onmessage = (m) => this.receive(String(m.data));
+    this.ws.onclose = () => {
+      for (const [, reject] of this.acks.values()) reject(new Error("connection closed"));
+      this.acks.clear();
+      if (!this.closedByUs) this.on.disconnect();
+    };
+    this.ws.onerror = () => {};
+  }
+
+  receive(frame) {
+    const type = frame[0];
+    if (type === "0") return this.ws.send(`40${JSON.stringify({ token: this.token })}`); // open
+    if (type === "2") return this.ws.send("3"); // ping
+    if (type === "1") return this.ws.close(); // server close
+    if (type !== "4") return;
+    const packet = frame[1];
+    const body = frame.slice(2);
+    if (packet === "0") return this.on.connect();
+    if (packet === "4") return this.on.connectError(JSON.parse(body).message);
+    if (packet === "1") return this.ws.close();
+    if (packet === "2") {
+      const [name, payload] = JSON.parse(body);
+      return this.on.event(name, payload);
+    }
+    if (packet === "3") {
+      const id = Number(body.match(/^\d+/)[0]);
+      const [reply] = JSON.parse(body.slice(String(id).length));
+      const pending = this.acks.get(id);
+      this.acks.delete(id);
+      if (pending) pending[0](reply);
+    }
+  }
+
+  /** Emits an event and resolves with its acknowledgement. */
+  call(name, payload) {
+    const id = this.nextAck++;
+    return new Promise((resolve, reject) => {
+      this.acks.set(id, [resolve, reject]);
+      const args = payload === undefined ? [name] : [name, payload];
+      this.ws.send(`42${id}${JSON.stringify(args)}`);
+    });
+  }
+
+  close() {
+    this.closedByUs = true;
+    this.ws.close();
+  }
+}
+
+// ---- The page ----
+const $ = (id) => document.getElementById(id);
+const state = { rt: null, claims: null, token: null, statsTimer: null, reconnectTimer: null };
+const MAX_FEED = 200;
+
+function setState(text, kind) {
+  $("state").textContent = text;
+  $("state").className = `state ${kind}`;
+}
+
+function say(text) {
+  $("message").textContent = text;
+  $("message").hidden = !text;
+}
+
+function claimsOf(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part));
+  } catch {
+    return null;
+  }
+}
+
+function roleOf(claims) {
+  const roles = ["reader", "consultant", "admin"];
+  return [claims?.app_metadata?.role, claims?.user_role, claims?.role].find((r) => roles.includes(r));
+}
+
+const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+const isSupport = (type) => type.includes("HELP_REQUEST") || type.includes("FEEDBACK");
+
+function text(tag, content, cls) {
+  const el = document.createElement(tag);
+  el.textContent = content;
+  if (cls) el.className = cls;
+  return el;
+}
+
+function eventItem(e, data) {
+  const li = document.createElement("li");
+  const t = text("time", time(e.timestamp));
+  t.dateTime = e.timestamp;
+  li.append(t, text("span", `${e.eventType} · ${e.userId}`, `type${isSupport(e.eventType) ? " support" : ""}`));
+  if (data !== null && data !== undefined) li.append(text("code", JSON.stringify(data)));
+  return li;
+}
+
+function showReaders({ count, readers }) {
+  $("online-count").textContent = count;
+  const rows = readers.map((r) => {
+    const tr = document.createElement("tr");
+    const name = [r.firstName, r.lastName].filter(Boolean).join(" ");
+    tr.append(
+      text("td", name ? `${name} (${r.userId})` : r.userId),
+      text("td", r.currentBook ?? "—"),
+      text("td", r.currentPage ?? "—"),
+      text("td", time(r.lastActivity)),
+      text("td", r.connections),
+    );
+    return tr;
+  });
+  $("readers").replaceChildren(...rows);
+}
+
+function addActivity(e) {
+  const feed = $("feed");
+  feed.prepend(eventItem(e, e.data));
+  while (feed.children.length > MAX_FEED) feed.lastChild.remove();
+}
+
+function explain(err) {
+  switch (err.code) {
+    case "RATE_LIMITED": return `Slow down: too many requests. Try again in ${Math.ceil((err.retryAfterMs ?? 1000) / 1000)} s.`;
+    case "TOKEN_EXPIRED": return "Your session expired. Paste a fresh token to sign in again.";
+    case "UNAUTHORIZED": case "FORBIDDEN": return `Not allowed: ${err.message}.`;
+    case "UNAVAILABLE": return "The server is busy and did not accept that. Try again shortly.";
+    default: return `The server said: ${err.message}`;
+  }
+}
+
+async function loadRecent() {
+  const reply = await state.rt.call("get-recent-events", { limit: 50 });
+  if (!reply.ok) return say(explain(reply.error));
+  $("recent").replaceChildren(...reply.events.map((e) => eventItem(e, e.eventData)));
+}
+
+async function subscribe() {
+  const types = $("filter").value.split(",").map((s) => s.trim()).filter(Boolean);
+  const reply = await state.rt.call("subscribe-consultant", { consultantId: state.claims.sub, eventTypes: types });
+  if (!reply.ok) return say(explain(reply.error));
+  say("");
+  $("who").querySelector(".filter").textContent = reply.eventTypes.length ? reply.eventTypes.join(", ") : "every type";
+}
+
+async function refreshStats() {
+  const res = await fetch("/stats", { headers: { authorization: `Bearer ${state.token}` } }).catch(() => null);
+  if (!res || !res.ok) return;
+  const s = await res.json();
+  const figures = [
+    ["Node", s.node],
+    ["Connections", s.connections],
+    ["Online readers", s.onlineUsersCount],
+    ["Events / minute", s.eventsPerMinute],
+    ["Queue", s.queueStats.queueSize],
+    ["Dead letters", s.queueStats.dlqSize],
+    ["Nodes", (s.nodes ?? [s.node]).join(", ")],
+  ];
+  $("stats").replaceChildren(...figures.map(([k, v]) => {
+    const div = document.createElement("div");
+    div.append(text("dt", k), text("dd", String(v)));
+    return div;
+  }));
+}
+
+function signIn(token) {
+  state.token = token;
+  state.claims = claimsOf(token);
+  const role = roleOf(state.claims);
+  if (!state.claims || !role) return say("That does not look like a token with a role. Paste the whole token.");
+  if (role === "reader") return say("This console is for consultants and admins; that token is a reader's.");
+  say("");
+  setState("Connecting…", "wait");
+  state.rt?.close();
+  state.rt = new Realtime(token, {
+    connect: async () => {
+      setState("Live", "on");
+      $("signin").hidden = true;
+      $("console").hidden = false;
+      const who = $("who");
+      who.replaceChildren(
+        text("strong", `${state.claims.sub}`),
+        text("span", ` · ${role} · showing `),
+        text("span", "every type", "filter"),
+      );
+      await subscribe();
+      await loadRecent();
+      if (role === "admin") {
+        $("stats-card").hidden = false;
+        await refreshStats();
+        clearInterval(state.statsTimer);
+        state.statsTimer = setInterval(refreshStats, 2000);
+      }
+    },
+    connectError: (message) => {
+      setState("Signed out", "off");
+      $("signin").hidden = false;
+      say(`Could not sign in: ${message}.`);
+      state.rt.close();
+    },
+    disconnect: () => {
+      setState("Reconnecting…", "wait");
+      clearTimeout(state.reconnectTimer);
+      state.reconnectTimer = setTimeout(() => signIn(state.token), 2000);
+    },
+    event: (name, payload) => {
+      if (name === "reader-activity") addActivity(payload);
+      else if (name === "online-readers") showReaders(payload);
+      else if (name === "event-error") {
+        if (payload.code === "TOKEN_EXPIRED") {
+          clearTimeout(state.reconnectTimer);
+          state.rt.closedByUs = true;
+          setState("Signed out", "off");
+          $("signin").hidden = false;
+        }
+        say(explain(payload));
+      }
+    },
+  });
+}
+
+$("signin-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  signIn($("token").value.trim());
+});
+$("filter-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  subscribe();
+});
+$("reload-recent").addEventListener("click", () => loadRecent());
