@@ -1,1 +1,1 @@
-//! Benchmarks and the load generator; built in their own issue.
+//! Benchmarks and the load generator live in `benches/` and `src/bin/`.

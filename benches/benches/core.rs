@@ -1,0 +1,124 @@
+//! Criterion benchmarks of the core's hot paths: parsing, the recipient set, a whole
+//! handle/poll_output cycle per event, and the bus codec.
+
+use std::hint::black_box;
+
+use alice_core::bus::BusMessage;
+use alice_core::protocol;
+use alice_core::routing::Routing;
+use alice_core::{Config, ConnId, Core, Input, Millis, Output, Role, TokenCheck};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::{json, Value};
+
+const NOW: Millis = Millis(1_767_225_600_000);
+const TYPES: [&str; 10] = ["T0", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9"];
+
+fn parsing(c: &mut Criterion) {
+    let config = Config::default();
+    let event = [json!({"eventType": "PAGE_TURN", "data": {"bookId": "moby-dick", "page": 42, "chapter": 7}})];
+    let subscribe = [json!({"consultantId": "c1", "eventTypes": ["PAGE_TURN", "LOOKUP", "HELP_REQUEST"]})];
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("reader-event", |b| {
+        b.iter(|| protocol::parse(black_box("reader-event"), black_box(&event), false, Role::Reader, &config).result)
+    });
+    g.bench_function("subscribe-consultant", |b| {
+        b.iter(|| protocol::parse("subscribe-consultant", black_box(&subscribe), false, Role::Consultant, &config).result)
+    });
+    g.finish();
+}
+
+/// 10,000 subscribed consultants (a tenth with no filter, the rest on one of ten types) and 100
+/// rooms of staff.
+fn routing() -> Routing {
+    let mut r = Routing::default();
+    for i in 0..10_000u64 {
+        let conn = ConnId(i);
+        r.add_socket(conn, &format!("c{i}"), true);
+        let filter: Vec<String> = if i % 10 == 0 { vec![] } else { vec![TYPES[(i % 10) as usize].to_owned()] };
+        r.set_subscription(conn, None, Some(&filter));
+        r.join_room(conn, &format!("room{}", i % 100), true);
+    }
+    r
+}
+
+fn recipients(c: &mut Criterion) {
+    let r = routing();
+    let mut g = c.benchmark_group("recipients");
+    g.bench_function("10k subscribers, typed event, 2 rooms", |b| {
+        b.iter(|| r.recipients(None, black_box("reader-1"), black_box("T3"), false, ["room1", "room2"]).len())
+    });
+    g.bench_function("10k subscribers, support event", |b| {
+        b.iter(|| r.recipients(None, black_box("reader-1"), black_box("HELP_REQUEST"), true, std::iter::empty()).len())
+    });
+    g.finish();
+}
+
+fn claims(sub: &str, role: &str) -> Value {
+    json!({"sub": sub, "role": role, "exp": NOW.0 / 1000 + 86_400})
+}
+
+fn cycle(c: &mut Criterion) {
+    let config = Config { reader_event_burst: u32::MAX, reader_event_rate: u32::MAX / 1000, ..Config::default() };
+    let mut core = Core::new(config, "bench", 1);
+    let mut conn = 0;
+    let mut connect = |core: &mut Core, sub: &str, role: &str| {
+        conn += 1;
+        core.handle(NOW, Input::Connect { conn: ConnId(conn), sid: format!("s{conn}"), token: TokenCheck::Verified(claims(sub, role)) });
+        ConnId(conn)
+    };
+    for i in 0..10 {
+        let c = connect(&mut core, &format!("c{i}"), "consultant");
+        core.handle(NOW, Input::ClientEvent { conn: c, name: "subscribe-consultant".into(), args: vec![json!({"consultantId": format!("c{i}")})], has_binary: false, ack: None });
+    }
+    let readers: Vec<ConnId> = (0..500).map(|i| connect(&mut core, &format!("r{i}"), "reader")).collect();
+    while core.poll_output().is_some() {}
+    let payload = json!({"eventType": "PAGE_TURN", "data": {"bookId": "moby-dick", "page": 42}});
+    let mut g = c.benchmark_group("cycle");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    let mut now = NOW;
+    g.bench_function("reader-event to 10 subscribed consultants", |b| {
+        b.iter(|| {
+            i += 1;
+            now = now.plus(1);
+            let conn = readers[i % readers.len()];
+            core.handle(now, Input::ClientEvent { conn, name: "reader-event".into(), args: vec![payload.clone()], has_binary: false, ack: None });
+            let mut n = 0;
+            while let Some(out) = core.poll_output() {
+                if let Output::StoreBatch { batch, .. } = out {
+                    core.handle(now, Input::Stored { batch });
+                }
+                n += 1;
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+fn bus(c: &mut Criterion) {
+    let msg = BusMessage {
+        origin: "node-a".into(),
+        incarnation: 7,
+        seq: 12345,
+        body: alice_core::BusBody::Event(alice_core::BusEvent {
+            id: [7; 16],
+            user_id: "reader-1".into(),
+            event_type: "PAGE_TURN".into(),
+            data: r#"{"bookId":"moby-dick","page":42}"#.into(),
+            timestamp: NOW,
+            session_id: "AbCdEfGhIjKlMnOp".into(),
+            sender_rooms: vec!["class-1".into()],
+        }),
+    };
+    let bytes = msg.encode();
+    let mut g = c.benchmark_group("bus");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode event", |b| b.iter(|| black_box(&msg).encode()));
+    g.bench_function("decode event", |b| b.iter(|| BusMessage::decode(black_box(&bytes))));
+    g.finish();
+}
+
+criterion_group!(benches, parsing, recipients, cycle, bus);
+criterion_main!(benches);

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs the same load against Alice Realtime and the Node reference server, alternating, on one
+# node and on two nodes over Redis, then prints each figure side by side and the ratios.
+#
+#   bash benches/compare.sh                  # defaults below
+#   ROUNDS=3 RATE=4000 DURATION=20 bash benches/compare.sh
+#   SWEEP="2000 4000 8000 16000" bash benches/compare.sh   # also find the highest sustainable rate
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-2}
+READERS=${READERS:-500}
+CONSULTANTS=${CONSULTANTS:-10}
+RATE=${RATE:-2000}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
+IDLE=${IDLE:-2000}
+SWEEP=${SWEEP:-}
+SECRET=bench-secret-0123456789abcdef
+OUT=benches/results/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$OUT"
+
+cargo build --release -q -p alice-shell -p alice-benches
+(cd benches/reference && npm ci --no-audit --no-fund --silent)
+BIN=target/release/alice-realtime
+LOADGEN=target/release/loadgen
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# start_server KIND PORT [REDIS_URL] -> prints the pid
+start_server() {
+  local kind=$1 port=$2 redis=${3:-} data
+  data=$(mktemp -d)
+  if [ "$kind" = alice ]; then
+    env -i PATH="$PATH" JWT_SECRET=$SECRET REALTIME_PORT="$port" HOST=127.0.0.1 DATA_DIR="$data" LOG_LEVEL=warn \
+      NODE_ID="alice-$port" ${redis:+REDIS_URL=$redis} \
+      READER_EVENT_RATE=1000 READER_EVENT_BURST=2000 MAX_CONNECTIONS_PER_USER=100 \
+      "$BIN" >/dev/null 2>&1 &
+  else
+    env -i PATH="$PATH" JWT_SECRET=$SECRET REALTIME_PORT="$port" ${redis:+REDIS_URL=$redis} \
+      node benches/reference/server.js >/dev/null 2>&1 &
+  fi
+  echo $!
+}
+
+# run LABEL KIND NODES RATE -> writes $OUT/LABEL.json
+run() {
+  local label=$1 kind=$2 nodes=$3 rate=$4 redis_pid= redis= urls=() pids=()
+  if [ "$nodes" -gt 1 ]; then
+    local rport; rport=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no >/dev/null 2>&1 &
+    redis_pid=$!; PIDS+=("$redis_pid"); wait_port "$rport"; redis=redis://127.0.0.1:$rport
+  fi
+  for _ in $(seq "$nodes"); do
+    local port pid; port=$(free_port)
+    pid=$(start_server "$kind" "$port" "$redis"); PIDS+=("$pid"); pids+=("$pid")
+    wait_port "$port"; urls+=(--url "http://127.0.0.1:$port")
+  done
+  sleep 0.5
+  local args=("${urls[@]}" --secret $SECRET --readers "$READERS" --consultants "$CONSULTANTS" --idle "$IDLE"
+    --rate "$rate" --duration "$DURATION" --warmup "$WARMUP" --label "$label")
+  for p in "${pids[@]}"; do args+=(--server-pid "$p"); done
+  "$LOADGEN" "${args[@]}" > "$OUT/$label.json"
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  [ -n "$redis_pid" ] && { kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; }
+  echo "  $label: $(node -e 'const r=require(process.argv[1]); console.log(`${r.deliveredPerSecond.toFixed(0)} deliveries/s, p99 ${(r.latencyMicros.p99/1000).toFixed(1)} ms, lost ${r.lost}, dup ${r.duplicates}, server ${r.server.cpuMicrosPerDelivery.toFixed(2)} µs CPU/delivery, ${Math.round(r.server.bytesPerIdleConnection)} B/idle conn`)' "$PWD/$OUT/$label.json")"
+}
+
+echo "load: $READERS readers, $CONSULTANTS consultants, $RATE events/s, ${DURATION}s measured, $IDLE idle connections; results in $OUT"
+for round in $(seq "$ROUNDS"); do
+  for nodes in 1 2; do
+    for kind in alice node; do
+      run "$kind-${nodes}node-r$round" "$kind" "$nodes" "$RATE"
+    done
+  done
+done
+for rate in $SWEEP; do
+  for kind in alice node; do
+    IDLE=0 run "$kind-sweep-$rate" "$kind" 1 "$rate"
+  done
+done
+
+node benches/summarize.mjs "$OUT"
