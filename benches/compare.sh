@@ -43,7 +43,7 @@ start_server() {
       "$BIN" >/dev/null 2>&1 &
   else
     env -i PATH="$PATH" JWT_SECRET=$SECRET REALTIME_PORT="$port" ${redis:+REDIS_URL=$redis} \
-      node benches/reference/server.js >/dev/null 2>&1 &
+      DATA_DIR="$data" node benches/reference/server.js >/dev/null 2>&1 &
   fi
   echo $!
 }

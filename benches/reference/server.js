@@ -6,10 +6,34 @@ import { createServer } from "node:http";
 import { randomUUID } from "node:crypto";
 import { Server } from "socket.io";
 import jwt from "jsonwebtoken";
+import Database from "better-sqlite3";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 
 const port = Number(process.env.REALTIME_PORT ?? 3001);
 const secret = process.env.JWT_SECRET ?? "bench-secret-0123456789abcdef";
 const maxPayload = Number(process.env.MAX_PACKET_BYTES ?? 65536);
+
+// Accepted events are stored, batched, as the Rust server stores them (SQLite, WAL).
+const dataDir = process.env.DATA_DIR ?? "./data";
+mkdirSync(dataDir, { recursive: true });
+const db = new Database(join(dataDir, "reference-events.db"));
+db.pragma("journal_mode = WAL");
+db.pragma("synchronous = NORMAL");
+db.exec(`CREATE TABLE IF NOT EXISTS real_time_events (
+  id TEXT PRIMARY KEY, user_id TEXT NOT NULL, event_type TEXT NOT NULL, event_data TEXT NOT NULL,
+  timestamp TEXT NOT NULL, session_id TEXT NOT NULL)`);
+const insert = db.prepare("INSERT OR IGNORE INTO real_time_events VALUES (?, ?, ?, ?, ?, ?)");
+const insertAll = db.transaction((events) => {
+  for (const e of events) insert.run(e.id, e.userId, e.eventType, JSON.stringify(e.data), e.timestamp, e.sessionId);
+});
+let pending = [];
+setInterval(() => {
+  if (!pending.length) return;
+  const batch = pending;
+  pending = [];
+  insertAll(batch);
+}, 20);
 
 const http = createServer();
 const io = new Server(http, { maxHttpBufferSize: maxPayload, cors: { origin: false } });
@@ -65,6 +89,7 @@ io.on("connection", (socket) => {
     };
     // Subscribed consultants and the reader's other tabs, one copy each, never the sender.
     io.to("consultants").to(`user:${userId}`).except(socket.id).emit("reader-activity", event);
+    pending.push(event);
     const receipt = { message: "Event received and queued", eventId: event.id };
     socket.emit("reader-event-received", receipt);
     reply({ ok: true, ...receipt });
