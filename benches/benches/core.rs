@@ -15,15 +15,21 @@ const TYPES: [&str; 10] = ["T0", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8",
 
 fn parsing(c: &mut Criterion) {
     let config = Config::default();
-    let event = [json!({"eventType": "PAGE_TURN", "data": {"bookId": "moby-dick", "page": 42, "chapter": 7}})];
+    let event =
+        [json!({"eventType": "PAGE_TURN", "data": {"bookId": "moby-dick", "page": 42, "chapter": 7}})];
     let subscribe = [json!({"consultantId": "c1", "eventTypes": ["PAGE_TURN", "LOOKUP", "HELP_REQUEST"]})];
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Elements(1));
     g.bench_function("reader-event", |b| {
-        b.iter(|| protocol::parse(black_box("reader-event"), black_box(&event), false, Role::Reader, &config).result)
+        b.iter(|| {
+            protocol::parse(black_box("reader-event"), black_box(&event), false, Role::Reader, &config).result
+        })
     });
     g.bench_function("subscribe-consultant", |b| {
-        b.iter(|| protocol::parse("subscribe-consultant", black_box(&subscribe), false, Role::Consultant, &config).result)
+        b.iter(|| {
+            protocol::parse("subscribe-consultant", black_box(&subscribe), false, Role::Consultant, &config)
+                .result
+        })
     });
     g.finish();
 }
@@ -35,7 +41,8 @@ fn routing() -> Routing {
     for i in 0..10_000u64 {
         let conn = ConnId(i);
         r.add_socket(conn, &format!("c{i}"), true);
-        let filter: Vec<String> = if i % 10 == 0 { vec![] } else { vec![TYPES[(i % 10) as usize].to_owned()] };
+        let filter: Vec<String> =
+            if i % 10 == 0 { vec![] } else { vec![TYPES[(i % 10) as usize].to_owned()] };
         r.set_subscription(conn, None, Some(&filter));
         r.join_room(conn, &format!("room{}", i % 100), true);
     }
@@ -49,7 +56,10 @@ fn recipients(c: &mut Criterion) {
         b.iter(|| r.recipients(None, black_box("reader-1"), black_box("T3"), false, ["room1", "room2"]).len())
     });
     g.bench_function("10k subscribers, support event", |b| {
-        b.iter(|| r.recipients(None, black_box("reader-1"), black_box("HELP_REQUEST"), true, std::iter::empty()).len())
+        b.iter(|| {
+            r.recipients(None, black_box("reader-1"), black_box("HELP_REQUEST"), true, std::iter::empty())
+                .len()
+        })
     });
     g.finish();
 }
@@ -59,17 +69,34 @@ fn claims(sub: &str, role: &str) -> Value {
 }
 
 fn cycle(c: &mut Criterion) {
-    let config = Config { reader_event_burst: u32::MAX, reader_event_rate: u32::MAX / 1000, ..Config::default() };
+    let config =
+        Config { reader_event_burst: u32::MAX, reader_event_rate: u32::MAX / 1000, ..Config::default() };
     let mut core = Core::new(config, "bench", 1);
     let mut conn = 0;
     let mut connect = |core: &mut Core, sub: &str, role: &str| {
         conn += 1;
-        core.handle(NOW, Input::Connect { conn: ConnId(conn), sid: format!("s{conn}"), token: TokenCheck::Verified(claims(sub, role)) });
+        core.handle(
+            NOW,
+            Input::Connect {
+                conn: ConnId(conn),
+                sid: format!("s{conn}"),
+                token: TokenCheck::Verified(claims(sub, role)),
+            },
+        );
         ConnId(conn)
     };
     for i in 0..10 {
         let c = connect(&mut core, &format!("c{i}"), "consultant");
-        core.handle(NOW, Input::ClientEvent { conn: c, name: "subscribe-consultant".into(), args: vec![json!({"consultantId": format!("c{i}")})], has_binary: false, ack: None });
+        core.handle(
+            NOW,
+            Input::ClientEvent {
+                conn: c,
+                name: "subscribe-consultant".into(),
+                args: vec![json!({"consultantId": format!("c{i}")})],
+                has_binary: false,
+                ack: None,
+            },
+        );
     }
     let readers: Vec<ConnId> = (0..500).map(|i| connect(&mut core, &format!("r{i}"), "reader")).collect();
     while core.poll_output().is_some() {}
@@ -83,7 +110,16 @@ fn cycle(c: &mut Criterion) {
             i += 1;
             now = now.plus(1);
             let conn = readers[i % readers.len()];
-            core.handle(now, Input::ClientEvent { conn, name: "reader-event".into(), args: vec![payload.clone()], has_binary: false, ack: None });
+            core.handle(
+                now,
+                Input::ClientEvent {
+                    conn,
+                    name: "reader-event".into(),
+                    args: vec![payload.clone()],
+                    has_binary: false,
+                    ack: None,
+                },
+            );
             let mut n = 0;
             while let Some(out) = core.poll_output() {
                 if let Output::StoreBatch { batch, .. } = out {

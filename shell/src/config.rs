@@ -31,6 +31,8 @@ pub struct Settings {
     pub metrics_token: Option<String>,
     pub log_level: String,
     pub log_json: bool,
+    /// Tokio worker threads (`WORKER_THREADS`); 1 runs everything on one thread.
+    pub worker_threads: usize,
     /// How long a graceful shutdown waits for the queue to drain.
     pub shutdown_grace_ms: u64,
     pub core: Config,
@@ -182,6 +184,7 @@ impl Settings {
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             log_json,
             shutdown_grace_ms: num(&get, "SHUTDOWN_GRACE_MS", 10_000u64, 0)?,
+            worker_threads: num(&get, "WORKER_THREADS", 1usize, 1)?,
             core,
         })
     }

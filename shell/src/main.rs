@@ -62,7 +62,7 @@ fn main() -> ExitCode {
 
 fn serve(settings: Settings) -> ExitCode {
     init_tracing(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime(settings.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("alice-realtime: cannot start the runtime: {e}");
@@ -125,6 +125,16 @@ fn migrate(settings: Settings) -> ExitCode {
             }
         }
     })
+}
+
+/// One thread runs everything unless `WORKER_THREADS` asks for more: the core is single-threaded,
+/// and on one thread no delivery pays for waking another.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    }
 }
 
 fn announce_dev_mode(settings: &Settings) {

@@ -95,7 +95,9 @@ async fn connect(url: &str, tok: &str, tally: &Tally) -> Result<Ws, String> {
         match ws.next().await {
             Some(Ok(Message::Text(t))) if t.starts_with("40") => break,
             Some(Ok(Message::Text(t))) if t.starts_with("44") => return Err(format!("refused: {t}")),
-            Some(Ok(Message::Text(t))) if t.as_str() == "2" => ws.send(Message::text("3")).await.map_err(|e| e.to_string())?,
+            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                ws.send(Message::text("3")).await.map_err(|e| e.to_string())?
+            }
             Some(Ok(_)) => continue,
             _ => return Err("closed before connect".into()),
         }
@@ -110,7 +112,13 @@ fn micros_since(epoch: Instant) -> u64 {
     epoch.elapsed().as_micros() as u64
 }
 
-async fn consultant(url: String, tok: String, id: String, tally: Arc<Tally>, epoch: Instant) -> Result<(), String> {
+async fn consultant(
+    url: String,
+    tok: String,
+    id: String,
+    tally: Arc<Tally>,
+    epoch: Instant,
+) -> Result<(), String> {
     let mut ws = connect(&url, &tok, &tally).await?;
     let sub = json!(["subscribe-consultant", {"consultantId": id}]);
     ws.send(Message::text(format!("42{sub}"))).await.map_err(|e| e.to_string())?;
@@ -131,7 +139,9 @@ async fn consultant(url: String, tok: String, id: String, tally: Arc<Tally>, epo
         let now = micros_since(epoch);
         let Ok(v) = serde_json::from_str::<Value>(body) else { continue };
         let data = &v[1]["data"];
-        let (Some(sent), Some(reader), Some(seq)) = (data["t"].as_u64(), data["r"].as_u64(), data["s"].as_u64()) else {
+        let (Some(sent), Some(reader), Some(seq)) =
+            (data["t"].as_u64(), data["r"].as_u64(), data["s"].as_u64())
+        else {
             continue;
         };
         if data["w"].as_bool() == Some(true) || !tally.measuring.load(Ordering::Relaxed) {
@@ -214,7 +224,8 @@ fn proc_usage(pid: &str) -> Option<(f64, u64)> {
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+    let rss =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
     Some((ticks as f64 / 100.0, rss))
 }
 
