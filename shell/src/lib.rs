@@ -99,6 +99,13 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
 pub async fn start_with_store(settings: Settings, store: Arc<dyn EventStore>) -> Result<Running, StartError> {
     let addr = SocketAddr::new(settings.host, settings.port);
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+    // Small frames go out at once: without TCP_NODELAY, Nagle's algorithm holds a delivery back
+    // until the previous one is acknowledged (axum does not set it).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let deps = Deps { store, clock: Arc::new(SystemClock), seed: rand::random() };
     start_on(settings, deps, listener).await
 }
