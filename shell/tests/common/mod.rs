@@ -292,12 +292,12 @@ impl TestDb {
     }
 }
 
-/// A TCP proxy the test controls: `cut` drops every connection and refuses new ones until
-/// `restore`.
+/// A TCP proxy the test controls: `cut` drops every connection at once and refuses new ones
+/// until `restore`.
 pub struct Proxy {
     pub addr: std::net::SocketAddr,
     open: Arc<AtomicBool>,
-    generation: Arc<std::sync::atomic::AtomicU64>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Proxy {
@@ -305,36 +305,29 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let open = Arc::new(AtomicBool::new(true));
-        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (open2, gen2) = (open.clone(), generation.clone());
+        let conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (open2, conns2) = (open.clone(), conns.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !open2.load(Ordering::SeqCst) {
                     continue; // dropped: the connection is refused by closing it
                 }
-                let my_gen = gen2.load(Ordering::SeqCst);
-                let gen3 = gen2.clone();
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
-                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-                    let cut = async {
-                        while gen3.load(Ordering::SeqCst) == my_gen {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                    };
-                    tokio::select! {
-                        _ = copy => {}
-                        _ = cut => {}
-                    }
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                 });
+                conns2.lock().unwrap().push(task.abort_handle());
             }
         });
-        Proxy { addr, open, generation }
+        Proxy { addr, open, conns }
     }
 
+    /// Closes every proxied connection now (both ends) and refuses new ones.
     pub fn cut(&self) {
         self.open.store(false, Ordering::SeqCst);
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
     }
 
     pub fn restore(&self) {
