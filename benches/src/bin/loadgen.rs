@@ -31,6 +31,9 @@ struct Args {
     /// Extra idle reader connections, to measure memory per connection.
     #[arg(long, default_value_t = 0)]
     idle: usize,
+    /// The role of the idle connections (reader or consultant).
+    #[arg(long, default_value = "reader")]
+    idle_role: String,
     /// Total reader events per second.
     #[arg(long, default_value_t = 2000.0)]
     rate: f64,
@@ -259,7 +262,7 @@ async fn main() {
     // Idle connections, opened before the load, held until the end.
     let mut idle = Vec::new();
     for i in 0..args.idle {
-        let tok = token(&args.secret, &format!("bench-idle{i}"), "reader");
+        let tok = token(&args.secret, &format!("bench-idle{i}"), &args.idle_role);
         match connect(&url(i), &tok, &tally).await {
             Ok(ws) => idle.push(ws),
             Err(e) => eprintln!("idle connection {i}: {e}"),
