@@ -61,40 +61,32 @@ test("events cross nodes exactly once, by the same rules", { skip: !haveRedis },
   assert.deepEqual(activity(otherReaderOnB), []);
 });
 
+/** Asks `ask()` every 100 ms until `done(answer)`, for up to 5 s; returns the last answer. */
+async function poll(ask, done) {
+  const deadline = Date.now() + 5000;
+  let answer = await ask();
+  while (!done(answer) && Date.now() < deadline) {
+    await sleep(100);
+    answer = await ask();
+  }
+  return answer;
+}
+
 test("presence spans nodes: two tabs on two nodes are one reader", { skip: !haveRedis }, async () => {
   const watcher = await as(b, "pr-c", "consultant");
   const tab1 = await as(a, "pr-r", "reader");
   await as(b, "pr-r", "reader");
-  let me;
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    const list = await watcher.emitWithAck("get-online-readers");
-    me = list.readers.find((r) => r.userId === "pr-r");
-    if (me?.connections === 2) break;
-    await sleep(100);
-  }
-  assert.equal(me?.connections, 2);
+  const reader = async () => (await watcher.emitWithAck("get-online-readers")).readers.find((r) => r.userId === "pr-r");
+  assert.equal((await poll(reader, (me) => me?.connections === 2))?.connections, 2);
   tab1.close();
-  const deadline2 = Date.now() + 5000;
-  while (Date.now() < deadline2) {
-    const list = await watcher.emitWithAck("get-online-readers");
-    me = list.readers.find((r) => r.userId === "pr-r");
-    if (me?.connections === 1) break;
-    await sleep(100);
-  }
-  assert.equal(me?.connections, 1, "closing one of two tabs keeps the reader");
+  const after = await poll(reader, (me) => me?.connections === 1);
+  assert.equal(after?.connections, 1, "closing one of two tabs keeps the reader");
 });
 
 test("recent events are cluster-wide", { skip: !haveRedis }, async () => {
   const reader = await as(a, "re-r", "reader");
   const ack = await reader.emitWithAck("reader-event", { eventType: "RE" });
   const c = await as(b, "re-c", "consultant");
-  const deadline = Date.now() + 5000;
-  let found = false;
-  while (!found && Date.now() < deadline) {
-    const recent = await c.emitWithAck("get-recent-events", { userId: "re-r" });
-    found = recent.events.some((e) => e.id === ack.eventId);
-    if (!found) await sleep(100);
-  }
-  assert.ok(found, "node B lists an event accepted by node A");
+  const listed = async () => (await c.emitWithAck("get-recent-events", { userId: "re-r" })).events.some((e) => e.id === ack.eventId);
+  assert.ok(await poll(listed, (found) => found), "node B lists an event accepted by node A");
 });
