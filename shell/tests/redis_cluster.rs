@@ -69,6 +69,13 @@ async fn wait_stored(db: &TestDb, n: usize, within: Duration) -> Vec<String> {
     }
 }
 
+/// A consultant on `addr` subscribed to every event.
+async fn subscribed(addr: std::net::SocketAddr, id: &str) -> Client {
+    let mut c = Client::connect(addr, &token(id, "consultant")).await.unwrap();
+    assert_eq!(c.call("subscribe-consultant", json!({"consultantId": id})).await["ok"], true);
+    c
+}
+
 async fn online(c: &mut Client) -> Vec<(String, u64)> {
     let list = c.call("get-online-readers", Value::Null).await;
     list["readers"]
@@ -91,12 +98,7 @@ async fn three_nodes_deliver_once_share_presence_and_survive_a_killed_node() {
 
     let mut watchers = Vec::new();
     for (i, node) in [&a, &b, &c].iter().enumerate() {
-        let mut w = Client::connect(node.addr, &token(&format!("c{i}"), "consultant")).await.unwrap();
-        assert_eq!(
-            w.call("subscribe-consultant", json!({"consultantId": format!("c{i}")})).await["ok"],
-            true
-        );
-        watchers.push(w);
+        watchers.push(subscribed(node.addr, &format!("c{i}")).await);
     }
     let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
     let mut tab_on_b = Client::connect(b.addr, &token("r1", "reader")).await.unwrap();
@@ -145,11 +147,8 @@ async fn redis_killed_and_restarted_loses_nothing() {
     let vars = node_vars(&url, &db.url);
     let a = Node::start("node-a", &vars);
     let b = Node::start("node-b", &vars);
-    let mut on_a = Client::connect(a.addr, &token("ca", "consultant")).await.unwrap();
-    let mut on_b = Client::connect(b.addr, &token("cb", "consultant")).await.unwrap();
-    for (w, id) in [(&mut on_a, "ca"), (&mut on_b, "cb")] {
-        assert_eq!(w.call("subscribe-consultant", json!({"consultantId": id})).await["ok"], true);
-    }
+    let mut on_a = subscribed(a.addr, "ca").await;
+    let mut on_b = subscribed(b.addr, "cb").await;
     let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
     let mut sent = Vec::new();
     let mut refused = 0;
@@ -192,8 +191,7 @@ async fn redis_paused_then_resumed_delivers_everything() {
     let vars = node_vars(&url, &db.url);
     let a = Node::start("node-a", &vars);
     let b = Node::start("node-b", &vars);
-    let mut on_b = Client::connect(b.addr, &token("cb", "consultant")).await.unwrap();
-    assert_eq!(on_b.call("subscribe-consultant", json!({"consultantId": "cb"})).await["ok"], true);
+    let mut on_b = subscribed(b.addr, "cb").await;
     let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
     let mut sent = Vec::new();
     for i in 0..30 {
@@ -273,8 +271,7 @@ async fn a_password_protected_redis() {
     let url = redis.url();
     let a = Node::start("node-a", &node_vars(&url, &db.url));
     let b = Node::start("node-b", &node_vars(&url, &db.url));
-    let mut on_b = Client::connect(b.addr, &token("cb", "consultant")).await.unwrap();
-    assert_eq!(on_b.call("subscribe-consultant", json!({"consultantId": "cb"})).await["ok"], true);
+    let mut on_b = subscribed(b.addr, "cb").await;
     let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
     let ack = reader.call("reader-event", json!({"eventType": "T"})).await;
     let got = collect_activity(&mut on_b, 1, Duration::from_secs(10)).await;
@@ -322,8 +319,7 @@ async fn a_silent_bus_is_noticed_and_repaired() {
     }
     // After the pause, delivery across nodes works again.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut on_b = Client::connect(b.addr, &token("cb", "consultant")).await.unwrap();
-    assert_eq!(on_b.call("subscribe-consultant", json!({"consultantId": "cb"})).await["ok"], true);
+    let mut on_b = subscribed(b.addr, "cb").await;
     let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
     let ack = reader.call("reader-event", json!({"eventType": "T"})).await;
     let got = collect_activity(&mut on_b, 1, Duration::from_secs(10)).await;
