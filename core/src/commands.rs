@@ -59,6 +59,17 @@ impl Core {
         }
     }
 
+    /// Gives back the token an event took when it is refused after the rate check (too many
+    /// rooms, a refresh that fails verification, a store that cannot answer): refusals are free.
+    pub(crate) fn refund(&mut self, conn: ConnId, event: ClientEvent) {
+        let Some(user) = self.conns.get(&conn).map(|c| c.principal.user_id.clone()) else { return };
+        if let Some(limits) = self.users.get_mut(&user) {
+            let bucket =
+                if event.is_reader_event() { &mut limits.reader_events } else { &mut limits.other_events };
+            bucket.give_back();
+        }
+    }
+
     /// Takes a token from the user's budget for this kind of event.
     fn charge(&mut self, now: Millis, user: &Arc<str>, event: ClientEvent) -> Result<(), CommandError> {
         let Some(limits) = self.users.get_mut(user) else {
@@ -86,6 +97,8 @@ impl Core {
             }
             Command::GetRecentEvents(q) => self.recent_events(conn, ack, q),
             Command::RefreshToken { token } => {
+                // Expiry waits for this answer: a refresh sent in time is judged, not raced.
+                self.refreshing.entry(conn).or_insert(false);
                 self.outputs.push_back(Output::VerifyToken { conn, ack, token })
             }
         }
@@ -220,6 +233,7 @@ impl Core {
         };
         if !c.rooms.contains(&room) {
             if c.rooms.len() >= max {
+                self.refund(conn, ClientEvent::JoinRoom);
                 return self.refuse(
                     conn,
                     ack,
@@ -267,6 +281,7 @@ impl Core {
                 self.reply(conn, ack, names::RECENT_EVENTS, replies::recent_events(&events, has_more))
             }
             None => {
+                self.refund(conn, ClientEvent::GetRecentEvents);
                 self.refuse(conn, ack, Some(ClientEvent::GetRecentEvents.name()), CommandError::internal())
             }
         }

@@ -224,6 +224,8 @@ pub struct Core {
     rng: ChaCha8Rng,
     now: Millis,
     conns: BTreeMap<ConnId, Connection>,
+    /// Sockets whose `refresh-token` is being verified; `true` when their token expired meanwhile.
+    refreshing: BTreeMap<ConnId, bool>,
     /// Sockets holding a consultant subscription, which receive `online-readers` pushes.
     subscribed: BTreeSet<ConnId>,
     routing: Routing,
@@ -256,6 +258,7 @@ impl Core {
             rng,
             now: Millis(0),
             conns: BTreeMap::new(),
+            refreshing: BTreeMap::new(),
             subscribed: BTreeSet::new(),
             routing: Routing::default(),
             users: HashMap::new(),

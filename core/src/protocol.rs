@@ -255,10 +255,14 @@ fn event_types(v: Option<&Value>, config: &Config) -> Result<Vec<String>, Comman
             config.max_event_types
         )));
     }
-    let mut types =
-        items.iter().map(|t| event_type(Some(t), "eventTypes[]")).collect::<Result<Vec<_>, _>>()?;
-    types.sort();
-    types.dedup();
+    let mut types: Vec<String> = Vec::with_capacity(items.len());
+    for t in items {
+        let t = event_type(Some(t), "eventTypes[]")?;
+        // Repeats are dropped; the order the client gave is kept.
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
     Ok(types)
 }
 

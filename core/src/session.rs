@@ -84,6 +84,7 @@ impl Core {
             self.routing.set_subscription(conn, Some(&sub.event_types), None);
         }
         self.subscribed.remove(&conn);
+        self.refreshing.remove(&conn);
         self.timers.cancel(Timer::TokenExpiry(conn));
         if let Some(limits) = self.users.get_mut(user) {
             limits.connections = limits.connections.saturating_sub(1);
@@ -94,9 +95,14 @@ impl Core {
         }
     }
 
-    /// A socket's token ran out before it was refreshed: tell it, then close it.
+    /// A socket's token ran out before it was refreshed: tell it, then close it. When a refresh
+    /// it sent is still being verified, the verdict decides instead.
     pub(crate) fn expire_token(&mut self, conn: ConnId) {
         if !self.conns.contains_key(&conn) {
+            return;
+        }
+        if let Some(expired) = self.refreshing.get_mut(&conn) {
+            *expired = true;
             return;
         }
         self.refuse(conn, None, None, CommandError::token_expired());
@@ -115,32 +121,45 @@ impl Core {
         else {
             return;
         };
-        let event = Some(crate::protocol::ClientEvent::RefreshToken.name());
-        let claims = match token {
-            TokenCheck::Verified(claims) => claims,
-            TokenCheck::Missing | TokenCheck::Invalid => {
-                return self.refuse(conn, ack, event, CommandError::invalid("Invalid authentication token"));
+        let expired_meanwhile = self.refreshing.remove(&conn).unwrap_or(false);
+        match self.refreshed_principal(now, &current, token) {
+            Ok(principal) => {
+                let expires_at = principal.expires_at;
+                self.timers.set(Timer::TokenExpiry(conn), expires_at);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.principal = principal;
+                }
+                self.reply(conn, ack, names::TOKEN_REFRESHED, replies::token_refreshed(expires_at));
             }
-        };
+            Err(err) => {
+                self.refund(conn, crate::protocol::ClientEvent::RefreshToken);
+                self.refuse(conn, ack, Some(crate::protocol::ClientEvent::RefreshToken.name()), err);
+                if expired_meanwhile {
+                    self.expire_token(conn);
+                }
+            }
+        }
+    }
+
+    /// The principal a refresh token names, if it may replace the socket's current one.
+    fn refreshed_principal(
+        &self,
+        now: Millis,
+        current: &(Arc<str>, crate::Role),
+        token: TokenCheck,
+    ) -> Result<Principal, CommandError> {
+        let invalid = || CommandError::invalid("Invalid authentication token");
+        let TokenCheck::Verified(claims) = token else { return Err(invalid()) };
         let principal = match Principal::from_claims(&claims, now) {
             Ok(p) => p,
-            Err(ClaimsError::Invalid) => {
-                return self.refuse(conn, ack, event, CommandError::invalid("Invalid authentication token"));
-            }
-            Err(ClaimsError::Expired) => return self.refuse(conn, ack, event, CommandError::token_expired()),
-            Err(ClaimsError::NoRole) => {
-                return self.refuse(conn, ack, event, forbidden("Token carries no usable role"));
-            }
+            Err(ClaimsError::Invalid) => return Err(invalid()),
+            Err(ClaimsError::Expired) => return Err(CommandError::token_expired()),
+            Err(ClaimsError::NoRole) => return Err(forbidden("Token carries no usable role")),
         };
         if principal.user_id != current.0 || principal.role != current.1 {
-            return self.refuse(conn, ack, event, forbidden("Token belongs to another user or role"));
+            return Err(forbidden("Token belongs to another user or role"));
         }
-        let expires_at = principal.expires_at;
-        self.timers.set(Timer::TokenExpiry(conn), expires_at);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.principal = principal;
-        }
-        self.reply(conn, ack, names::TOKEN_REFRESHED, replies::token_refreshed(expires_at));
+        Ok(principal)
     }
 
     /// Drops rate limit state of users with no socket whose buckets have refilled: forgetting

@@ -142,7 +142,7 @@ fn consultants_only_use_their_own_id_admins_any() {
     );
     assert_eq!(
         ack,
-        json!({"ok": true, "message": "Subscribed to consultant events", "consultantId": "c2", "eventTypes": ["A", "B"]})
+        json!({"ok": true, "message": "Subscribed to consultant events", "consultantId": "c2", "eventTypes": ["B", "A"]})
     );
     assert_eq!(received(&out, a, "online-readers").len(), 1, "a snapshot follows the subscription");
     let (_, ack) = node.send_ack(c, "subscribe-consultant", vec![json!({"consultantId": "c1"})]);

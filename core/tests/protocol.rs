@@ -151,7 +151,7 @@ fn subscription_payloads() {
     );
     assert_eq!(
         p.result.unwrap(),
-        Command::Subscribe { consultant_id: "c1".into(), event_types: vec!["A".into(), "B".into()] }
+        Command::Subscribe { consultant_id: "c1".into(), event_types: vec!["B".into(), "A".into()] }
     );
     let many: Vec<String> = (0..33).map(|i| format!("T{i}")).collect();
     assert_eq!(

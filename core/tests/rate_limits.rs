@@ -68,3 +68,28 @@ fn budgets_are_per_user_not_per_socket() {
     let out = node.send(other, "reader-event", json!({"eventType": "T"}));
     assert_eq!(received(&out, other, "reader-event-received").len(), 1);
 }
+
+#[test]
+fn refusals_after_the_rate_check_give_the_token_back() {
+    let config =
+        Config { other_event_burst: 2, other_event_rate: 1, max_rooms_per_socket: 1, ..Config::default() };
+    let mut node = Node::with_config(config);
+    let r = node.connect("r1", "reader");
+    node.send(r, "join-room", json!("a"));
+    // Too many rooms, and refresh tokens that fail verification, cost nothing.
+    for _ in 0..5 {
+        let out = node.send(r, "join-room", json!("b"));
+        assert_eq!(error_of(&out, r)["message"], json!("Too many rooms"));
+        node.send(r, "refresh-token", json!({"token": "x.y.z"}));
+        let out = node.input(alice_core::Input::TokenVerified {
+            conn: r,
+            ack: None,
+            token: alice_core::TokenCheck::Invalid,
+        });
+        assert_eq!(error_of(&out, r)["code"], json!("INVALID_PAYLOAD"));
+    }
+    let out = node.send(r, "leave-room", json!("a"));
+    assert_eq!(received(&out, r, "room-left").len(), 1, "the second token is still there");
+    let out = node.send(r, "leave-room", json!("a"));
+    assert_eq!(error_of(&out, r)["code"], json!("RATE_LIMITED"));
+}

@@ -131,3 +131,31 @@ fn refresh_errors() {
     assert_eq!(verify(&mut node, TokenCheck::Verified(claims("r1", "consultant"))), json!("FORBIDDEN"));
     assert_eq!(verify(&mut node, TokenCheck::Verified(claims("r1", "authenticated"))), json!("FORBIDDEN"));
 }
+
+#[test]
+fn a_refresh_sent_before_expiry_is_judged_even_if_verified_after_it() {
+    let mut node = Node::new();
+    let mut cl = claims("r1", "reader");
+    cl["exp"] = json!(START.0 / 1000 + 10);
+    let (conn, _) = node.try_connect(TokenCheck::Verified(cl));
+    node.advance(9_000);
+    node.send(conn, "refresh-token", json!({"token": "slow.to.verify"}));
+    // The token expires while the shell is still verifying the new one: nothing happens yet.
+    let out = node.advance(2_000);
+    assert!(!out.contains(&Output::Disconnect { conn }), "{out:?}");
+    let mut fresh = claims("r1", "reader");
+    fresh["exp"] = json!(START.0 / 1000 + 100);
+    let out = node.input(Input::TokenVerified { conn, ack: None, token: TokenCheck::Verified(fresh) });
+    assert_eq!(received(&out, conn, "token-refreshed").len(), 1);
+    assert!(!out.contains(&Output::Disconnect { conn }));
+
+    // A refresh that fails after the expiry passed closes the socket then.
+    node.advance(88_500);
+    node.send(conn, "refresh-token", json!({"token": "bad"}));
+    let out = node.advance(1_000);
+    assert!(!out.contains(&Output::Disconnect { conn }));
+    let out = node.input(Input::TokenVerified { conn, ack: None, token: TokenCheck::Invalid });
+    assert!(out.contains(&Output::Disconnect { conn }), "{out:?}");
+    let codes: Vec<_> = received(&out, conn, "event-error").iter().map(|e| e["code"].clone()).collect();
+    assert_eq!(codes, vec![json!("INVALID_PAYLOAD"), json!("TOKEN_EXPIRED")]);
+}

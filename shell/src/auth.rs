@@ -167,7 +167,12 @@ fn chrono_now_secs() -> u64 {
 /// The token a handshake offers: the CONNECT auth object's `token`, else `Authorization: Bearer`.
 /// The query string is never read (it ends up in access logs).
 pub fn token_from(auth: Option<&Value>, authorization: Option<&str>) -> Option<String> {
-    let from_auth = auth.and_then(|a| a.get("token")).and_then(Value::as_str).map(str::to_owned);
+    let from_auth = auth
+        .and_then(|a| a.get("token"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
     from_auth.or_else(|| {
         let h = authorization?.trim();
         let (scheme, rest) = h.split_once(' ')?;
@@ -224,6 +229,7 @@ mod tests {
         let auth = json!({"token": "a"});
         assert_eq!(token_from(Some(&auth), Some("Bearer b")).as_deref(), Some("a"));
         assert_eq!(token_from(Some(&json!({})), Some("Bearer b")).as_deref(), Some("b"));
+        assert_eq!(token_from(Some(&json!({"token": ""})), Some("Bearer b")).as_deref(), Some("b"));
         assert_eq!(token_from(None, Some("bearer  c ")).as_deref(), Some("c"));
         assert_eq!(token_from(None, Some("Basic xyz")), None);
         assert_eq!(token_from(None, None), None);

@@ -126,7 +126,9 @@ async fn health(State(state): State<HttpState>) -> Response {
                     "gaps": snap.stats.bus_gaps,
                 }),
             );
-            (up, silent)
+            // A full bus outbox drops messages: the node cannot keep its promises.
+            let outbox_full = r.bus_outbox.get() >= crate::bus::redis::OUTBOX_CAPACITY as u64;
+            (up, silent || outbox_full)
         }
     };
     let status = if snap.queue_full || bus_silent {
@@ -151,7 +153,7 @@ async fn stats(State(state): State<HttpState>, headers: HeaderMap) -> Response {
         return r;
     }
     let Some(snap) = state.driver.snapshot().await else { return unavailable() };
-    let since = alice_core::Millis(snap.now.0.saturating_sub(DAY_MS) / 3_600_000 * 3_600_000);
+    let since = alice_core::Millis(snap.now.0.saturating_sub(DAY_MS));
     let dashboard = match state.store.dashboard(since).await {
         Ok(rows) => json!(rows),
         Err(e) => {

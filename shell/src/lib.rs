@@ -263,9 +263,15 @@ impl<A> Running<A> {
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
-    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    // "*" cannot go with credentials; it means "any origin", so echo the caller's origin instead.
+    let allow = if origins.iter().any(|o| o == "*") {
+        tracing::warn!("CORS_ORIGINS contains *: every origin is allowed, with credentials");
+        AllowOrigin::mirror_request()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(list))
+        .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .allow_credentials(true)

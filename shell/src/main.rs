@@ -146,9 +146,10 @@ fn announce_dev_mode(settings: &Settings) {
         "development mode: no JWT_SECRET or JWKS configured; a random secret was made for this run \
          and the server listens on loopback only"
     );
-    tracing::info!(token = %reader, "development reader token (sub dev-reader, 24h)");
-    tracing::info!(token = %consultant, "development consultant token (sub dev-consultant, 24h)");
-    tracing::info!(token = %admin, "development admin token (sub dev-admin, 24h)");
+    // At warn level, so they show whatever LOG_LEVEL is (short of off).
+    tracing::warn!(token = %reader, "development reader token (sub dev-reader, 24h)");
+    tracing::warn!(token = %consultant, "development consultant token (sub dev-consultant, 24h)");
+    tracing::warn!(token = %admin, "development admin token (sub dev-admin, 24h)");
 }
 
 fn init_tracing(settings: &Settings) {

@@ -63,3 +63,20 @@ async fn metrics_are_public_without_a_metrics_token() {
     assert!(body.as_str().unwrap().contains("# TYPE alice_connections gauge"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn cors_star_allows_any_origin_with_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = alice_shell::start(settings(dir.path(), &[("CORS_ORIGINS", "*")])).await.unwrap();
+    let res = reqwest::Client::new()
+        .get(format!("http://{}/health", server.addr))
+        .header("origin", "http://dashboard.example")
+        .send()
+        .await
+        .unwrap();
+    let allowed = res.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok());
+    assert_eq!(allowed, Some("http://dashboard.example"));
+    let credentials = res.headers().get("access-control-allow-credentials").and_then(|v| v.to_str().ok());
+    assert_eq!(credentials, Some("true"));
+    server.shutdown().await;
+}

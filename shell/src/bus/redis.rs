@@ -15,7 +15,7 @@ use crate::driver::{Command, DriverHandle};
 use crate::redis_link::{Backoff, RedisLink, BUS_MAXLEN, BUS_STREAM};
 
 /// Messages held for Redis while it is away; the oldest go first when it overflows.
-const OUTBOX_CAPACITY: usize = 200_000;
+pub const OUTBOX_CAPACITY: usize = 200_000;
 /// Messages written to Redis in one round trip.
 const PIPELINE: usize = 256;
 const READ_BLOCK_MS: usize = 1_000;

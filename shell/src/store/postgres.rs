@@ -222,7 +222,7 @@ impl EventStore for PgStore {
 
     async fn dashboard(&self, since: Millis) -> Result<Vec<DashboardRow>, StoreError> {
         let mut q = QueryBuilder::new(
-            "SELECT round(extract(epoch FROM date_trunc('hour', timestamp)) * 1000)::int8 AS hour,
+            "SELECT round(extract(epoch FROM date_trunc('hour', timestamp AT TIME ZONE 'UTC')) * 1000)::int8 AS hour,
                     event_type::text AS event_type, COUNT(*)::int8 AS event_count,
                     COUNT(DISTINCT user_id)::int8 AS unique_users
              FROM real_time_events WHERE timestamp >= to_timestamp(",
