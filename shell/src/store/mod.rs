@@ -47,6 +47,17 @@ pub struct Session {
 /// Recent events and whether more remain beyond them.
 pub type Page = (Vec<Arc<ReaderEvent>>, bool);
 
+/// Turns the `limit + 1` rows a store fetched into a page: the first `limit` events, and whether
+/// the extra row was there.
+pub(crate) fn page<R>(
+    rows: &[R],
+    limit: usize,
+    decode: impl Fn(&R) -> Result<Arc<ReaderEvent>, StoreError>,
+) -> Result<Page, StoreError> {
+    let events = rows.iter().take(limit).map(decode).collect::<Result<Vec<_>, _>>()?;
+    Ok((events, rows.len() > limit))
+}
+
 /// What the server needs of a database.
 #[async_trait::async_trait]
 pub trait EventStore: Send + Sync + 'static {

@@ -155,12 +155,6 @@ fn event_from(row: &PgRow) -> Result<Arc<ReaderEvent>, StoreError> {
     }))
 }
 
-fn page(rows: Vec<PgRow>, limit: usize) -> Result<Page, StoreError> {
-    let has_more = rows.len() > limit;
-    let events = rows.iter().take(limit).map(event_from).collect::<Result<Vec<_>, _>>()?;
-    Ok((events, has_more))
-}
-
 #[async_trait::async_trait]
 impl EventStore for PgStore {
     fn kind(&self) -> &'static str {
@@ -211,13 +205,13 @@ impl EventStore for PgStore {
             None => q.push(" ORDER BY id DESC"),
         };
         q.push(" LIMIT ").push_bind(query.limit as i64 + 1);
-        page(self.fetch(q).await?, query.limit)
+        super::page(&self.fetch(q).await?, query.limit, event_from)
     }
 
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {
         let mut q = self.select();
         q.push(" ORDER BY id DESC LIMIT ").push_bind(n as i64 + 1);
-        page(self.fetch(q).await?, n)
+        super::page(&self.fetch(q).await?, n, event_from)
     }
 
     async fn dashboard(&self, since: Millis) -> Result<Vec<DashboardRow>, StoreError> {

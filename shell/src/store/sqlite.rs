@@ -82,12 +82,6 @@ fn event_from(row: &SqliteRow) -> Result<Arc<ReaderEvent>, StoreError> {
     }))
 }
 
-fn page(rows: Vec<SqliteRow>, limit: usize) -> Result<Page, StoreError> {
-    let has_more = rows.len() > limit;
-    let events = rows.iter().take(limit).map(event_from).collect::<Result<Vec<_>, _>>()?;
-    Ok((events, has_more))
-}
-
 #[async_trait::async_trait]
 impl EventStore for SqliteStore {
     fn kind(&self) -> &'static str {
@@ -135,7 +129,7 @@ impl EventStore for SqliteStore {
         };
         q.push(" LIMIT ").push_bind(query.limit as i64 + 1);
         let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
-        page(rows, query.limit)
+        super::page(&rows, query.limit, event_from)
     }
 
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {
@@ -144,7 +138,7 @@ impl EventStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        page(rows, n)
+        super::page(&rows, n, event_from)
     }
 
     async fn dashboard(&self, since: Millis) -> Result<Vec<DashboardRow>, StoreError> {
