@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alice_core::TokenCheck;
 use alice_handoff::Gate;
@@ -12,6 +12,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use crate::config::AuthSettings;
 

@@ -6,13 +6,14 @@
 use alice_handoff::Counter;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alice_core::{AckId, ConnId, ConnectRefusal, Core, Input, Millis, Output, Payload, Stats, TokenCheck};
 use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::auth::Verifier;
 use crate::bus::Bus;

@@ -15,7 +15,7 @@ pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alice_core::{Core, Input};
 use axum::http::{header, HeaderValue, Method};
@@ -23,6 +23,7 @@ use socketioxide::{SocketIo, TransportType};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Verifier;
@@ -106,7 +107,7 @@ pub async fn start_with_store(settings: Settings, store: Arc<dyn EventStore>) ->
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    let deps = Deps { store, clock: Arc::new(SystemClock), seed: rand::random() };
+    let deps = Deps { store, clock: Arc::new(SystemClock), seed: rand::random(), redis_dialer: None };
     start_on(settings, deps, listener).await
 }
 
@@ -114,8 +115,10 @@ pub async fn start_with_store(settings: Settings, store: Arc<dyn EventStore>) ->
 pub struct Deps {
     pub store: Arc<dyn EventStore>,
     pub clock: Arc<dyn Clock>,
-    /// Seeds the core's randomness (event ids, retry jitter).
+    /// Seeds all randomness the server draws itself (event ids, retry and reconnect jitter).
     pub seed: u64,
+    /// Carries Redis connections instead of TCP when set (`REDIS_URL` still names the password).
+    pub redis_dialer: Option<Arc<dyn redis_link::Dialer>>,
 }
 
 /// Starts the server on any listener axum can serve (a TCP socket, or a simulated one).
@@ -124,12 +127,13 @@ where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug + Clone,
 {
-    let Deps { store, clock, seed } = deps;
+    let Deps { store, clock, seed, redis_dialer } = deps;
     let verifier = Verifier::new(&settings.auth);
     let mut core_config = settings.core.clone();
     let redis = match &settings.redis_url {
         Some(url) => {
-            let link = redis_link::RedisLink::new(url).map_err(StartError::Config)?;
+            let link = redis_link::RedisLink::new(url, redis_dialer, seed.rotate_left(32))
+                .map_err(StartError::Config)?;
             // The core's queue is this node's outbox to Redis: events leave it only once Redis has
             // them, however long Redis is away (the queue's capacity still bounds it). Attempts
             // and dead letters apply to the store, in the storage worker.
@@ -184,7 +188,7 @@ where
     let driver_task = tokio::spawn(driver.run());
     if let Some(link) = &redis {
         let silence = Duration::from_millis(settings.core.presence_ttl_ms);
-        bus::redis::spawn_subscriber(link.clone(), handle.clone(), silence);
+        bus::redis::spawn_subscriber(link.clone(), handle.clone(), clock.clone(), silence);
         let worker = queue::redis::WorkerSettings {
             consumer: settings.node_id.clone(),
             claim_idle: Duration::from_millis(settings.redis_claim_idle_ms),

@@ -1,14 +1,20 @@
 //! The one place that opens Redis connections: the URL, timeouts, the key names and a reconnect
 //! backoff shared by the bus and the queue. It holds the health they report, and no data.
+//!
+//! Connections go over TCP (or TLS) by default; a [`Dialer`] replaces that transport, which is how
+//! the simulation runs the real redis-rs client over its simulated network.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use alice_handoff::{Counter, Gauge};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use alice_handoff::{Counter, Gauge};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The stream every node publishes bus messages to and reads them from.
 pub const BUS_STREAM: &str = "alice:bus";
@@ -49,17 +55,32 @@ impl RedisHealth {
     }
 }
 
+/// A byte stream to Redis.
+pub trait RedisStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> RedisStream for T {}
+
+/// Opens the byte stream under a Redis connection; the URL still gives the password and database.
+#[async_trait::async_trait]
+pub trait Dialer: Send + Sync + 'static {
+    async fn dial(&self) -> std::io::Result<Box<dyn RedisStream>>;
+}
+
 /// Opens connections to one Redis.
 #[derive(Clone)]
 pub struct RedisLink {
     client: redis::Client,
+    dialer: Option<Arc<dyn Dialer>>,
+    /// Seeds the jitter of every backoff and worker this link hands out.
+    seed: u64,
+    handed_out: Arc<AtomicU64>,
     pub health: Arc<RedisHealth>,
 }
 
 impl RedisLink {
-    pub fn new(url: &str) -> Result<RedisLink, String> {
+    /// A link to the Redis of `url`, over TCP unless `dialer` says otherwise.
+    pub fn new(url: &str, dialer: Option<Arc<dyn Dialer>>, seed: u64) -> Result<RedisLink, String> {
         let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
-        Ok(RedisLink { client, health: Arc::default() })
+        Ok(RedisLink { client, dialer, seed, handed_out: Arc::default(), health: Arc::default() })
     }
 
     /// A new connection whose every reply must come within `response_timeout`.
@@ -67,21 +88,44 @@ impl RedisLink {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(response_timeout));
-        self.client.get_multiplexed_async_connection_with_config(&config).await
+        let Some(dialer) = &self.dialer else {
+            return self.client.get_multiplexed_async_connection_with_config(&config).await;
+        };
+        let settings = self.client.get_connection_info().redis_settings();
+        let connect = async {
+            let stream = dialer.dial().await?;
+            let (conn, driver) = MultiplexedConnection::new_with_config(settings, stream, config).await?;
+            tokio::spawn(driver);
+            Ok(conn)
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+        }
+    }
+
+    /// A fresh random generator, seeded from the link's seed and how many were handed out before.
+    pub fn rng(&self) -> ChaCha8Rng {
+        let n = self.handed_out.fetch_add(1, Ordering::Relaxed);
+        ChaCha8Rng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    pub fn backoff(&self) -> Backoff {
+        Backoff { attempt: 0, rng: self.rng() }
     }
 }
 
 /// Exponential backoff with jitter for reconnects: 100 ms doubling to 5 s.
-#[derive(Default)]
 pub struct Backoff {
     attempt: u32,
+    rng: ChaCha8Rng,
 }
 
 impl Backoff {
     pub fn delay(&mut self) -> Duration {
         let base = 100u64.saturating_mul(1 << self.attempt.min(6)).min(5_000);
         self.attempt += 1;
-        Duration::from_millis(base / 2 + rand::random_range(0..=base / 2))
+        Duration::from_millis(base / 2 + self.rng.random_range(0..=base / 2))
     }
 
     pub fn reset(&mut self) {

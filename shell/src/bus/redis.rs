@@ -4,15 +4,18 @@
 //! heard nothing (not even this node's own heartbeats) for longer than the presence TTL.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use alice_core::{BusMessage, Input};
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
+use crate::clock::Clock;
 use crate::driver::{Command, DriverHandle};
-use crate::redis_link::{Backoff, RedisLink, BUS_MAXLEN, BUS_STREAM};
+use crate::redis_link::{RedisLink, BUS_MAXLEN, BUS_STREAM};
 
 /// Messages held for Redis while it is away; the oldest go first when it overflows.
 pub const OUTBOX_CAPACITY: usize = 200_000;
@@ -31,7 +34,7 @@ pub fn spawn_publisher(link: RedisLink) -> mpsc::UnboundedSender<BusMessage> {
 async fn publish(link: RedisLink, mut rx: mpsc::UnboundedReceiver<BusMessage>) {
     let mut outbox: VecDeque<Vec<u8>> = VecDeque::new();
     let mut conn = None;
-    let mut backoff = Backoff::default();
+    let mut backoff = link.backoff();
     loop {
         if outbox.is_empty() {
             match rx.recv().await {
@@ -89,13 +92,13 @@ async fn publish(link: RedisLink, mut rx: mpsc::UnboundedReceiver<BusMessage>) {
 
 /// Starts the subscriber, which feeds every bus entry to the driver. `silence` is how long it
 /// waits without hearing anything before it reconnects.
-pub fn spawn_subscriber(link: RedisLink, driver: DriverHandle, silence: Duration) {
-    tokio::spawn(subscribe(link, driver, silence));
+pub fn spawn_subscriber(link: RedisLink, driver: DriverHandle, clock: Arc<dyn Clock>, silence: Duration) {
+    tokio::spawn(subscribe(link, driver, clock, silence));
 }
 
-async fn subscribe(link: RedisLink, driver: DriverHandle, silence: Duration) {
+async fn subscribe(link: RedisLink, driver: DriverHandle, clock: Arc<dyn Clock>, silence: Duration) {
     let mut last_id: Option<String> = None;
-    let mut backoff = Backoff::default();
+    let mut backoff = link.backoff();
     let response_timeout = Duration::from_millis(READ_BLOCK_MS as u64) + Duration::from_secs(2);
     loop {
         let mut conn = match link.connect(response_timeout).await {
@@ -132,7 +135,7 @@ async fn subscribe(link: RedisLink, driver: DriverHandle, silence: Duration) {
                     for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
                         last_id = Some(entry.id.clone());
                         heard = Instant::now();
-                        link.health.bus_last_read_ms.set(unix_ms());
+                        link.health.bus_last_read_ms.set(clock.now().0);
                         let Some(bytes) = entry.get::<Vec<u8>>("m") else { continue };
                         match BusMessage::decode(&bytes) {
                             Ok(msg) => {
@@ -160,11 +163,4 @@ async fn subscribe(link: RedisLink, driver: DriverHandle, silence: Duration) {
         }
         tokio::time::sleep(backoff.delay()).await;
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -5,13 +5,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alice_core::queue::{DurableQueue, StoreFailure};
 use alice_core::replies::Json;
 use alice_core::{Config, Millis, ReaderEvent};
 use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadOptions,
@@ -21,11 +20,12 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::EventQueue;
 use crate::clock::Clock;
-use crate::redis_link::{Backoff, RedisLink, DLQ_STREAM, QUEUE_STREAM, STORE_GROUP};
+use crate::redis_link::{RedisLink, DLQ_STREAM, QUEUE_STREAM, STORE_GROUP};
 use crate::store::{EventStore, StoreError};
 
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -153,7 +153,7 @@ pub fn spawn_worker(
         let mut worker = Worker {
             queue: DurableQueue::new(&settings.core),
             held: HashMap::new(),
-            rng: ChaCha8Rng::seed_from_u64(rand::random()),
+            rng: link.rng(),
             link,
             store,
             clock,
@@ -177,7 +177,7 @@ struct Worker {
 
 impl Worker {
     async fn run(&mut self) {
-        let mut backoff = Backoff::default();
+        let mut backoff = self.link.backoff();
         loop {
             let mut conn =
                 match self.link.connect(RESPONSE_TIMEOUT + Duration::from_millis(READ_BLOCK_MS as u64)).await

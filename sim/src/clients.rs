@@ -1,0 +1,359 @@
+//! The simulated users: readers sending events, consultants watching them. Each follows a script
+//! drawn from the seed, reconnects when its connection is lost, and writes what it saw into the
+//! shared observations and the trace.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::{join_all, LocalBoxFuture};
+use futures_util::FutureExt;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use serde_json::{json, Value};
+use tokio::time::{sleep, sleep_until, Instant};
+use uuid::Uuid;
+
+use crate::check::{ConsultantView, Observations};
+use crate::client::{Incoming, SioClient};
+use crate::scenario::{Scenario, ACTIVE_FROM_MS, ACTIVE_UNTIL_MS, CHECK_AT_MS, END_MS, QUIET_FROM_MS};
+use crate::trace::Trace;
+use crate::world::{EPOCH_MS, NODES, SECRET};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_500);
+const EVENT_TYPES: [&str; 3] = ["page_turn", "word_lookup", "HELP_REQUEST"];
+
+/// Everything a script needs.
+#[derive(Clone)]
+struct Ctx {
+    scenario: Scenario,
+    obs: Arc<Mutex<Observations>>,
+    trace: Trace,
+    origin: Instant,
+}
+
+impl Ctx {
+    fn at(&self, ms: u64) -> Instant {
+        self.origin + Duration::from_millis(ms)
+    }
+
+    fn now_ms(&self) -> u64 {
+        (Instant::now() - self.origin).as_millis() as u64
+    }
+
+    fn node(&self, i: usize) -> &'static str {
+        NODES[i % self.scenario.nodes]
+    }
+}
+
+/// Runs every reader and consultant to the end of the simulation.
+pub async fn run_all(scenario: Scenario, seed: u64, obs: Arc<Mutex<Observations>>, trace: Trace) {
+    let ctx = Ctx { scenario: scenario.clone(), obs, trace, origin: Instant::now() };
+    let mut scripts: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
+    for k in 0..scenario.readers {
+        let rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7ead_0000 ^ k as u64);
+        scripts.push(reader(ctx.clone(), k, rng).boxed_local());
+    }
+    for j in 0..scenario.consultants {
+        let rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc0c0_0000 ^ j as u64);
+        scripts.push(consultant(ctx.clone(), j, rng).boxed_local());
+    }
+    join_all(scripts).await;
+}
+
+fn token(sub: &str, role: &str) -> String {
+    let exp = EPOCH_MS / 1000 + 24 * 3600;
+    let claims = json!({ "sub": sub, "role": role, "exp": exp });
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("HS256 signs")
+}
+
+async fn connect(ctx: &Ctx, who: &str, node: &'static str, token: &str) -> Option<SioClient> {
+    match SioClient::connect(node, token, CONNECT_TIMEOUT).await {
+        Ok(c) => {
+            ctx.trace.line(format!("{who} connected to {node}"));
+            Some(c)
+        }
+        Err(e) => {
+            ctx.trace.line(format!("{who} could not connect to {node}: {}", e.0));
+            None
+        }
+    }
+}
+
+async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
+    let who = format!("r{k}");
+    let user = format!("reader-{k}");
+    let token = token(&user, "reader");
+    let mut node = k;
+    let mut conn: Option<SioClient> = None;
+    // Acknowledgement id to the event's number, for events not yet answered.
+    let mut pending: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut sent = 0;
+    let mut leaving = false;
+    let mut next_send = ctx.at(ACTIVE_FROM_MS + rng.random_range(0..400));
+    sleep(Duration::from_millis(rng.random_range(100..800))).await;
+
+    // Send the script's events, reconnecting whenever the connection is lost.
+    while ctx.now_ms() < ACTIVE_UNTIL_MS + 1_500
+        && (sent < ctx.scenario.events_per_reader || !pending.is_empty())
+    {
+        let Some(c) = conn.as_mut() else {
+            conn = connect(&ctx, &who, ctx.node(node), &token).await;
+            if conn.is_none() {
+                node += 1;
+                sleep(Duration::from_millis(rng.random_range(100..400))).await;
+            }
+            continue;
+        };
+        let may_send = sent < ctx.scenario.events_per_reader && ctx.now_ms() < ACTIVE_UNTIL_MS && !leaving;
+        tokio::select! {
+            biased;
+            incoming = c.next() => match incoming {
+                Ok(Incoming::Ack(id, reply)) => {
+                    if let Some(n) = pending.remove(&id) {
+                        record_receipt(&ctx, &who, &user, n, &reply);
+                    }
+                }
+                Ok(Incoming::Event(name, payload)) => watch_for_leaks(&ctx, &who, &user, &name, &payload),
+                Err(e) => {
+                    lost(&ctx, &who, &mut pending, &e.0);
+                    conn = None;
+                    node += 1;
+                    leaving = false;
+                }
+            },
+            _ = sleep_until(next_send), if may_send => {
+                let kind = EVENT_TYPES[rng.random_range(0..EVENT_TYPES.len())];
+                let payload = json!({
+                    "eventType": kind,
+                    "data": { "reader": k, "n": sent },
+                    "sessionId": format!("session-{k}"),
+                });
+                match c.emit("reader-event", payload).await {
+                    Ok(ack) => {
+                        pending.insert(ack, sent);
+                        ctx.trace.line(format!("{who} sent #{sent} {kind}"));
+                    }
+                    Err(e) => {
+                        lost(&ctx, &who, &mut pending, &e.0);
+                        conn = None;
+                        node += 1;
+                    }
+                }
+                sent += 1;
+                next_send += Duration::from_millis(rng.random_range(150..450));
+                leaving = ctx.scenario.churn && rng.random_bool(0.08);
+            },
+            _ = sleep(Duration::from_millis(50)) => {}
+        }
+        // A churning reader leaves once its events are answered, and comes back elsewhere.
+        if leaving && pending.is_empty() {
+            if let Some(c) = conn.take() {
+                ctx.trace.line(format!("{who} leaves"));
+                c.close().await;
+                node += 1;
+                sleep(Duration::from_millis(rng.random_range(50..600))).await;
+            }
+            leaving = false;
+        }
+    }
+    let unanswered = pending.len();
+    if unanswered > 0 {
+        ctx.trace.line(format!("{who} gave up on {unanswered} acknowledgements"));
+        ctx.obs.lock().unwrap().unanswered += unanswered as u32;
+    }
+
+    // Confirm the connection with a round trip until the quiet point, reconnecting if it is gone.
+    while ctx.now_ms() < QUIET_FROM_MS {
+        if conn.is_none() {
+            conn = connect(&ctx, &who, ctx.node(node), &token).await;
+            if conn.is_none() {
+                node += 1;
+                sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        }
+        let alive = match conn.as_mut() {
+            Some(c) => round_trip(c, "get-recent-events", json!({ "limit": 1 }), |name, payload| {
+                watch_for_leaks(&ctx, &who, &user, name, payload)
+            })
+            .await
+            .is_some(),
+            None => false,
+        };
+        if !alive {
+            ctx.trace.line(format!("{who} lost its connection"));
+            conn = None;
+            node += 1;
+            continue;
+        }
+        sleep(Duration::from_millis(500)).await;
+    }
+    if conn.is_some() {
+        ctx.obs.lock().unwrap().online_readers.insert(user.clone());
+    }
+    // Stay (answering pings, watching for leaks) to the end.
+    if let Some(c) = conn.as_mut() {
+        while let Ok(Ok(incoming)) = tokio::time::timeout_at(ctx.at(END_MS), c.next()).await {
+            if let Incoming::Event(name, payload) = incoming {
+                watch_for_leaks(&ctx, &who, &user, &name, &payload);
+            }
+        }
+    }
+}
+
+fn record_receipt(ctx: &Ctx, who: &str, user: &str, n: usize, reply: &Value) {
+    if reply["ok"] == true {
+        let id = reply["eventId"].as_str().and_then(|s| Uuid::parse_str(s).ok());
+        let Some(id) = id else {
+            ctx.obs.lock().unwrap().leaks.push(format!("{who}: an accepted event's ack has no eventId"));
+            return;
+        };
+        ctx.trace.line(format!("{who} #{n} accepted {id}"));
+        let kind = ctx
+            .trace
+            .lines()
+            .iter()
+            .rev()
+            .find_map(|l| l.split_once(&format!("{who} sent #{n} ")).map(|(_, kind)| kind.to_owned()));
+        ctx.obs.lock().unwrap().accepted.insert(id, (user.to_owned(), kind.unwrap_or_default()));
+    } else {
+        let code = reply["error"]["code"].as_str().unwrap_or("?").to_owned();
+        ctx.trace.line(format!("{who} #{n} refused {code}"));
+        *ctx.obs.lock().unwrap().refused.entry(code).or_default() += 1;
+    }
+}
+
+fn watch_for_leaks(ctx: &Ctx, who: &str, user: &str, name: &str, payload: &Value) {
+    if name == "reader-activity" && payload["userId"] != user {
+        ctx.obs.lock().unwrap().leaks.push(format!("{who} received {}'s activity", payload["userId"]));
+    }
+}
+
+fn lost(ctx: &Ctx, who: &str, pending: &mut BTreeMap<u64, usize>, why: &str) {
+    ctx.trace.line(format!("{who} lost its connection ({} unanswered): {why}", pending.len()));
+    ctx.obs.lock().unwrap().unanswered += pending.len() as u32;
+    pending.clear();
+}
+
+/// Emits `event` and waits for its acknowledgement (1 s), handing events that arrive meanwhile to
+/// `other`.
+async fn round_trip(
+    c: &mut SioClient,
+    event: &str,
+    payload: Value,
+    mut other: impl FnMut(&str, &Value),
+) -> Option<Value> {
+    let id = c.emit(event, payload).await.ok()?;
+    let wait = async {
+        loop {
+            match c.next().await {
+                Ok(Incoming::Ack(got, reply)) if got == id => return Some(reply),
+                Ok(Incoming::Event(name, payload)) => other(&name, &payload),
+                Ok(Incoming::Ack(..)) => {}
+                Err(_) => return None,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(1), wait).await.ok().flatten()
+}
+
+async fn consultant(ctx: Ctx, j: usize, mut rng: ChaCha8Rng) {
+    let user = format!("consultant-{j}");
+    let token = token(&user, "consultant");
+    let churns = ctx.scenario.churn && j % 2 == 1;
+    let mut node = j;
+    let mut views = Vec::new();
+    let mut connection = 0;
+    sleep(Duration::from_millis(rng.random_range(50..600))).await;
+
+    while ctx.now_ms() < CHECK_AT_MS {
+        let who = format!("c{j}.{connection}");
+        connection += 1;
+        let Some(mut c) = connect(&ctx, &who, ctx.node(node), &token).await else {
+            node += 1;
+            sleep(Duration::from_millis(rng.random_range(100..400))).await;
+            continue;
+        };
+        let subscribed =
+            round_trip(&mut c, "subscribe-consultant", json!({ "consultantId": user }), |_, _| {}).await;
+        if subscribed.as_ref().is_none_or(|r| r["ok"] != true) {
+            ctx.trace.line(format!("{who} could not subscribe"));
+            node += 1;
+            continue;
+        }
+        let mut view = ConsultantView {
+            name: who.clone(),
+            throughout: ctx.now_ms() < ACTIVE_FROM_MS,
+            ..ConsultantView::default()
+        };
+        // A churning consultant leaves now and then while readers are sending.
+        let leave_at = (churns && ctx.now_ms() + 500 < ACTIVE_UNTIL_MS)
+            .then(|| ctx.at(rng.random_range(ctx.now_ms() + 500..ACTIVE_UNTIL_MS)));
+        let lost = loop {
+            tokio::select! {
+                biased;
+                incoming = c.next() => match incoming {
+                    Ok(Incoming::Event(name, payload)) => received(&ctx, &who, &mut view, &name, &payload),
+                    Ok(Incoming::Ack(..)) => {}
+                    Err(e) => {
+                        ctx.trace.line(format!("{who} lost its connection: {}", e.0));
+                        break true;
+                    }
+                },
+                _ = sleep_until(leave_at.unwrap_or_else(|| ctx.at(CHECK_AT_MS))), if leave_at.is_some() => {
+                    ctx.trace.line(format!("{who} leaves"));
+                    break true;
+                }
+                _ = sleep_until(ctx.at(CHECK_AT_MS)) => break false,
+            }
+        };
+        if lost {
+            view.throughout = false;
+            views.push(view);
+            c.close().await;
+            node += 1;
+            sleep(Duration::from_millis(rng.random_range(50..500))).await;
+            continue;
+        }
+        let listed = round_trip(&mut c, "get-online-readers", Value::Null, |name, payload| {
+            received(&ctx, &who, &mut view, name, payload)
+        })
+        .await;
+        match listed {
+            Some(reply) if reply["ok"] == true => {
+                let online: BTreeSet<String> = reply["readers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r["userId"].as_str().map(str::to_owned))
+                    .collect();
+                ctx.trace.line(format!("{who} sees online {online:?}"));
+                view.online = Some(online);
+            }
+            other => ctx.trace.line(format!("{who} could not list online readers: {other:?}")),
+        }
+        // Deliveries still arriving count too (events accepted late are delivered late).
+        while let Ok(Ok(incoming)) = tokio::time::timeout_at(ctx.at(END_MS), c.next()).await {
+            if let Incoming::Event(name, payload) = incoming {
+                received(&ctx, &who, &mut view, &name, &payload);
+            }
+        }
+        views.push(view);
+        break;
+    }
+    ctx.obs.lock().unwrap().consultants.extend(views);
+}
+
+/// Counts a `reader-activity` a consultant socket received.
+fn received(ctx: &Ctx, who: &str, view: &mut ConsultantView, name: &str, payload: &Value) {
+    if name != "reader-activity" {
+        return;
+    }
+    if let Some(id) = payload["id"].as_str().and_then(|s| Uuid::parse_str(s).ok()) {
+        ctx.trace.line(format!("{who} got {id}"));
+        *view.received.entry(id).or_default() += 1;
+    }
+}

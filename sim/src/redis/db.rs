@@ -1,0 +1,618 @@
+//! The data and the commands: streams with consumer groups, as far as the shell uses them, and as
+//! Redis 7.0 answers them (the differential test holds this to a real redis-server). Every key is a
+//! stream; nothing expires.
+
+use std::collections::BTreeMap;
+
+use super::id::StreamId;
+use super::resp::Reply;
+
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// All keys. Lives outside any connection, so it survives a restart of the server (as Redis does
+/// with `appendfsync always`).
+#[derive(Default)]
+pub struct Db {
+    streams: BTreeMap<Vec<u8>, Stream>,
+}
+
+#[derive(Default)]
+struct Stream {
+    entries: BTreeMap<StreamId, Fields>,
+    last_id: StreamId,
+    groups: BTreeMap<Vec<u8>, Group>,
+}
+
+struct Group {
+    last_delivered: StreamId,
+    pending: BTreeMap<StreamId, Pending>,
+    consumers: BTreeMap<Vec<u8>, ()>,
+}
+
+struct Pending {
+    consumer: Vec<u8>,
+    delivered_at: u64,
+    deliveries: u64,
+}
+
+/// What one connection chose.
+pub struct Session {
+    /// 2 or 3, set by `HELLO`.
+    pub proto: u8,
+    pub id: u64,
+}
+
+/// A command's result: a reply now, or "nothing yet" for a blocking read.
+#[derive(Debug)]
+pub enum Outcome {
+    Reply(Reply),
+    /// Wait for a write (or `timeout_ms`; 0 is forever), then run `retry` instead.
+    Block {
+        timeout_ms: u64,
+        retry: Vec<Vec<u8>>,
+    },
+}
+
+const INVALID_ID: &str = "ERR Invalid stream ID specified as stream command argument";
+const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+const SYNTAX: &str = "ERR syntax error";
+
+fn arity(name: &str) -> Reply {
+    Reply::err(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+fn upper(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).to_ascii_uppercase()
+}
+
+fn int(arg: &[u8]) -> Option<i64> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+fn entry(id: StreamId, fields: &Fields) -> Reply {
+    let flat = fields.iter().flat_map(|(f, v)| [Reply::bulk(f), Reply::bulk(v)]).collect();
+    Reply::Array(vec![Reply::bulk(id.to_bytes()), Reply::Array(flat)])
+}
+
+impl Db {
+    /// Runs one command at `now` (unix ms).
+    pub fn execute(&mut self, now: u64, session: &mut Session, args: &[Vec<u8>]) -> Outcome {
+        let Some(name) = args.first() else { return Outcome::Reply(Reply::err("ERR empty command")) };
+        let reply = match upper(name).as_str() {
+            "PING" => match args.len() {
+                1 => Reply::Simple("PONG"),
+                2 => Reply::bulk(&args[1]),
+                _ => arity("ping"),
+            },
+            "HELLO" => self.hello(session, &args[1..]),
+            "CLIENT" if args.len() >= 2 && upper(&args[1]) == "SETINFO" => Reply::Simple("OK"),
+            "SELECT" if args.len() == 2 => match int(&args[1]) {
+                Some(0) => Reply::Simple("OK"),
+                Some(_) => Reply::err("ERR DB index is out of range"),
+                None => Reply::err(NOT_INTEGER),
+            },
+            "FLUSHALL" => {
+                self.streams.clear();
+                Reply::Simple("OK")
+            }
+            "DEL" if args.len() >= 2 => {
+                Reply::Int(args[1..].iter().filter(|k| self.streams.remove(*k).is_some()).count() as i64)
+            }
+            "XADD" => self.xadd(now, &args[1..]),
+            "XLEN" if args.len() == 2 => {
+                Reply::Int(self.streams.get(&args[1]).map_or(0, |s| s.entries.len()) as i64)
+            }
+            "XRANGE" => self.xrange(&args[1..], false),
+            "XREVRANGE" => self.xrange(&args[1..], true),
+            "XDEL" => self.xdel(&args[1..]),
+            "XGROUP" => self.xgroup(&args[1..]),
+            "XACK" => self.xack(&args[1..]),
+            "XAUTOCLAIM" => self.xautoclaim(now, &args[1..]),
+            "XREAD" if args.len() < 4 => arity("xread"),
+            "XREAD" => return self.xread(now, session, args, None),
+            "XREADGROUP" => return self.xreadgroup(now, session, args),
+            "DEL" | "XLEN" | "SELECT" => arity(&String::from_utf8_lossy(name).to_lowercase()),
+            _ => {
+                let rest: String =
+                    args[1..].iter().map(|a| format!("'{}' ", String::from_utf8_lossy(a))).collect();
+                Reply::err(format!(
+                    "ERR unknown command '{}', with args beginning with: {rest}",
+                    String::from_utf8_lossy(name)
+                ))
+            }
+        };
+        Outcome::Reply(reply)
+    }
+
+    fn hello(&mut self, session: &mut Session, args: &[Vec<u8>]) -> Reply {
+        if let Some(version) = args.first() {
+            match int(version) {
+                Some(v @ 2..=3) => session.proto = v as u8,
+                Some(_) => return Reply::err("NOPROTO unsupported protocol version"),
+                None => return Reply::err("ERR Protocol version is not an integer or out of range"),
+            }
+        }
+        let field = |k: &str, v: Reply| (Reply::bulk(k), v);
+        Reply::Map(vec![
+            field("server", Reply::bulk("redis")),
+            field("version", Reply::bulk("7.0.15")),
+            field("proto", Reply::Int(session.proto.into())),
+            field("id", Reply::Int(session.id as i64)),
+            field("mode", Reply::bulk("standalone")),
+            field("role", Reply::bulk("master")),
+            field("modules", Reply::Array(Vec::new())),
+        ])
+    }
+
+    fn xadd(&mut self, now: u64, args: &[Vec<u8>]) -> Reply {
+        if args.len() < 4 {
+            return arity("xadd");
+        }
+        let key = &args[0];
+        let mut at = 1;
+        let mut nomkstream = false;
+        let mut maxlen: Option<usize> = None;
+        loop {
+            match upper(&args[at]).as_str() {
+                "NOMKSTREAM" => {
+                    nomkstream = true;
+                    at += 1;
+                }
+                "MAXLEN" => {
+                    at += 1;
+                    if matches!(args.get(at).map(|a| a.as_slice()), Some(b"~") | Some(b"=")) {
+                        at += 1;
+                    }
+                    let Some(n) = args.get(at).and_then(|a| int(a)) else { return Reply::err(NOT_INTEGER) };
+                    if n < 0 {
+                        return Reply::err("ERR The MAXLEN argument must be >= 0.");
+                    }
+                    maxlen = Some(n as usize);
+                    at += 1;
+                }
+                _ => break,
+            }
+            if at >= args.len() {
+                return Reply::err(SYNTAX);
+            }
+        }
+        let fields = &args[at + 1..];
+        if fields.is_empty() || !fields.len().is_multiple_of(2) {
+            return arity("xadd");
+        }
+        let explicit = match args[at].as_slice() {
+            b"*" => None,
+            id => match StreamId::parse(id, 0) {
+                Some(id) => Some(id),
+                None => return Reply::err(INVALID_ID),
+            },
+        };
+        if explicit == Some(StreamId::MIN) {
+            return Reply::err("ERR The ID specified in XADD must be greater than 0-0");
+        }
+        if nomkstream && !self.streams.contains_key(key) {
+            return Reply::Nil;
+        }
+        let stream = self.streams.entry(key.clone()).or_default();
+        let id = match explicit {
+            Some(id) if id <= stream.last_id => {
+                return Reply::err(
+                    "ERR The ID specified in XADD is equal or smaller than the target stream top item",
+                );
+            }
+            Some(id) => id,
+            None if now > stream.last_id.ms => StreamId { ms: now, seq: 0 },
+            None => match stream.last_id.next() {
+                Some(id) => id,
+                None => {
+                    return Reply::err(
+                        "ERR The stream has exhausted the last possible ID, unable to add more items",
+                    )
+                }
+            },
+        };
+        let fields = fields.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+        stream.entries.insert(id, fields);
+        stream.last_id = id;
+        // `~` may keep more than asked; trimming exactly keeps the promise too.
+        if let Some(max) = maxlen {
+            while stream.entries.len() > max {
+                stream.entries.pop_first();
+            }
+        }
+        Reply::bulk(id.to_bytes())
+    }
+
+    fn xrange(&self, args: &[Vec<u8>], reverse: bool) -> Reply {
+        let name = if reverse { "xrevrange" } else { "xrange" };
+        if args.len() != 3 && args.len() != 5 {
+            return if args.len() < 3 { arity(name) } else { Reply::err(SYNTAX) };
+        }
+        let (first, second) = if reverse { (&args[2], &args[1]) } else { (&args[1], &args[2]) };
+        let (Some(start), Some(end)) = (bound(first, true), bound(second, false)) else {
+            return Reply::err(INVALID_ID);
+        };
+        let mut count = usize::MAX;
+        if args.len() == 5 {
+            if upper(&args[3]) != "COUNT" {
+                return Reply::err(SYNTAX);
+            }
+            match int(&args[4]) {
+                Some(n) if n < 0 => count = 0,
+                Some(n) => count = n as usize,
+                None => return Reply::err(NOT_INTEGER),
+            }
+        }
+        let (Some(start), Some(end), Some(stream)) = (start, end, self.streams.get(&args[0])) else {
+            return Reply::Array(Vec::new());
+        };
+        if start > end {
+            return Reply::Array(Vec::new());
+        }
+        let range = stream.entries.range(start..=end);
+        let items: Vec<Reply> = if reverse {
+            range.rev().take(count).map(|(id, f)| entry(*id, f)).collect()
+        } else {
+            range.take(count).map(|(id, f)| entry(*id, f)).collect()
+        };
+        Reply::Array(items)
+    }
+
+    fn xdel(&mut self, args: &[Vec<u8>]) -> Reply {
+        if args.len() < 2 {
+            return arity("xdel");
+        }
+        let Some(ids) = args[1..].iter().map(|a| StreamId::parse(a, 0)).collect::<Option<Vec<_>>>() else {
+            return Reply::err(INVALID_ID);
+        };
+        let Some(stream) = self.streams.get_mut(&args[0]) else { return Reply::Int(0) };
+        Reply::Int(ids.iter().filter(|id| stream.entries.remove(id).is_some()).count() as i64)
+    }
+
+    fn xgroup(&mut self, args: &[Vec<u8>]) -> Reply {
+        let Some(sub) = args.first() else { return arity("xgroup") };
+        if upper(sub) != "CREATE" {
+            return Reply::err(format!(
+                "ERR unknown subcommand '{}'. Try XGROUP HELP.",
+                String::from_utf8_lossy(sub)
+            ));
+        }
+        if args.len() < 4 {
+            return arity("xgroup|create");
+        }
+        let (key, group, id) = (&args[1], &args[2], &args[3]);
+        let mut mkstream = false;
+        for option in &args[4..] {
+            match upper(option).as_str() {
+                "MKSTREAM" => mkstream = true,
+                _ => return Reply::err(SYNTAX),
+            }
+        }
+        if !self.streams.contains_key(key) && !mkstream {
+            return Reply::err(
+                "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want \
+                 to use the MKSTREAM option to create an empty stream automatically.",
+            );
+        }
+        let last = self.streams.get(key).map_or(StreamId::MIN, |s| s.last_id);
+        let start = match id.as_slice() {
+            b"$" => last,
+            other => match StreamId::parse(other, 0) {
+                Some(id) => id,
+                None => return Reply::err(INVALID_ID),
+            },
+        };
+        let stream = self.streams.entry(key.clone()).or_default();
+        if stream.groups.contains_key(group) {
+            return Reply::err("BUSYGROUP Consumer Group name already exists");
+        }
+        let fresh = Group { last_delivered: start, pending: BTreeMap::new(), consumers: BTreeMap::new() };
+        stream.groups.insert(group.clone(), fresh);
+        Reply::Simple("OK")
+    }
+
+    fn xack(&mut self, args: &[Vec<u8>]) -> Reply {
+        if args.len() < 3 {
+            return arity("xack");
+        }
+        let Some(ids) = args[2..].iter().map(|a| StreamId::parse(a, 0)).collect::<Option<Vec<_>>>() else {
+            return Reply::err(INVALID_ID);
+        };
+        let Some(group) = self.streams.get_mut(&args[0]).and_then(|s| s.groups.get_mut(&args[1])) else {
+            return Reply::Int(0);
+        };
+        Reply::Int(ids.iter().filter(|id| group.pending.remove(id).is_some()).count() as i64)
+    }
+
+    fn xautoclaim(&mut self, now: u64, args: &[Vec<u8>]) -> Reply {
+        if args.len() < 5 {
+            return arity("xautoclaim");
+        }
+        let (key, group_name, consumer) = (&args[0], &args[1], &args[2]);
+        let Some(min_idle) = int(&args[3]).filter(|n| *n >= 0) else {
+            return Reply::err("ERR Invalid min-idle-time argument for XAUTOCLAIM");
+        };
+        let start = match args[4].as_slice() {
+            b"-" => Some(StreamId::MIN),
+            b"+" => Some(StreamId::MAX),
+            other => StreamId::parse(other, 0),
+        };
+        let Some(start) = start else { return Reply::err(INVALID_ID) };
+        let (mut count, mut justid) = (100i64, false);
+        let mut at = 5;
+        while at < args.len() {
+            match upper(&args[at]).as_str() {
+                "COUNT" if at + 1 < args.len() => {
+                    match int(&args[at + 1]) {
+                        Some(n) if (1..=i64::MAX / 10).contains(&n) => count = n,
+                        Some(_) => return Reply::err("ERR COUNT must be > 0"),
+                        None => return Reply::err(NOT_INTEGER),
+                    }
+                    at += 2;
+                }
+                "JUSTID" => {
+                    justid = true;
+                    at += 1;
+                }
+                _ => return Reply::err(SYNTAX),
+            }
+        }
+        let Some(stream) = self.streams.get_mut(key) else { return nogroup(key, group_name, "") };
+        let Some(group) = stream.groups.get_mut(group_name) else { return nogroup(key, group_name, "") };
+        group.consumers.entry(consumer.clone()).or_default();
+        let mut attempts = count * 10;
+        let (mut claimed, mut deleted) = (Vec::new(), Vec::new());
+        let ids: Vec<StreamId> = group.pending.range(start..).map(|(id, _)| *id).collect();
+        let mut scanned = 0;
+        while attempts > 0 && count > 0 && scanned < ids.len() {
+            attempts -= 1;
+            let id = ids[scanned];
+            scanned += 1;
+            let Some(fields) = stream.entries.get(&id) else {
+                group.pending.remove(&id);
+                deleted.push(Reply::bulk(id.to_bytes()));
+                count -= 1;
+                continue;
+            };
+            let Some(nack) = group.pending.get_mut(&id) else { continue };
+            if min_idle > 0 && now.saturating_sub(nack.delivered_at) < min_idle as u64 {
+                continue;
+            }
+            nack.delivered_at = now;
+            if !justid {
+                nack.deliveries += 1;
+            }
+            nack.consumer = consumer.clone();
+            claimed.push(if justid { Reply::bulk(id.to_bytes()) } else { entry(id, fields) });
+            count -= 1;
+        }
+        let next = ids.get(scanned).copied().unwrap_or(StreamId::MIN);
+        Reply::Array(vec![Reply::bulk(next.to_bytes()), Reply::Array(claimed), Reply::Array(deleted)])
+    }
+
+    /// `XREAD`, or the part of `XREADGROUP` after `GROUP g c` when `group` is given.
+    fn xread(
+        &mut self,
+        now: u64,
+        session: &Session,
+        args: &[Vec<u8>],
+        group: Option<(&[u8], &[u8])>,
+    ) -> Outcome {
+        let name = if group.is_some() { "xreadgroup" } else { "xread" };
+        let skip = if group.is_some() { 4 } else { 1 };
+        let mut count = usize::MAX;
+        let mut block: Option<u64> = None;
+        let mut noack = false;
+        let mut at = skip;
+        let streams_at = loop {
+            let Some(arg) = args.get(at) else { return Outcome::Reply(Reply::err(SYNTAX)) };
+            match upper(arg).as_str() {
+                "COUNT" => {
+                    match args.get(at + 1).and_then(|a| int(a)) {
+                        Some(n) => count = if n <= 0 { usize::MAX } else { n as usize },
+                        None => return Outcome::Reply(Reply::err(NOT_INTEGER)),
+                    }
+                    at += 2;
+                }
+                "BLOCK" => {
+                    match args.get(at + 1).and_then(|a| int(a)) {
+                        Some(n) if n >= 0 => block = Some(n as u64),
+                        Some(_) => return Outcome::Reply(Reply::err("ERR timeout is negative")),
+                        None => {
+                            return Outcome::Reply(Reply::err(
+                                "ERR timeout is not an integer or out of range",
+                            ))
+                        }
+                    }
+                    at += 2;
+                }
+                "NOACK" if group.is_some() => {
+                    noack = true;
+                    at += 1;
+                }
+                "STREAMS" => break at + 1,
+                _ => return Outcome::Reply(Reply::err(SYNTAX)),
+            }
+        };
+        let rest = &args[streams_at..];
+        if rest.is_empty() || !rest.len().is_multiple_of(2) {
+            return Outcome::Reply(Reply::err(format!(
+                "ERR Unbalanced '{name}' list of streams: for each stream key an ID or '$' must be specified."
+            )));
+        }
+        let (keys, ids) = rest.split_at(rest.len() / 2);
+        // Resolve every id first: an error in any fails the command, and `$` is fixed now so a
+        // retried blocking read waits for what comes after this moment.
+        let mut resolved = Vec::with_capacity(ids.len());
+        for (key, id) in keys.iter().zip(ids) {
+            let stream = self.streams.get(key);
+            let from =
+                match (id.as_slice(), group) {
+                    (b">", Some(_)) => Cursor::New,
+                    (b">", None) => return Outcome::Reply(Reply::err(
+                        "ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> \
+                         <consumer> option.",
+                    )),
+                    (b"$", None) => Cursor::After(stream.map_or(StreamId::MIN, |s| s.last_id)),
+                    (b"$", Some(_)) => {
+                        return Outcome::Reply(Reply::err(
+                            "ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the \
+                         history of this consumer by specifying a proper ID, or use the > ID to get new \
+                         messages. The $ ID would just return an empty result set.",
+                        ))
+                    }
+                    (other, _) => match StreamId::parse(other, 0) {
+                        Some(id) if group.is_some() => Cursor::History(id),
+                        Some(id) => Cursor::After(id),
+                        None => return Outcome::Reply(Reply::err(INVALID_ID)),
+                    },
+                };
+            if let Some((g, _)) = group {
+                if stream.is_none_or(|s| !s.groups.contains_key(g)) {
+                    return Outcome::Reply(nogroup(key, g, " in XREADGROUP with GROUP option"));
+                }
+            }
+            resolved.push(from);
+        }
+        let mut found = Vec::new();
+        let mut history = false;
+        for (key, from) in keys.iter().zip(&resolved) {
+            let Some(stream) = self.streams.get_mut(key) else { continue };
+            let items = match (*from, group) {
+                (Cursor::After(id), _) => match id.next() {
+                    Some(next) => {
+                        stream.entries.range(next..).take(count).map(|(i, f)| entry(*i, f)).collect()
+                    }
+                    None => Vec::new(),
+                },
+                (Cursor::New, Some((g, consumer))) => stream.deliver_new(g, consumer, count, noack, now),
+                (Cursor::History(id), Some((g, consumer))) => {
+                    history = true;
+                    stream.history(g, consumer, id, count, now)
+                }
+                _ => Vec::new(),
+            };
+            if !items.is_empty() || matches!(from, Cursor::History(_)) {
+                found.push((Reply::bulk(key), Reply::Array(items)));
+            }
+        }
+        if let Some((g, consumer)) = group {
+            for key in keys {
+                if let Some(grp) = self.streams.get_mut(key).and_then(|s| s.groups.get_mut(g)) {
+                    grp.consumers.entry(consumer.to_vec()).or_default();
+                }
+            }
+        }
+        if !found.is_empty() {
+            return Outcome::Reply(if session.proto >= 3 {
+                Reply::Map(found)
+            } else {
+                Reply::Array(found.into_iter().map(|(k, v)| Reply::Array(vec![k, v])).collect())
+            });
+        }
+        match block {
+            Some(timeout_ms) if !history => {
+                let mut retry: Vec<Vec<u8>> = args[..streams_at].to_vec();
+                retry.extend(keys.iter().cloned());
+                retry.extend(resolved.iter().map(|c| match c {
+                    Cursor::New => b">".to_vec(),
+                    Cursor::After(id) | Cursor::History(id) => id.to_bytes(),
+                }));
+                Outcome::Block { timeout_ms, retry }
+            }
+            _ => Outcome::Reply(Reply::NilArray),
+        }
+    }
+
+    fn xreadgroup(&mut self, now: u64, session: &Session, args: &[Vec<u8>]) -> Outcome {
+        if args.len() < 7 {
+            return Outcome::Reply(arity("xreadgroup"));
+        }
+        if upper(&args[1]) != "GROUP" {
+            return Outcome::Reply(Reply::err("ERR Missing GROUP option for XREADGROUP".to_owned()));
+        }
+        let (group, consumer) = (args[2].clone(), args[3].clone());
+        self.xread(now, session, args, Some((&group, &consumer)))
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Cursor {
+    /// Entries after this id (XREAD).
+    After(StreamId),
+    /// Entries never delivered to the group (XREADGROUP `>`).
+    New,
+    /// This consumer's pending entries after this id (XREADGROUP with an id).
+    History(StreamId),
+}
+
+impl Stream {
+    fn deliver_new(
+        &mut self,
+        group: &[u8],
+        consumer: &[u8],
+        count: usize,
+        noack: bool,
+        now: u64,
+    ) -> Vec<Reply> {
+        let Some(g) = self.groups.get_mut(group) else { return Vec::new() };
+        let Some(next) = g.last_delivered.next() else { return Vec::new() };
+        let mut items = Vec::new();
+        for (id, fields) in self.entries.range(next..).take(count) {
+            g.last_delivered = *id;
+            if !noack {
+                let nack = Pending { consumer: consumer.to_vec(), delivered_at: now, deliveries: 1 };
+                g.pending.insert(*id, nack);
+            }
+            items.push(entry(*id, fields));
+        }
+        items
+    }
+
+    fn history(
+        &mut self,
+        group: &[u8],
+        consumer: &[u8],
+        after: StreamId,
+        count: usize,
+        now: u64,
+    ) -> Vec<Reply> {
+        let Some(g) = self.groups.get_mut(group) else { return Vec::new() };
+        let Some(next) = after.next() else { return Vec::new() };
+        let mut items = Vec::new();
+        for (id, nack) in g.pending.range_mut(next..).filter(|(_, n)| n.consumer == consumer).take(count) {
+            match self.entries.get(id) {
+                Some(fields) => {
+                    nack.delivered_at = now;
+                    nack.deliveries += 1;
+                    items.push(entry(*id, fields));
+                }
+                // An entry deleted while pending: its id, and no fields.
+                None => items.push(Reply::Array(vec![Reply::bulk(id.to_bytes()), Reply::NilArray])),
+            }
+        }
+        items
+    }
+}
+
+fn nogroup(key: &[u8], group: &[u8], suffix: &str) -> Reply {
+    Reply::err(format!(
+        "NOGROUP No such key '{}' or consumer group '{}'{suffix}",
+        String::from_utf8_lossy(key),
+        String::from_utf8_lossy(group)
+    ))
+}
+
+/// A range bound: `-`, `+`, an id, a bare millisecond, or `(` for exclusive. `Ok(None)` is an
+/// exclusive bound with nothing beyond it.
+fn bound(arg: &[u8], start: bool) -> Option<Option<StreamId>> {
+    match arg {
+        b"-" => Some(Some(StreamId::MIN)),
+        b"+" => Some(Some(StreamId::MAX)),
+        [b'(', rest @ ..] => {
+            let id = StreamId::parse(rest, if start { 0 } else { u64::MAX })?;
+            Some(if start { id.next() } else { id.prev() })
+        }
+        _ => StreamId::parse(arg, if start { 0 } else { u64::MAX }).map(Some),
+    }
+}

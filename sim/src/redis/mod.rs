@@ -1,0 +1,11 @@
+//! A small Redis for the simulation: RESP2 and RESP3, and the stream commands the shell uses
+//! (`XADD`, `XREAD`, `XREADGROUP`, `XACK`, `XDEL`, `XAUTOCLAIM`, `XGROUP CREATE`, `XRANGE`,
+//! `XREVRANGE`, `XLEN`) with Redis 7.0's replies and errors. `tests/differential.rs` keeps it honest
+//! against a real redis-server.
+
+pub mod db;
+pub mod id;
+pub mod resp;
+pub mod server;
+
+pub use server::{FakeRedis, LinkFaults};

@@ -1,0 +1,144 @@
+//! Serves [`Db`] over any byte stream: the simulation's network, or TCP in the differential test.
+//! Commands of one connection run in order; a blocking read holds the ones behind it, as in Redis.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use super::db::{Db, Outcome, Session};
+use super::resp::{parse_command, Reply};
+
+/// Faults the server injects on its own connections, drawn from a seeded generator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinkFaults {
+    /// Chance that a connection is cut before a command runs.
+    pub cut_before: f64,
+    /// Chance that a connection is cut after a command ran, its reply lost.
+    pub cut_after: f64,
+    /// Each reply waits this long before it is written (a slow server or link).
+    pub delay: Duration,
+}
+
+/// One fake Redis: its data (kept across restarts of the serving host) and its settings.
+#[derive(Clone)]
+pub struct FakeRedis {
+    db: Arc<Mutex<Db>>,
+    written: Arc<Notify>,
+    faults: Arc<Mutex<(LinkFaults, ChaCha8Rng)>>,
+    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    next_client: Arc<Mutex<u64>>,
+}
+
+impl FakeRedis {
+    /// A server whose stream ids take their milliseconds from `clock`, faults drawn from `seed`.
+    pub fn new(clock: Arc<dyn Fn() -> u64 + Send + Sync>, seed: u64) -> FakeRedis {
+        FakeRedis {
+            db: Arc::default(),
+            written: Arc::default(),
+            faults: Arc::new(Mutex::new((LinkFaults::default(), ChaCha8Rng::seed_from_u64(seed)))),
+            clock,
+            next_client: Arc::default(),
+        }
+    }
+
+    pub fn set_faults(&self, faults: LinkFaults) {
+        lock(&self.faults).0 = faults;
+    }
+
+    fn roll(&self, chance: impl Fn(&LinkFaults) -> f64) -> bool {
+        let mut guard = lock(&self.faults);
+        let (faults, rng) = &mut *guard;
+        let p = chance(faults);
+        p > 0.0 && rng.random_bool(p.min(1.0))
+    }
+
+    /// Serves one connection until the client leaves, the stream breaks or a fault cuts it.
+    pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) {
+        let id = {
+            let mut next = lock(&self.next_client);
+            *next += 1;
+            *next
+        };
+        let mut session = Session { proto: 2, id };
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            let args = match parse_command(&mut buf) {
+                Ok(Some(args)) => args,
+                Ok(None) => match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    let mut out = Vec::new();
+                    Reply::err(format!("ERR Protocol error: {}", e.0)).encode(session.proto, &mut out);
+                    let _ = stream.write_all(&out).await;
+                    return;
+                }
+            };
+            if self.roll(|f| f.cut_before) {
+                return;
+            }
+            let reply = self.run(&mut session, args).await;
+            if self.roll(|f| f.cut_after) {
+                return;
+            }
+            let delay = lock(&self.faults).0.delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut out = Vec::new();
+            reply.encode(session.proto, &mut out);
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Runs a command, waiting out a blocking read.
+    async fn run(&self, session: &mut Session, mut args: Vec<Vec<u8>>) -> Reply {
+        let mut deadline = None;
+        loop {
+            // Listen before looking, so a write between the look and the wait is not missed.
+            let written = self.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            let outcome = lock(&self.db).execute((self.clock)(), session, &args);
+            match outcome {
+                Outcome::Reply(reply) => {
+                    if !matches!(reply, Reply::Error(_)) {
+                        self.written.notify_waiters();
+                    }
+                    return reply;
+                }
+                Outcome::Block { timeout_ms, retry } => {
+                    args = retry;
+                    let until = *deadline.get_or_insert_with(|| {
+                        (timeout_ms > 0)
+                            .then(|| tokio::time::Instant::now() + Duration::from_millis(timeout_ms))
+                    });
+                    match until {
+                        Some(until) => {
+                            if tokio::time::timeout_at(until, written).await.is_err() {
+                                return Reply::NilArray;
+                            }
+                        }
+                        None => written.await,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,72 @@
+//! What a scenario is: the cluster's shape, the clients, and the faults injected when.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::redis::LinkFaults;
+
+/// One fault or repair, applied between two simulation steps.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// The Redis host stops (its data is kept, as with `appendfsync always`).
+    RedisCrash,
+    RedisRestart,
+    /// Segments between Redis and a node are held (TCP retransmits them once repaired).
+    Partition {
+        node: usize,
+    },
+    Heal {
+        node: usize,
+    },
+    /// The fake Redis answers late and cuts connections around commands at random.
+    RedisLinkFaults(LinkFaults),
+    NodeCrash {
+        node: usize,
+    },
+    NodeRestart {
+        node: usize,
+    },
+    StoreDown,
+    StoreUp,
+}
+
+/// A cluster, its clients and a fault plan drawn from the seed.
+#[derive(Clone)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub nodes: usize,
+    pub readers: usize,
+    pub consultants: usize,
+    /// Events each reader sends during the active phase.
+    pub events_per_reader: usize,
+    /// Readers and consultants that come and go during the active phase.
+    pub churn: bool,
+    /// Faults at simulated milliseconds, drawn from the seed; all repaired by [`HEALED_BY_MS`].
+    pub plan: fn(&mut ChaCha8Rng, &Scenario) -> Vec<(u64, Fault)>,
+}
+
+/// Clients connect and subscribe before this.
+pub const ACTIVE_FROM_MS: u64 = 1_000;
+/// Readers stop sending here.
+pub const ACTIVE_UNTIL_MS: u64 = 6_000;
+/// Every fault is repaired by now.
+pub const HEALED_BY_MS: u64 = 7_000;
+/// Readers confirm their connections until here; from here on nothing connects or leaves.
+pub const QUIET_FROM_MS: u64 = 9_000;
+/// Consultants ask for the online list here, a presence TTL and more after the quiet point,
+/// when retries and claims of unstored events are done too.
+pub const CHECK_AT_MS: u64 = QUIET_FROM_MS + PRESENCE_TTL_MS + 1_000;
+/// The simulation ends here.
+pub const END_MS: u64 = CHECK_AT_MS + 1_000;
+/// The presence TTL the nodes run with.
+pub const PRESENCE_TTL_MS: u64 = 3_000;
+
+/// A random time in the active phase, leaving `room` before the healing deadline.
+pub fn during(rng: &mut ChaCha8Rng, room: u64) -> u64 {
+    rng.random_range(ACTIVE_FROM_MS + 500..HEALED_BY_MS - room)
+}
+
+/// A scenario's plan with no faults.
+pub fn calm(_: &mut ChaCha8Rng, _: &Scenario) -> Vec<(u64, Fault)> {
+    Vec::new()
+}

@@ -1,0 +1,114 @@
+//! The event store the simulated nodes share, in memory and outliving any node: it records every
+//! write, and fails on demand.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use alice_core::{HistoryQuery, Millis, ReaderEvent};
+use alice_shell::store::{DashboardRow, EventStore, Page, StoreError};
+use uuid::Uuid;
+
+use crate::trace::Trace;
+
+#[derive(Default)]
+struct Rows {
+    events: BTreeMap<Uuid, Arc<ReaderEvent>>,
+    /// How many times each id was written, repeats included.
+    writes: BTreeMap<Uuid, u32>,
+}
+
+/// A shared in-memory store.
+#[derive(Clone)]
+pub struct SimStore {
+    rows: Arc<Mutex<Rows>>,
+    down: Arc<AtomicBool>,
+    trace: Trace,
+}
+
+impl SimStore {
+    pub fn new(trace: Trace) -> SimStore {
+        SimStore { rows: Arc::default(), down: Arc::default(), trace }
+    }
+
+    /// While down, every call fails as an unreachable database does.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Every stored event, by id.
+    pub fn events(&self) -> BTreeMap<Uuid, Arc<ReaderEvent>> {
+        self.rows.lock().unwrap().events.clone()
+    }
+
+    /// How often each id was written (retries write again; the store keeps one row).
+    pub fn writes(&self) -> BTreeMap<Uuid, u32> {
+        self.rows.lock().unwrap().writes.clone()
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the simulated database is down".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for SimStore {
+    fn kind(&self) -> &'static str {
+        "sim"
+    }
+
+    async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError> {
+        self.check()?;
+        let mut rows = self.rows.lock().unwrap();
+        for e in events {
+            *rows.writes.entry(e.id).or_default() += 1;
+            if rows.events.insert(e.id, e.clone()).is_none() {
+                self.trace.line(format!("store {} {}", e.id, e.event_type));
+            }
+        }
+        Ok(())
+    }
+
+    async fn recent(&self, query: &HistoryQuery) -> Result<Page, StoreError> {
+        self.check()?;
+        let rows = self.rows.lock().unwrap();
+        let wanted = |e: &&Arc<ReaderEvent>| {
+            query.user_id.as_deref().is_none_or(|u| &*e.user_id == u)
+                && (query.event_types.is_empty() || query.event_types.contains(&e.event_type))
+        };
+        // Newest first; with `since`, the oldest after it first.
+        let events: Vec<_> = match query.since {
+            Some(since) => rows
+                .events
+                .range(since..)
+                .skip(1)
+                .map(|(_, e)| e)
+                .filter(wanted)
+                .take(query.limit + 1)
+                .cloned()
+                .collect(),
+            None => rows.events.values().rev().filter(wanted).take(query.limit + 1).cloned().collect(),
+        };
+        let more = events.len() > query.limit;
+        Ok((events.into_iter().take(query.limit).collect(), more))
+    }
+
+    async fn newest(&self, n: usize) -> Result<Page, StoreError> {
+        self.check()?;
+        let rows = self.rows.lock().unwrap();
+        let events: Vec<_> = rows.events.values().rev().take(n).cloned().collect();
+        Ok((events, rows.events.len() > n))
+    }
+
+    async fn dashboard(&self, _since: Millis) -> Result<Vec<DashboardRow>, StoreError> {
+        self.check()?;
+        Ok(Vec::new())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check()
+    }
+}

@@ -1,0 +1,182 @@
+//! Builds one simulated cluster for a scenario and seed, runs it, and collects what happened.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use alice_core::Millis;
+use alice_shell::clock::Clock;
+use alice_shell::config::Settings;
+use alice_shell::Deps;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use turmoil::net::TcpListener;
+
+use crate::check::{self, Observations};
+use crate::clients;
+use crate::net::{SimDialer, SimListener};
+use crate::redis::FakeRedis;
+use crate::scenario::{Fault, Scenario, END_MS, PRESENCE_TTL_MS};
+use crate::store::SimStore;
+use crate::trace::Trace;
+
+/// Simulated time starts at 2026-01-01T00:00:00Z.
+pub const EPOCH_MS: u64 = 1_767_225_600_000;
+pub const SECRET: &str = "alice-sim-secret-alice-sim-secret";
+pub const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
+pub const REDIS: &str = "redis";
+
+/// The simulated wall clock every host reads.
+pub struct SimClock;
+
+impl Clock for SimClock {
+    fn now(&self) -> Millis {
+        Millis(sim_now_ms())
+    }
+}
+
+pub fn sim_now_ms() -> u64 {
+    EPOCH_MS + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
+}
+
+/// What a run left behind.
+pub struct Outcome {
+    pub trace: Trace,
+    /// Broken invariants, in words; empty when the run passed.
+    pub violations: Vec<String>,
+    /// One line of figures for the log.
+    pub summary: String,
+}
+
+/// Runs `scenario` with `seed` to the end and checks it.
+pub fn run(scenario: &Scenario, seed: u64) -> Outcome {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut plan = (scenario.plan)(&mut rng, scenario);
+    plan.sort_by_key(|(at, _)| *at);
+    let trace = Trace::default();
+    for (at, fault) in &plan {
+        trace.line(format!("plan {at} {fault:?}"));
+    }
+    let store = SimStore::new(trace.clone());
+    let redis = FakeRedis::new(Arc::new(sim_now_ms), seed ^ 0x5eed_f00d);
+    let observations = Arc::new(Mutex::new(Observations::default()));
+
+    // One latency for every message of a run. With latencies drawn per message, a crash would
+    // make the run depend on the order its sockets close, which follows tokio's task ids (a
+    // process-wide counter): the same seed could then give two traces.
+    let latency = Duration::from_millis(rng.random_range(1..=4));
+    trace.line(format!("latency {latency:?}"));
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .epoch(UNIX_EPOCH + Duration::from_millis(EPOCH_MS))
+        .simulation_duration(Duration::from_millis(END_MS + 10_000))
+        .min_message_latency(latency)
+        .max_message_latency(latency)
+        .build();
+
+    let server = redis.clone();
+    sim.host(REDIS, move || {
+        let server = server.clone();
+        async move {
+            let listener = TcpListener::bind("0.0.0.0:6379").await?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let server = server.clone();
+                tokio::spawn(async move { server.serve(stream).await });
+            }
+        }
+    });
+
+    for (index, name) in NODES.iter().take(scenario.nodes).enumerate() {
+        let boots = Arc::new(AtomicU64::new(0));
+        let store = store.clone();
+        sim.host(*name, move || {
+            // A restarted process draws new randomness; here it comes from the seed and the boot.
+            let boot = boots.fetch_add(1, Ordering::SeqCst);
+            let node_seed = seed ^ ((index as u64 + 1) << 48) ^ (boot << 32);
+            let store = store.clone();
+            async move {
+                let settings = node_settings(name)?;
+                let deps = Deps {
+                    store: Arc::new(store),
+                    clock: Arc::new(SimClock),
+                    seed: node_seed,
+                    redis_dialer: Some(Arc::new(SimDialer("redis:6379"))),
+                };
+                let listener = SimListener(TcpListener::bind("0.0.0.0:3000").await?);
+                let _running = alice_shell::start_on(settings, deps, listener).await?;
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+
+    let (scen, obs, tr) = (scenario.clone(), observations.clone(), trace.clone());
+    sim.client("clients", async move {
+        clients::run_all(scen, seed, obs, tr).await;
+        Ok(())
+    });
+
+    let mut faults = plan.into_iter().peekable();
+    let mut violations = Vec::new();
+    loop {
+        let now = sim.elapsed().as_millis() as u64;
+        trace.set_now(now);
+        while let Some((_, fault)) = faults.next_if(|(at, _)| *at <= now) {
+            trace.line(format!("fault {fault:?}"));
+            apply(&mut sim, &redis, &store, fault);
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                violations.push(format!("the simulation stopped: {e}"));
+                break;
+            }
+        }
+    }
+    trace.set_now(sim.elapsed().as_millis() as u64);
+    let observations = std::mem::take(&mut *observations.lock().unwrap());
+    let (mut broken, summary) = check::invariants(&observations, &store);
+    violations.append(&mut broken);
+    for v in &violations {
+        trace.line(format!("VIOLATION {v}"));
+    }
+    Outcome { trace, violations, summary }
+}
+
+fn apply(sim: &mut turmoil::Sim<'_>, redis: &FakeRedis, store: &SimStore, fault: Fault) {
+    match fault {
+        Fault::RedisCrash => sim.crash(REDIS),
+        Fault::RedisRestart => sim.bounce(REDIS),
+        Fault::Partition { node } => sim.hold(REDIS, NODES[node]),
+        Fault::Heal { node } => sim.release(REDIS, NODES[node]),
+        Fault::RedisLinkFaults(faults) => redis.set_faults(faults),
+        Fault::NodeCrash { node } => sim.crash(NODES[node]),
+        Fault::NodeRestart { node } => sim.bounce(NODES[node]),
+        Fault::StoreDown => store.set_down(true),
+        Fault::StoreUp => store.set_down(false),
+    }
+}
+
+fn node_settings(name: &str) -> Result<Settings, alice_shell::config::ConfigError> {
+    let vars: BTreeMap<&str, String> = [
+        ("JWT_SECRET", SECRET.to_owned()),
+        ("REDIS_URL", "redis://redis:6379".to_owned()),
+        ("NODE_ID", name.to_owned()),
+        ("REALTIME_PORT", "3000".to_owned()),
+        ("HOST", "0.0.0.0".to_owned()),
+        ("PRESENCE_TTL_MS", PRESENCE_TTL_MS.to_string()),
+        ("PRESENCE_PUSH_INTERVAL_MS", "500".to_owned()),
+        ("REDIS_CLAIM_IDLE_MS", "3000".to_owned()),
+        ("STORE_RETRY_BASE_MS", "100".to_owned()),
+        ("STORE_RETRY_MAX_MS", "1000".to_owned()),
+        ("STORE_MAX_ATTEMPTS", "1000".to_owned()),
+        ("DATABASE_MIGRATE", "false".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    Settings::from_vars(|key| vars.get(key).cloned())
+}

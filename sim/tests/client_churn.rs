@@ -1,0 +1,17 @@
+//! Readers and consultants come and go on three healthy nodes: every delivery rule and the online
+//! list must hold through connects, leaves and reconnects to other nodes.
+
+use alice_sim::scenario::{calm, Scenario};
+
+#[test]
+fn client_churn() {
+    alice_sim::seeds::check(Scenario {
+        name: "client_churn",
+        nodes: 3,
+        readers: 6,
+        consultants: 4,
+        events_per_reader: 12,
+        churn: true,
+        plan: calm,
+    });
+}

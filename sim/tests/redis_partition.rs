@@ -1,0 +1,28 @@
+//! One node loses Redis for 0.3 to 3 s while its sockets stay up: its link holds every segment
+//! (TCP retransmits them once the partition heals, so commands its client gave up on may still
+//! land late). Its readers' events wait in its outbox, the other nodes' events wait in the stream,
+//! and afterwards every consultant has every event exactly once.
+
+use alice_sim::scenario::{during, Fault, Scenario};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+fn plan(rng: &mut ChaCha8Rng, scenario: &Scenario) -> Vec<(u64, Fault)> {
+    let node = rng.random_range(0..scenario.nodes);
+    let cut = during(rng, 3_000);
+    let heal = cut + rng.random_range(300..3_000);
+    vec![(cut, Fault::Partition { node }), (heal, Fault::Heal { node })]
+}
+
+#[test]
+fn redis_partition() {
+    alice_sim::seeds::check(Scenario {
+        name: "redis_partition",
+        nodes: 3,
+        readers: 6,
+        consultants: 4,
+        events_per_reader: 12,
+        churn: true,
+        plan,
+    });
+}
