@@ -1,4 +1,4 @@
-//! The invariants of DESIGN.md, checked over what the clients saw and what the store holds.
+//! The invariants of the design (`shared/DESIGN.md`), checked over what the clients saw and what the store holds.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +16,10 @@ pub struct ConsultantView {
     pub received: BTreeMap<Uuid, u32>,
     /// The readers `get-online-readers` listed at the check, if this socket asked.
     pub online: Option<BTreeSet<String>>,
+    /// It asked for the online list and got no answer.
+    pub list_failed: bool,
+    /// The server closed it or the connection broke (a planned leave is not a loss).
+    pub lost: bool,
 }
 
 #[derive(Debug, Default)]
@@ -34,9 +38,36 @@ pub struct Observations {
 }
 
 /// Returns the broken invariants and a summary line.
-pub fn invariants(obs: &Observations, store: &SimStore) -> (Vec<String>, String) {
+///
+/// `losses_expected` excuses consultant sockets that broke (a node crashed under them); otherwise
+/// a lost consultant socket is a fault of the server.
+pub fn invariants(obs: &Observations, store: &SimStore, losses_expected: bool) -> (Vec<String>, String) {
     let mut broken = Vec::new();
     let stored = store.events();
+    if obs.accepted.is_empty() {
+        broken.push("no event was accepted: the run tested nothing".to_owned());
+    }
+    if !obs.consultants.iter().any(|c| c.throughout) {
+        broken.push("no consultant socket stayed subscribed throughout".to_owned());
+    }
+
+    // Each event a reader sent (its user and its number `n`) is stored at most once, whatever
+    // ids retries gave it; and only what readers sent is stored.
+    let mut copies: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for e in stored.values() {
+        let data: serde_json::Value = serde_json::from_str(e.data.get()).unwrap_or_default();
+        let reader = format!("reader-{}", data["reader"]);
+        if *e.user_id != *reader || !data["n"].is_u64() {
+            broken.push(format!("stored event {} was never sent: {} {}", e.id, e.user_id, e.data.get()));
+            continue;
+        }
+        *copies.entry((reader, data["n"].to_string())).or_default() += 1;
+    }
+    for ((reader, n), count) in copies {
+        if count > 1 {
+            broken.push(format!("{reader}'s event #{n} is stored {count} times"));
+        }
+    }
 
     for (id, (user, kind)) in &obs.accepted {
         match stored.get(id) {
@@ -68,6 +99,12 @@ pub fn invariants(obs: &Observations, store: &SimStore) -> (Vec<String>, String)
                     missing[0]
                 ));
             }
+        }
+        if c.lost && !losses_expected {
+            broken.push(format!("{} lost its connection with no node crashed", c.name));
+        }
+        if c.list_failed {
+            broken.push(format!("{} asked for the online readers and got no answer", c.name));
         }
         if let Some(online) = &c.online {
             if *online != obs.online_readers {

@@ -88,8 +88,10 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
     let token = token(&user, "reader");
     let mut node = k;
     let mut conn: Option<SioClient> = None;
-    // Acknowledgement id to the event's number, for events not yet answered.
-    let mut pending: BTreeMap<u64, usize> = BTreeMap::new();
+    // Acknowledgement id to the event's number and type, for events not yet answered.
+    let mut pending: BTreeMap<u64, (usize, &str)> = BTreeMap::new();
+    // Some readers leave for good once they are done sending, so the online list must shrink.
+    let stays = rng.random_bool(0.75);
     let mut sent = 0;
     let mut leaving = false;
     let mut next_send = ctx.at(ACTIVE_FROM_MS + rng.random_range(0..400));
@@ -112,8 +114,8 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
             biased;
             incoming = c.next() => match incoming {
                 Ok(Incoming::Ack(id, reply)) => {
-                    if let Some(n) = pending.remove(&id) {
-                        record_receipt(&ctx, &who, &user, n, &reply);
+                    if let Some((n, kind)) = pending.remove(&id) {
+                        record_receipt(&ctx, &who, &user, n, kind, &reply);
                     }
                 }
                 Ok(Incoming::Event(name, payload)) => watch_for_leaks(&ctx, &who, &user, &name, &payload),
@@ -133,7 +135,7 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
                 });
                 match c.emit("reader-event", payload).await {
                     Ok(ack) => {
-                        pending.insert(ack, sent);
+                        pending.insert(ack, (sent, kind));
                         ctx.trace.line(format!("{who} sent #{sent} {kind}"));
                     }
                     Err(e) => {
@@ -165,6 +167,13 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
         ctx.obs.lock().unwrap().unanswered += unanswered as u32;
     }
 
+    if !stays {
+        if let Some(c) = conn.take() {
+            c.close().await;
+        }
+        ctx.trace.line(format!("{who} leaves for good"));
+        return;
+    }
     // Confirm the connection with a round trip until the quiet point, reconnecting if it is gone.
     while ctx.now_ms() < QUIET_FROM_MS {
         if conn.is_none() {
@@ -204,7 +213,7 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
     }
 }
 
-fn record_receipt(ctx: &Ctx, who: &str, user: &str, n: usize, reply: &Value) {
+fn record_receipt(ctx: &Ctx, who: &str, user: &str, n: usize, kind: &str, reply: &Value) {
     if reply["ok"] == true {
         let id = reply["eventId"].as_str().and_then(|s| Uuid::parse_str(s).ok());
         let Some(id) = id else {
@@ -212,13 +221,7 @@ fn record_receipt(ctx: &Ctx, who: &str, user: &str, n: usize, reply: &Value) {
             return;
         };
         ctx.trace.line(format!("{who} #{n} accepted {id}"));
-        let kind = ctx
-            .trace
-            .lines()
-            .iter()
-            .rev()
-            .find_map(|l| l.split_once(&format!("{who} sent #{n} ")).map(|(_, kind)| kind.to_owned()));
-        ctx.obs.lock().unwrap().accepted.insert(id, (user.to_owned(), kind.unwrap_or_default()));
+        ctx.obs.lock().unwrap().accepted.insert(id, (user.to_owned(), kind.to_owned()));
     } else {
         let code = reply["error"]["code"].as_str().unwrap_or("?").to_owned();
         ctx.trace.line(format!("{who} #{n} refused {code}"));
@@ -232,7 +235,7 @@ fn watch_for_leaks(ctx: &Ctx, who: &str, user: &str, name: &str, payload: &Value
     }
 }
 
-fn lost(ctx: &Ctx, who: &str, pending: &mut BTreeMap<u64, usize>, why: &str) {
+fn lost(ctx: &Ctx, who: &str, pending: &mut BTreeMap<u64, (usize, &str)>, why: &str) {
     ctx.trace.line(format!("{who} lost its connection ({} unanswered): {why}", pending.len()));
     ctx.obs.lock().unwrap().unanswered += pending.len() as u32;
     pending.clear();
@@ -300,6 +303,7 @@ async fn consultant(ctx: Ctx, j: usize, mut rng: ChaCha8Rng) {
                     Ok(Incoming::Ack(..)) => {}
                     Err(e) => {
                         ctx.trace.line(format!("{who} lost its connection: {}", e.0));
+                        view.lost = true;
                         break true;
                     }
                 },
@@ -333,7 +337,10 @@ async fn consultant(ctx: Ctx, j: usize, mut rng: ChaCha8Rng) {
                 ctx.trace.line(format!("{who} sees online {online:?}"));
                 view.online = Some(online);
             }
-            other => ctx.trace.line(format!("{who} could not list online readers: {other:?}")),
+            other => {
+                ctx.trace.line(format!("{who} could not list online readers: {other:?}"));
+                view.list_failed = true;
+            }
         }
         // Deliveries still arriving count too (events accepted late are delivered late).
         while let Ok(Ok(incoming)) = tokio::time::timeout_at(ctx.at(END_MS), c.next()).await {

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::scenario::Scenario;
-use crate::world::{run, Outcome};
+use crate::world::{run, RunOutcome};
 
 const DEFAULT_SEEDS: u64 = 200;
 /// Every this many seeds, one runs twice and the two trace hashes must match.
@@ -19,7 +19,7 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// Runs `scenario` (named as its test file is) over the seeds the environment asks for, on every
 /// core, and panics with a replayable report on the first broken invariant.
-pub fn check(scenario: Scenario) {
+pub fn sweep(scenario: Scenario) {
     let seeds: Vec<u64> = match env_u64("SIM_SEED") {
         Some(seed) => vec![seed],
         None => (1..=env_u64("SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
@@ -52,12 +52,32 @@ pub fn check(scenario: Scenario) {
 
 /// Runs one seed; returns the report of its failure, if it failed.
 fn one(scenario: &Scenario, seed: u64) -> Option<String> {
-    let outcome = run(scenario, seed);
+    let outcome = match std::panic::catch_unwind(|| run(scenario, seed)) {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            return Some(format!(
+                "{} seed {seed} panicked: {what}\nreplay: {}",
+                scenario.name,
+                replay(scenario, seed)
+            ));
+        }
+    };
     if std::env::var_os("SIM_VERBOSE").is_some() || seed == 1 {
         println!("{} seed {seed}: {}", scenario.name, outcome.summary);
     }
     if !outcome.violations.is_empty() {
         return Some(report(scenario, seed, &outcome, "broke an invariant"));
+    }
+    if std::env::var_os("SIM_SEED").is_some() {
+        match save(scenario.name, seed, &outcome) {
+            Ok(path) => println!("trace: {}", path.display()),
+            Err(e) => println!("the trace could not be written: {e}"),
+        }
     }
     let twice = std::env::var_os("SIM_SEED").is_some() || std::env::var_os("SIM_TWICE").is_some();
     if seed % TWICE_EVERY == 1 || twice {
@@ -77,25 +97,33 @@ fn one(scenario: &Scenario, seed: u64) -> Option<String> {
     None
 }
 
-fn report(scenario: &Scenario, seed: u64, outcome: &Outcome, what: &str) -> String {
-    let path = trace_path(scenario.name, seed);
+fn report(scenario: &Scenario, seed: u64, outcome: &RunOutcome, what: &str) -> String {
     let lines = outcome.trace.lines();
-    let written = std::fs::create_dir_all(path.parent().unwrap_or(&path))
-        .and_then(|_| std::fs::write(&path, lines.join("\n") + "\n"));
-    let saved = match written {
-        Ok(()) => format!("full trace: {}", path.display()),
-        Err(e) => format!("(the trace could not be written to {}: {e})", path.display()),
+    let saved = match save(scenario.name, seed, outcome) {
+        Ok(path) => format!("full trace: {}", path.display()),
+        Err(e) => format!("(the trace could not be written: {e})"),
     };
     let tail: Vec<&str> = lines.iter().rev().take(30).rev().map(String::as_str).collect();
     format!(
-        "{name} seed {seed} {what}: {violations:?}\n{summary}\nreplay: SIM_SEED={seed} cargo test -p alice-sim --test {name} -- --nocapture\n{saved}\nlast lines:\n{tail}",
+        "{name} seed {seed} {what}: {violations:?}\n{summary}\nreplay: {replay}\n{saved}\nlast lines:\n{tail}",
         name = scenario.name,
         violations = outcome.violations,
         summary = outcome.summary,
+        replay = replay(scenario, seed),
         tail = tail.join("\n"),
     )
 }
 
-fn trace_path(name: &str, seed: u64) -> PathBuf {
-    std::env::temp_dir().join("alice-sim").join(format!("{name}-{seed}.trace"))
+/// Writes the run's trace to `$TMPDIR/alice-sim/<scenario>-<seed>.trace`.
+fn save(name: &str, seed: u64, outcome: &RunOutcome) -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join("alice-sim");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}-{seed}.trace"));
+    std::fs::write(&path, outcome.trace.lines().join("\n") + "\n")?;
+    Ok(path)
+}
+
+/// The command that runs `seed` of `scenario` again, alone and twice.
+fn replay(scenario: &Scenario, seed: u64) -> String {
+    format!("SIM_SEED={seed} cargo test -p alice-sim --test {} -- --nocapture", scenario.name)
 }

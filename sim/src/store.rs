@@ -65,7 +65,9 @@ impl EventStore for SimStore {
         let mut rows = self.rows.lock().unwrap();
         for e in events {
             *rows.writes.entry(e.id).or_default() += 1;
-            if rows.events.insert(e.id, e.clone()).is_none() {
+            // As `ON CONFLICT DO NOTHING`: the first row of an id stays.
+            if !rows.events.contains_key(&e.id) {
+                rows.events.insert(e.id, e.clone());
                 self.trace.line(format!("store {} {}", e.id, e.event_type));
             }
         }

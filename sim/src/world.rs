@@ -42,7 +42,7 @@ pub fn sim_now_ms() -> u64 {
 }
 
 /// What a run left behind.
-pub struct Outcome {
+pub struct RunOutcome {
     pub trace: Trace,
     /// Broken invariants, in words; empty when the run passed.
     pub violations: Vec<String>,
@@ -51,10 +51,11 @@ pub struct Outcome {
 }
 
 /// Runs `scenario` with `seed` to the end and checks it.
-pub fn run(scenario: &Scenario, seed: u64) -> Outcome {
+pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut plan = (scenario.plan)(&mut rng, scenario);
     plan.sort_by_key(|(at, _)| *at);
+    let crashes_nodes = plan.iter().any(|(_, f)| matches!(f, Fault::NodeCrash { .. }));
     let trace = Trace::default();
     for (at, fault) in &plan {
         trace.line(format!("plan {at} {fault:?}"));
@@ -139,12 +140,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> Outcome {
     }
     trace.set_now(sim.elapsed().as_millis() as u64);
     let observations = std::mem::take(&mut *observations.lock().unwrap());
-    let (mut broken, summary) = check::invariants(&observations, &store);
+    let (mut broken, summary) = check::invariants(&observations, &store, crashes_nodes);
     violations.append(&mut broken);
     for v in &violations {
         trace.line(format!("VIOLATION {v}"));
     }
-    Outcome { trace, violations, summary }
+    RunOutcome { trace, violations, summary }
 }
 
 fn apply(sim: &mut turmoil::Sim<'_>, redis: &FakeRedis, store: &SimStore, fault: Fault) {

@@ -5,7 +5,7 @@ use alice_sim::scenario::{calm, Scenario};
 
 #[test]
 fn client_churn() {
-    alice_sim::seeds::check(Scenario {
+    alice_sim::seeds::sweep(Scenario {
         name: "client_churn",
         nodes: 3,
         readers: 6,

@@ -15,7 +15,7 @@ fn plan(rng: &mut ChaCha8Rng, scenario: &Scenario) -> Vec<(u64, Fault)> {
 
 #[test]
 fn node_crash() {
-    alice_sim::seeds::check(Scenario {
+    alice_sim::seeds::sweep(Scenario {
         name: "node_crash",
         nodes: 3,
         readers: 6,

@@ -14,7 +14,7 @@ fn plan(rng: &mut ChaCha8Rng, _: &Scenario) -> Vec<(u64, Fault)> {
 
 #[test]
 fn redis_crash() {
-    alice_sim::seeds::check(Scenario {
+    alice_sim::seeds::sweep(Scenario {
         name: "redis_crash",
         nodes: 3,
         readers: 6,

@@ -22,7 +22,7 @@ fn plan(rng: &mut ChaCha8Rng, _: &Scenario) -> Vec<(u64, Fault)> {
 
 #[test]
 fn slow_lossy_redis() {
-    alice_sim::seeds::check(Scenario {
+    alice_sim::seeds::sweep(Scenario {
         name: "slow_lossy_redis",
         nodes: 2,
         readers: 6,

@@ -1,5 +1,5 @@
 //! The database fails, once or twice, for 0.2 to 1.5 s each. Storage retries with backoff; every
-//! accepted event is stored once it is back, and deliveries never wait for the store.
+//! accepted event is stored once it is back, and consultants get every event exactly once meanwhile.
 
 use alice_sim::scenario::{during, Fault, Scenario};
 use rand::Rng;
@@ -19,7 +19,7 @@ fn plan(rng: &mut ChaCha8Rng, _: &Scenario) -> Vec<(u64, Fault)> {
 
 #[test]
 fn store_failures() {
-    alice_sim::seeds::check(Scenario {
+    alice_sim::seeds::sweep(Scenario {
         name: "store_failures",
         nodes: 2,
         readers: 6,

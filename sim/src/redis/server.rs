@@ -87,7 +87,9 @@ impl FakeRedis {
             if self.roll(|f| f.cut_before) {
                 return;
             }
-            let reply = self.run(&mut session, args).await;
+            let Some(reply) = self.run(&mut session, args, &mut stream, &mut buf).await else {
+                return;
+            };
             if self.roll(|f| f.cut_after) {
                 return;
             }
@@ -103,36 +105,53 @@ impl FakeRedis {
         }
     }
 
-    /// Runs a command, waiting out a blocking read.
-    async fn run(&self, session: &mut Session, mut args: Vec<Vec<u8>>) -> Reply {
+    /// Runs a command, waiting out a blocking read. While it waits, bytes the client pipelines go
+    /// to `buf`, and a client that leaves ends the wait: `None`, as Redis frees a blocked client
+    /// whose connection closed instead of handing it entries.
+    async fn run<S: AsyncRead + Unpin>(
+        &self,
+        session: &mut Session,
+        mut args: Vec<Vec<u8>>,
+        stream: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Option<Reply> {
         let mut deadline = None;
+        let mut chunk = vec![0u8; 4 * 1024];
         loop {
             // Listen before looking, so a write between the look and the wait is not missed.
             let written = self.written.notified();
             tokio::pin!(written);
             written.as_mut().enable();
             let outcome = lock(&self.db).execute((self.clock)(), session, &args);
-            match outcome {
+            let (timeout_ms, retry) = match outcome {
                 Outcome::Reply(reply) => {
                     if !matches!(reply, Reply::Error(_)) {
                         self.written.notify_waiters();
                     }
-                    return reply;
+                    return Some(reply);
                 }
-                Outcome::Block { timeout_ms, retry } => {
-                    args = retry;
-                    let until = *deadline.get_or_insert_with(|| {
-                        (timeout_ms > 0)
-                            .then(|| tokio::time::Instant::now() + Duration::from_millis(timeout_ms))
-                    });
-                    match until {
-                        Some(until) => {
-                            if tokio::time::timeout_at(until, written).await.is_err() {
-                                return Reply::NilArray;
-                            }
-                        }
-                        None => written.await,
-                    }
+                Outcome::Block { timeout_ms, retry } => (timeout_ms, retry),
+            };
+            args = retry;
+            let until = *deadline.get_or_insert_with(|| {
+                (timeout_ms > 0).then(|| tokio::time::Instant::now() + Duration::from_millis(timeout_ms))
+            });
+            let timeout = async {
+                match until {
+                    Some(until) => tokio::time::sleep_until(until).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(timeout);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut written => break,
+                    read = stream.read(&mut chunk) => match read {
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    },
+                    _ = &mut timeout => return Some(Reply::NilArray),
                 }
             }
         }
