@@ -1,6 +1,7 @@
 //! The event store the simulated nodes share, in memory and outliving any node: it records every
 //! write, and fails on demand.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,8 +67,8 @@ impl EventStore for SimStore {
         for e in events {
             *rows.writes.entry(e.id).or_default() += 1;
             // As `ON CONFLICT DO NOTHING`: the first row of an id stays.
-            if !rows.events.contains_key(&e.id) {
-                rows.events.insert(e.id, e.clone());
+            if let Entry::Vacant(row) = rows.events.entry(e.id) {
+                row.insert(e.clone());
                 self.trace.line(format!("store {} {}", e.id, e.event_type));
             }
         }
