@@ -1,8 +1,9 @@
 //! Builds one simulated cluster for a scenario and seed, runs it, and collects what happened.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, UNIX_EPOCH};
 
 use alice_core::Millis;
@@ -50,8 +51,28 @@ pub struct RunOutcome {
     pub summary: String,
 }
 
+thread_local! {
+    /// Panics on this thread during the current run: a panicking task (a node's driver, a fake
+    /// Redis connection) is otherwise swallowed by its runtime and looks like a lost connection.
+    static PANICS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records every panic on a simulation thread, then lets the usual hook print it.
+fn watch_panics() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let print = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = PANICS.try_with(|p| p.borrow_mut().push(info.to_string()));
+            print(info);
+        }));
+    });
+    PANICS.with(|p| p.borrow_mut().clear());
+}
+
 /// Runs `scenario` with `seed` to the end and checks it.
 pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
+    watch_panics();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut plan = (scenario.plan)(&mut rng, scenario);
     plan.sort_by_key(|(at, _)| *at);
@@ -142,6 +163,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     let observations = std::mem::take(&mut *observations.lock().unwrap());
     let (mut broken, summary) = check::invariants(&observations, &store, crashes_nodes);
     violations.append(&mut broken);
+    PANICS.with(|p| violations.extend(p.borrow_mut().drain(..).map(|m| format!("a task panicked: {m}"))));
     for v in &violations {
         trace.line(format!("VIOLATION {v}"));
     }
