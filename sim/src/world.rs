@@ -76,7 +76,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut plan = (scenario.plan)(&mut rng, scenario);
     plan.sort_by_key(|(at, _)| *at);
-    let crashes_nodes = plan.iter().any(|(_, f)| matches!(f, Fault::NodeCrash { .. }));
+    let crash = plan.iter().find_map(|(at, f)| match f {
+        Fault::NodeCrash { node } => Some((NODES[*node], *at)),
+        _ => None,
+    });
     let trace = Trace::default();
     for (at, fault) in &plan {
         trace.line(format!("plan {at} {fault:?}"));
@@ -161,7 +164,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     }
     trace.set_now(sim.elapsed().as_millis() as u64);
     let observations = std::mem::take(&mut *observations.lock().unwrap());
-    let (mut broken, summary) = check::invariants(&observations, &store, crashes_nodes);
+    let (mut broken, summary) = check::invariants(&observations, &store, crash.is_some(), crash);
     violations.append(&mut broken);
     PANICS.with(|p| violations.extend(p.borrow_mut().drain(..).map(|m| format!("a task panicked: {m}"))));
     for v in &violations {
