@@ -119,7 +119,4 @@ impl SeqTracker {
         }
     }
 
-    pub fn forget(&mut self, origin: &str) {
-        self.last.remove(origin);
-    }
 }

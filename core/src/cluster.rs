@@ -62,10 +62,8 @@ impl Core {
                 self.presence.remote_update(&msg.origin, &user_id, reader)
             }
             BusBody::Heartbeat { readers } => self.presence.remote_snapshot(&msg.origin, readers),
-            BusBody::Leaving => {
-                self.presence.forget(&msg.origin);
-                self.seen.forget(&msg.origin);
-            }
+            // Its sequence is remembered: a late repeat of its messages stays a duplicate.
+            BusBody::Leaving => self.presence.forget(&msg.origin),
         }
     }
 
@@ -77,13 +75,14 @@ impl Core {
         self.timers.set(Timer::Heartbeat, now.plus(self.config.heartbeat_interval_ms()));
     }
 
-    /// Forgets nodes silent for longer than the presence TTL.
+    /// Forgets the readers of nodes silent for longer than the presence TTL. Their bus sequences
+    /// stay: a node silent only because Redis paused may still have messages in flight, and a
+    /// repeat of one (a publisher resending after a failed write) must stay a duplicate.
     pub(crate) fn expire_nodes(&mut self, now: Millis) {
         let ttl = self.config.presence_ttl_ms;
         if let Some(deadline) = now.0.checked_sub(ttl).map(Millis) {
             for node in self.presence.silent_since(deadline) {
                 self.presence.forget(&node);
-                self.seen.forget(&node);
             }
         }
         if let Some(oldest) = self.presence.oldest_heard() {

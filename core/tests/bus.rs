@@ -86,6 +86,20 @@ fn duplicates_are_dropped_and_gaps_counted() {
 }
 
 #[test]
+fn a_repeat_from_a_node_expired_as_silent_is_still_a_duplicate() {
+    // Redis paused: node-b goes silent past the TTL, then its publisher resends a pipeline that
+    // had partly landed. Found by shell/tests/redis_cluster.rs (a consultant got one event twice).
+    let mut node = Node::new();
+    let sub = node.connect("c1", "consultant");
+    node.send(sub, "subscribe-consultant", json!({"consultantId": "c1"}));
+    let count = |node: &mut Node, msg| received(&node.input(Input::Bus(msg)), sub, "reader-activity").len();
+    assert_eq!(count(&mut node, event_msg(1, "r1", &[])), 1);
+    node.advance(16_000);
+    assert_eq!(count(&mut node, event_msg(1, "r1", &[])), 0);
+    assert_eq!(count(&mut node, event_msg(2, "r1", &[])), 1);
+}
+
+#[test]
 fn own_messages_prove_liveness_and_are_not_redelivered() {
     let mut node = Node::new();
     let r = node.connect("r1", "reader");
