@@ -45,6 +45,18 @@ pub struct Scenario {
     pub plan: fn(&mut ChaCha8Rng, &Scenario) -> Vec<(u64, Fault)>,
 }
 
+impl Scenario {
+    /// The cluster every scenario uses: six readers sending twelve events each, four consultants,
+    /// and churn throughout.
+    pub fn churning(
+        name: &'static str,
+        nodes: usize,
+        plan: fn(&mut ChaCha8Rng, &Scenario) -> Vec<(u64, Fault)>,
+    ) -> Scenario {
+        Scenario { name, nodes, readers: 6, consultants: 4, events_per_reader: 12, churn: true, plan }
+    }
+}
+
 /// Clients connect and subscribe before this.
 pub const ACTIVE_FROM_MS: u64 = 1_000;
 /// Readers stop sending here.

@@ -5,13 +5,5 @@ use alice_sim::scenario::{calm, Scenario};
 
 #[test]
 fn client_churn() {
-    alice_sim::seeds::sweep(Scenario {
-        name: "client_churn",
-        nodes: 3,
-        readers: 6,
-        consultants: 4,
-        events_per_reader: 12,
-        churn: true,
-        plan: calm,
-    });
+    alice_sim::seeds::sweep(Scenario::churning("client_churn", 3, calm));
 }

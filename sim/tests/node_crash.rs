@@ -15,13 +15,5 @@ fn plan(rng: &mut ChaCha8Rng, scenario: &Scenario) -> Vec<(u64, Fault)> {
 
 #[test]
 fn node_crash() {
-    alice_sim::seeds::sweep(Scenario {
-        name: "node_crash",
-        nodes: 3,
-        readers: 6,
-        consultants: 4,
-        events_per_reader: 12,
-        churn: true,
-        plan,
-    });
+    alice_sim::seeds::sweep(Scenario::churning("node_crash", 3, plan));
 }

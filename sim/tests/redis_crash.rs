@@ -14,13 +14,5 @@ fn plan(rng: &mut ChaCha8Rng, _: &Scenario) -> Vec<(u64, Fault)> {
 
 #[test]
 fn redis_crash() {
-    alice_sim::seeds::sweep(Scenario {
-        name: "redis_crash",
-        nodes: 3,
-        readers: 6,
-        consultants: 4,
-        events_per_reader: 12,
-        churn: true,
-        plan,
-    });
+    alice_sim::seeds::sweep(Scenario::churning("redis_crash", 3, plan));
 }

@@ -17,13 +17,5 @@ fn plan(rng: &mut ChaCha8Rng, scenario: &Scenario) -> Vec<(u64, Fault)> {
 
 #[test]
 fn redis_partition() {
-    alice_sim::seeds::sweep(Scenario {
-        name: "redis_partition",
-        nodes: 3,
-        readers: 6,
-        consultants: 4,
-        events_per_reader: 12,
-        churn: true,
-        plan,
-    });
+    alice_sim::seeds::sweep(Scenario::churning("redis_partition", 3, plan));
 }

@@ -22,13 +22,5 @@ fn plan(rng: &mut ChaCha8Rng, _: &Scenario) -> Vec<(u64, Fault)> {
 
 #[test]
 fn slow_lossy_redis() {
-    alice_sim::seeds::sweep(Scenario {
-        name: "slow_lossy_redis",
-        nodes: 2,
-        readers: 6,
-        consultants: 4,
-        events_per_reader: 12,
-        churn: true,
-        plan,
-    });
+    alice_sim::seeds::sweep(Scenario::churning("slow_lossy_redis", 2, plan));
 }

@@ -19,13 +19,5 @@ fn plan(rng: &mut ChaCha8Rng, _: &Scenario) -> Vec<(u64, Fault)> {
 
 #[test]
 fn store_failures() {
-    alice_sim::seeds::sweep(Scenario {
-        name: "store_failures",
-        nodes: 2,
-        readers: 6,
-        consultants: 4,
-        events_per_reader: 12,
-        churn: true,
-        plan,
-    });
+    alice_sim::seeds::sweep(Scenario::churning("store_failures", 2, plan));
 }
