@@ -9,6 +9,7 @@ use crate::error::CommandError;
 use crate::event::ReaderEvent;
 use crate::history::HistoryAnswer;
 use crate::protocol::{self, ClientEvent, Command, HistoryQuery};
+use crate::queue::Receipt;
 use crate::replies::{self, fields, names};
 use crate::session::forbidden;
 use crate::{AckId, BusBody, BusEvent, ConnId, Core, Millis, Output, Role, Subscription};
@@ -104,8 +105,9 @@ impl Core {
         }
     }
 
-    /// Accepts a reader event: id, delivery here, publication to the cluster, history,
-    /// presence, the durable queue, and the sender's receipt.
+    /// Accepts a reader event: id, the sender's receipt (now, or once the queue's batch is
+    /// stored when [`crate::Config::receipt_once_queued`]), delivery here, publication to the
+    /// cluster, history, presence and the durable queue.
     fn accept_reader_event(
         &mut self,
         now: Millis,
@@ -141,11 +143,13 @@ impl Core {
         self.stats.events_accepted += 1;
         self.minute.add(now);
 
-        let receipt = fields([
-            ("message", "Event received and queued".into()),
-            ("eventId", event.id.to_string().into()),
-        ]);
-        self.reply(conn, ack, names::READER_EVENT_RECEIVED, receipt);
+        let receipt = Receipt { conn, ack };
+        let receipt = if self.config.receipt_once_queued {
+            Some(receipt)
+        } else {
+            self.send_receipt(receipt, &event);
+            None
+        };
         self.deliver(Some(conn), &event, sender_rooms.iter().map(String::as_str));
 
         let (book, page) = event.reading_position();
@@ -160,8 +164,21 @@ impl Core {
             session_id: event.session_id.clone(),
             sender_rooms,
         }));
-        self.queue.push(event);
+        self.queue.push(event, receipt);
         self.pump_store(now);
+    }
+
+    /// Tells a sender its event is accepted: `reader-event-received`, and the acknowledgement
+    /// when it asked for one. A socket gone meanwhile is told nothing.
+    pub(crate) fn send_receipt(&mut self, receipt: Receipt, event: &ReaderEvent) {
+        if !self.conns.contains_key(&receipt.conn) {
+            return;
+        }
+        let fields = fields([
+            ("message", "Event received and queued".into()),
+            ("eventId", event.id.to_string().into()),
+        ]);
+        self.reply(receipt.conn, receipt.ack, names::READER_EVENT_RECEIVED, fields);
     }
 
     /// Sends `reader-activity` to this node's recipients of `event`, serialized once.

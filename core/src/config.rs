@@ -44,6 +44,12 @@ pub struct Config {
     pub store_retry_base_ms: u64,
     /// Longest retry delay.
     pub store_retry_max_ms: u64,
+    /// Send an event's receipt (`reader-event-received` and the acknowledgement) only once its
+    /// store batch is confirmed ([`crate::Input::Stored`]), not when it is accepted. A cluster
+    /// sets it, because there the batch goes to Redis, which outlives the node: a node that
+    /// crashes then loses no acknowledged event. A single node leaves it off, so that its queue
+    /// in memory can accept events through a store outage.
+    pub receipt_once_queued: bool,
 }
 
 impl Default for Config {
@@ -69,6 +75,7 @@ impl Default for Config {
             store_max_attempts: 8,
             store_retry_base_ms: 200,
             store_retry_max_ms: 30_000,
+            receipt_once_queued: false,
         }
     }
 }

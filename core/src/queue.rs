@@ -1,6 +1,9 @@
 //! The durable queue's bookkeeping: accepted events wait here until the store confirms them.
 //! A failed batch is retried with exponential backoff and seeded jitter; an event that has used
 //! its attempts becomes a dead letter until an admin replays it. Nothing leaves silently.
+//!
+//! An event may carry the [`Receipt`] its sender waits for; the queue hands it back when the
+//! event's batch is stored (or the event is dead-lettered), so the core can answer then.
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
@@ -10,6 +13,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::event::ReaderEvent;
 use crate::time::Millis;
+use crate::{AckId, ConnId};
 
 /// Names one store batch, so its result can be matched to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,16 +29,40 @@ pub enum StoreFailure {
     Rejected,
 }
 
+/// Who waits to hear that an event is held: its sender's socket and acknowledgement callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub conn: ConnId,
+    pub ack: Option<AckId>,
+}
+
+/// Receipts now due, with the events they answer for.
+pub type DueReceipts = Vec<(Receipt, Arc<ReaderEvent>)>;
+
 #[derive(Clone, Debug)]
 struct Pending {
     event: Arc<ReaderEvent>,
     attempts: u32,
+    receipt: Option<Receipt>,
+}
+
+impl Pending {
+    fn due(self) -> Option<(Receipt, Arc<ReaderEvent>)> {
+        Some((self.receipt?, self.event))
+    }
 }
 
 #[derive(Debug)]
 struct Retry {
     due: Millis,
     events: Vec<Pending>,
+}
+
+/// What a failed batch dead-lettered: how many events, and the receipts now due for them.
+#[derive(Debug, Default)]
+pub struct Dead {
+    pub count: usize,
+    pub receipts: DueReceipts,
 }
 
 /// Events accepted and not yet stored.
@@ -98,9 +126,10 @@ impl DurableQueue {
         self.in_flight.is_some()
     }
 
-    /// Queues an accepted event. The caller has checked [`DurableQueue::is_full`].
-    pub fn push(&mut self, event: Arc<ReaderEvent>) {
-        self.ready.push_back(Pending { event, attempts: 0 });
+    /// Queues an accepted event, with the receipt to hand back once it is held. The caller has
+    /// checked [`DurableQueue::is_full`].
+    pub fn push(&mut self, event: Arc<ReaderEvent>, receipt: Option<Receipt>) {
+        self.ready.push_back(Pending { event, attempts: 0, receipt });
     }
 
     /// The next batch to store, if the store is idle and something is due.
@@ -123,34 +152,39 @@ impl DurableQueue {
         Some((id, events))
     }
 
-    /// The store kept batch `id`.
-    pub fn stored(&mut self, id: BatchId) -> bool {
-        match &self.in_flight {
-            Some((current, _)) if *current == id => {
-                self.in_flight = None;
-                true
+    /// The store kept batch `id`: its receipts are due. `None` when `id` is not the batch in
+    /// flight (a stale answer).
+    pub fn stored(&mut self, id: BatchId) -> Option<DueReceipts> {
+        match self.in_flight.take() {
+            Some((current, batch)) if current == id => {
+                Some(batch.into_iter().filter_map(Pending::due).collect())
             }
-            _ => false,
+            other => {
+                self.in_flight = other;
+                None
+            }
         }
     }
 
     /// The store failed batch `id`; schedules retries and dead-letters what used its attempts.
-    /// Returns how many events were dead-lettered.
-    pub fn failed(&mut self, id: BatchId, failure: StoreFailure, now: Millis, rng: &mut ChaCha8Rng) -> usize {
+    /// Returns the dead-lettered events' receipts: a dead letter is held until an admin replays
+    /// it, which is what the protocol promises for an event the store keeps refusing.
+    pub fn failed(&mut self, id: BatchId, failure: StoreFailure, now: Millis, rng: &mut ChaCha8Rng) -> Dead {
         let batch = match self.in_flight.take() {
             Some((current, batch)) if current == id => batch,
             other => {
                 self.in_flight = other;
-                return 0;
+                return Dead::default();
             }
         };
         let mut retry = Vec::new();
-        let mut dead = 0;
+        let mut dead = Dead::default();
         for mut p in batch {
             p.attempts += 1;
             if p.attempts >= self.max_attempts {
-                self.dead.push(p.event);
-                dead += 1;
+                self.dead.push(p.event.clone());
+                dead.count += 1;
+                dead.receipts.extend(p.due());
             } else {
                 retry.push(p);
             }
@@ -192,7 +226,7 @@ impl DurableQueue {
     pub fn replay_dead(&mut self) -> usize {
         let n = self.dead.len();
         for event in self.dead.drain(..) {
-            self.ready.push_back(Pending { event, attempts: 0 });
+            self.ready.push_back(Pending { event, attempts: 0, receipt: None });
         }
         n
     }

@@ -1,5 +1,5 @@
 //! Feeding the store from the durable queue: one batch at a time, retries on their timers,
-//! dead letters counted.
+//! dead letters counted, and the receipts that wait for a batch sent when it is stored.
 
 use crate::queue::{BatchId, StoreFailure};
 use crate::timers::Timer;
@@ -18,14 +18,20 @@ impl Core {
     }
 
     pub(crate) fn on_stored(&mut self, now: Millis, batch: BatchId) {
-        if self.queue.stored(batch) {
+        if let Some(receipts) = self.queue.stored(batch) {
+            for (receipt, event) in receipts {
+                self.send_receipt(receipt, &event);
+            }
             self.pump_store(now);
         }
     }
 
     pub(crate) fn on_store_failed(&mut self, now: Millis, batch: BatchId, failure: StoreFailure) {
         let dead = self.queue.failed(batch, failure, now, &mut self.rng);
-        self.stats.events_dead_lettered += dead as u64;
+        self.stats.events_dead_lettered += dead.count as u64;
+        for (receipt, event) in dead.receipts {
+            self.send_receipt(receipt, &event);
+        }
         self.pump_store(now);
     }
 }

@@ -146,6 +146,8 @@ impl Settings {
             store_max_attempts: num(&get, "STORE_MAX_ATTEMPTS", d.store_max_attempts, 1)?,
             store_retry_base_ms: num(&get, "STORE_RETRY_BASE_MS", d.store_retry_base_ms, 1)?,
             store_retry_max_ms: num(&get, "STORE_RETRY_MAX_MS", d.store_retry_max_ms, 1)?,
+            // Decided by the deployment, not a variable: on with Redis (see `start_on`).
+            receipt_once_queued: false,
         };
         if core.max_event_bytes >= core.max_packet_bytes {
             return Err(ConfigError("MAX_EVENT_BYTES must be smaller than MAX_PACKET_BYTES".into()));

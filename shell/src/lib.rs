@@ -138,6 +138,9 @@ where
             // them, however long Redis is away (the queue's capacity still bounds it). Attempts
             // and dead letters apply to the store, in the storage worker.
             core_config.store_max_attempts = u32::MAX;
+            // An event is acknowledged once Redis holds it, so a node crash loses no acknowledged
+            // event; while Redis is away, receipts wait with the events.
+            core_config.receipt_once_queued = true;
             if store.kind() == "sqlite" {
                 tracing::warn!(
                     "a cluster over Redis with the embedded SQLite store: each node stores its share \

@@ -150,8 +150,9 @@ async fn redis_killed_and_restarted_loses_nothing() {
     let mut on_a = subscribed(a.addr, "ca").await;
     let mut on_b = subscribed(b.addr, "cb").await;
     let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
-    let mut sent = Vec::new();
-    let mut refused = 0;
+    // Receipts wait until Redis holds the event, so everything is sent before any is collected:
+    // the events sent while Redis is down are acknowledged once it is back.
+    let mut requests = Vec::new();
     for phase in 0..3 {
         if phase == 1 {
             redis.kill();
@@ -161,17 +162,21 @@ async fn redis_killed_and_restarted_loses_nothing() {
             redis.restart();
         }
         for i in 0..15 {
-            let ack = reader
-                .call("reader-event", json!({"eventType": "T", "data": {"phase": phase, "i": i}}))
-                .await;
-            match ack["ok"].as_bool() {
-                Some(true) => sent.push(ack["eventId"].as_str().unwrap().to_owned()),
-                _ => {
-                    assert_eq!(ack["error"]["code"], "UNAVAILABLE", "{ack}");
-                    refused += 1;
-                }
-            }
+            let payload = json!({"eventType": "T", "data": {"phase": phase, "i": i}});
+            requests.push(reader.request("reader-event", payload).await);
             tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    }
+    let mut sent = Vec::new();
+    let mut refused = 0;
+    for id in requests {
+        let ack = reader.ack(id).await;
+        match ack["ok"].as_bool() {
+            Some(true) => sent.push(ack["eventId"].as_str().unwrap().to_owned()),
+            _ => {
+                assert_eq!(ack["error"]["code"], "UNAVAILABLE", "{ack}");
+                refused += 1;
+            }
         }
     }
     assert_eq!(refused, 0, "the outbox had room for everything");
@@ -193,7 +198,8 @@ async fn redis_paused_then_resumed_delivers_everything() {
     let b = Node::start("node-b", &vars);
     let mut on_b = subscribed(b.addr, "cb").await;
     let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
-    let mut sent = Vec::new();
+    // Receipts wait until Redis holds the event: send everything, then collect the receipts.
+    let mut requests = Vec::new();
     for i in 0..30 {
         if i == 10 {
             redis.pause();
@@ -202,7 +208,11 @@ async fn redis_paused_then_resumed_delivers_everything() {
             tokio::time::sleep(Duration::from_secs(4)).await;
             redis.resume();
         }
-        let ack = reader.call("reader-event", json!({"eventType": "T", "data": {"i": i}})).await;
+        requests.push(reader.request("reader-event", json!({"eventType": "T", "data": {"i": i}})).await);
+    }
+    let mut sent = Vec::new();
+    for id in requests {
+        let ack = reader.ack(id).await;
         assert_eq!(ack["ok"], true, "{ack}");
         sent.push(ack["eventId"].as_str().unwrap().to_owned());
     }

@@ -6,9 +6,6 @@ use uuid::Uuid;
 
 use crate::store::SimStore;
 
-/// How close to a node's crash an acknowledgement must arrive for its event to be excused.
-pub const CRASH_WINDOW_MS: u64 = 20;
-
 /// One consultant socket's view, from its subscription to the end or to its loss.
 #[derive(Debug, Default)]
 pub struct ConsultantView {
@@ -29,8 +26,6 @@ pub struct ConsultantView {
 pub struct Observations {
     /// Events acknowledged with `ok: true`: id to (user, event type).
     pub accepted: BTreeMap<Uuid, (String, String)>,
-    /// Where and when (simulated ms) each accepted event's acknowledgement arrived.
-    pub accepted_on: BTreeMap<Uuid, (&'static str, u64)>,
     /// Events refused, by error code.
     pub refused: BTreeMap<String, u32>,
     /// Events sent whose acknowledgement never came (the connection was lost).
@@ -45,25 +40,11 @@ pub struct Observations {
 /// Returns the broken invariants and a summary line.
 ///
 /// `losses_expected` excuses consultant sockets that broke (a node crashed under them); otherwise
-/// a lost consultant socket is a fault of the server.
-///
-/// `crash` names a node that crashed and when. Events it acknowledged within
-/// [`CRASH_WINDOW_MS`] of its crash may be lost: the acknowledgement leaves before the event reaches
-/// Redis (a known gap, see sim/README.md). They are counted in the summary, not as violations.
-pub fn invariants(
-    obs: &Observations,
-    store: &SimStore,
-    losses_expected: bool,
-    crash: Option<(&str, u64)>,
-) -> (Vec<String>, String) {
+/// a lost consultant socket is a fault of the server. No accepted event is ever excused: a node
+/// acknowledges an event only once Redis holds it, so even the node's crash loses none.
+pub fn invariants(obs: &Observations, store: &SimStore, losses_expected: bool) -> (Vec<String>, String) {
     let mut broken = Vec::new();
     let stored = store.events();
-    let in_crash_window = |id: &Uuid| match (crash, obs.accepted_on.get(id)) {
-        (Some((node, at)), Some((on, acked))) => *on == node && acked.abs_diff(at) <= CRASH_WINDOW_MS,
-        _ => false,
-    };
-    let lost_in_crash: BTreeSet<Uuid> =
-        obs.accepted.keys().filter(|id| !stored.contains_key(*id) && in_crash_window(id)).copied().collect();
     if obs.accepted.is_empty() {
         broken.push("no event was accepted: the run tested nothing".to_owned());
     }
@@ -89,7 +70,7 @@ pub fn invariants(
         }
     }
 
-    for (id, (user, kind)) in obs.accepted.iter().filter(|(id, _)| !lost_in_crash.contains(*id)) {
+    for (id, (user, kind)) in &obs.accepted {
         match stored.get(id) {
             None => broken.push(format!("accepted event {id} ({user} {kind}) was never stored")),
             Some(e) if &*e.user_id != user.as_str() || e.event_type != *kind => broken.push(format!(
@@ -109,11 +90,7 @@ pub fn invariants(
             }
         }
         if c.throughout {
-            let missing: Vec<_> = obs
-                .accepted
-                .keys()
-                .filter(|id| !c.received.contains_key(*id) && !lost_in_crash.contains(*id))
-                .collect();
+            let missing: Vec<_> = obs.accepted.keys().filter(|id| !c.received.contains_key(*id)).collect();
             if !missing.is_empty() {
                 broken.push(format!(
                     "{} (subscribed throughout) missed {} of {} accepted events, first {}",
@@ -143,10 +120,9 @@ pub fn invariants(
 
     let throughout = obs.consultants.iter().filter(|c| c.throughout).count();
     let summary = format!(
-        "{} accepted, {} lost in the crash window, {} refused {:?}, {} unanswered, {} stored, {} deliveries, \
+        "{} accepted, {} refused {:?}, {} unanswered, {} stored, {} deliveries, \
          {} of {} consultant sockets throughout",
         obs.accepted.len(),
-        lost_in_crash.len(),
         obs.refused.values().sum::<u32>(),
         obs.refused,
         obs.unanswered,

@@ -115,7 +115,7 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
             incoming = c.next() => match incoming {
                 Ok(Incoming::Ack(id, reply)) => {
                     if let Some((n, kind)) = pending.remove(&id) {
-                        record_receipt(&ctx, &who, &user, n, kind, ctx.node(node), &reply);
+                        record_receipt(&ctx, &who, &user, n, kind, &reply);
                     }
                 }
                 Ok(Incoming::Event(name, payload)) => watch_for_leaks(&ctx, &who, &user, &name, &payload),
@@ -213,7 +213,7 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
     }
 }
 
-fn record_receipt(ctx: &Ctx, who: &str, user: &str, n: usize, kind: &str, node: &'static str, reply: &Value) {
+fn record_receipt(ctx: &Ctx, who: &str, user: &str, n: usize, kind: &str, reply: &Value) {
     if reply["ok"] == true {
         let id = reply["eventId"].as_str().and_then(|s| Uuid::parse_str(s).ok());
         let Some(id) = id else {
@@ -223,7 +223,6 @@ fn record_receipt(ctx: &Ctx, who: &str, user: &str, n: usize, kind: &str, node: 
         ctx.trace.line(format!("{who} #{n} accepted {id}"));
         let mut obs = ctx.obs.lock().unwrap();
         obs.accepted.insert(id, (user.to_owned(), kind.to_owned()));
-        obs.accepted_on.insert(id, (node, ctx.now_ms()));
     } else {
         let code = reply["error"]["code"].as_str().unwrap_or("?").to_owned();
         ctx.trace.line(format!("{who} #{n} refused {code}"));

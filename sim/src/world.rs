@@ -164,7 +164,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     }
     trace.set_now(sim.elapsed().as_millis() as u64);
     let observations = std::mem::take(&mut *observations.lock().unwrap());
-    let (mut broken, summary) = check::invariants(&observations, &store, crash.is_some(), crash);
+    let (mut broken, summary) = check::invariants(&observations, &store, crash.is_some());
     violations.append(&mut broken);
     PANICS.with(|p| violations.extend(p.borrow_mut().drain(..).map(|m| format!("a task panicked: {m}"))));
     for v in &violations {

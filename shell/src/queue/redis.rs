@@ -258,7 +258,7 @@ impl Worker {
             let first = ids.is_empty();
             ids.push(entry.id);
             if first {
-                self.queue.push(event);
+                self.queue.push(event, None);
             }
         }
     }

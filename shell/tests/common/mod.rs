@@ -179,9 +179,20 @@ impl Client {
 
     /// Emits and waits for the acknowledgement.
     pub async fn call(&mut self, event: &str, payload: Value) -> Value {
+        let id = self.request(event, payload).await;
+        self.ack(id).await
+    }
+
+    /// Emits asking for an acknowledgement without waiting for it; [`Client::ack`] collects it.
+    pub async fn request(&mut self, event: &str, payload: Value) -> u64 {
         self.next_ack += 1;
         let id = self.next_ack;
         self.send(format!("42{id}{}", json!([event, payload]))).await;
+        id
+    }
+
+    /// Waits for the acknowledgement of request `id`.
+    pub async fn ack(&mut self, id: u64) -> Value {
         loop {
             if let Some(v) = self.acks.remove(&id) {
                 return v;
