@@ -38,6 +38,11 @@ pub struct Config {
     pub history_capacity: usize,
     /// Most events in one store batch.
     pub store_batch_size: usize,
+    /// How long the first waiting event holds a batch open for more, unless the batch fills.
+    /// Fewer, larger batches cost the store much less per event; the price is this much more
+    /// time in memory before the store has an event (and, where receipts wait for the store,
+    /// before the receipt).
+    pub store_batch_linger_ms: u64,
     /// Attempts to store an event before it is dead-lettered.
     pub store_max_attempts: u32,
     /// First retry delay; doubles with each attempt.
@@ -72,6 +77,7 @@ impl Default for Config {
             presence_push_interval_ms: 1_000,
             history_capacity: 10_000,
             store_batch_size: 500,
+            store_batch_linger_ms: 0,
             store_max_attempts: 8,
             store_retry_base_ms: 200,
             store_retry_max_ms: 30_000,

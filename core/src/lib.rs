@@ -361,7 +361,7 @@ impl Core {
     fn on_timer(&mut self, now: Millis, timer: Timer) {
         match timer {
             Timer::TokenExpiry(conn) => self.expire_token(conn),
-            Timer::StoreRetry => self.pump_store(now),
+            Timer::StoreDue => self.pump_store(now),
             Timer::PresencePush => self.push_presence(now),
             Timer::Heartbeat => self.heartbeat(now),
             Timer::NodeExpiry => self.expire_nodes(now),

@@ -69,12 +69,15 @@ pub struct Dead {
 #[derive(Debug)]
 pub struct DurableQueue {
     ready: VecDeque<Pending>,
+    /// When the oldest of `ready` was first seen waiting: the batch's linger counts from here.
+    ready_since: Option<Millis>,
     retrying: Vec<Retry>,
     in_flight: Option<(BatchId, Vec<Pending>)>,
     dead: Vec<Arc<ReaderEvent>>,
     next_batch: u64,
     capacity: usize,
     batch_size: usize,
+    linger_ms: u64,
     max_attempts: u32,
     base_ms: u64,
     max_ms: u64,
@@ -84,12 +87,14 @@ impl DurableQueue {
     pub fn new(config: &Config) -> Self {
         DurableQueue {
             ready: VecDeque::new(),
+            ready_since: None,
             retrying: Vec::new(),
             in_flight: None,
             dead: Vec::new(),
             next_batch: 1,
             capacity: config.event_queue_capacity,
             batch_size: config.store_batch_size.max(1),
+            linger_ms: config.store_batch_linger_ms,
             max_attempts: config.store_max_attempts.max(1),
             base_ms: config.store_retry_base_ms.max(1),
             max_ms: config.store_retry_max_ms.max(1),
@@ -132,16 +137,26 @@ impl DurableQueue {
         self.ready.push_back(Pending { event, attempts: 0, receipt });
     }
 
-    /// The next batch to store, if the store is idle and something is due.
+    /// The next batch to store, if the store is idle and something is due: a retry whose time
+    /// has come, else a full batch, else the waiting events once the oldest has lingered.
     pub fn next_batch(&mut self, now: Millis) -> Option<(BatchId, Vec<Arc<ReaderEvent>>)> {
+        if !self.ready.is_empty() {
+            self.ready_since.get_or_insert(now);
+        }
         if self.in_flight.is_some() {
             return None;
         }
         let batch = match self.retrying.iter().position(|r| r.due <= now) {
             Some(i) => self.retrying.remove(i).events,
-            None if !self.ready.is_empty() => {
+            None if self.ready.len() >= self.batch_size
+                || self.lingered_until().is_some_and(|t| t <= now) =>
+            {
                 let n = self.ready.len().min(self.batch_size);
-                self.ready.drain(..n).collect()
+                let batch = self.ready.drain(..n).collect();
+                if self.ready.is_empty() {
+                    self.ready_since = None;
+                }
+                batch
             }
             None => return None,
         };
@@ -150,6 +165,11 @@ impl DurableQueue {
         let events = batch.iter().map(|p| p.event.clone()).collect();
         self.in_flight = Some((id, batch));
         Some((id, events))
+    }
+
+    /// When the waiting events' batch has lingered long enough to go, if any wait.
+    fn lingered_until(&self) -> Option<Millis> {
+        self.ready_since.filter(|_| !self.ready.is_empty()).map(|since| since.plus(self.linger_ms))
     }
 
     /// The store kept batch `id`: its receipts are due. `None` when `id` is not the batch in
@@ -209,12 +229,13 @@ impl DurableQueue {
         half + rng.next_u64() % (exp - half + 1)
     }
 
-    /// When the earliest retry is due, if any.
-    pub fn next_retry(&self) -> Option<Millis> {
+    /// When [`DurableQueue::next_batch`] next has something to hand out (a retry or a lingered
+    /// batch), if nothing is in flight; the caller sets a timer for it.
+    pub fn next_due(&self) -> Option<Millis> {
         if self.in_flight.is_some() {
             return None;
         }
-        self.retrying.iter().map(|r| r.due).min()
+        self.retrying.iter().map(|r| r.due).chain(self.lingered_until()).min()
     }
 
     /// Takes the dead letters out (to keep them elsewhere, such as a Redis dead-letter stream).

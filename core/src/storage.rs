@@ -6,14 +6,15 @@ use crate::timers::Timer;
 use crate::{Core, Millis, Output};
 
 impl Core {
-    /// Hands the store its next batch when it is idle, and arms the retry timer.
+    /// Hands the store its next batch when it is idle and one is due, and arms the timer for
+    /// the next (a retry, or a batch lingering for more events).
     pub(crate) fn pump_store(&mut self, now: Millis) {
         if let Some((batch, events)) = self.queue.next_batch(now) {
             self.outputs.push_back(Output::StoreBatch { batch, events });
         }
-        match self.queue.next_retry() {
-            Some(at) => self.timers.set(Timer::StoreRetry, at),
-            None => self.timers.cancel(Timer::StoreRetry),
+        match self.queue.next_due() {
+            Some(at) => self.timers.set(Timer::StoreDue, at),
+            None => self.timers.cancel(Timer::StoreDue),
         }
     }
 

@@ -10,8 +10,8 @@ use crate::ConnId;
 pub enum Timer {
     /// A socket's token expires.
     TokenExpiry(ConnId),
-    /// A store retry is due.
-    StoreRetry,
+    /// A store batch is due: a retry, or a batch that has lingered for more events.
+    StoreDue,
     /// A coalesced `online-readers` push is due.
     PresencePush,
     /// Time to announce this node on the bus.

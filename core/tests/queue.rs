@@ -138,3 +138,46 @@ fn a_stale_or_unknown_batch_result_changes_nothing() {
         .is_empty());
     assert_eq!(node.core.stats().queue_size, 1);
 }
+
+fn lingering() -> Config {
+    Config { store_batch_linger_ms: 50, event_queue_capacity: 10, ..config() }
+}
+
+#[test]
+fn a_batch_lingers_for_more_events_unless_it_fills() {
+    let mut node = Node::with_config(lingering());
+    let r = node.connect("r1", "reader");
+    let event = json!({"eventType": "T"});
+    assert!(batches(&node.send(r, "reader-event", event.clone())).is_empty(), "the first event waits");
+    assert_eq!(node.core.poll_timeout(), Some(node.now.plus(50)), "a timer for the linger");
+    assert!(batches(&node.advance(20)).is_empty());
+    assert!(batches(&node.send(r, "reader-event", event.clone())).is_empty());
+    assert!(batches(&node.advance(29)).is_empty(), "the linger counts from the oldest event");
+    let (first, events) = batches(&node.advance(1)).remove(0);
+    assert_eq!(events.len(), 2);
+
+    // While that batch is with the store, three more fill the next: it goes as soon as it can.
+    for _ in 0..3 {
+        assert!(batches(&node.send(r, "reader-event", event.clone())).is_empty());
+    }
+    let full = batches(&node.input(Input::Stored { batch: first }));
+    assert_eq!(full[0].1.len(), 3, "a full batch does not linger");
+    assert_eq!(node.core.stats().queue_size, 3);
+}
+
+#[test]
+fn events_that_waited_through_a_batch_go_when_it_returns() {
+    let mut node = Node::with_config(lingering());
+    let r = node.connect("r1", "reader");
+    let event = json!({"eventType": "T"});
+    node.send(r, "reader-event", event.clone());
+    let (first, _) = batches(&node.advance(50)).remove(0);
+    node.advance(10);
+    assert!(batches(&node.send(r, "reader-event", event.clone())).is_empty(), "one batch at a time");
+    node.advance(60);
+    let next = batches(&node.input(Input::Stored { batch: first }));
+    assert_eq!(next[0].1.len(), 1, "it has lingered long enough while the first was stored");
+    node.input(Input::Stored { batch: next[0].0 });
+    assert_eq!(node.core.stats().queue_size, 0);
+    assert_eq!(node.core.poll_timeout().map(|t| t > node.now.plus(50)), Some(true), "no store timer left");
+}

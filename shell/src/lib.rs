@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod driver;
+pub mod handshake;
 pub mod http;
 pub mod queue;
 pub mod redis_link;
@@ -38,6 +39,10 @@ use crate::store::EventStore;
 const DRIVER_QUEUE: usize = 65_536;
 /// Packets a socket may have waiting to be written before it counts as too slow.
 const SOCKET_SEND_QUEUE: usize = 1_024;
+/// Bytes each websocket reads at a time. Client messages are small (a `reader-event` is a few
+/// hundred bytes), and the buffer is allocated for every connection, idle or not: engineioxide's
+/// 4 KiB would be an eighth of an idle connection's memory. Larger messages take more reads.
+const WS_READ_BUFFER: usize = 1_024;
 
 /// A server that is running; dropping it does not stop it, [`Running::shutdown`] does.
 pub struct Running<A = SocketAddr> {
@@ -141,6 +146,9 @@ where
             // An event is acknowledged once Redis holds it, so a node crash loses no acknowledged
             // event; while Redis is away, receipts wait with the events.
             core_config.receipt_once_queued = true;
+            // Those receipts wait for the hand-off to Redis, so it does not linger; the storage
+            // worker's batches to the store do.
+            core_config.store_batch_linger_ms = 0;
             if store.kind() == "sqlite" {
                 tracing::warn!(
                     "a cluster over Redis with the embedded SQLite store: each node stores its share \
@@ -206,6 +214,7 @@ where
         .ws_max_message_size(max_packet)
         .ws_max_frame_size(max_packet)
         .max_buffer_size(SOCKET_SEND_QUEUE)
+        .ws_read_buffer_size(WS_READ_BUFFER)
         .transports([TransportType::Polling, TransportType::Websocket])
         .with_state(socket::SocketState {
             driver: handle.clone(),
@@ -228,6 +237,7 @@ where
     })
     .merge(console::router())
     .layer(layer)
+    .layer(axum::middleware::map_request(handshake::own_head))
     .layer(cors(&settings.cors_origins));
 
     let addr = listener.local_addr().map_err(StartError::LocalAddr)?;

@@ -235,8 +235,9 @@ impl Worker {
                 redis::pipe().xlen(QUEUE_STREAM).xlen(DLQ_STREAM).query_async(conn).await?;
             self.link.health.queue_len.set(lens.0);
             self.link.health.dlq_len.set(lens.1);
-            if let Some(at) = self.queue.next_retry() {
-                // Only retries remain and none is due yet: wait for the earliest (reading on).
+            if let Some(at) = self.queue.next_due() {
+                // Nothing is due yet (a retry's backoff, or a batch lingering to fill): wait
+                // for the earliest, then read on.
                 let wait = at.since(self.clock.now()).min(1_000);
                 if wait > 0 {
                     tokio::time::sleep(Duration::from_millis(wait)).await;
