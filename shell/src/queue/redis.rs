@@ -30,6 +30,9 @@ use crate::store::{EventStore, StoreError};
 
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 const READ_BLOCK_MS: usize = 500;
+/// How often the worker asks Redis the streams' lengths for `/health` and `/metrics`. Under load
+/// its loop turns hundreds of times a second; the gauges need not.
+const GAUGE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// An event as it sits in the queue and dead-letter streams (JSON, readable with redis-cli).
 #[derive(Serialize, Deserialize)]
@@ -215,6 +218,7 @@ impl Worker {
             .await?;
         self.hold(own.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids));
         let mut last_claim = Instant::now();
+        let mut last_gauges: Option<Instant> = None;
         loop {
             if last_claim.elapsed() >= self.settings.claim_idle / 2 {
                 self.claim(conn).await?;
@@ -231,10 +235,13 @@ impl Worker {
                 self.hold(fresh.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids));
             }
             self.store_due(conn).await?;
-            let lens: (u64, u64) =
-                redis::pipe().xlen(QUEUE_STREAM).xlen(DLQ_STREAM).query_async(conn).await?;
-            self.link.health.queue_len.set(lens.0);
-            self.link.health.dlq_len.set(lens.1);
+            if last_gauges.is_none_or(|at| at.elapsed() >= GAUGE_INTERVAL) {
+                let lens: (u64, u64) =
+                    redis::pipe().xlen(QUEUE_STREAM).xlen(DLQ_STREAM).query_async(conn).await?;
+                self.link.health.queue_len.set(lens.0);
+                self.link.health.dlq_len.set(lens.1);
+                last_gauges = Some(Instant::now());
+            }
             if let Some(at) = self.queue.next_due() {
                 // Nothing is due yet (a retry's backoff, or a batch lingering to fill): wait
                 // for the earliest, then read on.
