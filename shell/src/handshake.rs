@@ -9,7 +9,12 @@ use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderValue, Uri};
 
 /// Replaces the URI (and axum's copy of it) and every header value by copies that own their bytes.
+/// Only a request that opens a session is kept; one that names its session (`sid`: every polling
+/// request after the first, and an upgrade from polling) passes untouched.
 pub async fn own_head(mut req: Request) -> Request {
+    if names_a_session(req.uri()) {
+        return req;
+    }
     *req.uri_mut() = owned(req.uri());
     if let Some(OriginalUri(uri)) = req.extensions_mut().get_mut::<OriginalUri>() {
         *uri = owned(uri);
@@ -21,6 +26,10 @@ pub async fn own_head(mut req: Request) -> Request {
         }
     }
     req
+}
+
+fn names_a_session(uri: &Uri) -> bool {
+    uri.query().is_some_and(|q| q.split('&').any(|pair| pair.starts_with("sid=")))
 }
 
 fn owned(uri: &Uri) -> Uri {
