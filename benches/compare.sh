@@ -65,10 +65,11 @@ run() {
   local args=("${urls[@]}" --secret $SECRET --readers "$READERS" --consultants "$CONSULTANTS" --idle "$IDLE"
     --rate "$rate" --duration "$DURATION" --warmup "$WARMUP" --label "$label")
   for p in "${pids[@]}"; do args+=(--server-pid "$p"); done
+  [ -n "$redis" ] && args+=(--redis "127.0.0.1:${redis##*:}")
   "$LOADGEN" "${args[@]}" > "$OUT/$label.json"
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   [ -n "$redis_pid" ] && { kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; }
-  echo "  $label: $(node -e 'const r=require(process.argv[1]); console.log(`${r.deliveredPerSecond.toFixed(0)} deliveries/s, p99 ${(r.latencyMicros.p99/1000).toFixed(1)} ms, lost ${r.lost}, dup ${r.duplicates}, server ${r.server.cpuMicrosPerDelivery.toFixed(2)} µs CPU/delivery, ${Math.round(r.server.bytesPerIdleConnection)} B/idle conn`)' "$PWD/$OUT/$label.json")"
+  echo "  $label: $(node -e 'const r=require(process.argv[1]); console.log(`${r.deliveredPerSecond.toFixed(0)} deliveries/s, p99 ${(r.latencyMicros.p99/1000).toFixed(1)} ms, lost ${r.lost}, dup ${r.duplicates}, server ${r.server.cpuMicrosPerDelivery.toFixed(2)} µs CPU/delivery, ${Math.round(r.server.bytesPerIdleConnection)} B/idle conn${r.redisCommandsPerAccepted ? `, ${r.redisCommandsPerAccepted.toFixed(2)} Redis commands/event` : ""}`)' "$PWD/$OUT/$label.json")"
 }
 
 echo "load: $READERS readers, $CONSULTANTS consultants, $RATE events/s, ${DURATION}s measured, $IDLE idle connections; results in $OUT"

@@ -19,6 +19,7 @@ const figures = {
   "duplicates": (r) => r.duplicates,
   "bytes/idle connection": (r) => r.server.bytesPerIdleConnection,
   "generator µs CPU/delivery": (r) => r.generator.cpuMicrosPerDelivery,
+  "Redis commands/event": (r) => r.redisCommandsPerAccepted ?? 0,
 };
 const setups = [...new Set(runs.map((r) => r.label.replace(/^(alice|node)-/, "").replace(/-r\d+$/, "")))].sort();
 for (const setup of setups) {

@@ -122,8 +122,8 @@ fn cycle(c: &mut Criterion) {
             );
             let mut n = 0;
             while let Some(out) = core.poll_output() {
-                if let Output::StoreBatch { batch, .. } = out {
-                    core.handle(now, Input::Stored { batch });
+                if let Output::Append { append, .. } = out {
+                    core.handle(now, Input::Appended { append });
                 }
                 n += 1;
             }
@@ -146,6 +146,7 @@ fn bus(c: &mut Criterion) {
             timestamp: NOW,
             session_id: "AbCdEfGhIjKlMnOp".into(),
             sender_rooms: vec!["class-1".into()],
+            sender_conn: 42,
         }),
     };
     let bytes = msg.encode();

@@ -1,15 +1,21 @@
 //! The protocol between nodes. Every message names its origin (node id and incarnation) and
 //! carries that origin's sequence number, so receivers drop duplicates and count gaps. The codec
 //! is a version byte followed by postcard: compact, and strict about what it accepts.
+//!
+//! Two streams carry these messages in a cluster, each with its own sequence per origin: the log
+//! (one [`BusBody::Event`] per accepted event, read by every node in one order and trimmed only
+//! behind what is stored) and the bus (presence, heartbeats, leaving: trimmed by age).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::event::ReaderEvent;
 use crate::presence::ReaderPresence;
+use crate::replies::Json;
 use crate::time::Millis;
 
 /// The codec version this build writes and reads.
-pub const BUS_VERSION: u8 = 1;
+pub const BUS_VERSION: u8 = 2;
 
 /// One message on the bus.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +31,7 @@ pub struct BusMessage {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BusBody {
-    /// A reader event the origin accepted.
+    /// A reader event the origin accepted (on the log only).
     Event(BusEvent),
     /// One of the origin's readers changed (connected, disconnected); `None` means gone.
     Presence { user_id: String, reader: Option<ReaderPresence> },
@@ -48,6 +54,22 @@ pub struct BusEvent {
     pub session_id: String,
     /// The rooms the sending socket had joined (delivery rule 4).
     pub sender_rooms: Vec<String>,
+    /// The sending socket's number on its origin, left out of the delivery there (rule 3).
+    pub sender_conn: u64,
+}
+
+impl BusEvent {
+    /// The event itself, or `None` when its `data` is not JSON.
+    pub fn to_event(&self) -> Option<ReaderEvent> {
+        Some(ReaderEvent {
+            id: uuid::Uuid::from_bytes(self.id),
+            user_id: self.user_id.as_str().into(),
+            event_type: self.event_type.clone(),
+            data: Json::from_text(self.data.clone()).ok()?,
+            timestamp: self.timestamp,
+            session_id: self.session_id.clone(),
+        })
+    }
 }
 
 /// Why a bus payload could not be read.

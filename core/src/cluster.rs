@@ -1,14 +1,10 @@
-//! This node as one of many: events and presence from other nodes, duplicate and gap handling,
+//! This node as one of many: presence from other nodes, duplicate and gap handling,
 //! heartbeats, expiry of silent nodes, and the coalesced `online-readers` pushes.
 
-use crate::replies::Json;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use uuid::Uuid;
 
 use crate::bus::Sequencing;
-use crate::event::ReaderEvent;
 use crate::replies::{self, names};
 use crate::timers::Timer;
 use crate::{BusBody, BusMessage, Core, Millis};
@@ -33,31 +29,8 @@ impl Core {
         self.presence.heard(&msg.origin, now);
         self.timers.set_earliest(Timer::NodeExpiry, now.plus(self.config.presence_ttl_ms));
         match msg.body {
-            BusBody::Event(e) => {
-                let Ok(data) = Json::from_text(e.data) else {
-                    self.stats.bus_malformed += 1;
-                    return;
-                };
-                let event = Arc::new(ReaderEvent {
-                    id: Uuid::from_bytes(e.id),
-                    user_id: Arc::from(e.user_id),
-                    event_type: e.event_type,
-                    data,
-                    timestamp: e.timestamp,
-                    session_id: e.session_id,
-                });
-                self.stats.remote_events += 1;
-                let (book, page) = event.reading_position();
-                self.presence.remote_activity(
-                    &msg.origin,
-                    &event.user_id,
-                    event.timestamp,
-                    book.as_deref(),
-                    page.as_deref(),
-                );
-                self.deliver(None, &event, e.sender_rooms.iter().map(String::as_str));
-                self.history.insert(event);
-            }
+            // Events travel on the log, never on the bus.
+            BusBody::Event(_) => self.stats.bus_malformed += 1,
             BusBody::Presence { user_id, reader } => {
                 self.presence.remote_update(&msg.origin, &user_id, reader)
             }

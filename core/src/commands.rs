@@ -9,10 +9,9 @@ use crate::error::CommandError;
 use crate::event::ReaderEvent;
 use crate::history::HistoryAnswer;
 use crate::protocol::{self, ClientEvent, Command, HistoryQuery};
-use crate::queue::Receipt;
 use crate::replies::{self, fields, names};
 use crate::session::forbidden;
-use crate::{AckId, BusBody, BusEvent, ConnId, Core, Millis, Output, Role, Subscription};
+use crate::{AckId, ConnId, Core, LogEntry, Millis, Output, Role, Subscription};
 
 impl Core {
     pub(crate) fn on_client_event(
@@ -105,9 +104,8 @@ impl Core {
         }
     }
 
-    /// Accepts a reader event: id, the sender's receipt (now, or once the queue's batch is
-    /// stored when [`crate::Config::receipt_once_queued`]), delivery here, publication to the
-    /// cluster, history, presence and the durable queue.
+    /// Accepts a reader event: an id, then the log. It is acknowledged, delivered, remembered,
+    /// recorded in presence and counted only once the log holds it (`durable.rs`).
     fn accept_reader_event(
         &mut self,
         now: Millis,
@@ -120,7 +118,7 @@ impl Core {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        if self.queue.is_full() {
+        if self.queue_is_full() {
             if let Some(l) = self.users.get_mut(&c.principal.user_id) {
                 l.reader_events.give_back();
             }
@@ -132,53 +130,37 @@ impl Core {
             );
         }
         let event = Arc::new(ReaderEvent {
-            id: self.ids.next(now, &mut self.rng),
+            id: self.ids.next(self.wall, &mut self.rng),
             user_id: c.principal.user_id.clone(),
             event_type,
             data,
-            timestamp: now,
+            timestamp: self.wall,
             session_id: session_id.unwrap_or_else(|| c.sid.clone()),
         });
-        let sender_rooms: Vec<String> = c.rooms.iter().cloned().collect();
-        self.stats.events_accepted += 1;
-        self.minute.add(now);
-
-        let receipt = Receipt { conn, ack };
-        let receipt = if self.config.receipt_once_queued {
-            Some(receipt)
-        } else {
-            self.send_receipt(receipt, &event);
-            None
+        self.log_seq += 1;
+        let entry = LogEntry {
+            event,
+            origin: self.node.as_str().into(),
+            incarnation: self.incarnation,
+            seq: self.log_seq,
+            sender: conn,
+            sender_rooms: c.rooms.iter().cloned().collect(),
         };
-        self.deliver(Some(conn), &event, sender_rooms.iter().map(String::as_str));
-
-        let (book, page) = event.reading_position();
-        self.presence.local_activity(&event.user_id, now, book.as_deref(), page.as_deref());
-        self.history.insert(event.clone());
-        self.publish(BusBody::Event(BusEvent {
-            id: event.id.into_bytes(),
-            user_id: event.user_id.to_string(),
-            event_type: event.event_type.clone(),
-            data: event.data.get().to_owned(),
-            timestamp: event.timestamp,
-            session_id: event.session_id.clone(),
-            sender_rooms,
-        }));
-        self.queue.push(event, receipt);
-        self.pump_store(now);
+        self.log.push(Arc::new(entry), ack);
+        self.pump_log(now);
     }
 
-    /// Tells a sender its event is accepted: `reader-event-received`, and the acknowledgement
+    /// Tells a sender its event is durable: `reader-event-received`, and the acknowledgement
     /// when it asked for one. A socket gone meanwhile is told nothing.
-    pub(crate) fn send_receipt(&mut self, receipt: Receipt, event: &ReaderEvent) {
-        if !self.conns.contains_key(&receipt.conn) {
+    pub(crate) fn send_receipt(&mut self, conn: ConnId, ack: Option<AckId>, event: &ReaderEvent) {
+        if !self.conns.contains_key(&conn) {
             return;
         }
         let fields = fields([
             ("message", "Event received and queued".into()),
             ("eventId", event.id.to_string().into()),
         ]);
-        self.reply(receipt.conn, receipt.ack, names::READER_EVENT_RECEIVED, fields);
+        self.reply(conn, ack, names::READER_EVENT_RECEIVED, fields);
     }
 
     /// Sends `reader-activity` to this node's recipients of `event`, serialized once.

@@ -49,12 +49,39 @@ pub struct Config {
     pub store_retry_base_ms: u64,
     /// Longest retry delay.
     pub store_retry_max_ms: u64,
-    /// Send an event's receipt (`reader-event-received` and the acknowledgement) only once its
-    /// store batch is confirmed ([`crate::Input::Stored`]), not when it is accepted. A cluster
-    /// sets it, because there the batch goes to Redis, which outlives the node: a node that
-    /// crashes then loses no acknowledged event. A single node leaves it off, so that its queue
-    /// in memory can accept events through a store outage.
-    pub receipt_once_queued: bool,
+    /// Where an accepted event becomes durable, and so when it may be acknowledged and shown.
+    pub deployment: Deployment,
+}
+
+/// Where an accepted event becomes durable (PROTOCOL.md, "Durability and order"). Until then it
+/// is neither acknowledged, delivered, kept in history nor counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Deployment {
+    /// A single node whose event store is its log: the embedded SQLite commit makes an event
+    /// durable, and there is nothing to store afterwards.
+    #[default]
+    SingleStore,
+    /// A single node with a durable outbox of its own (SQLite under `DATA_DIR`) in front of a
+    /// remote store (PostgreSQL): the outbox commit makes an event durable; the core then feeds
+    /// the store from it, with retries and dead letters, and the outbox forgets what is stored.
+    SingleOutbox,
+    /// A node of a cluster: an event is durable once the cluster's log (a Redis stream) holds
+    /// it, and every node shows events by reading that log in order, its own included. The
+    /// log's consumers store it; this node's core has no store batches of its own.
+    Cluster,
+}
+
+impl Deployment {
+    /// Whether events are shown by reading them back from a shared log (a cluster), rather than
+    /// as soon as this node's own append is confirmed.
+    pub fn reads_back(self) -> bool {
+        self == Deployment::Cluster
+    }
+
+    /// Whether the core feeds the event store from its own queue after the log holds an event.
+    pub fn stores_after_log(self) -> bool {
+        self == Deployment::SingleOutbox
+    }
 }
 
 impl Default for Config {
@@ -81,7 +108,7 @@ impl Default for Config {
             store_max_attempts: 8,
             store_retry_base_ms: 200,
             store_retry_max_ms: 30_000,
-            receipt_once_queued: false,
+            deployment: Deployment::SingleStore,
         }
     }
 }

@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use crate::bus::BusMessage;
 use crate::protocol::{self, Command};
 use crate::{
-    AckId, BatchId, Config, ConnId, Core, ErrorCode, Input, Millis, Output, Role, StoreFailure, TokenCheck,
+    AckId, AppendId, BatchId, Config, ConnId, Core, Deployment, ErrorCode, Input, Millis, Output, Role,
+    StoreFailure, TokenCheck,
 };
 
 const ROLES: [Role; 3] = [Role::Reader, Role::Consultant, Role::Admin];
@@ -84,6 +85,7 @@ pub enum Op {
     Remote { bytes: Vec<u8> },
     RemoteEvent { node: u8, seq: u8, user: u8, kind: u8, rooms: u8 },
     StoreResult { ok: bool, rejected: bool },
+    AppendResult { ok: bool },
     Advance { ms: u16 },
     Refresh { conn: u8, user: u8, role: u8, ttl_s: u8 },
     Replay,
@@ -91,11 +93,13 @@ pub enum Op {
 
 /// Runs arbitrary operations against a core and checks, after every step, that deliveries go
 /// to each socket at most once, never to a reader other than the author, never to a closed
-/// socket, and that every acknowledgement is answered exactly once.
+/// socket; that every acknowledgement is answered at most once, and at once unless it waits for
+/// the log; and that nothing is shown before the log holds it.
 pub fn core_ops(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let Ok(ops) = Vec::<Op>::arbitrary(&mut u) else { return };
     let config = Config {
+        deployment: Deployment::SingleOutbox,
         event_queue_capacity: 20,
         history_capacity: 8,
         max_connections: 12,
@@ -110,13 +114,20 @@ pub fn core_ops(data: &[u8]) {
     // conn -> (user, role)
     let mut open: BTreeMap<ConnId, (String, Role)> = BTreeMap::new();
     let mut batches: Vec<BatchId> = Vec::new();
+    let mut appends: Vec<AppendId> = Vec::new();
+    // Event ids handed to the log, and those it confirmed: only those may be shown.
+    let mut durable: BTreeSet<String> = BTreeSet::new();
+    let mut appending: BTreeMap<AppendId, Vec<String>> = BTreeMap::new();
+    // Reader-event acknowledgements waiting for the log, by socket.
+    let mut waiting_acks: BTreeMap<AckId, ConnId> = BTreeMap::new();
     let users = ["u0", "u1", "u2", "u3"];
     let pick = |open: &BTreeMap<ConnId, (String, Role)>, i: u8| {
         open.keys().nth(usize::from(i) % open.len().max(1)).copied()
     };
     for op in ops.into_iter().take(256) {
         let mut asked: BTreeSet<AckId> = BTreeSet::new();
-        let mut author: Option<String> = None;
+        let mut asked_by: Option<ConnId> = None;
+        let mut reader_event = false;
         let mut closing = None;
         let input = match op {
             Op::Connect { user, role, ttl_s, names } => {
@@ -149,47 +160,49 @@ pub fn core_ops(data: &[u8]) {
                         asked.insert(AckId(next_ack));
                         AckId(next_ack)
                     });
-                    author = open.get(&conn).map(|(u, _)| u.clone());
+                    asked_by = Some(conn);
                     let (name, payload) = structured_event(kind, a, b, &open[&conn].0);
+                    reader_event = name == "reader-event";
                     Input::ClientEvent { conn, name, args: vec![payload], has_binary: false, ack }
                 }
                 None => Input::Tick,
             },
             Op::Raw { conn, name, payload } => match pick(&open, conn) {
                 Some(conn) => {
-                    author = open.get(&conn).map(|(u, _)| u.clone());
                     let payload = serde_json::from_str(&payload).unwrap_or(Value::String(payload));
                     Input::ClientEvent { conn, name, args: vec![payload], has_binary: false, ack: None }
                 }
                 None => Input::Tick,
             },
             Op::Remote { bytes } => match BusMessage::decode(&bytes) {
-                Ok(msg) => {
-                    author = match &msg.body {
-                        crate::BusBody::Event(e) => Some(e.user_id.clone()),
-                        _ => None,
-                    };
-                    Input::Bus(msg)
-                }
+                Ok(msg) => match &msg.body {
+                    // An entry read from the log is durable by definition.
+                    crate::BusBody::Event(e) => {
+                        durable.insert(uuid::Uuid::from_bytes(e.id).to_string());
+                        Input::Log(msg)
+                    }
+                    _ => Input::Bus(msg),
+                },
                 Err(_) => Input::Tick,
             },
             Op::RemoteEvent { node, seq, user, kind, rooms } => {
                 let user = users[usize::from(user) % 4].to_owned();
-                author = Some(user.clone());
                 let rooms = (0..3).filter(|i| rooms & (1 << i) != 0).map(|i| format!("room{i}")).collect();
-                Input::Bus(BusMessage {
+                let id = u128::from(now.0) << 80 | 0x7000_8000_0000_0000_0000 | u128::from(seq);
+                durable.insert(uuid::Uuid::from_u128(id).to_string());
+                Input::Log(BusMessage {
                     origin: format!("other-{}", node % 3),
                     incarnation: 1,
                     seq: u64::from(seq),
                     body: crate::BusBody::Event(crate::BusEvent {
-                        id: (u128::from(now.0) << 80 | 0x7000_8000_0000_0000_0000 | u128::from(seq))
-                            .to_be_bytes(),
+                        id: id.to_be_bytes(),
                         user_id: user,
                         event_type: ["PAGE_TURN", "HELP_REQUEST", "LOOKUP"][usize::from(kind) % 3].into(),
                         data: "{\"page\":1}".into(),
                         timestamp: now,
                         session_id: "s".into(),
                         sender_rooms: rooms,
+                        sender_conn: 0,
                     }),
                 })
             }
@@ -199,6 +212,17 @@ pub fn core_ops(data: &[u8]) {
                     batch,
                     failure: if rejected { StoreFailure::Rejected } else { StoreFailure::Unavailable },
                 },
+                None => Input::Tick,
+            },
+            Op::AppendResult { ok } => match appends.pop() {
+                Some(append) if ok => {
+                    durable.extend(appending.remove(&append).unwrap_or_default());
+                    Input::Appended { append }
+                }
+                Some(append) => {
+                    appending.remove(&append);
+                    Input::AppendFailed { append }
+                }
                 None => Input::Tick,
             },
             Op::Advance { ms } => {
@@ -238,20 +262,42 @@ pub fn core_ops(data: &[u8]) {
                     Output::Disconnect { conn } => {
                         assert!(open.remove(&conn).is_some(), "closed an unknown socket");
                     }
-                    Output::Emit { to, event, .. } => {
+                    Output::Emit { to, event, payload } => {
                         assert!(to.windows(2).all(|w| w[0] < w[1]), "recipients sorted, each once");
+                        let activity = payload.value();
+                        if event == "reader-activity" {
+                            let id = activity["id"].as_str().unwrap_or_default().to_owned();
+                            assert!(durable.contains(&id), "an event was shown before the log held it");
+                        }
                         for c in &to {
                             let (user, role) = open.get(c).expect("no delivery to a closed socket");
                             if event == "reader-activity" && *role == Role::Reader {
                                 assert_eq!(
-                                    Some(user),
-                                    author.as_ref(),
+                                    activity["userId"].as_str(),
+                                    Some(user.as_str()),
                                     "a reader got another reader's activity"
                                 );
                             }
                         }
                     }
-                    Output::Ack { ack, .. } => assert!(answered.insert(ack), "an ack answered twice"),
+                    Output::Ack { ack, conn, payload } => {
+                        assert!(answered.insert(ack), "an ack answered twice");
+                        if waiting_acks.remove(&ack).is_some() {
+                            let id = payload.value()["eventId"].as_str().unwrap_or_default().to_owned();
+                            assert!(
+                                payload.value()["ok"] == false || durable.contains(&id),
+                                "acknowledged before the log held it"
+                            );
+                        } else {
+                            assert!(asked.contains(&ack), "an ack answered that was not asked now");
+                        }
+                        assert!(open.contains_key(&conn), "an ack to a closed socket");
+                    }
+                    Output::Append { append, entries } => {
+                        assert!(!entries.is_empty());
+                        appending.insert(append, entries.iter().map(|e| e.event.id.to_string()).collect());
+                        appends.push(append);
+                    }
                     Output::StoreBatch { batch, events } => {
                         assert!(!events.is_empty());
                         batches.push(batch);
@@ -262,14 +308,22 @@ pub fn core_ops(data: &[u8]) {
                     Output::QueryStore { conn, ack, .. } => {
                         follow_ups.push(Input::StoreQueryAnswered { conn, ack, answer: None })
                     }
-                    Output::Refuse { .. } | Output::Publish(_) => {}
+                    Output::Refuse { .. } | Output::Publish(_) | Output::DeadLettered { .. } => {}
                 }
             }
         }
         if let Some(conn) = closing {
             open.remove(&conn);
+            waiting_acks.retain(|_, c| *c != conn);
         }
-        assert_eq!(answered, asked, "every ack asked for is answered, once");
+        let unanswered: BTreeSet<AckId> = asked.difference(&answered).copied().collect();
+        if reader_event {
+            // A reader event's ack waits for the log, unless it was refused at once.
+            let conn = asked_by.expect("an ack has its socket");
+            waiting_acks.extend(unanswered.into_iter().map(|a| (a, conn)));
+        } else {
+            assert!(unanswered.is_empty(), "every ack asked for is answered at once");
+        }
         assert_eq!(core.stats().connections, open.len());
         let s = core.stats();
         assert!(s.queue_size + s.dlq_size <= 20, "the queue stays within its capacity");

@@ -19,22 +19,27 @@
 //! ```
 //!
 //! The life of a reader event: [`Input::ClientEvent`] is parsed by [`protocol`], checked for role,
-//! size, payload and rate, given a UUIDv7, delivered to the local recipients that [`routing`]
-//! computes ([`Output::Emit`]), published to the other nodes ([`Output::Publish`]), remembered in
-//! [`history`], recorded in [`presence`], queued in [`queue`] until the store confirms it
-//! ([`Output::StoreBatch`], then [`Input::Stored`]), and acknowledged to its sender.
+//! size, payload and rate, given a UUIDv7 and handed to the deployment's [`log`]
+//! ([`Output::Append`]). Nothing more happens until the log holds it ([`Input::Appended`]): only
+//! then is it acknowledged to its sender, and shown. On a single node it is then delivered to the
+//! recipients that [`routing`] computes ([`Output::Emit`]), remembered in [`history`], recorded
+//! in [`presence`] and counted; with a local outbox, [`queue`] then feeds it to the store
+//! ([`Output::StoreBatch`], then [`Input::Stored`]). In a cluster every node does the same when it
+//! reads the event back from the shared log ([`Input::Log`]), in the log's one order.
 #![forbid(unsafe_code)]
 
 pub mod bus;
 mod cluster;
 mod commands;
 pub mod config;
+mod durable;
 pub mod error;
 pub mod event;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod history;
 pub mod ids;
+pub mod log;
 pub mod presence;
 pub mod principal;
 pub mod protocol;
@@ -54,17 +59,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 pub use bus::{BusBody, BusEvent, BusMessage};
-pub use config::Config;
+pub use config::{Config, Deployment};
 pub use error::{CommandError, ConnectRefusal, ErrorCode};
 pub use event::ReaderEvent;
+pub use log::{AppendId, LogEntry};
 pub use principal::{Principal, Role};
 pub use protocol::HistoryQuery;
 pub use queue::{BatchId, StoreFailure};
 pub use replies::Payload;
-pub use time::Millis;
+pub use time::{Millis, Now};
 
 use history::History;
 use ids::EventIds;
+use log::Log;
 use presence::Presence;
 use queue::DurableQueue;
 use rate_limit::TokenBucket;
@@ -105,6 +112,17 @@ pub enum Input {
     TokenVerified { conn: ConnId, ack: Option<AckId>, token: TokenCheck },
     /// A message from the bus (possibly this node's own, coming back).
     Bus(BusMessage),
+    /// The log holds an append: its events are durable.
+    Appended { append: AppendId },
+    /// An append failed (some of it may have landed); the core retries it.
+    AppendFailed { append: AppendId },
+    /// A cluster node knows where its reading of the log starts: appends may go out.
+    LogOpened,
+    /// An entry read from the cluster's log, in the log's order (possibly this node's own).
+    Log(BusMessage),
+    /// Events the local outbox holds that the store does not have yet, and those dead-lettered,
+    /// found at start: they were acknowledged before a restart and go on to the store.
+    Unstored { events: Vec<Arc<ReaderEvent>>, dead: Vec<Arc<ReaderEvent>> },
     /// The store kept a batch.
     Stored { batch: BatchId },
     /// The store failed a batch.
@@ -133,6 +151,11 @@ pub enum Output {
     Disconnect { conn: ConnId },
     /// Send a message to every node, this one included.
     Publish(BusMessage),
+    /// Append these entries to the log, then report [`Input::Appended`] or
+    /// [`Input::AppendFailed`]. One append is in flight at a time.
+    Append { append: AppendId, entries: Vec<Arc<LogEntry>> },
+    /// The store refused these events after their last attempt: keep them as dead letters.
+    DeadLettered { events: Vec<Arc<ReaderEvent>> },
     /// Store these events, then report [`Input::Stored`] or [`Input::StoreFailed`].
     StoreBatch { batch: BatchId, events: Vec<Arc<ReaderEvent>> },
     /// Verify a token offered by `refresh-token`, then report [`Input::TokenVerified`].
@@ -186,6 +209,10 @@ pub struct Stats {
     pub bus_malformed: u64,
     pub bus_last_self_heard: Option<Millis>,
     pub remote_events: u64,
+    /// Log entries read twice (an append retried after part of it landed), dropped.
+    pub log_duplicates: u64,
+    /// Log entries of an origin that never arrived (the log was trimmed past them).
+    pub log_gaps: u64,
 }
 
 /// Accepted events per second over the last minute, for `eventsPerMinute`.
@@ -222,7 +249,10 @@ pub struct Core {
     node: String,
     incarnation: u64,
     rng: ChaCha8Rng,
+    /// The monotonic time of the last input.
     now: Millis,
+    /// The wall clock at the last input.
+    wall: Millis,
     conns: BTreeMap<ConnId, Connection>,
     /// Sockets whose `refresh-token` is being verified; `true` when their token expired meanwhile.
     refreshing: BTreeMap<ConnId, bool>,
@@ -233,6 +263,11 @@ pub struct Core {
     presence: Presence,
     last_presence_push: Option<Millis>,
     history: History,
+    /// Accepted events on their way into the log: not yet acknowledged or shown.
+    log: Log,
+    log_seq: u64,
+    log_seen: bus::SeqTracker,
+    /// Durable events on their way into the store (a local outbox only).
     queue: DurableQueue,
     ids: EventIds,
     bus_seq: u64,
@@ -252,11 +287,15 @@ impl Core {
         Core {
             history: History::new(config.history_capacity),
             queue: DurableQueue::new(&config),
+            log: Log::new(config.store_batch_size, !config.deployment.reads_back()),
+            log_seq: 0,
+            log_seen: bus::SeqTracker::default(),
             config,
             node: node_id.to_owned(),
             incarnation,
             rng,
             now: Millis(0),
+            wall: Millis(0),
             conns: BTreeMap::new(),
             refreshing: BTreeMap::new(),
             subscribed: BTreeSet::new(),
@@ -290,9 +329,9 @@ impl Core {
         let mut s = self.stats.clone();
         s.connections = self.conns.len();
         s.online_readers = self.presence.count();
-        s.queue_size = self.queue.waiting();
+        s.queue_size = self.log.len() + self.queue.waiting();
         s.dlq_size = self.queue.dead_letters();
-        s.is_processing = self.queue.is_processing();
+        s.is_processing = self.queue.is_processing() || self.log.is_appending();
         s.queue_capacity = self.config.event_queue_capacity;
         s.history_size = self.history.len();
         s
@@ -318,7 +357,7 @@ impl Core {
 
     /// Whether the queue refuses new events now.
     pub fn queue_is_full(&self) -> bool {
-        self.queue.is_full()
+        self.log.len() + self.queue.len() >= self.config.event_queue_capacity
     }
 
     /// The `online-readers` fields as of now.
@@ -328,9 +367,12 @@ impl Core {
 
     // ---- input ----
 
-    /// Feeds one input at time `now`. Drain [`Core::poll_output`] afterwards.
-    pub fn handle(&mut self, now: Millis, input: Input) {
-        self.now = self.now.max(now);
+    /// Feeds one input at time `now` (a [`Now`], or one [`Millis`] for both clocks). Drain
+    /// [`Core::poll_output`] afterwards.
+    pub fn handle(&mut self, now: impl Into<Now>, input: Input) {
+        let Now { mono, wall } = now.into();
+        self.now = self.now.max(mono);
+        self.wall = wall;
         let now = self.now;
         if !self.started {
             self.started = true;
@@ -347,8 +389,16 @@ impl Core {
             Input::ClientEvent { conn, name, args, has_binary, ack } => {
                 self.on_client_event(now, conn, &name, &args, has_binary, ack)
             }
-            Input::TokenVerified { conn, ack, token } => self.on_token_verified(now, conn, ack, token),
+            Input::TokenVerified { conn, ack, token } => self.on_token_verified(conn, ack, token),
             Input::Bus(msg) => self.on_bus(now, msg),
+            Input::Appended { append } => self.on_appended(now, append),
+            Input::AppendFailed { append } => self.on_append_failed(now, append),
+            Input::LogOpened => {
+                self.log.open();
+                self.pump_log(now);
+            }
+            Input::Log(msg) => self.on_log(now, msg),
+            Input::Unstored { events, dead } => self.on_unstored(now, events, dead),
             Input::Stored { batch } => self.on_stored(now, batch),
             Input::StoreFailed { batch, failure } => self.on_store_failed(now, batch, failure),
             Input::HistoryLoaded { events, complete } => self.history.warm(events, complete),
@@ -362,6 +412,7 @@ impl Core {
         match timer {
             Timer::TokenExpiry(conn) => self.expire_token(conn),
             Timer::StoreDue => self.pump_store(now),
+            Timer::AppendRetry => self.pump_log(now),
             Timer::PresencePush => self.push_presence(now),
             Timer::Heartbeat => self.heartbeat(now),
             Timer::NodeExpiry => self.expire_nodes(now),
@@ -391,6 +442,11 @@ impl Core {
     }
 
     // ---- shared helpers ----
+
+    /// The monotonic time at which the wall clock will read `deadline`, as far as can be told now.
+    fn mono_at(&self, deadline: Millis) -> Millis {
+        self.now.plus(deadline.since(self.wall))
+    }
 
     fn emit(&mut self, to: Vec<ConnId>, event: &'static str, payload: Payload) {
         if !to.is_empty() {

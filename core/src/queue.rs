@@ -1,9 +1,10 @@
-//! The durable queue's bookkeeping: accepted events wait here until the store confirms them.
+//! The store queue's bookkeeping: durable events wait here until the event store confirms them.
 //! A failed batch is retried with exponential backoff and seeded jitter; an event that has used
 //! its attempts becomes a dead letter until an admin replays it. Nothing leaves silently.
 //!
-//! An event may carry the [`Receipt`] its sender waits for; the queue hands it back when the
-//! event's batch is stored (or the event is dead-lettered), so the core can answer then.
+//! Every event here is already durable in the deployment's log (the local outbox, or the
+//! cluster's stream for the storage worker), so it has been acknowledged and shown: the queue
+//! only decides when the store gets it.
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
@@ -13,7 +14,6 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::event::ReaderEvent;
 use crate::time::Millis;
-use crate::{AckId, ConnId};
 
 /// Names one store batch, so its result can be matched to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,27 +29,10 @@ pub enum StoreFailure {
     Rejected,
 }
 
-/// Who waits to hear that an event is held: its sender's socket and acknowledgement callback.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Receipt {
-    pub conn: ConnId,
-    pub ack: Option<AckId>,
-}
-
-/// Receipts now due, with the events they answer for.
-pub type DueReceipts = Vec<(Receipt, Arc<ReaderEvent>)>;
-
 #[derive(Clone, Debug)]
 struct Pending {
     event: Arc<ReaderEvent>,
     attempts: u32,
-    receipt: Option<Receipt>,
-}
-
-impl Pending {
-    fn due(self) -> Option<(Receipt, Arc<ReaderEvent>)> {
-        Some((self.receipt?, self.event))
-    }
 }
 
 #[derive(Debug)]
@@ -58,14 +41,7 @@ struct Retry {
     events: Vec<Pending>,
 }
 
-/// What a failed batch dead-lettered: how many events, and the receipts now due for them.
-#[derive(Debug, Default)]
-pub struct Dead {
-    pub count: usize,
-    pub receipts: DueReceipts,
-}
-
-/// Events accepted and not yet stored.
+/// Durable events not yet stored.
 #[derive(Debug)]
 pub struct DurableQueue {
     ready: VecDeque<Pending>,
@@ -75,7 +51,6 @@ pub struct DurableQueue {
     in_flight: Option<(BatchId, Vec<Pending>)>,
     dead: Vec<Arc<ReaderEvent>>,
     next_batch: u64,
-    capacity: usize,
     batch_size: usize,
     linger_ms: u64,
     max_attempts: u32,
@@ -92,7 +67,6 @@ impl DurableQueue {
             in_flight: None,
             dead: Vec::new(),
             next_batch: 1,
-            capacity: config.event_queue_capacity,
             batch_size: config.store_batch_size.max(1),
             linger_ms: config.store_batch_linger_ms,
             max_attempts: config.store_max_attempts.max(1),
@@ -101,7 +75,7 @@ impl DurableQueue {
         }
     }
 
-    /// Events held: waiting, retrying, in flight and dead. Bounded by the capacity.
+    /// Events held: waiting, retrying, in flight and dead. The core bounds them with the log's.
     pub fn len(&self) -> usize {
         self.ready.len()
             + self.retrying.iter().map(|r| r.events.len()).sum::<usize>()
@@ -122,19 +96,19 @@ impl DurableQueue {
         self.dead.len()
     }
 
-    pub fn is_full(&self) -> bool {
-        self.len() >= self.capacity
-    }
-
     /// Whether a batch is with the store now.
     pub fn is_processing(&self) -> bool {
         self.in_flight.is_some()
     }
 
-    /// Queues an accepted event, with the receipt to hand back once it is held. The caller has
-    /// checked [`DurableQueue::is_full`].
-    pub fn push(&mut self, event: Arc<ReaderEvent>, receipt: Option<Receipt>) {
-        self.ready.push_back(Pending { event, attempts: 0, receipt });
+    /// Queues a durable event for the store.
+    pub fn push(&mut self, event: Arc<ReaderEvent>) {
+        self.ready.push_back(Pending { event, attempts: 0 });
+    }
+
+    /// Keeps events found dead-lettered at start (a durable dead-letter table).
+    pub fn push_dead(&mut self, event: Arc<ReaderEvent>) {
+        self.dead.push(event);
     }
 
     /// The next batch to store, if the store is idle and something is due: a retry whose time
@@ -172,13 +146,11 @@ impl DurableQueue {
         self.ready_since.filter(|_| !self.ready.is_empty()).map(|since| since.plus(self.linger_ms))
     }
 
-    /// The store kept batch `id`: its receipts are due. `None` when `id` is not the batch in
+    /// The store kept batch `id`: returns its events, or `None` when `id` is not the batch in
     /// flight (a stale answer).
-    pub fn stored(&mut self, id: BatchId) -> Option<DueReceipts> {
+    pub fn stored(&mut self, id: BatchId) -> Option<Vec<Arc<ReaderEvent>>> {
         match self.in_flight.take() {
-            Some((current, batch)) if current == id => {
-                Some(batch.into_iter().filter_map(Pending::due).collect())
-            }
+            Some((current, batch)) if current == id => Some(batch.into_iter().map(|p| p.event).collect()),
             other => {
                 self.in_flight = other;
                 None
@@ -187,24 +159,29 @@ impl DurableQueue {
     }
 
     /// The store failed batch `id`; schedules retries and dead-letters what used its attempts.
-    /// Returns the dead-lettered events' receipts: a dead letter is held until an admin replays
-    /// it, which is what the protocol promises for an event the store keeps refusing.
-    pub fn failed(&mut self, id: BatchId, failure: StoreFailure, now: Millis, rng: &mut ChaCha8Rng) -> Dead {
+    /// Returns the events dead-lettered now: a dead letter is held until an admin replays it,
+    /// which is what the protocol promises for an event the store keeps refusing.
+    pub fn failed(
+        &mut self,
+        id: BatchId,
+        failure: StoreFailure,
+        now: Millis,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Arc<ReaderEvent>> {
         let batch = match self.in_flight.take() {
             Some((current, batch)) if current == id => batch,
             other => {
                 self.in_flight = other;
-                return Dead::default();
+                return Vec::new();
             }
         };
         let mut retry = Vec::new();
-        let mut dead = Dead::default();
+        let mut dead = Vec::new();
         for mut p in batch {
             p.attempts += 1;
             if p.attempts >= self.max_attempts {
                 self.dead.push(p.event.clone());
-                dead.count += 1;
-                dead.receipts.extend(p.due());
+                dead.push(p.event);
             } else {
                 retry.push(p);
             }
@@ -247,7 +224,7 @@ impl DurableQueue {
     pub fn replay_dead(&mut self) -> usize {
         let n = self.dead.len();
         for event in self.dead.drain(..) {
-            self.ready.push_back(Pending { event, attempts: 0, receipt: None });
+            self.ready.push_back(Pending { event, attempts: 0 });
         }
         n
     }

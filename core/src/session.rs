@@ -17,7 +17,7 @@ const FORGET_IDLE_USERS_MS: u64 = 60_000;
 impl Core {
     pub(crate) fn on_connect(&mut self, now: Millis, conn: ConnId, sid: String, token: TokenCheck) {
         match self.admit(now, conn, &token) {
-            Ok(principal) => self.open(now, conn, sid, principal),
+            Ok(principal) => self.open(conn, sid, principal),
             Err(reason) => {
                 self.stats.connects_refused += 1;
                 self.outputs.push_back(Output::Refuse { conn, reason });
@@ -34,7 +34,7 @@ impl Core {
         if self.conns.contains_key(&conn) {
             return Err(ConnectRefusal::InvalidToken);
         }
-        let principal = Principal::from_claims(claims, now)?;
+        let principal = Principal::from_claims(claims, self.wall)?;
         let config = &self.config;
         let limits = self.users.entry(principal.user_id.clone()).or_insert_with(|| UserLimits {
             reader_events: TokenBucket::new(config.reader_event_rate, 1000, config.reader_event_burst, now),
@@ -57,13 +57,13 @@ impl Core {
         Ok(principal)
     }
 
-    fn open(&mut self, now: Millis, conn: ConnId, sid: String, principal: Principal) {
+    fn open(&mut self, conn: ConnId, sid: String, principal: Principal) {
         self.routing.add_socket(conn, &principal.user_id, principal.role.is_staff());
-        self.timers.set(Timer::TokenExpiry(conn), principal.expires_at);
+        self.timers.set(Timer::TokenExpiry(conn), self.mono_at(principal.expires_at));
         if principal.role == crate::Role::Reader {
             let reader = self
                 .presence
-                .connect(&principal.user_id, &principal.first_name, &principal.last_name, now)
+                .connect(&principal.user_id, &principal.first_name, &principal.last_name, self.wall)
                 .clone();
             self.publish(BusBody::Presence { user_id: principal.user_id.to_string(), reader: Some(reader) });
         }
@@ -110,22 +110,16 @@ impl Core {
         self.outputs.push_back(Output::Disconnect { conn });
     }
 
-    pub(crate) fn on_token_verified(
-        &mut self,
-        now: Millis,
-        conn: ConnId,
-        ack: Option<AckId>,
-        token: TokenCheck,
-    ) {
+    pub(crate) fn on_token_verified(&mut self, conn: ConnId, ack: Option<AckId>, token: TokenCheck) {
         let Some(current) = self.conns.get(&conn).map(|c| (c.principal.user_id.clone(), c.principal.role))
         else {
             return;
         };
         let expired_meanwhile = self.refreshing.remove(&conn).unwrap_or(false);
-        match self.refreshed_principal(now, &current, token) {
+        match self.refreshed_principal(&current, token) {
             Ok(principal) => {
                 let expires_at = principal.expires_at;
-                self.timers.set(Timer::TokenExpiry(conn), expires_at);
+                self.timers.set(Timer::TokenExpiry(conn), self.mono_at(expires_at));
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.principal = principal;
                 }
@@ -144,13 +138,12 @@ impl Core {
     /// The principal a refresh token names, if it may replace the socket's current one.
     fn refreshed_principal(
         &self,
-        now: Millis,
         current: &(Arc<str>, crate::Role),
         token: TokenCheck,
     ) -> Result<Principal, CommandError> {
         let invalid = || CommandError::invalid("Invalid authentication token");
         let TokenCheck::Verified(claims) = token else { return Err(invalid()) };
-        let principal = match Principal::from_claims(&claims, now) {
+        let principal = match Principal::from_claims(&claims, self.wall) {
             Ok(p) => p,
             Err(ClaimsError::Invalid) => return Err(invalid()),
             Err(ClaimsError::Expired) => return Err(CommandError::token_expired()),

@@ -1,9 +1,11 @@
-//! Feeding the store from the durable queue: one batch at a time, retries on their timers,
-//! dead letters counted, and the receipts that wait for a batch sent when it is stored.
+//! Feeding the store from the store queue (a local outbox only): one batch at a time, retries on
+//! their timers, dead letters counted and handed to the shell to keep durably.
+
+use std::sync::Arc;
 
 use crate::queue::{BatchId, StoreFailure};
 use crate::timers::Timer;
-use crate::{Core, Millis, Output};
+use crate::{Core, Millis, Output, ReaderEvent};
 
 impl Core {
     /// Hands the store its next batch when it is idle and one is due, and arms the timer for
@@ -19,19 +21,34 @@ impl Core {
     }
 
     pub(crate) fn on_stored(&mut self, now: Millis, batch: BatchId) {
-        if let Some(receipts) = self.queue.stored(batch) {
-            for (receipt, event) in receipts {
-                self.send_receipt(receipt, &event);
-            }
+        if self.queue.stored(batch).is_some() {
             self.pump_store(now);
         }
     }
 
     pub(crate) fn on_store_failed(&mut self, now: Millis, batch: BatchId, failure: StoreFailure) {
         let dead = self.queue.failed(batch, failure, now, &mut self.rng);
-        self.stats.events_dead_lettered += dead.count as u64;
-        for (receipt, event) in dead.receipts {
-            self.send_receipt(receipt, &event);
+        if !dead.is_empty() {
+            self.stats.events_dead_lettered += dead.len() as u64;
+            self.outputs.push_back(Output::DeadLettered { events: dead });
+        }
+        self.pump_store(now);
+    }
+
+    /// What a local outbox held at start: acknowledged events the store does not have yet go on
+    /// to it, and dead letters stay dead until replayed. Both are already in the history the
+    /// shell loaded.
+    pub(crate) fn on_unstored(
+        &mut self,
+        now: Millis,
+        events: Vec<Arc<ReaderEvent>>,
+        dead: Vec<Arc<ReaderEvent>>,
+    ) {
+        for event in events {
+            self.queue.push(event);
+        }
+        for event in dead {
+            self.queue.push_dead(event);
         }
         self.pump_store(now);
     }

@@ -1,5 +1,7 @@
-//! Time as the core sees it: milliseconds since the Unix epoch, handed in with every input.
-//! The core never reads a clock; the shell (or the simulation) decides what "now" is.
+//! Time as the core sees it, handed in with every input: a monotonic reading for everything that
+//! waits or measures (timers, rate limits, intervals, silence), and the wall clock for what is
+//! written down (event ids and timestamps, token expiry, `lastActivity`). A wall clock that steps
+//! back then freezes nothing. The core never reads a clock; the shell (or the simulation) decides.
 
 use chrono::{DateTime, SecondsFormat};
 
@@ -28,6 +30,22 @@ impl Millis {
             Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
             None => "9999-12-31T23:59:59.999Z".to_owned(),
         }
+    }
+}
+
+/// One reading of both clocks, in milliseconds since the Unix epoch. `mono` never goes back: the
+/// shell takes it as the wall clock at start plus the time elapsed since, so the two agree until
+/// the wall clock is stepped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    pub mono: Millis,
+    pub wall: Millis,
+}
+
+impl From<Millis> for Now {
+    /// Both clocks at the same reading (tests, and clocks that are never stepped).
+    fn from(t: Millis) -> Now {
+        Now { mono: t, wall: t }
     }
 }
 

@@ -12,6 +12,8 @@ pub enum Timer {
     TokenExpiry(ConnId),
     /// A store batch is due: a retry, or a batch that has lingered for more events.
     StoreDue,
+    /// A failed append to the log has waited out its backoff.
+    AppendRetry,
     /// A coalesced `online-readers` push is due.
     PresencePush,
     /// Time to announce this node on the bus.

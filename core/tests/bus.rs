@@ -1,9 +1,10 @@
-//! The bus protocol: codec round trips, duplicates, gaps, remote delivery, own echoes.
+//! The protocol between nodes: codec round trips; on the log, remote delivery, duplicates and
+//! gaps; on the bus, own echoes, sequences and heartbeats.
 
 mod common;
 
 use alice_core::bus::{BusBody, BusEvent, BusMessage, DecodeError, BUS_VERSION};
-use alice_core::{Input, Millis};
+use alice_core::{Config, Deployment, Input, Millis};
 use common::*;
 use serde_json::json;
 
@@ -20,8 +21,15 @@ fn event_msg(seq: u64, user: &str, rooms: &[&str]) -> BusMessage {
             timestamp: Millis(START.0 + seq),
             session_id: "s".into(),
             sender_rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            sender_conn: 7,
         }),
     }
+}
+
+fn cluster_node() -> Node {
+    let mut node = Node::with_config(Config { deployment: Deployment::Cluster, ..Config::default() });
+    node.input(Input::LogOpened);
+    node
 }
 
 fn uuid_bytes(n: u64) -> [u8; 16] {
@@ -48,14 +56,14 @@ fn codec_round_trips_and_rejects_garbage() {
 
 #[test]
 fn remote_events_are_delivered_by_the_same_rules() {
-    let mut node = Node::new();
+    let mut node = cluster_node();
     let sub = node.connect("c1", "consultant");
     node.send(sub, "subscribe-consultant", json!({"consultantId": "c1", "eventTypes": ["PAGE_TURN"]}));
     let in_room = node.connect("c2", "consultant");
     node.send(in_room, "join-room", json!("x"));
     let same_user = node.connect("r1", "reader");
     let other_reader = node.connect("r2", "reader");
-    let out = node.input(Input::Bus(event_msg(1, "r1", &["x"])));
+    let out = node.input(Input::Log(event_msg(1, "r1", &["x"])));
     for (conn, n) in [(sub, 1), (in_room, 1), (same_user, 1), (other_reader, 0)] {
         assert_eq!(received(&out, conn, "reader-activity").len(), n, "{conn:?}");
     }
@@ -69,16 +77,16 @@ fn remote_events_are_delivered_by_the_same_rules() {
 
 #[test]
 fn duplicates_are_dropped_and_gaps_counted() {
-    let mut node = Node::new();
+    let mut node = cluster_node();
     let sub = node.connect("c1", "consultant");
     node.send(sub, "subscribe-consultant", json!({"consultantId": "c1"}));
-    let count = |node: &mut Node, msg| received(&node.input(Input::Bus(msg)), sub, "reader-activity").len();
+    let count = |node: &mut Node, msg| received(&node.input(Input::Log(msg)), sub, "reader-activity").len();
     assert_eq!(count(&mut node, event_msg(1, "r1", &[])), 1);
     assert_eq!(count(&mut node, event_msg(1, "r1", &[])), 0);
     assert_eq!(count(&mut node, event_msg(4, "r1", &[])), 1);
-    assert_eq!(count(&mut node, event_msg(2, "r1", &[])), 0, "late after a gap: the stream repair owns it");
+    assert_eq!(count(&mut node, event_msg(2, "r1", &[])), 0, "late after a gap: the log's order rules");
     let s = node.core.stats();
-    assert_eq!((s.bus_duplicates, s.bus_gaps), (2, 2));
+    assert_eq!((s.log_duplicates, s.log_gaps), (2, 2));
     // A restarted origin (new incarnation) starts its sequence again.
     let mut restarted = event_msg(1, "r1", &[]);
     restarted.incarnation = 43;
@@ -87,12 +95,12 @@ fn duplicates_are_dropped_and_gaps_counted() {
 
 #[test]
 fn a_repeat_from_a_node_expired_as_silent_is_still_a_duplicate() {
-    // Redis paused: node-b goes silent past the TTL, then its publisher resends a pipeline that
+    // Redis paused: node-b goes silent past the TTL, then its appender resends a pipeline that
     // had partly landed. Found by shell/tests/redis_cluster.rs (a consultant got one event twice).
-    let mut node = Node::new();
+    let mut node = cluster_node();
     let sub = node.connect("c1", "consultant");
     node.send(sub, "subscribe-consultant", json!({"consultantId": "c1"}));
-    let count = |node: &mut Node, msg| received(&node.input(Input::Bus(msg)), sub, "reader-activity").len();
+    let count = |node: &mut Node, msg| received(&node.input(Input::Log(msg)), sub, "reader-activity").len();
     assert_eq!(count(&mut node, event_msg(1, "r1", &[])), 1);
     node.advance(16_000);
     assert_eq!(count(&mut node, event_msg(1, "r1", &[])), 0);
@@ -100,17 +108,26 @@ fn a_repeat_from_a_node_expired_as_silent_is_still_a_duplicate() {
 }
 
 #[test]
-fn own_messages_prove_liveness_and_are_not_redelivered() {
-    let mut node = Node::new();
+fn events_never_ride_the_bus() {
+    let mut node = cluster_node();
+    let sub = node.connect("c1", "consultant");
+    node.send(sub, "subscribe-consultant", json!({"consultantId": "c1"}));
+    let out = node.input(Input::Bus(event_msg(1, "r1", &[])));
+    assert!(received(&out, sub, "reader-activity").is_empty());
+    assert_eq!(node.core.stats().bus_malformed, 1);
     let r = node.connect("r1", "reader");
-    let tab = node.connect("r1", "reader");
     let out = node.send(r, "reader-event", json!({"eventType": "T"}));
-    let msgs = published(&out);
-    assert_eq!(msgs.len(), 1);
-    assert_eq!(received(&out, tab, "reader-activity").len(), 1);
+    assert!(published(&out).iter().all(|m| !matches!(m.body, BusBody::Event(_))), "{out:?}");
+}
+
+#[test]
+fn own_messages_prove_liveness() {
+    let mut node = Node::new();
+    node.connect("r1", "reader");
+    let msgs = published(&node.advance(5_000));
+    assert!(!msgs.is_empty());
     assert_eq!(node.core.stats().bus_last_self_heard, None);
-    let echo = node.input(Input::Bus(msgs[0].clone()));
-    assert!(received(&echo, tab, "reader-activity").is_empty());
+    node.input(Input::Bus(msgs[0].clone()));
     assert_eq!(node.core.stats().bus_last_self_heard, Some(node.now));
 }
 

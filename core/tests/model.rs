@@ -162,6 +162,11 @@ fn run(ops: Vec<Op>) {
         seq += 1;
         Input::Bus(BusMessage { origin: "node-b".into(), incarnation: 1, seq, body })
     };
+    let mut log_seq = 0;
+    let mut log_msg = |body| {
+        log_seq += 1;
+        Input::Log(BusMessage { origin: "node-b".into(), incarnation: 1, seq: log_seq, body })
+    };
     for op in ops {
         let pick = |m: &Model, i: usize| (!m.socks.is_empty()).then(|| i % m.socks.len());
         match op {
@@ -262,8 +267,9 @@ fn run(ops: Vec<Op>) {
                     timestamp: node.now,
                     session_id: "s".into(),
                     sender_rooms: rooms.iter().map(|r| r.to_string()).collect(),
+                    sender_conn: 1,
                 });
-                let out = node.input(remote_msg(body));
+                let out = node.input(log_msg(body));
                 model.expire(node.now);
                 model.remote_heard = Some(node.now);
                 if let Some(r) = model.remote.get_mut(user) {

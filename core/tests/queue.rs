@@ -1,9 +1,10 @@
-//! The durable queue: batches, retries with backoff, poison isolation, dead letters, replay, and
-//! refusing new events when full.
+//! The store queue behind a local outbox: batches, retries with backoff, poison isolation, dead
+//! letters (handed to the shell to keep), replay, and refusing new events when full. The log is
+//! confirmed at once here (the harness's `auto_append`); `log.rs` tests the log itself.
 
 mod common;
 
-use alice_core::{BatchId, Config, Input, Output, ReaderEvent, StoreFailure};
+use alice_core::{BatchId, Config, Deployment, Input, Output, ReaderEvent, StoreFailure};
 use common::*;
 use serde_json::json;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ fn config() -> Config {
         store_retry_base_ms: 100,
         store_retry_max_ms: 1_000,
         event_queue_capacity: 5,
+        deployment: Deployment::SingleOutbox,
         ..Config::default()
     }
 }
@@ -82,7 +84,15 @@ fn unavailable_store_retries_the_batch_with_backoff_then_dead_letters() {
     let due = node.core.poll_timeout().unwrap().since(node.now);
     assert!((100..=200).contains(&due), "second retry doubles: {due}");
     let (b3, _) = batches(&node.advance(due)).remove(0);
-    node.input(Input::StoreFailed { batch: b3, failure: StoreFailure::Unavailable });
+    let out = node.input(Input::StoreFailed { batch: b3, failure: StoreFailure::Unavailable });
+    let kept: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::DeadLettered { events } => Some(events.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kept, vec![events.clone()], "the shell is told to keep the dead letter");
     let s = node.core.stats();
     assert_eq!((s.queue_size, s.dlq_size, s.events_dead_lettered), (0, 1, 1));
 

@@ -28,6 +28,9 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// How long a node's unstored events sit unacknowledged before another node claims them.
     pub redis_claim_idle_ms: u64,
+    /// The newest stretch of the cluster's log kept even when stored, so that a node cut off
+    /// from Redis for less than this reads on where it stopped.
+    pub redis_log_retain_ms: u64,
     pub metrics_token: Option<String>,
     pub log_level: String,
     pub log_json: bool,
@@ -151,8 +154,8 @@ impl Settings {
             store_max_attempts: num(&get, "STORE_MAX_ATTEMPTS", d.store_max_attempts, 1)?,
             store_retry_base_ms: num(&get, "STORE_RETRY_BASE_MS", d.store_retry_base_ms, 1)?,
             store_retry_max_ms: num(&get, "STORE_RETRY_MAX_MS", d.store_retry_max_ms, 1)?,
-            // Decided by the deployment, not a variable: on with Redis (see `start_on`).
-            receipt_once_queued: false,
+            // Decided at start from Redis and the store (`lib.rs`).
+            deployment: alice_core::Deployment::SingleStore,
         };
         if core.max_event_bytes >= core.max_packet_bytes {
             return Err(ConfigError("MAX_EVENT_BYTES must be smaller than MAX_PACKET_BYTES".into()));
@@ -188,6 +191,7 @@ impl Settings {
             },
             redis_url,
             redis_claim_idle_ms: num(&get, "REDIS_CLAIM_IDLE_MS", 30_000u64, 100)?,
+            redis_log_retain_ms: num(&get, "REDIS_LOG_RETAIN_MS", 60_000u64, 0)?,
             metrics_token: get("METRICS_TOKEN"),
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             log_json,

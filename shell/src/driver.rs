@@ -1,6 +1,6 @@
 //! The driver: one task that owns the core, feeds it every input, carries out its outputs and arms
-//! its timer. It never waits on the network or the database itself: store calls and token checks
-//! run in their own tasks and come back as inputs, and sends to sockets never block (a socket whose
+//! its timer. It never waits on the network or the database itself: appends to the log, store
+//! calls and token checks run in their own tasks and come back as inputs, and sends to sockets never block (a socket whose
 //! bounded send queue is full is disconnected rather than buffered without limit).
 
 use alice_handoff::Counter;
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::auth::Verifier;
 use crate::bus::Bus;
 use crate::clock::Clock;
-use crate::queue::EventQueue;
+use crate::log::{EventLog, Outbox};
 use crate::store::{EventStore, Session};
 
 /// Messages into the driver.
@@ -70,25 +70,43 @@ pub struct Snapshot {
     /// Every node of the cluster this one has heard from, itself included.
     pub nodes: Vec<String>,
     pub queue_full: bool,
+    /// Monotonic time, for ages.
     pub now: Millis,
+    /// The wall clock, for timestamps.
+    pub wall: Millis,
     pub slow_consumers_disconnected: u64,
-    pub store: StoreTimings,
+    /// Appends to the log (on a single node on SQLite, these are the store's writes).
+    pub appends: WriteTimings,
+    /// Store batches fed from a local outbox.
+    pub store: WriteTimings,
 }
 
-/// How the store's batch writes have gone, for `/metrics`.
+/// How writes of one kind have gone, for `/metrics`.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct StoreTimings {
-    pub batches_ok: u64,
-    pub batches_failed: u64,
-    /// Total time spent in batch writes, in microseconds.
-    pub write_micros: u64,
+pub struct WriteTimings {
+    pub ok: u64,
+    pub failed: u64,
+    /// Total time spent in them, in microseconds.
+    pub micros: u64,
 }
 
+/// Counts writes from the tasks that run them.
 #[derive(Default)]
-struct StoreCounters {
+struct WriteCounters {
     ok: Counter,
     failed: Counter,
     micros: Counter,
+}
+
+impl WriteCounters {
+    fn record(&self, started: Instant, ok: bool) {
+        self.micros.add(started.elapsed().as_micros() as u64);
+        if ok { &self.ok } else { &self.failed }.add(1);
+    }
+
+    fn timings(&self) -> WriteTimings {
+        WriteTimings { ok: self.ok.get(), failed: self.failed.get(), micros: self.micros.get() }
+    }
 }
 
 /// A socket the driver can write to.
@@ -130,8 +148,10 @@ impl DriverHandle {
 pub struct Links {
     pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn EventStore>,
-    /// Where accepted events are handed for keeping (the store, or the Redis queue).
-    pub queue: Arc<dyn EventQueue>,
+    /// Where accepted events become durable (the store, a local outbox, or the Redis log).
+    pub log: Arc<dyn EventLog>,
+    /// The local outbox in front of a remote store, which forgets what the store has.
+    pub outbox: Option<Arc<Outbox>>,
     pub bus: Bus,
     pub verifier: Verifier,
 }
@@ -140,7 +160,8 @@ pub struct Driver {
     core: Core,
     clock: Arc<dyn Clock>,
     store: Arc<dyn EventStore>,
-    queue: Arc<dyn EventQueue>,
+    log: Arc<dyn EventLog>,
+    outbox: Option<Arc<Outbox>>,
     bus: Bus,
     verifier: Verifier,
     rx: mpsc::Receiver<Command>,
@@ -152,19 +173,21 @@ pub struct Driver {
     /// Bus messages this node published, coming back to it (the in-process bus).
     loopback: VecDeque<alice_core::BusMessage>,
     slow_consumers: u64,
-    store_counters: Arc<StoreCounters>,
+    append_counters: Arc<WriteCounters>,
+    store_counters: Arc<WriteCounters>,
     shutdown: Option<(Millis, oneshot::Sender<usize>)>,
 }
 
 impl Driver {
     pub fn new(core: Core, links: Links, capacity: usize) -> (Driver, DriverHandle) {
         let (tx, rx) = mpsc::channel(capacity);
-        let Links { clock, store, queue, bus, verifier } = links;
+        let Links { clock, store, log, outbox, bus, verifier } = links;
         let driver = Driver {
             core,
             clock,
             store,
-            queue,
+            log,
+            outbox,
             bus,
             verifier,
             rx,
@@ -175,6 +198,7 @@ impl Driver {
             next_ack: 0,
             loopback: VecDeque::new(),
             slow_consumers: 0,
+            append_counters: Arc::default(),
             store_counters: Arc::default(),
             shutdown: None,
         };
@@ -205,7 +229,7 @@ impl Driver {
     }
 
     fn feed(&mut self, input: Input) {
-        let now = self.clock.now();
+        let now = self.clock.reading();
         self.core.handle(now, input);
         self.execute();
         while let Some(msg) = self.loopback.pop_front() {
@@ -248,17 +272,24 @@ impl Driver {
                     nodes: self.core.cluster_nodes(),
                     queue_full: self.core.queue_is_full(),
                     now,
+                    wall: self.clock.wall(),
                     slow_consumers_disconnected: self.slow_consumers,
-                    store: StoreTimings {
-                        batches_ok: self.store_counters.ok.get(),
-                        batches_failed: self.store_counters.failed.get(),
-                        write_micros: self.store_counters.micros.get(),
-                    },
+                    appends: self.append_counters.timings(),
+                    store: self.store_counters.timings(),
                 });
             }
             Command::ReplayDeadLetters { reply } => {
                 let n = self.core.replay_dead_letters(self.clock.now());
                 self.execute();
+                if let Some(outbox) = self.outbox.clone() {
+                    // The replayed events are live again; a restart before they are stored must
+                    // not find them dead.
+                    tokio::spawn(async move {
+                        if let Err(e) = outbox.revive_dead().await {
+                            tracing::warn!(error = %e, "could not unmark dead letters in the outbox");
+                        }
+                    });
+                }
                 let _ = reply.send(n);
             }
             Command::Shutdown { grace, reply } => {
@@ -306,7 +337,7 @@ impl Driver {
                                 |p| Session {
                                     user_id: p.user_id.to_string(),
                                     session_id: socket.id.to_string(),
-                                    at: self.clock.now(),
+                                    at: self.clock.wall(),
                                 },
                             );
                         if let Some(s) = &session {
@@ -342,17 +373,41 @@ impl Driver {
                         let _ = publisher.send(msg);
                     }
                 },
+                Output::Append { append, entries } => {
+                    let (log, tx) = (self.log.clone(), self.tx.clone());
+                    let counters = self.append_counters.clone();
+                    tokio::spawn(async move {
+                        let started = Instant::now();
+                        let result = log.append(&entries).await;
+                        counters.record(started, result.is_ok());
+                        let input = match result {
+                            Ok(()) => Input::Appended { append },
+                            Err(e) => {
+                                tracing::warn!(error = %e, events = entries.len(), "append to the log failed");
+                                Input::AppendFailed { append }
+                            }
+                        };
+                        let _ = tx.send(Command::Input(input)).await;
+                    });
+                }
                 Output::StoreBatch { batch, events } => {
-                    let (store, tx) = (self.queue.clone(), self.tx.clone());
+                    let (store, outbox, tx) = (self.store.clone(), self.outbox.clone(), self.tx.clone());
                     let counters = self.store_counters.clone();
                     tokio::spawn(async move {
                         let started = Instant::now();
-                        let result = store.enqueue(&events).await;
-                        counters.micros.add(started.elapsed().as_micros() as u64);
-                        let counter = if result.is_ok() { &counters.ok } else { &counters.failed };
-                        counter.add(1);
+                        let result = store.insert(&events).await;
+                        counters.record(started, result.is_ok());
                         let input = match result {
-                            Ok(()) => Input::Stored { batch },
+                            Ok(()) => {
+                                if let Some(outbox) = outbox {
+                                    // Left behind, they are stored again after a restart: harmless.
+                                    let ids: Vec<_> = events.iter().map(|e| e.id).collect();
+                                    if let Err(e) = outbox.forget(&ids).await {
+                                        tracing::warn!(error = %e, "could not clear stored events from the outbox");
+                                    }
+                                }
+                                Input::Stored { batch }
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, events = events.len(), "store batch failed");
                                 Input::StoreFailed { batch, failure: e.failure() }
@@ -360,6 +415,17 @@ impl Driver {
                         };
                         let _ = tx.send(Command::Input(input)).await;
                     });
+                }
+                Output::DeadLettered { events } => {
+                    tracing::warn!(events = events.len(), "events dead-lettered after their last attempt");
+                    if let Some(outbox) = self.outbox.clone() {
+                        tokio::spawn(async move {
+                            let ids: Vec<_> = events.iter().map(|e| e.id).collect();
+                            if let Err(e) = outbox.mark_dead(&ids).await {
+                                tracing::warn!(error = %e, "could not mark dead letters in the outbox");
+                            }
+                        });
+                    }
                 }
                 Output::VerifyToken { conn, ack, token } => {
                     let (verifier, tx) = (self.verifier.clone(), self.tx.clone());
@@ -410,7 +476,7 @@ impl Driver {
         if let Some(slot) = self.forget_socket(conn) {
             let _ = slot.socket.disconnect();
         }
-        self.core.handle(self.clock.now(), Input::Disconnect { conn });
+        self.core.handle(self.clock.reading(), Input::Disconnect { conn });
     }
 
     fn flush_pending(&mut self, conn: ConnId) {
@@ -426,7 +492,7 @@ impl Driver {
         self.acks.retain(|_, (c, _)| *c != conn);
         let mut slot = self.sockets.remove(&conn)?;
         if let Some(mut s) = slot.session.take() {
-            s.at = self.clock.now();
+            s.at = self.clock.wall();
             self.record_session(s, false);
         }
         Some(slot)

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::auth::{token_from, Verifier};
 use crate::clock::Clock;
 use crate::driver::{Command, DriverHandle, Snapshot};
-use crate::queue::EventQueue;
+use crate::log::consumer::DeadLetters;
 use crate::redis_link::RedisHealth;
 use crate::store::EventStore;
 
@@ -29,7 +29,8 @@ pub struct HttpState {
     pub driver: DriverHandle,
     pub verifier: Verifier,
     pub store: Arc<dyn EventStore>,
-    pub queue: Arc<dyn EventQueue>,
+    /// This node's consumer group's dead letters, in a cluster.
+    pub dead_letters: Option<Arc<DeadLetters>>,
     /// Present when the node is part of a Redis cluster.
     pub redis: Option<Arc<RedisHealth>>,
     pub clock: Arc<dyn Clock>,
@@ -38,11 +39,12 @@ pub struct HttpState {
     pub presence_ttl_ms: u64,
 }
 
-/// Queue and dead-letter sizes: this node's outbox plus, in a cluster, the Redis streams.
+/// Queue and dead-letter sizes: events this node holds (waiting for the log, or for the store
+/// behind a local outbox) plus, in a cluster, what this node's store has yet to take from the log.
 fn queue_sizes(state: &HttpState, snap: &Snapshot) -> (u64, u64) {
     let (mut queued, mut dead) = (snap.stats.queue_size as u64, snap.stats.dlq_size as u64);
     if let Some(r) = &state.redis {
-        queued += r.queue_len.get();
+        queued += r.unstored.get();
         dead += r.dlq_len.get();
     }
     (queued, dead)
@@ -74,7 +76,7 @@ async fn authorize(state: &HttpState, headers: &HeaderMap, roles: &[Role]) -> Re
         TokenCheck::Missing => return Err(error(StatusCode::UNAUTHORIZED, "Authentication token required")),
         TokenCheck::Invalid => return Err(error(StatusCode::UNAUTHORIZED, "Invalid authentication token")),
     };
-    match Principal::from_claims(&claims, state.clock.now()) {
+    match Principal::from_claims(&claims, state.clock.wall()) {
         Ok(p) if roles.contains(&p.role) => Ok(p),
         Ok(_) => Err(error(StatusCode::FORBIDDEN, "Insufficient permissions")),
         Err(e) => Err(error(StatusCode::UNAUTHORIZED, alice_core::ConnectRefusal::from(e).message())),
@@ -141,7 +143,7 @@ async fn health(State(state): State<HttpState>) -> Response {
     };
     let body = json!({
         "status": status,
-        "timestamp": snap.now.rfc3339(),
+        "timestamp": snap.wall.rfc3339(),
         "uptime": state.started.elapsed().as_secs_f64(),
         "checks": checks,
     });
@@ -154,7 +156,7 @@ async fn stats(State(state): State<HttpState>, headers: HeaderMap) -> Response {
         return r;
     }
     let Some(snap) = state.driver.snapshot().await else { return unavailable() };
-    let since = alice_core::Millis(snap.now.0.saturating_sub(DAY_MS));
+    let since = alice_core::Millis(snap.wall.0.saturating_sub(DAY_MS));
     let dashboard = match state.store.dashboard(since).await {
         Ok(rows) => json!(rows),
         Err(e) => {
@@ -174,7 +176,7 @@ async fn stats(State(state): State<HttpState>, headers: HeaderMap) -> Response {
         "eventsPerMinute": snap.events_per_minute,
         "eventsAccepted": s.events_accepted,
         "deliveries": s.deliveries,
-        "timestamp": snap.now.rfc3339(),
+        "timestamp": snap.wall.rfc3339(),
     }))
     .into_response()
 }
@@ -188,7 +190,11 @@ async fn replay(State(state): State<HttpState>, headers: HeaderMap) -> Response 
         return unavailable();
     }
     let Ok(local) = rx.await else { return unavailable() };
-    match state.queue.replay_dead().await {
+    let cluster = match &state.dead_letters {
+        Some(d) => d.replay().await,
+        None => Ok(0),
+    };
+    match cluster {
         Ok(n) => Json(json!({ "replayed": local + n })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "dead-letter replay from Redis failed");
@@ -210,11 +216,16 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
         let gauges = [
             ("alice_redis_up", "Whether this node reaches Redis.", u64::from(r.is_up())),
             (
-                "alice_redis_queue_length",
-                "Events in the cluster's Redis queue, not yet stored.",
-                r.queue_len.get(),
+                "alice_redis_unstored",
+                "Entries of the cluster's log this node's store has not taken yet.",
+                r.unstored.get(),
             ),
-            ("alice_redis_dlq_length", "Events in the cluster's Redis dead-letter stream.", r.dlq_len.get()),
+            ("alice_redis_log_length", "Entries in the cluster's log stream.", r.log_len.get()),
+            (
+                "alice_redis_dlq_length",
+                "Events in this node's store group's dead-letter stream.",
+                r.dlq_len.get(),
+            ),
             ("alice_bus_outbox", "Bus messages waiting for Redis on this node.", r.bus_outbox.get()),
             ("alice_bus_dropped_total", "Bus messages dropped from a full outbox.", r.bus_dropped.get()),
             (
@@ -238,11 +249,15 @@ pub fn render_metrics(snap: &Snapshot) -> String {
     let gauges: [(&str, &str, f64); 5] = [
         ("alice_connections", "Sockets connected to this node.", s.connections as f64),
         ("alice_online_readers", "Distinct readers online in the cluster.", s.online_readers as f64),
-        ("alice_queue_size", "Accepted events waiting to be stored.", s.queue_size as f64),
+        (
+            "alice_queue_size",
+            "Accepted events this node holds: waiting for the log or the store.",
+            s.queue_size as f64,
+        ),
         ("alice_dlq_size", "Dead-lettered events awaiting replay.", s.dlq_size as f64),
         ("alice_history_size", "Recent events held in memory.", s.history_size as f64),
     ];
-    let counters: [(&str, &str, f64); 11] = [
+    let counters: [(&str, &str, f64); 16] = [
         ("alice_events_accepted_total", "Reader events accepted by this node.", s.events_accepted as f64),
         ("alice_deliveries_total", "reader-activity messages sent to sockets.", s.deliveries as f64),
         (
@@ -256,19 +271,28 @@ pub fn render_metrics(snap: &Snapshot) -> String {
             "Sockets closed for not keeping up.",
             snap.slow_consumers_disconnected as f64,
         ),
-        ("alice_store_batches_total", "Store batch writes that succeeded.", snap.store.batches_ok as f64),
+        ("alice_log_appends_total", "Appends to the log that succeeded.", snap.appends.ok as f64),
+        ("alice_log_append_failures_total", "Appends to the log that failed.", snap.appends.failed as f64),
         (
-            "alice_store_batch_failures_total",
-            "Store batch writes that failed.",
-            snap.store.batches_failed as f64,
+            "alice_log_append_seconds_total",
+            "Time spent appending to the log.",
+            snap.appends.micros as f64 / 1e6,
         ),
+        (
+            "alice_store_batches_total",
+            "Store batch writes from the outbox that succeeded.",
+            snap.store.ok as f64,
+        ),
+        ("alice_store_batch_failures_total", "Store batch writes that failed.", snap.store.failed as f64),
         (
             "alice_store_write_seconds_total",
             "Time spent writing batches to the store.",
-            snap.store.write_micros as f64 / 1e6,
+            snap.store.micros as f64 / 1e6,
         ),
         ("alice_bus_duplicates_total", "Bus messages dropped as duplicates.", s.bus_duplicates as f64),
         ("alice_bus_gaps_total", "Bus messages missed (sequence gaps).", s.bus_gaps as f64),
+        ("alice_log_duplicates_total", "Log entries dropped as repeats.", s.log_duplicates as f64),
+        ("alice_log_gaps_total", "Log entries missed (trimmed before read).", s.log_gaps as f64),
         ("alice_remote_events_total", "Events received from other nodes.", s.remote_events as f64),
     ];
     for (kind, list) in [("gauge", &gauges[..]), ("counter", &counters[..])] {

@@ -9,8 +9,9 @@ pub mod console;
 pub mod driver;
 pub mod handshake;
 pub mod http;
-pub mod queue;
+pub mod log;
 pub mod redis_link;
+pub mod redis_stream;
 pub mod socket;
 pub mod store;
 
@@ -18,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alice_core::{Core, Input};
+use alice_core::{Core, Deployment, Input};
 use axum::http::{header, HeaderValue, Method};
 use socketioxide::{SocketIo, TransportType};
 use tokio::net::TcpListener;
@@ -31,6 +32,8 @@ use crate::auth::Verifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::driver::{Command, Driver, DriverHandle};
+use crate::log::{EventLog, Outbox, StoreLog};
+use crate::redis_link::{LOG_STREAM, SHARED_STORE_GROUP};
 use crate::store::postgres::{PgSettings, PgStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::EventStore;
@@ -112,7 +115,7 @@ pub async fn start_with_store(settings: Settings, store: Arc<dyn EventStore>) ->
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    let deps = Deps { store, clock: Arc::new(SystemClock), seed: rand::random(), redis_dialer: None };
+    let deps = Deps { store, clock: Arc::new(SystemClock::new()), seed: rand::random(), redis_dialer: None };
     start_on(settings, deps, listener).await
 }
 
@@ -134,79 +137,118 @@ where
 {
     let Deps { store, clock, seed, redis_dialer } = deps;
     let verifier = Verifier::new(&settings.auth);
-    let mut core_config = settings.core.clone();
+    let deployment = match (&settings.redis_url, store.is_embedded()) {
+        (Some(_), _) => Deployment::Cluster,
+        (None, true) => Deployment::SingleStore,
+        (None, false) => Deployment::SingleOutbox,
+    };
     let redis = match &settings.redis_url {
-        Some(url) => {
-            let link = redis_link::RedisLink::new(url, redis_dialer, seed.rotate_left(32))
-                .map_err(StartError::Config)?;
-            // The core's queue is this node's outbox to Redis: events leave it only once Redis has
-            // them, however long Redis is away (the queue's capacity still bounds it). Attempts
-            // and dead letters apply to the store, in the storage worker.
-            core_config.store_max_attempts = u32::MAX;
-            // An event is acknowledged once Redis holds it, so a node crash loses no acknowledged
-            // event; while Redis is away, receipts wait with the events.
-            core_config.receipt_once_queued = true;
-            // Those receipts wait for the hand-off to Redis, so it does not linger; the storage
-            // worker's batches to the store do.
-            core_config.store_batch_linger_ms = 0;
-            if store.kind() == "sqlite" {
-                tracing::warn!(
-                    "a cluster over Redis with the embedded SQLite store: each node stores its share \
-                     of the cluster's events in its own file; point every node at one PostgreSQL \
-                     (DATABASE_URL) to keep them together"
-                );
-            }
-            Some(link)
-        }
+        Some(url) => Some(
+            redis_link::RedisLink::new(url, redis_dialer, seed.rotate_left(32))
+                .map_err(StartError::Config)?,
+        ),
         None => None,
     };
+    let core_config = alice_core::Config { deployment, ..settings.core.clone() };
     let mut core = Core::new(core_config, &settings.node_id, seed);
 
-    match store.newest(settings.core.history_capacity).await {
+    let outbox = match deployment {
+        Deployment::SingleOutbox => Some(Arc::new(Outbox::open(&settings.data_dir).await?)),
+        _ => None,
+    };
+    let unstored = match &outbox {
+        Some(outbox) => Some(outbox.unstored().await?),
+        None => None,
+    };
+    let (mut history, complete) = match store.newest(settings.core.history_capacity).await {
         Ok((events, has_more)) => {
             tracing::info!(
                 events = events.len(),
                 store = store.kind(),
                 "recent history loaded from the store"
             );
-            core.handle(clock.now(), Input::HistoryLoaded { events, complete: !has_more });
+            (events, !has_more)
         }
         Err(e) => {
             // Serve anyway; older events are asked of the store once it is back.
             tracing::error!(error = %e, "could not load recent history; starting without it");
-            core.handle(clock.now(), Input::HistoryLoaded { events: Vec::new(), complete: false });
+            (Vec::new(), false)
         }
+    };
+    if let Some(u) = &unstored {
+        // Acknowledged before the restart and not in the store yet: part of the history too.
+        history.extend(u.events.iter().chain(&u.dead).cloned());
+    }
+    core.handle(clock.reading(), Input::HistoryLoaded { events: history, complete });
+    if let Some(u) = unstored {
+        if !u.events.is_empty() || !u.dead.is_empty() {
+            tracing::info!(
+                events = u.events.len(),
+                dead = u.dead.len(),
+                "the outbox holds events the store does not have yet; storing them"
+            );
+        }
+        core.handle(clock.reading(), Input::Unstored { events: u.events, dead: u.dead });
     }
 
-    let (queue, bus): (Arc<dyn queue::EventQueue>, bus::Bus) = match &redis {
-        Some(link) => (
-            Arc::new(queue::redis::RedisQueue::new(link.clone())),
-            bus::Bus::Redis(bus::redis::spawn_publisher(link.clone())),
-        ),
-        None => (Arc::new(queue::DirectQueue(store.clone())), bus::Bus::Local),
+    let (log, bus): (Arc<dyn EventLog>, bus::Bus) = match (&redis, &outbox) {
+        (Some(link), _) => {
+            let keep = Duration::from_millis(10 * settings.core.presence_ttl_ms);
+            (
+                Arc::new(log::redis::RedisLog::new(link.clone())),
+                bus::Bus::Redis(bus::redis::spawn_publisher(link.clone(), clock.clone(), keep)),
+            )
+        }
+        (None, Some(outbox)) => (outbox.clone(), bus::Bus::Local),
+        (None, None) => (Arc::new(StoreLog(store.clone())), bus::Bus::Local),
     };
     let (driver, handle) = Driver::new(
         core,
         driver::Links {
             clock: clock.clone(),
             store: store.clone(),
-            queue: queue.clone(),
+            log,
+            outbox,
             bus,
             verifier: verifier.clone(),
         },
         DRIVER_QUEUE,
     );
     let driver_task = tokio::spawn(driver.run());
-    if let Some(link) = &redis {
-        let silence = Duration::from_millis(settings.core.presence_ttl_ms);
-        bus::redis::spawn_subscriber(link.clone(), handle.clone(), clock.clone(), silence);
-        let worker = queue::redis::WorkerSettings {
-            consumer: settings.node_id.clone(),
-            claim_idle: Duration::from_millis(settings.redis_claim_idle_ms),
-            core: settings.core.clone(),
-        };
-        queue::redis::spawn_worker(link.clone(), store.clone(), clock.clone(), worker);
-    }
+    let dead_letters = match &redis {
+        Some(link) => {
+            // A store of this node's own keeps every event of the cluster: its own group.
+            let group = if store.is_embedded() {
+                format!("{SHARED_STORE_GROUP}:{}", settings.node_id)
+            } else {
+                SHARED_STORE_GROUP.to_owned()
+            };
+            let follow_log = redis_stream::Follow {
+                stream: LOG_STREAM,
+                input: Input::Log,
+                opened: Some(Input::LogOpened),
+                watch: None,
+            };
+            redis_stream::spawn(link.clone(), handle.clone(), clock.clone(), follow_log);
+            let follow_bus = redis_stream::Follow {
+                stream: redis_link::BUS_STREAM,
+                input: Input::Bus,
+                opened: None,
+                watch: Some(Duration::from_millis(settings.core.presence_ttl_ms)),
+            };
+            redis_stream::spawn(link.clone(), handle.clone(), clock.clone(), follow_bus);
+            let consumer = log::consumer::ConsumerSettings {
+                group: group.clone(),
+                consumer: settings.node_id.clone(),
+                claim_idle: Duration::from_millis(settings.redis_claim_idle_ms),
+                retain: Duration::from_millis(settings.redis_log_retain_ms),
+                core: settings.core.clone(),
+            };
+            log::consumer::spawn(link.clone(), store.clone(), clock.clone(), consumer);
+            Some(Arc::new(log::consumer::DeadLetters::new(link.clone(), store.clone(), &group)))
+        }
+        None => None,
+    };
 
     let max_packet = settings.core.max_packet_bytes;
     let (layer, io) = SocketIo::builder()
@@ -228,7 +270,7 @@ where
         driver: handle.clone(),
         verifier,
         store,
-        queue,
+        dead_letters,
         redis: redis.map(|l| l.health.clone()),
         clock,
         started: Instant::now(),

@@ -1,5 +1,5 @@
 //! The one place that opens Redis connections: the URL, timeouts, the key names and a reconnect
-//! backoff shared by the bus and the queue. It holds the health they report, and no data.
+//! backoff shared by the bus and the log. It holds the health they report, and no data.
 //!
 //! Connections go over TCP (or TLS) by default; a [`Dialer`] replaces that transport, which is how
 //! the simulation runs the real redis-rs client over its simulated network.
@@ -16,15 +16,17 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// The stream every node publishes bus messages to and reads them from.
+/// The cluster's log: one entry per accepted event, in the cluster's one order. Every node reads
+/// it; storing consumer groups (`alice-store`, or `alice-store:<node>` for a node's own SQLite
+/// file) keep it, and it is trimmed only behind them.
+pub const LOG_STREAM: &str = "alice:log";
+/// Presence, heartbeats and leaving; trimmed by age.
 pub const BUS_STREAM: &str = "alice:bus";
-/// Accepted events not yet in the store (consumer group [`STORE_GROUP`]).
-pub const QUEUE_STREAM: &str = "alice:queue";
-/// Events the store refused after their last attempt, until an admin replays them.
-pub const DLQ_STREAM: &str = "alice:dlq";
-pub const STORE_GROUP: &str = "alice-store";
-/// The bus keeps about this many messages for nodes catching up.
-pub const BUS_MAXLEN: usize = 100_000;
+/// Events a consumer group's store refused after their last attempt (`alice:dlq:<group>`), until
+/// an admin replays them.
+pub const DLQ_PREFIX: &str = "alice:dlq:";
+/// The consumer group of a store the whole cluster shares (PostgreSQL).
+pub const SHARED_STORE_GROUP: &str = "alice-store";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -32,8 +34,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub struct RedisHealth {
     pub up: AtomicBool,
-    /// Entries in the cluster's queue stream (accepted, not yet stored), as last read.
-    pub queue_len: Gauge,
+    /// Entries of the log this node's store has not stored yet (pending and not yet read by its
+    /// consumer group), as last read.
+    pub unstored: Gauge,
+    /// Entries in the log stream, as last read.
+    pub log_len: Gauge,
     pub dlq_len: Gauge,
     /// Bus messages waiting in this node's outbox for Redis.
     pub bus_outbox: Gauge,

@@ -6,75 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{Node, RedisServer};
+use common::cluster::*;
 use common::*;
 use serde_json::{json, Value};
-
-fn node_vars<'a>(redis: &'a str, db: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("REDIS_URL", redis),
-        ("DATABASE_URL", db),
-        ("PRESENCE_TTL_MS", "1500"),
-        ("PRESENCE_PUSH_INTERVAL_MS", "100"),
-        ("REDIS_CLAIM_IDLE_MS", "1000"),
-        ("READER_EVENT_BURST", "1000"),
-        ("STORE_RETRY_BASE_MS", "50"),
-        ("STORE_RETRY_MAX_MS", "500"),
-        ("STORE_MAX_ATTEMPTS", "1000"),
-    ]
-}
-
-/// Waits until `socket` has received `n` reader-activity events (then checks no more come).
-async fn collect_activity(c: &mut Client, n: usize, within: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    let mut got = Vec::new();
-    while got.len() < n && Instant::now() < deadline {
-        if let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(200), c.next("reader-activity")).await
-        {
-            got.push(v);
-        }
-    }
-    // Anything extra (a duplicate) would arrive by now.
-    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(300), c.next("reader-activity")).await
-    {
-        got.push(v);
-    }
-    got
-}
-
-fn ids(events: &[Value]) -> Vec<String> {
-    let mut v: Vec<String> = events.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
-    v.sort();
-    v
-}
-
-async fn stored_ids(db: &TestDb) -> Vec<String> {
-    let pool = db.pool().await;
-    let ids = sqlx::query_scalar("SELECT id::text FROM real_time_events ORDER BY id")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    ids
-}
-
-async fn wait_stored(db: &TestDb, n: usize, within: Duration) -> Vec<String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let ids = stored_ids(db).await;
-        if ids.len() >= n || Instant::now() > deadline {
-            return ids;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A consultant on `addr` subscribed to every event.
-async fn subscribed(addr: std::net::SocketAddr, id: &str) -> Client {
-    let mut c = Client::connect(addr, &token(id, "consultant")).await.unwrap();
-    assert_eq!(c.call("subscribe-consultant", json!({"consultantId": id})).await["ok"], true);
-    c
-}
 
 async fn online(c: &mut Client) -> Vec<(String, u64)> {
     let list = c.call("get-online-readers", Value::Null).await;
@@ -233,7 +167,7 @@ async fn a_dead_nodes_unstored_events_are_claimed_by_another() {
     let Some(db) = TestDb::create().await else { return };
     let Some(redis) = RedisServer::start(None) else { return db.drop_db().await };
     let url = redis.url();
-    // Node A reaches the database through a proxy that is cut: its worker holds what it reads.
+    // Node A reaches the database through a proxy that is cut: its consumer holds what it reads.
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let db_via_proxy = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
     let mut a_vars = node_vars(&url, &db_via_proxy);
@@ -247,13 +181,13 @@ async fn a_dead_nodes_unstored_events_are_claimed_by_another() {
         sent.push(ack["eventId"].as_str().unwrap().to_owned());
     }
     sent.sort();
-    // Wait until A's worker has taken them (pending under consumer node-a).
+    // Wait until A's consumer has taken them (pending under consumer node-a).
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let pending: PendingSummary = redis::cmd("XPENDING")
-            .arg("alice:queue")
+            .arg("alice:log")
             .arg("alice-store")
             .query_async(&mut conn)
             .await
@@ -268,8 +202,16 @@ async fn a_dead_nodes_unstored_events_are_claimed_by_another() {
     a.kill();
     let b = Node::start("node-b", &node_vars(&url, &db.url));
     assert_eq!(wait_stored(&db, 10, Duration::from_secs(15)).await, sent, "claimed and stored exactly once");
-    let len: u64 = redis::cmd("XLEN").arg("alice:queue").query_async(&mut conn).await.unwrap();
-    assert_eq!(len, 0, "stored events leave the queue stream");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pending: PendingSummary =
+            redis::cmd("XPENDING").arg("alice:log").arg("alice-store").query_async(&mut conn).await.unwrap();
+        if pending.0 == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stored events stay unacknowledged: {pending:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(b);
     db.drop_db().await;
 }

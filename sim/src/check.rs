@@ -14,6 +14,8 @@ pub struct ConsultantView {
     pub throughout: bool,
     /// `reader-activity` ids and how often each came.
     pub received: BTreeMap<Uuid, u32>,
+    /// `reader-activity` ids in the order they came.
+    pub order: Vec<Uuid>,
     /// The readers `get-online-readers` listed at the check, if this socket asked.
     pub online: Option<BTreeSet<String>>,
     /// It asked for the online list and got no answer.
@@ -42,13 +44,24 @@ pub struct Observations {
 /// `losses_expected` excuses consultant sockets that broke (a node crashed under them); otherwise
 /// a lost consultant socket is a fault of the server. No accepted event is ever excused: a node
 /// acknowledges an event only once Redis holds it, so even the node's crash loses none.
-pub fn invariants(obs: &Observations, store: &SimStore, losses_expected: bool) -> (Vec<String>, String) {
+///
+/// `lone_node_crashes` says the run's only node crashes, so no consultant socket can last
+/// throughout; the other invariants (everything acknowledged or shown is stored) still hold.
+pub fn invariants(
+    obs: &Observations,
+    store: &SimStore,
+    losses_expected: bool,
+    lone_node_crashes: bool,
+) -> (Vec<String>, String) {
     let mut broken = Vec::new();
     let stored = store.events();
     if obs.accepted.is_empty() {
         broken.push("no event was accepted: the run tested nothing".to_owned());
     }
-    if !obs.consultants.iter().any(|c| c.throughout) {
+    if obs.consultants.iter().all(|c| c.received.is_empty()) {
+        broken.push("no consultant was shown any event: the run tested nothing".to_owned());
+    }
+    if !lone_node_crashes && !obs.consultants.iter().any(|c| c.throughout) {
         broken.push("no consultant socket stayed subscribed throughout".to_owned());
     }
 
@@ -78,6 +91,34 @@ pub fn invariants(obs: &Observations, store: &SimStore, losses_expected: bool) -
                 e.user_id, e.event_type
             )),
             Some(_) => {}
+        }
+    }
+
+    // Durable before visible: whatever anyone was shown is stored.
+    let shown: BTreeSet<&Uuid> = obs.consultants.iter().flat_map(|c| c.received.keys()).collect();
+    let unstored: Vec<_> = shown.iter().filter(|id| !stored.contains_key(**id)).collect();
+    if let Some(first) = unstored.first() {
+        broken.push(format!("{} delivered events were never stored, first {first}", unstored.len()));
+    }
+
+    // One order: any two sockets received the events they have in common in the same order.
+    for (i, a) in obs.consultants.iter().enumerate() {
+        for b in &obs.consultants[i + 1..] {
+            let common = |x: &ConsultantView, y: &ConsultantView| -> Vec<Uuid> {
+                x.order.iter().filter(|id| y.received.contains_key(*id)).copied().collect()
+            };
+            let (ab, ba) = (common(a, b), common(b, a));
+            if let Some(at) = ab.iter().zip(&ba).position(|(x, y)| x != y) {
+                broken.push(format!(
+                    "{} and {} saw events in different orders: {} then {} against {} then {}",
+                    a.name,
+                    b.name,
+                    ab[at],
+                    ab.get(at + 1).map_or("nothing".into(), Uuid::to_string),
+                    ba[at],
+                    ba.get(at + 1).map_or("nothing".into(), Uuid::to_string),
+                ));
+            }
         }
     }
 

@@ -363,5 +363,6 @@ fn received(ctx: &Ctx, who: &str, view: &mut ConsultantView, name: &str, payload
     if let Some(id) = payload["id"].as_str().and_then(|s| Uuid::parse_str(s).ok()) {
         ctx.trace.line(format!("{who} got {id}"));
         *view.received.entry(id).or_default() += 1;
+        view.order.push(id);
     }
 }

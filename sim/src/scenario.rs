@@ -35,6 +35,9 @@ pub enum Fault {
 pub struct Scenario {
     pub name: &'static str,
     pub nodes: usize,
+    /// Whether the nodes form a cluster over Redis. Without it there is one node whose store is
+    /// its own embedded file (it outlives the node, as a SQLite file outlives the process).
+    pub redis: bool,
     pub readers: usize,
     pub consultants: usize,
     /// Events each reader sends during the active phase.
@@ -53,7 +56,21 @@ impl Scenario {
         nodes: usize,
         plan: fn(&mut ChaCha8Rng, &Scenario) -> Vec<(u64, Fault)>,
     ) -> Scenario {
-        Scenario { name, nodes, readers: 6, consultants: 4, events_per_reader: 12, churn: true, plan }
+        Scenario {
+            name,
+            nodes,
+            redis: true,
+            readers: 6,
+            consultants: 4,
+            events_per_reader: 12,
+            churn: true,
+            plan,
+        }
+    }
+
+    /// The same clients on one node with no Redis, whose store is its log.
+    pub fn single(name: &'static str, plan: fn(&mut ChaCha8Rng, &Scenario) -> Vec<(u64, Fault)>) -> Scenario {
+        Scenario { nodes: 1, redis: false, ..Scenario::churning(name, 1, plan) }
     }
 }
 

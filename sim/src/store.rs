@@ -24,12 +24,20 @@ struct Rows {
 pub struct SimStore {
     rows: Arc<Mutex<Rows>>,
     down: Arc<AtomicBool>,
+    /// Stands for a node's own embedded file (a single node's log) rather than a shared database.
+    embedded: bool,
     trace: Trace,
 }
 
 impl SimStore {
     pub fn new(trace: Trace) -> SimStore {
-        SimStore { rows: Arc::default(), down: Arc::default(), trace }
+        SimStore { rows: Arc::default(), down: Arc::default(), embedded: false, trace }
+    }
+
+    /// The same store, presented to a node as its own embedded file.
+    pub fn embedded(mut self, embedded: bool) -> SimStore {
+        self.embedded = embedded;
+        self
     }
 
     /// While down, every call fails as an unreachable database does.
@@ -59,6 +67,10 @@ impl SimStore {
 impl EventStore for SimStore {
     fn kind(&self) -> &'static str {
         "sim"
+    }
+
+    fn is_embedded(&self) -> bool {
+        self.embedded
     }
 
     async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError> {

@@ -49,6 +49,46 @@ struct Args {
     /// A label for the report.
     #[arg(long, default_value = "alice")]
     label: String,
+    /// The cluster's Redis (host:port): its commands over the window are counted per accepted
+    /// event, from `INFO commandstats`.
+    #[arg(long)]
+    redis: Option<String>,
+}
+
+/// Calls per Redis command so far, from `INFO commandstats` over a plain RESP connection.
+async fn redis_calls(addr: &str) -> std::collections::BTreeMap<String, u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut calls = std::collections::BTreeMap::new();
+    let Ok(mut conn) = tokio::net::TcpStream::connect(addr).await else { return calls };
+    if conn.write_all(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n").await.is_err() {
+        return calls;
+    }
+    // A bulk string: `$<len>\r\n<text>\r\n`.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let Ok(n) = conn.read(&mut chunk).await else { return calls };
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((head, body)) = text.split_once("\r\n") {
+            let len: usize = head.trim_start_matches('$').parse().unwrap_or(0);
+            if body.len() >= len {
+                break;
+            }
+        }
+    }
+    for line in String::from_utf8_lossy(&buf).lines() {
+        // cmdstat_xadd:calls=123,usec=...
+        let Some((name, stats)) = line.strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) else {
+            continue;
+        };
+        let n = stats.split(',').find_map(|kv| kv.strip_prefix("calls=")).and_then(|v| v.parse().ok());
+        calls.insert(name.to_owned(), n.unwrap_or(0));
+    }
+    calls
 }
 
 /// Shared counters of one run.
@@ -283,6 +323,10 @@ async fn main() {
     let (own0, _) = proc_usage("self").unwrap_or((0.0, 0));
     let accepted0 = tally.accepted.load(Ordering::Relaxed);
     let refused0 = tally.refused.load(Ordering::Relaxed);
+    let redis0 = match &args.redis {
+        Some(addr) => redis_calls(addr).await,
+        None => Default::default(),
+    };
     tally.measuring.store(true, Ordering::Relaxed);
     tally.window.store(true, Ordering::Relaxed);
     let started = Instant::now();
@@ -290,6 +334,17 @@ async fn main() {
     tally.window.store(false, Ordering::Relaxed);
     let accepted = tally.accepted.load(Ordering::Relaxed) - accepted0;
     let elapsed = started.elapsed().as_secs_f64();
+    let redis1 = match &args.redis {
+        Some(addr) => redis_calls(addr).await,
+        None => Default::default(),
+    };
+    // The counting itself is one INFO at each end.
+    let redis_commands: std::collections::BTreeMap<&String, u64> = redis1
+        .iter()
+        .map(|(name, n)| (name, n - redis0.get(name).copied().unwrap_or(0) - u64::from(name == "info")))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let redis_total: u64 = redis_commands.values().sum();
     let (cpu1, rss_loaded) = servers_usage(&args.server_pids);
     let (own1, _) = proc_usage("self").unwrap_or((0.0, 0));
     // Let in-flight deliveries land, then stop.
@@ -325,6 +380,8 @@ async fn main() {
         "expectedDeliveries": expected,
         "lost": expected.saturating_sub(delivered),
         "duplicates": tally.duplicates.load(Ordering::Relaxed),
+        "redisCommands": redis_commands,
+        "redisCommandsPerAccepted": if accepted > 0 { redis_total as f64 / accepted as f64 } else { 0.0 },
         "deliveredPerSecond": delivered as f64 / elapsed,
         "latencyMicros": percentiles(&latency),
         "connectMicros": percentiles(&connect),

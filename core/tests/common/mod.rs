@@ -11,6 +11,10 @@ pub const START: Millis = Millis(1_767_225_600_000);
 pub struct Node {
     pub core: Core,
     pub now: Millis,
+    /// Confirms every append at once, as a log that never fails would: tests of other behaviours
+    /// then see an event's receipt and deliveries in the outputs of the input that sent it. The
+    /// `Append` outputs stay in the list. Tests of the log itself turn it off.
+    pub auto_append: bool,
     next_conn: u64,
     next_ack: u64,
 }
@@ -29,7 +33,13 @@ impl Node {
     }
 
     pub fn named(name: &str, config: Config, seed: u64) -> Node {
-        let mut n = Node { core: Core::new(config, name, seed), now: START, next_conn: 0, next_ack: 0 };
+        let mut n = Node {
+            core: Core::new(config, name, seed),
+            now: START,
+            auto_append: true,
+            next_conn: 0,
+            next_ack: 0,
+        };
         n.input(Input::Tick);
         n
     }
@@ -41,7 +51,20 @@ impl Node {
     }
 
     pub fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.core.poll_output()).collect()
+        let mut out: Vec<Output> = std::iter::from_fn(|| self.core.poll_output()).collect();
+        let mut confirmed = 0;
+        while self.auto_append {
+            let Some(append) = out[confirmed..].iter().find_map(|o| match o {
+                Output::Append { append, .. } => Some(*append),
+                _ => None,
+            }) else {
+                break;
+            };
+            confirmed = out.len();
+            self.core.handle(self.now, Input::Appended { append });
+            out.extend(std::iter::from_fn(|| self.core.poll_output()));
+        }
+        out
     }
 
     /// Moves the clock forward and runs what fell due.
@@ -123,6 +146,16 @@ pub fn error_of(out: &[Output], conn: ConnId) -> Value {
     let errs = received(out, conn, "event-error");
     assert_eq!(errs.len(), 1, "exactly one event-error expected: {out:?}");
     errs[0].clone()
+}
+
+/// Appends asked of the log, with their entries.
+pub fn appends(out: &[Output]) -> Vec<(alice_core::AppendId, Vec<std::sync::Arc<alice_core::LogEntry>>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Append { append, entries } => Some((*append, entries.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Bus messages published.

@@ -63,6 +63,11 @@ pub(crate) fn page<R>(
 pub trait EventStore: Send + Sync + 'static {
     /// Which database this is, for `/health`.
     fn kind(&self) -> &'static str;
+    /// Whether this store is a file of this node's own (embedded SQLite), whose commit can be the
+    /// node's log. A store elsewhere (PostgreSQL) gets a local outbox in front of it.
+    fn is_embedded(&self) -> bool {
+        false
+    }
     /// Stores events; an id already stored is skipped, so retries are safe.
     async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError>;
     /// Answers a `get-recent-events` query in protocol order.

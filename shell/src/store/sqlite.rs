@@ -1,5 +1,6 @@
 //! The embedded event store: one SQLite file under `DATA_DIR`, in WAL mode. The default when no
-//! `DATABASE_URL` is set; a cluster of SQLite nodes keeps each node's share in its own file.
+//! `DATABASE_URL` is set (its commit is then the node's log), and the local outbox in front of
+//! PostgreSQL (`outbox.db`). In a cluster each node's file holds every event of the cluster.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -29,6 +30,9 @@ CREATE TABLE IF NOT EXISTS real_time_events (
 CREATE INDEX IF NOT EXISTS idx_rte_user_id ON real_time_events (user_id, id);
 CREATE INDEX IF NOT EXISTS idx_rte_type_id ON real_time_events (event_type, id);
 CREATE INDEX IF NOT EXISTS idx_rte_timestamp ON real_time_events (timestamp);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id          TEXT PRIMARY KEY
+);
 ";
 
 pub struct SqliteStore {
@@ -47,23 +51,100 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 impl SqliteStore {
     /// Opens (creating if needed) the store at `url` (`sqlite://path`) or `dir/events.db`.
     pub async fn open(url: Option<&str>, dir: &Path) -> Result<SqliteStore, StoreError> {
-        let options = match url {
-            Some(url) => SqliteConnectOptions::from_str(url).map_err(unavailable)?,
-            None => {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot create DATA_DIR {}: {e}", dir.display()))
-                })?;
-                SqliteConnectOptions::new().filename(dir.join("events.db"))
-            }
+        match url {
+            Some(url) => Self::open_with(SqliteConnectOptions::from_str(url).map_err(unavailable)?).await,
+            None => Self::open_in(dir, "events.db").await,
         }
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5));
+    }
+
+    /// Opens (creating if needed) the file `name` in `dir`, creating `dir` too.
+    pub async fn open_in(dir: &Path, name: &str) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create DATA_DIR {}: {e}", dir.display())))?;
+        Self::open_with(SqliteConnectOptions::new().filename(dir.join(name))).await
+    }
+
+    async fn open_with(options: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
+        // WAL with synchronous=NORMAL: a commit is in the operating system's hands when it
+        // returns, so a killed process loses nothing committed; only a power loss or a kernel
+        // crash could lose the last commits.
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
         let pool =
             SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(unavailable)?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(unavailable)?;
         Ok(SqliteStore { pool })
+    }
+}
+
+/// Where this file's rows stand, for an outbox: events not yet elsewhere, and those dead-lettered.
+pub struct Unstored {
+    pub events: Vec<Arc<ReaderEvent>>,
+    pub dead: Vec<Arc<ReaderEvent>>,
+}
+
+impl SqliteStore {
+    /// Forgets events kept elsewhere now (an outbox whose events reached the store).
+    pub async fn remove(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(500) {
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            for query in
+                ["DELETE FROM real_time_events WHERE id IN (", "DELETE FROM dead_letters WHERE id IN ("]
+            {
+                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(query);
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.to_string());
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await.map_err(unavailable)?;
+            }
+            tx.commit().await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Marks events as dead letters: they stay until replayed, across restarts.
+    pub async fn mark_dead(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(500) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT OR IGNORE INTO dead_letters (id) ");
+            q.push_values(chunk, |mut b, id| {
+                b.push_bind(id.to_string());
+            });
+            q.build().execute(&self.pool).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Unmarks every dead letter (an admin's replay); returns how many there were.
+    pub async fn revive_dead(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM dead_letters").execute(&self.pool).await.map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+
+    /// Every row, oldest first, split into live events and dead letters.
+    pub async fn unstored(&self) -> Result<Unstored, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.*, d.id IS NOT NULL AS dead FROM real_time_events e
+             LEFT JOIN dead_letters d ON d.id = e.id ORDER BY e.id ASC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let mut found = Unstored { events: Vec::new(), dead: Vec::new() };
+        for row in &rows {
+            let dead: bool = row.try_get("dead").map_err(unavailable)?;
+            let event = event_from(row)?;
+            if dead {
+                found.dead.push(event);
+            } else {
+                found.events.push(event);
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -86,6 +167,10 @@ fn event_from(row: &SqliteRow) -> Result<Arc<ReaderEvent>, StoreError> {
 impl EventStore for SqliteStore {
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn is_embedded(&self) -> bool {
+        true
     }
 
     async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError> {

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{require_services, SECRET};
+use serde_json::{json, Value};
+
+use super::{require_services, token, Client, TestDb, SECRET};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -165,4 +167,70 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+pub fn node_vars<'a>(redis: &'a str, db: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("REDIS_URL", redis),
+        ("DATABASE_URL", db),
+        ("PRESENCE_TTL_MS", "1500"),
+        ("PRESENCE_PUSH_INTERVAL_MS", "100"),
+        ("REDIS_CLAIM_IDLE_MS", "1000"),
+        ("READER_EVENT_BURST", "1000"),
+        ("STORE_RETRY_BASE_MS", "50"),
+        ("STORE_RETRY_MAX_MS", "500"),
+        ("STORE_MAX_ATTEMPTS", "1000"),
+    ]
+}
+
+/// Waits until `socket` has received `n` reader-activity events (then checks no more come).
+pub async fn collect_activity(c: &mut Client, n: usize, within: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < n && Instant::now() < deadline {
+        if let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(200), c.next("reader-activity")).await
+        {
+            got.push(v);
+        }
+    }
+    // Anything extra (a duplicate) would arrive by now.
+    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(300), c.next("reader-activity")).await
+    {
+        got.push(v);
+    }
+    got
+}
+
+pub fn ids(events: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = events.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    v.sort();
+    v
+}
+
+pub async fn stored_ids(db: &TestDb) -> Vec<String> {
+    let pool = db.pool().await;
+    let ids = sqlx::query_scalar("SELECT id::text FROM real_time_events ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    ids
+}
+
+pub async fn wait_stored(db: &TestDb, n: usize, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let ids = stored_ids(db).await;
+        if ids.len() >= n || Instant::now() > deadline {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A consultant on `addr` subscribed to every event.
+pub async fn subscribed(addr: std::net::SocketAddr, id: &str) -> Client {
+    let mut c = Client::connect(addr, &token(id, "consultant")).await.unwrap();
+    assert_eq!(c.call("subscribe-consultant", json!({"consultantId": id})).await["ok"], true);
+    c
 }

@@ -191,6 +191,26 @@ impl Client {
         id
     }
 
+    /// Emits asking for an acknowledgement; `None` when the connection is gone.
+    pub async fn try_request(&mut self, event: &str, payload: Value) -> Option<u64> {
+        self.next_ack += 1;
+        let id = self.next_ack;
+        let text = format!("42{id}{}", json!([event, payload]));
+        self.ws.send(Message::text(text)).await.ok()?;
+        Some(id)
+    }
+
+    /// Waits for the acknowledgement of request `id`; `None` when the connection is gone first.
+    pub async fn try_ack(&mut self, id: u64) -> Option<Value> {
+        loop {
+            if let Some(v) = self.acks.remove(&id) {
+                return Some(v);
+            }
+            let f = self.frame().await?;
+            self.absorb(&f);
+        }
+    }
+
     /// Waits for the acknowledgement of request `id`.
     pub async fn ack(&mut self, id: u64) -> Value {
         loop {

@@ -1,4 +1,5 @@
-//! The data and the commands: streams with consumer groups, as far as the shell uses them, and as
+//! The data and the commands: streams with consumer groups, as far as the shell uses them (and the
+//! few inspection commands an operator would reach for: `XINFO GROUPS`, `XPENDING`, `XTRIM`), as
 //! Redis 7.0 answers them (the differential test holds this to a real redis-server). Every key is a
 //! stream; nothing expires.
 
@@ -21,18 +22,47 @@ struct Stream {
     entries: BTreeMap<StreamId, Fields>,
     last_id: StreamId,
     groups: BTreeMap<Vec<u8>, Group>,
+    /// Every entry ever added, deleted or not: Redis numbers entries by it to give a group's lag.
+    entries_added: i64,
+    /// The largest id `XDEL` removed (trimming does not count: it only cuts the front, which
+    /// `entries_added` and the length still account for). A deletion at or after a group's
+    /// position makes its lag unknowable, as in Redis.
+    max_deleted: StreamId,
 }
 
 struct Group {
     last_delivered: StreamId,
     pending: BTreeMap<StreamId, Pending>,
     consumers: BTreeMap<Vec<u8>, ()>,
+    /// How many of the stream's entries, counted as `entries_added` counts them, the group has
+    /// read; `None` when Redis does not know (`entries-read` nil in `XINFO GROUPS`).
+    entries_read: Option<i64>,
 }
 
 struct Pending {
     consumer: Vec<u8>,
     delivered_at: u64,
     deliveries: u64,
+}
+
+/// How `XADD` and `XTRIM` trim: keep the newest `MaxLen` entries, or those at or after `MinId`.
+#[derive(Clone, Copy, Debug)]
+enum Trim {
+    MaxLen(usize),
+    MinId(StreamId),
+}
+
+/// The options `XADD` and `XTRIM` share, parsed.
+#[derive(Default)]
+struct TrimArgs {
+    trim: Option<Trim>,
+    /// Delete at most this many entries (0: no limit). Only `~` trims have one.
+    limit: usize,
+    nomkstream: bool,
+    /// Where `XADD`'s id is (the arguments' length when options ran to the end), and the id: `None`
+    /// for `*`.
+    id_at: usize,
+    id: Option<StreamId>,
 }
 
 /// What one connection chose.
@@ -56,6 +86,9 @@ pub enum Outcome {
 const INVALID_ID: &str = "ERR Invalid stream ID specified as stream command argument";
 const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 const SYNTAX: &str = "ERR syntax error";
+/// The most entries a `~` trim deletes without `LIMIT`: Redis' default, 100 times its 100 entries
+/// per node.
+const APPROX_LIMIT: usize = 10_000;
 
 fn arity(name: &str) -> Reply {
     Reply::err(format!("ERR wrong number of arguments for '{name}' command"))
@@ -99,6 +132,9 @@ impl Db {
                 Reply::Int(args[1..].iter().filter(|k| self.streams.remove(*k).is_some()).count() as i64)
             }
             "XADD" => self.xadd(now, &args[1..]),
+            "XTRIM" => self.xtrim(&args[1..]),
+            "XINFO" => self.xinfo(&args[1..]),
+            "XPENDING" => self.xpending(&args[1..]),
             "XLEN" if args.len() == 2 => {
                 Reply::Int(self.streams.get(&args[1]).map_or(0, |s| s.entries.len()) as i64)
             }
@@ -149,52 +185,25 @@ impl Db {
             return arity("xadd");
         }
         let key = &args[0];
-        let mut at = 1;
-        let mut nomkstream = false;
-        let mut maxlen: Option<usize> = None;
-        loop {
-            match upper(&args[at]).as_str() {
-                "NOMKSTREAM" => {
-                    nomkstream = true;
-                    at += 1;
-                }
-                "MAXLEN" => {
-                    at += 1;
-                    if matches!(args.get(at).map(|a| a.as_slice()), Some(b"~") | Some(b"=")) {
-                        at += 1;
-                    }
-                    let Some(n) = args.get(at).and_then(|a| int(a)) else { return Reply::err(NOT_INTEGER) };
-                    if n < 0 {
-                        return Reply::err("ERR The MAXLEN argument must be >= 0.");
-                    }
-                    maxlen = Some(n as usize);
-                    at += 1;
-                }
-                _ => break,
-            }
-            if at >= args.len() {
-                return Reply::err(SYNTAX);
-            }
-        }
-        let fields = &args[at + 1..];
+        let parsed = match trim_args(args, true) {
+            Ok(parsed) => parsed,
+            Err(e) => return e,
+        };
+        let fields = args.get(parsed.id_at + 1..).unwrap_or_default();
         if fields.is_empty() || !fields.len().is_multiple_of(2) {
             return arity("xadd");
         }
-        let explicit = match args[at].as_slice() {
-            b"*" => None,
-            id => match StreamId::parse(id, 0) {
-                Some(id) => Some(id),
-                None => return Reply::err(INVALID_ID),
-            },
-        };
-        if explicit == Some(StreamId::MIN) {
+        if parsed.id == Some(StreamId::MIN) {
             return Reply::err("ERR The ID specified in XADD must be greater than 0-0");
         }
-        if nomkstream && !self.streams.contains_key(key) {
+        if parsed.nomkstream && !self.streams.contains_key(key) {
             return Reply::Nil;
         }
         let stream = self.streams.entry(key.clone()).or_default();
-        let id = match explicit {
+        if stream.last_id == StreamId::MAX {
+            return Reply::err("ERR The stream has exhausted the last possible ID, unable to add more items");
+        }
+        let id = match parsed.id {
             Some(id) if id <= stream.last_id => {
                 return Reply::err(
                     "ERR The ID specified in XADD is equal or smaller than the target stream top item",
@@ -202,25 +211,92 @@ impl Db {
             }
             Some(id) => id,
             None if now > stream.last_id.ms => StreamId { ms: now, seq: 0 },
-            None => match stream.last_id.next() {
-                Some(id) => id,
-                None => {
-                    return Reply::err(
-                        "ERR The stream has exhausted the last possible ID, unable to add more items",
-                    )
-                }
-            },
+            // Not MAX (checked above), so there is a next id.
+            None => stream.last_id.next().unwrap_or(StreamId::MAX),
         };
         let fields = fields.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
         stream.entries.insert(id, fields);
         stream.last_id = id;
-        // `~` may keep more than asked; trimming exactly keeps the promise too.
-        if let Some(max) = maxlen {
-            while stream.entries.len() > max {
-                stream.entries.pop_first();
-            }
+        stream.entries_added += 1;
+        if let Some(trim) = parsed.trim {
+            stream.trim(trim, parsed.limit);
         }
         Reply::bulk(id.to_bytes())
+    }
+
+    fn xtrim(&mut self, args: &[Vec<u8>]) -> Reply {
+        if args.len() < 3 {
+            return arity("xtrim");
+        }
+        let parsed = match trim_args(args, false) {
+            Ok(parsed) => parsed,
+            Err(e) => return e,
+        };
+        let (Some(trim), Some(stream)) = (parsed.trim, self.streams.get_mut(&args[0])) else {
+            return Reply::Int(0);
+        };
+        Reply::Int(stream.trim(trim, parsed.limit) as i64)
+    }
+
+    /// `XINFO GROUPS key`, the only subcommand the fake knows.
+    fn xinfo(&self, args: &[Vec<u8>]) -> Reply {
+        let Some(sub) = args.first() else { return arity("xinfo") };
+        if upper(sub) != "GROUPS" {
+            return Reply::err(format!(
+                "ERR unknown subcommand '{}'. Try XINFO HELP.",
+                String::from_utf8_lossy(sub)
+            ));
+        }
+        if args.len() != 2 {
+            return arity("xinfo|groups");
+        }
+        let Some(stream) = self.streams.get(&args[1]) else { return Reply::err("ERR no such key") };
+        let field = |k: &str, v: Reply| (Reply::bulk(k), v);
+        let int_or_nil = |n: Option<i64>| n.map_or(Reply::Nil, Reply::Int);
+        let groups = stream.groups.iter().map(|(name, group)| {
+            Reply::Map(vec![
+                field("name", Reply::bulk(name)),
+                field("consumers", Reply::Int(group.consumers.len() as i64)),
+                field("pending", Reply::Int(group.pending.len() as i64)),
+                field("last-delivered-id", Reply::bulk(group.last_delivered.to_bytes())),
+                field("entries-read", int_or_nil(group.entries_read)),
+                field("lag", int_or_nil(stream.lag(group))),
+            ])
+        });
+        Reply::Array(groups.collect())
+    }
+
+    /// `XPENDING key group`, the summary; the forms with a range are not implemented.
+    fn xpending(&self, args: &[Vec<u8>]) -> Reply {
+        match args.len() {
+            0 | 1 => return arity("xpending"),
+            2 => {}
+            5..=8 => return Reply::err("ERR the fake Redis only answers XPENDING key group"),
+            _ => return Reply::err(SYNTAX),
+        }
+        let (key, group_name) = (&args[0], &args[1]);
+        let Some(group) = self.streams.get(key).and_then(|s| s.groups.get(group_name)) else {
+            return nogroup(key, group_name, "");
+        };
+        let (Some((first, _)), Some((last, _))) =
+            (group.pending.first_key_value(), group.pending.last_key_value())
+        else {
+            return Reply::Array(vec![Reply::Int(0), Reply::Nil, Reply::Nil, Reply::NilArray]);
+        };
+        // Consumers in name order, as Redis walks them; one with nothing pending is left out.
+        let mut per_consumer: BTreeMap<&[u8], u64> = BTreeMap::new();
+        for nack in group.pending.values() {
+            *per_consumer.entry(&nack.consumer).or_default() += 1;
+        }
+        let consumers = per_consumer
+            .into_iter()
+            .map(|(c, n)| Reply::Array(vec![Reply::bulk(c), Reply::bulk(n.to_string())]));
+        Reply::Array(vec![
+            Reply::Int(group.pending.len() as i64),
+            Reply::bulk(first.to_bytes()),
+            Reply::bulk(last.to_bytes()),
+            Reply::Array(consumers.collect()),
+        ])
     }
 
     fn xrange(&self, args: &[Vec<u8>], reverse: bool) -> Reply {
@@ -266,7 +342,14 @@ impl Db {
             return Reply::err(INVALID_ID);
         };
         let Some(stream) = self.streams.get_mut(&args[0]) else { return Reply::Int(0) };
-        Reply::Int(ids.iter().filter(|id| stream.entries.remove(id).is_some()).count() as i64)
+        let mut deleted = 0;
+        for id in ids {
+            if stream.entries.remove(&id).is_some() {
+                stream.max_deleted = stream.max_deleted.max(id);
+                deleted += 1;
+            }
+        }
+        Reply::Int(deleted)
     }
 
     fn xgroup(&mut self, args: &[Vec<u8>]) -> Reply {
@@ -306,7 +389,14 @@ impl Db {
         if stream.groups.contains_key(group) {
             return Reply::err("BUSYGROUP Consumer Group name already exists");
         }
-        let fresh = Group { last_delivered: start, pending: BTreeMap::new(), consumers: BTreeMap::new() };
+        // Without ENTRIESREAD (not implemented) Redis 7.0 leaves the count unknown, even for `$`;
+        // `Stream::lag` places the group when asked.
+        let fresh = Group {
+            last_delivered: start,
+            pending: BTreeMap::new(),
+            consumers: BTreeMap::new(),
+            entries_read: None,
+        };
         stream.groups.insert(group.clone(), fresh);
         Reply::Simple("OK")
     }
@@ -359,7 +449,6 @@ impl Db {
         }
         let Some(stream) = self.streams.get_mut(key) else { return nogroup(key, group_name, "") };
         let Some(group) = stream.groups.get_mut(group_name) else { return nogroup(key, group_name, "") };
-        group.consumers.entry(consumer.clone()).or_default();
         let mut attempts = count * 10;
         let (mut claimed, mut deleted) = (Vec::new(), Vec::new());
         let ids: Vec<StreamId> = group.pending.range(start..).map(|(id, _)| *id).collect();
@@ -383,6 +472,8 @@ impl Db {
                 nack.deliveries += 1;
             }
             nack.consumer = consumer.clone();
+            // Redis 7.0 creates the consumer with its first claim, not before.
+            group.consumers.entry(consumer.clone()).or_default();
             claimed.push(if justid { Reply::bulk(id.to_bytes()) } else { entry(id, fields) });
             count -= 1;
         }
@@ -493,14 +584,14 @@ impl Db {
                 _ => Vec::new(),
             };
             if !items.is_empty() || matches!(from, Cursor::History(_)) {
-                found.push((Reply::bulk(key), Reply::Array(items)));
-            }
-        }
-        if let Some((g, consumer)) = group {
-            for key in keys {
-                if let Some(grp) = self.streams.get_mut(key).and_then(|s| s.groups.get_mut(g)) {
-                    grp.consumers.entry(consumer.to_vec()).or_default();
+                // Redis 7.0 creates the consumer only for a key it serves now: a read that finds
+                // nothing new, or blocks, leaves no consumer behind.
+                if let Some((g, consumer)) = group {
+                    if let Some(grp) = stream.groups.get_mut(g) {
+                        grp.consumers.entry(consumer.to_vec()).or_default();
+                    }
                 }
+                found.push((Reply::bulk(key), Reply::Array(items)));
             }
         }
         if !found.is_empty() {
@@ -555,18 +646,112 @@ impl Stream {
         noack: bool,
         now: u64,
     ) -> Vec<Reply> {
-        let Some(g) = self.groups.get_mut(group) else { return Vec::new() };
+        let Some(g) = self.groups.get(group) else { return Vec::new() };
         let Some(next) = g.last_delivered.next() else { return Vec::new() };
+        let ids: Vec<StreamId> = self.entries.range(next..).take(count).map(|(id, _)| *id).collect();
+        let mut read = g.entries_read;
+        for id in &ids {
+            read = self.read_through(read, *id);
+        }
+        let Some(g) = self.groups.get_mut(group) else { return Vec::new() };
+        g.entries_read = read;
         let mut items = Vec::new();
-        for (id, fields) in self.entries.range(next..).take(count) {
-            g.last_delivered = *id;
+        for id in ids {
+            g.last_delivered = id;
             if !noack {
                 let nack = Pending { consumer: consumer.to_vec(), delivered_at: now, deliveries: 1 };
-                g.pending.insert(*id, nack);
+                g.pending.insert(id, nack);
             }
-            items.push(entry(*id, fields));
+            if let Some(fields) = self.entries.get(&id) {
+                items.push(entry(id, fields));
+            }
         }
         items
+    }
+
+    /// Deletes entries from the front as `trim` asks, at most `limit` of them (0: no limit);
+    /// returns how many went. `~` trims come here too and trim exactly (up to their limit): Redis
+    /// promises only to keep at least what was asked, and may trim less (whole nodes only).
+    fn trim(&mut self, trim: Trim, limit: usize) -> usize {
+        let mut deleted = 0;
+        while let Some((&first, _)) = self.entries.first_key_value() {
+            let over = match trim {
+                Trim::MaxLen(max) => self.entries.len() > max,
+                Trim::MinId(min) => first < min,
+            };
+            if !over || (limit > 0 && deleted >= limit) {
+                break;
+            }
+            self.entries.pop_first();
+            deleted += 1;
+        }
+        deleted
+    }
+
+    /// The first entry's id, or 0-0 when there is none (Redis' `first_id`).
+    fn first_id(&self) -> StreamId {
+        self.entries.first_key_value().map_or(StreamId::MIN, |(id, _)| *id)
+    }
+
+    /// Whether an entry at or after `from` may have been deleted by `XDEL` (Redis'
+    /// `streamRangeHasTombstones` with no end): then counting reads from `from` on would be wrong.
+    fn deleted_from(&self, from: StreamId) -> bool {
+        !self.entries.is_empty()
+            && self.max_deleted != StreamId::MIN
+            && self.first_id() <= self.max_deleted
+            && from <= self.max_deleted
+    }
+
+    /// How many entries (as `entries_added` counts them) come up to and including `id`, when that
+    /// can be known: Redis' `streamEstimateDistanceFromFirstEverEntry`, rule for rule.
+    fn entries_through(&self, id: StreamId) -> Option<i64> {
+        if self.entries_added == 0 {
+            return Some(0);
+        }
+        if self.entries.is_empty() && id <= self.last_id {
+            return Some(self.entries_added);
+        }
+        match id.cmp(&self.last_id) {
+            std::cmp::Ordering::Equal => return Some(self.entries_added),
+            std::cmp::Ordering::Greater => return None,
+            std::cmp::Ordering::Less => {}
+        }
+        let first = self.first_id();
+        let len = self.entries.len() as i64;
+        // Only with no deletion past the first entry is the distance known, and then only before
+        // or at that first entry.
+        if self.max_deleted == StreamId::MIN || self.max_deleted < first {
+            if id < first {
+                return Some(self.entries_added - len);
+            }
+            if id == first {
+                return Some(self.entries_added - len + 1);
+            }
+        }
+        None
+    }
+
+    /// A group's read counter after it is handed `id` (Redis' update in `streamReplyWithRange`):
+    /// one more when the counter is known and nothing from `id` on was deleted, else placed anew.
+    fn read_through(&self, read: Option<i64>, id: StreamId) -> Option<i64> {
+        match read {
+            Some(n) if !self.deleted_from(id) => Some(n + 1),
+            _ if self.entries_added > 0 => self.entries_through(id),
+            _ => read,
+        }
+    }
+
+    /// Entries the group has yet to read, `None` when deletions make that unknowable (Redis'
+    /// `streamReplyWithCGLag`).
+    fn lag(&self, group: &Group) -> Option<i64> {
+        if self.entries_added == 0 {
+            return Some(0);
+        }
+        let read = match group.entries_read {
+            Some(n) if !self.deleted_from(group.last_delivered) => Some(n),
+            _ => self.entries_through(group.last_delivered),
+        };
+        read.map(|n| self.entries_added - n)
     }
 
     fn history(
@@ -593,6 +778,85 @@ impl Stream {
         }
         items
     }
+}
+
+/// The options of `XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT n]] id ...` and
+/// `XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT n]` (`args` starts at the key), checked in Redis'
+/// order so the same mistake gets the same error. For `XADD` the first argument that is not an
+/// option is the id.
+fn trim_args(args: &[Vec<u8>], xadd: bool) -> Result<TrimArgs, Reply> {
+    let mut parsed = TrimArgs { id_at: args.len(), ..TrimArgs::default() };
+    let (mut approx, mut limit) = (false, None);
+    let mut at = 1;
+    while at < args.len() {
+        // An option only counts with something after it; a last `MAXLEN` is an id (or an error).
+        let more = args.len() - 1 - at;
+        match upper(&args[at]).as_str() {
+            "MAXLEN" | "MINID" if more > 0 => {
+                if parsed.trim.is_some() {
+                    return Err(Reply::err(
+                        "ERR syntax error, MAXLEN and MINID options at the same time are not compatible",
+                    ));
+                }
+                let maxlen = upper(&args[at]) == "MAXLEN";
+                approx = false;
+                match args[at + 1].as_slice() {
+                    b"~" if more >= 2 => {
+                        approx = true;
+                        at += 1;
+                    }
+                    b"=" if more >= 2 => at += 1,
+                    _ => {}
+                }
+                at += 1;
+                parsed.trim = Some(if maxlen {
+                    match int(&args[at]) {
+                        Some(n) if n < 0 => return Err(Reply::err("ERR The MAXLEN argument must be >= 0.")),
+                        Some(n) => Trim::MaxLen(n as usize),
+                        None => return Err(Reply::err(NOT_INTEGER)),
+                    }
+                } else {
+                    Trim::MinId(StreamId::parse(&args[at], 0).ok_or_else(|| Reply::err(INVALID_ID))?)
+                });
+            }
+            "LIMIT" if more > 0 => {
+                at += 1;
+                match int(&args[at]) {
+                    Some(n) if n < 0 => return Err(Reply::err("ERR The LIMIT argument must be >= 0.")),
+                    Some(n) => limit = Some(n as usize),
+                    None => return Err(Reply::err(NOT_INTEGER)),
+                }
+            }
+            "NOMKSTREAM" if xadd => parsed.nomkstream = true,
+            _ if xadd => {
+                parsed.id_at = at;
+                parsed.id = match args[at].as_slice() {
+                    b"*" => None,
+                    id => Some(StreamId::parse(id, 0).ok_or_else(|| Reply::err(INVALID_ID))?),
+                };
+                break;
+            }
+            _ => return Err(Reply::err(SYNTAX)),
+        }
+        at += 1;
+    }
+    if limit.is_some() && parsed.trim.is_none() {
+        return Err(Reply::err(
+            "ERR syntax error, LIMIT cannot be used without specifying a trimming strategy",
+        ));
+    }
+    if !xadd && parsed.trim.is_none() {
+        return Err(Reply::err("ERR syntax error, XTRIM must be called with a trimming strategy"));
+    }
+    if limit.is_some() && !approx {
+        return Err(Reply::err("ERR syntax error, LIMIT cannot be used without the special ~ option"));
+    }
+    parsed.limit = match limit {
+        Some(n) => n,
+        None if approx => APPROX_LIMIT,
+        None => 0,
+    };
+    Ok(parsed)
 }
 
 fn nogroup(key: &[u8], group: &[u8], suffix: &str) -> Reply {

@@ -1,7 +1,8 @@
 //! A small Redis for the simulation: RESP2 and RESP3, and the stream commands the shell uses
-//! (`XADD`, `XREAD`, `XREADGROUP`, `XACK`, `XDEL`, `XAUTOCLAIM`, `XGROUP CREATE`, `XRANGE`,
-//! `XREVRANGE`, `XLEN`) with Redis 7.0's replies and errors. `tests/differential.rs` keeps it honest
-//! against a real redis-server.
+//! (`XADD` with `MAXLEN`/`MINID` trimming, `XTRIM`, `XREAD`, `XREADGROUP`, `XACK`, `XDEL`,
+//! `XAUTOCLAIM`, `XGROUP CREATE`, `XRANGE`, `XREVRANGE`, `XLEN`, and to look at groups `XINFO GROUPS`
+//! and the summary `XPENDING key group`) with Redis 7.0's replies and errors. `tests/differential.rs`
+//! keeps it honest against a real redis-server.
 
 pub mod db;
 pub mod id;
