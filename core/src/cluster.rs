@@ -1,15 +1,89 @@
-//! This node as one of many: presence from other nodes, duplicate and gap handling,
+//! This node as one of many: reading the cluster's streams, presence from other nodes, duplicate and gap handling,
 //! heartbeats, expiry of silent nodes, and the coalesced `online-readers` pushes.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 use crate::bus::Sequencing;
+use crate::readers::{Reader, Stream};
 use crate::replies::{self, names};
 use crate::timers::Timer;
-use crate::{BusBody, BusMessage, Core, Millis};
+use crate::{BusBody, BusMessage, Core, Millis, Output};
 
 impl Core {
+    /// Asks for the next read of each cluster stream that is not being read or waiting out a
+    /// backoff, and arms the retry timers. Nothing on a single node.
+    pub(crate) fn pump_reads(&mut self, now: Millis) {
+        if !self.config.deployment.reads_back() {
+            return;
+        }
+        for stream in [Stream::Log, Stream::Bus] {
+            let reader = self.reader(stream);
+            let next = reader.next_read(now);
+            let retry = reader.retry_at();
+            if let Some((from, fresh)) = next {
+                self.outputs.push_back(Output::Read { stream, from, fresh });
+            }
+            match retry {
+                Some(at) => self.timers.set(Timer::ReadRetry(stream), at),
+                None => self.timers.cancel(Timer::ReadRetry(stream)),
+            }
+        }
+    }
+
+    fn reader(&mut self, stream: Stream) -> &mut Reader {
+        match stream {
+            Stream::Log => &mut self.log_reader,
+            Stream::Bus => &mut self.bus_reader,
+        }
+    }
+
+    /// Entries read from a stream, in its order. The log opens for appends once its reader knows
+    /// where it starts, so this node reads back every entry it appends. A bus that gave nothing
+    /// (not even this node's own heartbeats) for a presence TTL is read over a fresh connection.
+    pub(crate) fn on_read(
+        &mut self,
+        now: Millis,
+        stream: Stream,
+        position: Option<String>,
+        entries: Vec<Vec<u8>>,
+    ) {
+        let reader = self.reader(stream);
+        let opening = !reader.is_open() && position.is_some();
+        reader.read(position);
+        let heard = !entries.is_empty();
+        for bytes in entries {
+            match (BusMessage::decode(&bytes), stream) {
+                (Ok(msg), Stream::Log) => self.on_log(now, msg),
+                (Ok(msg), Stream::Bus) => self.on_bus(now, msg),
+                (Err(_), _) => self.stats.bus_malformed += 1,
+            }
+        }
+        match stream {
+            Stream::Log if opening => {
+                self.log.open();
+                self.pump_log(now);
+            }
+            Stream::Log => {}
+            Stream::Bus => {
+                let silent = self.bus_heard.is_some_and(|at| now.since(at) > self.config.presence_ttl_ms);
+                if heard || opening {
+                    self.bus_heard = Some(now);
+                } else if silent {
+                    self.stats.bus_repairs += 1;
+                    self.bus_reader.repair();
+                    self.bus_heard = Some(now);
+                }
+            }
+        }
+        self.pump_reads(now);
+    }
+
+    pub(crate) fn on_read_failed(&mut self, now: Millis, stream: Stream) {
+        self.reader(stream).failed(now);
+        self.pump_reads(now);
+    }
+
     pub(crate) fn on_bus(&mut self, now: Millis, msg: BusMessage) {
         if msg.origin == self.node {
             if msg.incarnation == self.incarnation {

@@ -46,7 +46,7 @@ impl Core {
     }
 
     pub(crate) fn on_append_failed(&mut self, now: Millis, append: AppendId) {
-        self.log.failed(append, now, &mut self.rng);
+        self.log.failed(append, now);
         self.pump_log(now);
     }
 

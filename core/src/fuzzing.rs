@@ -308,7 +308,10 @@ pub fn core_ops(data: &[u8]) {
                     Output::QueryStore { conn, ack, .. } => {
                         follow_ups.push(Input::StoreQueryAnswered { conn, ack, answer: None })
                     }
-                    Output::Refuse { .. } | Output::Publish(_) | Output::DeadLettered { .. } => {}
+                    Output::Refuse { .. }
+                    | Output::Publish(_)
+                    | Output::DeadLettered { .. }
+                    | Output::Read { .. } => {}
                 }
             }
         }

@@ -28,6 +28,7 @@
 //! reads the event back from the shared log ([`Input::Log`]), in the log's one order.
 #![forbid(unsafe_code)]
 
+mod backoff;
 pub mod bus;
 mod cluster;
 mod commands;
@@ -45,6 +46,7 @@ pub mod principal;
 pub mod protocol;
 pub mod queue;
 pub mod rate_limit;
+pub mod readers;
 pub mod replies;
 pub mod routing;
 mod session;
@@ -66,6 +68,7 @@ pub use log::{AppendId, LogEntry};
 pub use principal::{Principal, Role};
 pub use protocol::HistoryQuery;
 pub use queue::{BatchId, StoreFailure};
+pub use readers::{ReadFrom, Stream};
 pub use replies::Payload;
 pub use time::{Millis, Now};
 
@@ -75,6 +78,7 @@ use log::Log;
 use presence::Presence;
 use queue::DurableQueue;
 use rate_limit::TokenBucket;
+use readers::Reader;
 use routing::Routing;
 use timers::{Timer, Timers};
 
@@ -116,8 +120,11 @@ pub enum Input {
     Appended { append: AppendId },
     /// An append failed (some of it may have landed); the core retries it.
     AppendFailed { append: AppendId },
-    /// A cluster node knows where its reading of the log starts: appends may go out.
-    LogOpened,
+    /// The answer to [`Output::Read`]: the entries read (each the `m` field of a stream entry,
+    /// in order), and the id of the last one (or of the newest entry, for [`ReadFrom::Newest`]).
+    Read { stream: Stream, position: Option<String>, entries: Vec<Vec<u8>> },
+    /// An [`Output::Read`] failed; the core tries again after a backoff.
+    ReadFailed { stream: Stream },
     /// An entry read from the cluster's log, in the log's order (possibly this node's own).
     Log(BusMessage),
     /// Events the local outbox holds that the store does not have yet, and those dead-lettered,
@@ -151,6 +158,9 @@ pub enum Output {
     Disconnect { conn: ConnId },
     /// Send a message to every node, this one included.
     Publish(BusMessage),
+    /// Read a stream of the cluster's (over a new connection when `fresh`), then report
+    /// [`Input::Read`] or [`Input::ReadFailed`]. One read per stream is out at a time.
+    Read { stream: Stream, from: ReadFrom, fresh: bool },
     /// Append these entries to the log, then report [`Input::Appended`] or
     /// [`Input::AppendFailed`]. One append is in flight at a time.
     Append { append: AppendId, entries: Vec<Arc<LogEntry>> },
@@ -213,6 +223,8 @@ pub struct Stats {
     pub log_duplicates: u64,
     /// Log entries of an origin that never arrived (the log was trimmed past them).
     pub log_gaps: u64,
+    /// Times the bus was found silent and read over a fresh connection.
+    pub bus_repairs: u64,
 }
 
 /// Accepted events per second over the last minute, for `eventsPerMinute`.
@@ -267,6 +279,11 @@ pub struct Core {
     log: Log,
     log_seq: u64,
     log_seen: bus::SeqTracker,
+    /// A cluster node's reading of the log and of the bus.
+    log_reader: Reader,
+    bus_reader: Reader,
+    /// When the bus last gave anything (this node's own heartbeats included).
+    bus_heard: Option<Millis>,
     /// Durable events on their way into the store (a local outbox only).
     queue: DurableQueue,
     ids: EventIds,
@@ -287,9 +304,12 @@ impl Core {
         Core {
             history: History::new(config.history_capacity),
             queue: DurableQueue::new(&config),
-            log: Log::new(config.store_batch_size, !config.deployment.reads_back()),
+            log: Log::new(config.store_batch_size, !config.deployment.reads_back(), rng.next_u64()),
             log_seq: 0,
             log_seen: bus::SeqTracker::default(),
+            log_reader: Reader::new(rng.next_u64()),
+            bus_reader: Reader::new(rng.next_u64()),
+            bus_heard: None,
             config,
             node: node_id.to_owned(),
             incarnation,
@@ -378,6 +398,7 @@ impl Core {
             self.started = true;
             self.timers.set(Timer::Heartbeat, now);
             self.timers.set(Timer::ForgetIdleUsers, now.plus(60_000));
+            self.pump_reads(now);
         }
         while let Some(timer) = self.timers.pop_due(now) {
             self.on_timer(now, timer);
@@ -393,10 +414,8 @@ impl Core {
             Input::Bus(msg) => self.on_bus(now, msg),
             Input::Appended { append } => self.on_appended(now, append),
             Input::AppendFailed { append } => self.on_append_failed(now, append),
-            Input::LogOpened => {
-                self.log.open();
-                self.pump_log(now);
-            }
+            Input::Read { stream, position, entries } => self.on_read(now, stream, position, entries),
+            Input::ReadFailed { stream } => self.on_read_failed(now, stream),
             Input::Log(msg) => self.on_log(now, msg),
             Input::Unstored { events, dead } => self.on_unstored(now, events, dead),
             Input::Stored { batch } => self.on_stored(now, batch),
@@ -413,6 +432,7 @@ impl Core {
             Timer::TokenExpiry(conn) => self.expire_token(conn),
             Timer::StoreDue => self.pump_store(now),
             Timer::AppendRetry => self.pump_log(now),
+            Timer::ReadRetry(_) => self.pump_reads(now),
             Timer::PresencePush => self.push_presence(now),
             Timer::Heartbeat => self.heartbeat(now),
             Timer::NodeExpiry => self.expire_nodes(now),

@@ -7,7 +7,7 @@
 //! commit): under load each append carries more events, with no fixed linger.
 
 use rand_chacha::ChaCha8Rng;
-use rand_core::RngCore;
+use rand_core::SeedableRng;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -74,6 +74,9 @@ pub type Appended = Vec<(Arc<LogEntry>, Option<AckId>)>;
 /// Accepted events on their way into the log.
 #[derive(Debug)]
 pub struct Log {
+    /// Its own jitter, so that when an append fails relative to other inputs changes no other
+    /// random draw (event ids), and runs replay exactly.
+    rng: ChaCha8Rng,
     waiting: VecDeque<Waiting>,
     in_flight: Option<(AppendId, Vec<Waiting>)>,
     /// Failed appends in a row; the next attempt waits until `retry_at`.
@@ -87,8 +90,9 @@ pub struct Log {
 }
 
 impl Log {
-    pub fn new(batch_size: usize, open: bool) -> Log {
+    pub fn new(batch_size: usize, open: bool, seed: u64) -> Log {
         Log {
+            rng: ChaCha8Rng::seed_from_u64(seed),
             waiting: VecDeque::new(),
             in_flight: None,
             failures: 0,
@@ -162,24 +166,17 @@ impl Log {
     /// Append `id` failed: its entries go back to the front, in order, and wait out a backoff.
     /// Some of them may have landed; the log's readers drop the repeats by sequence and the
     /// store keeps each id once.
-    pub fn failed(&mut self, id: AppendId, now: Millis, rng: &mut ChaCha8Rng) {
+    pub fn failed(&mut self, id: AppendId, now: Millis) {
         match self.in_flight.take() {
             Some((current, batch)) if current == id => {
                 for w in batch.into_iter().rev() {
                     self.waiting.push_front(w);
                 }
                 self.failures = self.failures.saturating_add(1);
-                self.retry_at = Some(now.plus(self.backoff(rng)));
+                let delay = crate::backoff::delay(RETRY_BASE_MS, RETRY_MAX_MS, self.failures, &mut self.rng);
+                self.retry_at = Some(now.plus(delay));
             }
             other => self.in_flight = other,
         }
-    }
-
-    /// Exponential backoff with "equal jitter": half the delay fixed, half drawn from the seed.
-    fn backoff(&self, rng: &mut ChaCha8Rng) -> u64 {
-        let exp =
-            RETRY_BASE_MS.saturating_mul(1 << self.failures.saturating_sub(1).min(16)).min(RETRY_MAX_MS);
-        let half = exp / 2;
-        half + rng.next_u64() % (exp - half + 1)
     }
 }

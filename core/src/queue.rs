@@ -7,7 +7,6 @@
 //! only decides when the store gets it.
 
 use rand_chacha::ChaCha8Rng;
-use rand_core::RngCore;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -201,9 +200,7 @@ impl DurableQueue {
 
     /// Exponential backoff with "equal jitter": half the delay fixed, half drawn from the seed.
     fn backoff(&self, attempts: u32, rng: &mut ChaCha8Rng) -> u64 {
-        let exp = self.base_ms.saturating_mul(1u64 << attempts.saturating_sub(1).min(32)).min(self.max_ms);
-        let half = exp / 2;
-        half + rng.next_u64() % (exp - half + 1)
+        crate::backoff::delay(self.base_ms, self.max_ms, attempts, rng)
     }
 
     /// When [`DurableQueue::next_batch`] next has something to hand out (a retry or a lingered

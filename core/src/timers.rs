@@ -14,6 +14,8 @@ pub enum Timer {
     StoreDue,
     /// A failed append to the log has waited out its backoff.
     AppendRetry,
+    /// A failed read of a cluster stream has waited out its backoff.
+    ReadRetry(crate::readers::Stream),
     /// A coalesced `online-readers` push is due.
     PresencePush,
     /// Time to announce this node on the bus.

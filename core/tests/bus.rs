@@ -28,7 +28,7 @@ fn event_msg(seq: u64, user: &str, rooms: &[&str]) -> BusMessage {
 
 fn cluster_node() -> Node {
     let mut node = Node::with_config(Config { deployment: Deployment::Cluster, ..Config::default() });
-    node.input(Input::LogOpened);
+    node.input(log_opened());
     node
 }
 

@@ -198,7 +198,7 @@ fn a_cluster_node_appends_only_once_it_reads_the_log_and_shows_its_own_events_wh
     let r = node.connect("r1", "reader");
     let tab = node.connect("r1", "reader");
     assert!(appends(&node.send(r, "reader-event", json!({"eventType": "A"}))).is_empty(), "log not open");
-    let (append, entries) = appends(&node.input(Input::LogOpened)).remove(0);
+    let (append, entries) = appends(&node.input(log_opened())).remove(0);
     let out = node.input(Input::Appended { append });
     assert_eq!(received(&out, r, "reader-event-received").len(), 1, "durable: acknowledged");
     assert!(received(&out, c, "reader-activity").is_empty(), "but shown only when read back");
@@ -217,7 +217,7 @@ fn every_node_shows_the_logs_one_order_whatever_it_appended_first() {
     let mut b = cluster("node-b", 2);
     let mut views = Vec::new();
     for node in [&mut a, &mut b] {
-        node.input(Input::LogOpened);
+        node.input(log_opened());
         let c = node.connect("c1", "consultant");
         node.send(c, "subscribe-consultant", json!({"consultantId": "c1"}));
         views.push(c);
@@ -245,11 +245,11 @@ fn every_node_shows_the_logs_one_order_whatever_it_appended_first() {
 #[test]
 fn an_entry_from_a_previous_run_of_this_node_is_shown_to_all_its_recipients() {
     let mut old = cluster("node-a", 1);
-    old.input(Input::LogOpened);
+    old.input(log_opened());
     let r = old.connect("r1", "reader");
     let (_, entries) = appends(&old.send(r, "reader-event", json!({"eventType": "A"}))).remove(0);
     let mut node = cluster("node-a", 2);
-    node.input(Input::LogOpened);
+    node.input(log_opened());
     let tab = node.connect("r1", "reader");
     assert_eq!(tab, r, "the same socket number, in a new run");
     let out = node.input(Input::Log(entries[0].to_message()));

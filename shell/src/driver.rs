@@ -19,6 +19,7 @@ use crate::auth::Verifier;
 use crate::bus::Bus;
 use crate::clock::Clock;
 use crate::log::{EventLog, Outbox};
+use crate::redis_stream::StreamReader;
 use crate::store::{EventStore, Session};
 
 /// Messages into the driver.
@@ -152,6 +153,8 @@ pub struct Links {
     pub log: Arc<dyn EventLog>,
     /// The local outbox in front of a remote store, which forgets what the store has.
     pub outbox: Option<Arc<Outbox>>,
+    /// A cluster node's readers of the log and the bus.
+    pub readers: Option<(StreamReader, StreamReader)>,
     pub bus: Bus,
     pub verifier: Verifier,
 }
@@ -162,6 +165,7 @@ pub struct Driver {
     store: Arc<dyn EventStore>,
     log: Arc<dyn EventLog>,
     outbox: Option<Arc<Outbox>>,
+    readers: Option<(StreamReader, StreamReader)>,
     bus: Bus,
     verifier: Verifier,
     rx: mpsc::Receiver<Command>,
@@ -181,13 +185,14 @@ pub struct Driver {
 impl Driver {
     pub fn new(core: Core, links: Links, capacity: usize) -> (Driver, DriverHandle) {
         let (tx, rx) = mpsc::channel(capacity);
-        let Links { clock, store, log, outbox, bus, verifier } = links;
+        let Links { clock, store, log, outbox, readers, bus, verifier } = links;
         let driver = Driver {
             core,
             clock,
             store,
             log,
             outbox,
+            readers,
             bus,
             verifier,
             rx,
@@ -373,6 +378,12 @@ impl Driver {
                         let _ = publisher.send(msg);
                     }
                 },
+                Output::Read { stream, from, fresh } => {
+                    if let Some((log, bus)) = &self.readers {
+                        let reader = if stream == alice_core::Stream::Log { log } else { bus };
+                        reader.read(from, fresh);
+                    }
+                }
                 Output::Append { append, entries } => {
                     let (log, tx) = (self.log.clone(), self.tx.clone());
                     let counters = self.append_counters.clone();

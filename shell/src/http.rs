@@ -124,7 +124,7 @@ async fn health(State(state): State<HttpState>) -> Response {
                     "kind": "redis-streams",
                     "lastSelfHeardMsAgo": self_heard_ago,
                     "outbox": r.bus_outbox.get(),
-                    "repairs": r.bus_repairs.get(),
+                    "repairs": snap.stats.bus_repairs,
                     "duplicates": snap.stats.bus_duplicates,
                     "gaps": snap.stats.bus_gaps,
                 }),
@@ -228,11 +228,6 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
             ),
             ("alice_bus_outbox", "Bus messages waiting for Redis on this node.", r.bus_outbox.get()),
             ("alice_bus_dropped_total", "Bus messages dropped from a full outbox.", r.bus_dropped.get()),
-            (
-                "alice_bus_repairs_total",
-                "Times a silent bus subscription was reconnected.",
-                r.bus_repairs.get(),
-            ),
         ];
         for (name, help, value) in gauges {
             let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
@@ -257,7 +252,7 @@ pub fn render_metrics(snap: &Snapshot) -> String {
         ("alice_dlq_size", "Dead-lettered events awaiting replay.", s.dlq_size as f64),
         ("alice_history_size", "Recent events held in memory.", s.history_size as f64),
     ];
-    let counters: [(&str, &str, f64); 16] = [
+    let counters: [(&str, &str, f64); 17] = [
         ("alice_events_accepted_total", "Reader events accepted by this node.", s.events_accepted as f64),
         ("alice_deliveries_total", "reader-activity messages sent to sockets.", s.deliveries as f64),
         (
@@ -292,6 +287,11 @@ pub fn render_metrics(snap: &Snapshot) -> String {
         ("alice_bus_duplicates_total", "Bus messages dropped as duplicates.", s.bus_duplicates as f64),
         ("alice_bus_gaps_total", "Bus messages missed (sequence gaps).", s.bus_gaps as f64),
         ("alice_log_duplicates_total", "Log entries dropped as repeats.", s.log_duplicates as f64),
+        (
+            "alice_bus_repairs_total",
+            "Times a silent bus was read over a fresh connection.",
+            s.bus_repairs as f64,
+        ),
         ("alice_log_gaps_total", "Log entries missed (trimmed before read).", s.log_gaps as f64),
         ("alice_remote_events_total", "Events received from other nodes.", s.remote_events as f64),
     ];

@@ -33,7 +33,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::driver::{Command, Driver, DriverHandle};
 use crate::log::{EventLog, Outbox, StoreLog};
-use crate::redis_link::{LOG_STREAM, SHARED_STORE_GROUP};
+use crate::redis_link::SHARED_STORE_GROUP;
 use crate::store::postgres::{PgSettings, PgStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::EventStore;
@@ -202,18 +202,24 @@ where
         (None, Some(outbox)) => (outbox.clone(), bus::Bus::Local),
         (None, None) => (Arc::new(StoreLog(store.clone())), bus::Bus::Local),
     };
-    let (driver, handle) = Driver::new(
-        core,
-        driver::Links {
-            clock: clock.clone(),
-            store: store.clone(),
-            log,
-            outbox,
-            bus,
-            verifier: verifier.clone(),
-        },
-        DRIVER_QUEUE,
-    );
+    let (readers, read_requests) = match &redis {
+        Some(_) => {
+            let (log_reader, log_requests) = redis_stream::StreamReader::channel();
+            let (bus_reader, bus_requests) = redis_stream::StreamReader::channel();
+            (Some((log_reader, bus_reader)), Some((log_requests, bus_requests)))
+        }
+        None => (None, None),
+    };
+    let links = driver::Links {
+        clock: clock.clone(),
+        store: store.clone(),
+        log,
+        outbox,
+        readers,
+        bus,
+        verifier: verifier.clone(),
+    };
+    let (driver, handle) = Driver::new(core, links, DRIVER_QUEUE);
     let driver_task = tokio::spawn(driver.run());
     let dead_letters = match &redis {
         Some(link) => {
@@ -223,20 +229,12 @@ where
             } else {
                 SHARED_STORE_GROUP.to_owned()
             };
-            let follow_log = redis_stream::Follow {
-                stream: LOG_STREAM,
-                input: Input::Log,
-                opened: Some(Input::LogOpened),
-                watch: None,
-            };
-            redis_stream::spawn(link.clone(), handle.clone(), clock.clone(), follow_log);
-            let follow_bus = redis_stream::Follow {
-                stream: redis_link::BUS_STREAM,
-                input: Input::Bus,
-                opened: None,
-                watch: Some(Duration::from_millis(settings.core.presence_ttl_ms)),
-            };
-            redis_stream::spawn(link.clone(), handle.clone(), clock.clone(), follow_bus);
+            if let Some((log_requests, bus_requests)) = read_requests {
+                let (h, c) = (handle.clone(), clock.clone());
+                redis_stream::spawn(link.clone(), alice_core::Stream::Log, h, c, log_requests);
+                let (h, c) = (handle.clone(), clock.clone());
+                redis_stream::spawn(link.clone(), alice_core::Stream::Bus, h, c, bus_requests);
+            }
             let consumer = log::consumer::ConsumerSettings {
                 group: group.clone(),
                 consumer: settings.node_id.clone(),

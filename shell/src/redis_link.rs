@@ -44,8 +44,6 @@ pub struct RedisHealth {
     pub bus_outbox: Gauge,
     /// Bus messages dropped because the outbox overflowed.
     pub bus_dropped: Counter,
-    /// Times the bus subscription was found silent and reconnected.
-    pub bus_repairs: Counter,
     /// Unix ms of the last bus entry read (any node's, this one's heartbeats included).
     pub bus_last_read_ms: Gauge,
 }

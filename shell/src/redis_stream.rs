@@ -1,118 +1,127 @@
-//! Follows one Redis stream in order and hands every entry to the driver as an input: the log
-//! (every node reads every event, its own included) and the bus (presence and heartbeats). It
-//! never skips ahead: after a lost connection it reads on from the last entry it saw.
+//! Executes the core's reads of one of the cluster's streams (the log, the bus): one read at a
+//! time, over a connection kept until a read fails or the core asks for a fresh one. It decides
+//! nothing: where each read starts and when to try again are the core's (`core/src/readers.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use alice_core::{BusMessage, Input};
+use alice_core::{Input, ReadFrom, Stream};
+use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
-use tokio::time::Instant;
+use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::driver::{Command, DriverHandle};
-use crate::redis_link::RedisLink;
+use crate::redis_link::{RedisLink, BUS_STREAM, LOG_STREAM};
 
+/// How long a read waits for new entries before it answers with none.
 const READ_BLOCK_MS: usize = 1_000;
 const READ_COUNT: usize = 1_024;
 
-/// What to follow and what to tell the driver.
-pub struct Follow {
-    pub stream: &'static str,
-    /// The driver's input for one decoded message.
-    pub input: fn(BusMessage) -> Input,
-    /// Sent once, when the starting position is known (a node's log reader: appends may go).
-    pub opened: Option<Input>,
-    /// For the bus: report Redis' health, and reconnect when nothing at all (not even this node's
-    /// own heartbeats) was read for this long.
-    pub watch: Option<Duration>,
+/// Where the driver sends the core's reads of one stream.
+#[derive(Clone)]
+pub struct StreamReader(mpsc::UnboundedSender<(ReadFrom, bool)>);
+
+/// The other end, for the task that runs the reads.
+pub struct ReadRequests(mpsc::UnboundedReceiver<(ReadFrom, bool)>);
+
+impl StreamReader {
+    pub fn channel() -> (StreamReader, ReadRequests) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (StreamReader(tx), ReadRequests(rx))
+    }
+
+    /// Asks for a read; `fresh` drops the connection first.
+    pub fn read(&self, from: ReadFrom, fresh: bool) {
+        let _ = self.0.send((from, fresh));
+    }
 }
 
-pub fn spawn(link: RedisLink, driver: DriverHandle, clock: Arc<dyn Clock>, follow: Follow) {
-    tokio::spawn(run(link, driver, clock, follow));
+/// Runs the reads of `stream` until the driver goes away.
+pub fn spawn(
+    link: RedisLink,
+    stream: Stream,
+    driver: DriverHandle,
+    clock: Arc<dyn Clock>,
+    requests: ReadRequests,
+) {
+    tokio::spawn(run(link, stream, driver, clock, requests));
 }
 
-async fn run(link: RedisLink, driver: DriverHandle, clock: Arc<dyn Clock>, mut follow: Follow) {
-    let stream = follow.stream;
-    let mut last_id: Option<String> = None;
-    let mut backoff = link.backoff();
-    let response_timeout = Duration::from_millis(READ_BLOCK_MS as u64) + Duration::from_secs(2);
-    let watching = follow.watch.is_some();
-    loop {
-        let mut conn = match link.connect(response_timeout).await {
-            Ok(c) => c,
+async fn run(
+    link: RedisLink,
+    stream: Stream,
+    driver: DriverHandle,
+    clock: Arc<dyn Clock>,
+    mut requests: ReadRequests,
+) {
+    let key = match stream {
+        Stream::Log => LOG_STREAM,
+        Stream::Bus => BUS_STREAM,
+    };
+    let mut conn: Option<MultiplexedConnection> = None;
+    while let Some((from, fresh)) = requests.0.recv().await {
+        if fresh {
+            conn = None;
+        }
+        let input = match read(&link, &mut conn, key, from).await {
+            Ok((position, entries)) => {
+                if stream == Stream::Bus {
+                    // What Redis' health is, for /health: the bus is read all the time.
+                    link.health.set_up(true);
+                    if !entries.is_empty() {
+                        link.health.bus_last_read_ms.set(clock.wall().0);
+                    }
+                }
+                Input::Read { stream, position, entries }
+            }
             Err(e) => {
-                if watching {
+                tracing::warn!(error = %e, stream = key, "stream read failed");
+                conn = None;
+                if stream == Stream::Bus {
                     link.health.set_up(false);
                 }
-                tracing::debug!(error = %e, stream, "cannot reach Redis to read");
-                tokio::time::sleep(backoff.delay()).await;
-                continue;
+                Input::ReadFailed { stream }
             }
         };
-        // The first time, start after the newest entry; after that, wherever we stopped.
-        if last_id.is_none() {
-            let newest: redis::RedisResult<StreamRangeReply> =
-                conn.xrevrange_count(stream, "+", "-", 1).await;
-            match newest {
-                Ok(r) => last_id = Some(r.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone())),
-                Err(_) => {
-                    tokio::time::sleep(backoff.delay()).await;
-                    continue;
-                }
-            }
-            if let Some(opened) = follow.opened.take() {
-                if !driver.send(Command::Input(opened)).await {
-                    return;
-                }
-            }
+        if !driver.send(Command::Input(input)).await {
+            return;
         }
-        if watching {
-            link.health.set_up(true);
+    }
+}
+
+/// One read: the newest entry's id, or the entries after an id (waiting up to a second).
+async fn read(
+    link: &RedisLink,
+    conn: &mut Option<MultiplexedConnection>,
+    key: &str,
+    from: ReadFrom,
+) -> redis::RedisResult<(Option<String>, Vec<Vec<u8>>)> {
+    if conn.is_none() {
+        let timeout = Duration::from_millis(READ_BLOCK_MS as u64) + Duration::from_secs(2);
+        *conn = Some(link.connect(timeout).await?);
+    }
+    let Some(c) = conn.as_mut() else { return Ok((None, Vec::new())) };
+    match from {
+        ReadFrom::Newest => {
+            let newest: StreamRangeReply = c.xrevrange_count(key, "+", "-", 1).await?;
+            let id = newest.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
+            Ok((Some(id), Vec::new()))
         }
-        backoff.reset();
-        let mut heard = Instant::now();
-        let options = StreamReadOptions::default().block(READ_BLOCK_MS).count(READ_COUNT);
-        loop {
-            let from = last_id.clone().unwrap_or_else(|| "0-0".into());
-            let reply: redis::RedisResult<Option<StreamReadReply>> =
-                conn.xread_options(&[stream], &[from.as_str()], &options).await;
-            match reply {
-                Ok(Some(reply)) => {
-                    for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
-                        last_id = Some(entry.id.clone());
-                        heard = Instant::now();
-                        if watching {
-                            link.health.bus_last_read_ms.set(clock.wall().0);
-                        }
-                        let Some(bytes) = entry.get::<Vec<u8>>("m") else { continue };
-                        match BusMessage::decode(&bytes) {
-                            Ok(msg) => {
-                                if !driver.send(Command::Input((follow.input)(msg))).await {
-                                    return;
-                                }
-                            }
-                            Err(e) => tracing::warn!(?e, id = %entry.id, stream, "undecodable entry skipped"),
-                        }
-                    }
+        ReadFrom::After(after) => {
+            let options = StreamReadOptions::default().block(READ_BLOCK_MS).count(READ_COUNT);
+            let reply: Option<StreamReadReply> = c.xread_options(&[key], &[after.as_str()], &options).await?;
+            let ids = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
+            let mut position = None;
+            let mut entries = Vec::new();
+            for entry in ids {
+                if let Some(bytes) = entry.get::<Vec<u8>>("m") {
+                    entries.push(bytes);
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, stream, "stream read failed; reconnecting");
-                    if watching {
-                        link.health.set_up(false);
-                    }
-                    break;
-                }
+                position = Some(entry.id);
             }
-            if follow.watch.is_some_and(|silence| heard.elapsed() > silence) {
-                // Not even our own heartbeats came back: the subscription is broken. Repair it.
-                link.health.bus_repairs.add(1);
-                tracing::warn!(stream, "stream silent for too long; reconnecting the subscription");
-                break;
-            }
+            Ok((position, entries))
         }
-        tokio::time::sleep(backoff.delay()).await;
     }
 }

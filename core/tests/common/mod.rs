@@ -148,6 +148,12 @@ pub fn error_of(out: &[Output], conn: ConnId) -> Value {
     errs[0].clone()
 }
 
+/// What a cluster node's log reader reports when it learned where the log ends (empty here):
+/// the node reads from there, and its appends may go out.
+pub fn log_opened() -> Input {
+    Input::Read { stream: alice_core::Stream::Log, position: Some("0-0".into()), entries: Vec::new() }
+}
+
 /// Appends asked of the log, with their entries.
 pub fn appends(out: &[Output]) -> Vec<(alice_core::AppendId, Vec<std::sync::Arc<alice_core::LogEntry>>)> {
     out.iter()
