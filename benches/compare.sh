@@ -5,6 +5,7 @@
 #   bash benches/compare.sh                  # defaults below
 #   ROUNDS=3 RATE=4000 DURATION=20 bash benches/compare.sh
 #   SWEEP="2000 4000 8000 16000" bash benches/compare.sh   # also find the highest sustainable rate
+#   ALICE_ENV="LOG_READ_PACE_MS=0" bash benches/compare.sh  # extra settings for Alice's nodes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +39,7 @@ start_server() {
   data=$(mktemp -d)
   if [ "$kind" = alice ]; then
     env -i PATH="$PATH" JWT_SECRET=$SECRET REALTIME_PORT="$port" HOST=127.0.0.1 DATA_DIR="$data" LOG_LEVEL=warn \
-      NODE_ID="alice-$port" ${redis:+REDIS_URL=$redis} \
+      NODE_ID="alice-$port" ${redis:+REDIS_URL=$redis} ${ALICE_ENV:-} \
       READER_EVENT_RATE=1000 READER_EVENT_BURST=2000 MAX_CONNECTIONS_PER_USER=100 \
       "$BIN" >/dev/null 2>&1 &
   else

@@ -48,10 +48,12 @@ impl Core {
         position: Option<String>,
         entries: Vec<Vec<u8>>,
     ) {
+        let heard = !entries.is_empty();
+        let pace = self.config.log_read_pace_ms;
+        let not_before = (stream == Stream::Log && heard && pace > 0).then(|| now.plus(pace));
         let reader = self.reader(stream);
         let opening = !reader.is_open() && position.is_some();
-        reader.read(position);
-        let heard = !entries.is_empty();
+        reader.read(position, not_before);
         for bytes in entries {
             match (BusMessage::decode(&bytes), stream) {
                 (Ok(msg), Stream::Log) => self.on_log(now, msg),

@@ -51,6 +51,17 @@ pub struct Config {
     pub store_retry_max_ms: u64,
     /// Where an accepted event becomes durable, and so when it may be acknowledged and shown.
     pub deployment: Deployment,
+    /// In a cluster, the least time between two reads of the log that found entries: a few
+    /// milliseconds let one read carry many entries instead of one, which is most of the
+    /// cluster's Redis commands; the price is up to that much more delivery latency. An empty
+    /// read waits for entries in Redis and answers at once when one comes.
+    pub log_read_pace_ms: u64,
+    /// In a cluster, how long entries another consumer of the store group read and left
+    /// unacknowledged wait before this node claims them (that consumer is taken for dead).
+    pub claim_idle_ms: u64,
+    /// In a cluster, the newest stretch of the log kept even when stored, so that a node cut off
+    /// from Redis for less than this reads on where it stopped.
+    pub log_retain_ms: u64,
 }
 
 /// Where an accepted event becomes durable (PROTOCOL.md, "Durability and order"). Until then it
@@ -109,6 +120,9 @@ impl Default for Config {
             store_retry_base_ms: 200,
             store_retry_max_ms: 30_000,
             deployment: Deployment::SingleStore,
+            log_read_pace_ms: 3,
+            claim_idle_ms: 30_000,
+            log_retain_ms: 60_000,
         }
     }
 }

@@ -311,7 +311,8 @@ pub fn core_ops(data: &[u8]) {
                     Output::Refuse { .. }
                     | Output::Publish(_)
                     | Output::DeadLettered { .. }
-                    | Output::Read { .. } => {}
+                    | Output::Read { .. }
+                    | Output::Consume(_) => {}
                 }
             }
         }

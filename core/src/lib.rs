@@ -33,6 +33,7 @@ pub mod bus;
 mod cluster;
 mod commands;
 pub mod config;
+pub mod consumer;
 mod durable;
 pub mod error;
 pub mod event;
@@ -62,6 +63,7 @@ use std::sync::Arc;
 
 pub use bus::{BusBody, BusEvent, BusMessage};
 pub use config::{Config, Deployment};
+pub use consumer::ConsumerCommand;
 pub use error::{CommandError, ConnectRefusal, ErrorCode};
 pub use event::ReaderEvent;
 pub use log::{AppendId, LogEntry};
@@ -72,6 +74,7 @@ pub use readers::{ReadFrom, Stream};
 pub use replies::Payload;
 pub use time::{Millis, Now};
 
+use consumer::Consumer;
 use history::History;
 use ids::EventIds;
 use log::Log;
@@ -125,6 +128,11 @@ pub enum Input {
     Read { stream: Stream, position: Option<String>, entries: Vec<Vec<u8>> },
     /// An [`Output::Read`] failed; the core tries again after a backoff.
     ReadFailed { stream: Stream },
+    /// The answer to [`Output::Consume`]: what it read or claimed, as (stream id, `m` field),
+    /// none for the other commands.
+    Consumed { entries: Vec<(String, Vec<u8>)> },
+    /// An [`Output::Consume`] failed; the core tries again after a backoff.
+    ConsumeFailed,
     /// An entry read from the cluster's log, in the log's order (possibly this node's own).
     Log(BusMessage),
     /// Events the local outbox holds that the store does not have yet, and those dead-lettered,
@@ -161,6 +169,9 @@ pub enum Output {
     /// Read a stream of the cluster's (over a new connection when `fresh`), then report
     /// [`Input::Read`] or [`Input::ReadFailed`]. One read per stream is out at a time.
     Read { stream: Stream, from: ReadFrom, fresh: bool },
+    /// A command of this node's storing consumer of the log; report [`Input::Consumed`] or
+    /// [`Input::ConsumeFailed`]. One is out at a time.
+    Consume(ConsumerCommand),
     /// Append these entries to the log, then report [`Input::Appended`] or
     /// [`Input::AppendFailed`]. One append is in flight at a time.
     Append { append: AppendId, entries: Vec<Arc<LogEntry>> },
@@ -282,6 +293,8 @@ pub struct Core {
     /// A cluster node's reading of the log and of the bus.
     log_reader: Reader,
     bus_reader: Reader,
+    /// A cluster node's storing consumer of the log.
+    consumer: Consumer,
     /// When the bus last gave anything (this node's own heartbeats included).
     bus_heard: Option<Millis>,
     /// Durable events on their way into the store (a local outbox only).
@@ -309,6 +322,7 @@ impl Core {
             log_seen: bus::SeqTracker::default(),
             log_reader: Reader::new(rng.next_u64()),
             bus_reader: Reader::new(rng.next_u64()),
+            consumer: Consumer::new(rng.next_u64()),
             bus_heard: None,
             config,
             node: node_id.to_owned(),
@@ -349,7 +363,9 @@ impl Core {
         let mut s = self.stats.clone();
         s.connections = self.conns.len();
         s.online_readers = self.presence.count();
-        s.queue_size = self.log.len() + self.queue.waiting();
+        // In a cluster what the store has yet to take is in Redis (the shell adds it).
+        let stored_here = if self.config.deployment.reads_back() { 0 } else { self.queue.waiting() };
+        s.queue_size = self.log.len() + stored_here;
         s.dlq_size = self.queue.dead_letters();
         s.is_processing = self.queue.is_processing() || self.log.is_appending();
         s.queue_capacity = self.config.event_queue_capacity;
@@ -377,7 +393,8 @@ impl Core {
 
     /// Whether the queue refuses new events now.
     pub fn queue_is_full(&self) -> bool {
-        self.log.len() + self.queue.len() >= self.config.event_queue_capacity
+        let behind_log = if self.config.deployment.stores_after_log() { self.queue.len() } else { 0 };
+        self.log.len() + behind_log >= self.config.event_queue_capacity
     }
 
     /// The `online-readers` fields as of now.
@@ -399,6 +416,7 @@ impl Core {
             self.timers.set(Timer::Heartbeat, now);
             self.timers.set(Timer::ForgetIdleUsers, now.plus(60_000));
             self.pump_reads(now);
+            self.pump_consumer(now);
         }
         while let Some(timer) = self.timers.pop_due(now) {
             self.on_timer(now, timer);
@@ -416,6 +434,11 @@ impl Core {
             Input::AppendFailed { append } => self.on_append_failed(now, append),
             Input::Read { stream, position, entries } => self.on_read(now, stream, position, entries),
             Input::ReadFailed { stream } => self.on_read_failed(now, stream),
+            Input::Consumed { entries } => self.on_consumed(now, entries),
+            Input::ConsumeFailed => {
+                self.consumer.failed(now);
+                self.pump_consumer(now);
+            }
             Input::Log(msg) => self.on_log(now, msg),
             Input::Unstored { events, dead } => self.on_unstored(now, events, dead),
             Input::Stored { batch } => self.on_stored(now, batch),
@@ -433,6 +456,7 @@ impl Core {
             Timer::StoreDue => self.pump_store(now),
             Timer::AppendRetry => self.pump_log(now),
             Timer::ReadRetry(_) => self.pump_reads(now),
+            Timer::Consumer => self.pump_consumer(now),
             Timer::PresencePush => self.push_presence(now),
             Timer::Heartbeat => self.heartbeat(now),
             Timer::NodeExpiry => self.expire_nodes(now),

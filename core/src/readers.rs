@@ -76,9 +76,11 @@ impl Reader {
     }
 
     /// A read came back; `position` is the id of the last entry it read (or the newest found).
-    pub fn read(&mut self, position: Option<String>) {
+    /// When it found entries, the next read waits until `not_before`, so that it finds more.
+    pub fn read(&mut self, position: Option<String>, not_before: Option<Millis>) {
         self.reading = false;
         self.failures = 0;
+        self.retry_at = not_before;
         if position.is_some() {
             self.after = position;
         }
@@ -98,7 +100,7 @@ impl Reader {
         self.fresh = true;
     }
 
-    /// When a retry is due, if one waits.
+    /// When the next read is due, if it waits (a retry's backoff, or the pace).
     pub fn retry_at(&self) -> Option<Millis> {
         self.retry_at.filter(|_| !self.reading)
     }

@@ -14,8 +14,11 @@ pub enum Timer {
     StoreDue,
     /// A failed append to the log has waited out its backoff.
     AppendRetry,
-    /// A failed read of a cluster stream has waited out its backoff.
+    /// A read of a cluster stream has waited long enough: a backoff after a failure, or the log's
+    /// pace after a read that found entries.
     ReadRetry(crate::readers::Stream),
+    /// The storing consumer's next command is due: a retry, a claim or a trim.
+    Consumer,
     /// A coalesced `online-readers` push is due.
     PresencePush,
     /// Time to announce this node on the bus.

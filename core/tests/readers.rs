@@ -120,3 +120,23 @@ fn entries_read_from_the_log_are_decoded_and_shown_in_order_and_garbage_is_count
     assert_eq!(types, [json!("A"), json!("B")]);
     assert_eq!(node.core.stats().bus_malformed, 1);
 }
+
+#[test]
+fn a_read_that_found_entries_is_followed_by_the_next_only_after_the_pace() {
+    let (mut node, _) = cluster();
+    node.input(log_opened());
+    let mut other = Node::named("node-b", Config { deployment: Deployment::Cluster, ..Config::default() }, 2);
+    other.auto_append = false;
+    other.input(log_opened());
+    let r = other.connect("r1", "reader");
+    let (append, e) = appends(&other.send(r, "reader-event", json!({"eventType": "A"}))).remove(0);
+    other.input(Input::Appended { append });
+    let out = node.input(read(Stream::Log, "9-0", vec![e[0].to_message().encode()]));
+    assert!(reads(&out).is_empty(), "not at once: more entries come with a moment's wait");
+    let pace = Config::default().log_read_pace_ms;
+    assert_eq!(node.core.poll_timeout(), Some(node.now.plus(pace)));
+    let out = node.advance(pace);
+    assert_eq!(reads(&out), vec![(Stream::Log, ReadFrom::After("9-0".into()), false)]);
+    let out = node.input(read(Stream::Log, "9-0", Vec::new()));
+    assert_eq!(reads(&out).len(), 1, "an empty read is followed at once: it waits in Redis");
+}

@@ -26,11 +26,6 @@ pub struct Settings {
     pub db_migrate: bool,
     /// `REDIS_URL`, or one built from `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`.
     pub redis_url: Option<String>,
-    /// How long a node's unstored events sit unacknowledged before another node claims them.
-    pub redis_claim_idle_ms: u64,
-    /// The newest stretch of the cluster's log kept even when stored, so that a node cut off
-    /// from Redis for less than this reads on where it stopped.
-    pub redis_log_retain_ms: u64,
     pub metrics_token: Option<String>,
     pub log_level: String,
     pub log_json: bool,
@@ -156,6 +151,9 @@ impl Settings {
             store_retry_max_ms: num(&get, "STORE_RETRY_MAX_MS", d.store_retry_max_ms, 1)?,
             // Decided at start from Redis and the store (`lib.rs`).
             deployment: alice_core::Deployment::SingleStore,
+            log_read_pace_ms: num(&get, "LOG_READ_PACE_MS", d.log_read_pace_ms, 0)?,
+            claim_idle_ms: num(&get, "REDIS_CLAIM_IDLE_MS", d.claim_idle_ms, 100)?,
+            log_retain_ms: num(&get, "REDIS_LOG_RETAIN_MS", d.log_retain_ms, 0)?,
         };
         if core.max_event_bytes >= core.max_packet_bytes {
             return Err(ConfigError("MAX_EVENT_BYTES must be smaller than MAX_PACKET_BYTES".into()));
@@ -190,8 +188,6 @@ impl Settings {
                 }
             },
             redis_url,
-            redis_claim_idle_ms: num(&get, "REDIS_CLAIM_IDLE_MS", 30_000u64, 100)?,
-            redis_log_retain_ms: num(&get, "REDIS_LOG_RETAIN_MS", 60_000u64, 0)?,
             metrics_token: get("METRICS_TOKEN"),
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             log_json,

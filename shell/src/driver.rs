@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::auth::Verifier;
 use crate::bus::Bus;
 use crate::clock::Clock;
+use crate::log::consumer::ConsumerLink;
 use crate::log::{EventLog, Outbox};
 use crate::redis_stream::StreamReader;
 use crate::store::{EventStore, Session};
@@ -155,6 +156,8 @@ pub struct Links {
     pub outbox: Option<Arc<Outbox>>,
     /// A cluster node's readers of the log and the bus.
     pub readers: Option<(StreamReader, StreamReader)>,
+    /// A cluster node's storing consumer of the log.
+    pub consumer: Option<ConsumerLink>,
     pub bus: Bus,
     pub verifier: Verifier,
 }
@@ -166,6 +169,7 @@ pub struct Driver {
     log: Arc<dyn EventLog>,
     outbox: Option<Arc<Outbox>>,
     readers: Option<(StreamReader, StreamReader)>,
+    consumer: Option<ConsumerLink>,
     bus: Bus,
     verifier: Verifier,
     rx: mpsc::Receiver<Command>,
@@ -185,7 +189,7 @@ pub struct Driver {
 impl Driver {
     pub fn new(core: Core, links: Links, capacity: usize) -> (Driver, DriverHandle) {
         let (tx, rx) = mpsc::channel(capacity);
-        let Links { clock, store, log, outbox, readers, bus, verifier } = links;
+        let Links { clock, store, log, outbox, readers, consumer, bus, verifier } = links;
         let driver = Driver {
             core,
             clock,
@@ -193,6 +197,7 @@ impl Driver {
             log,
             outbox,
             readers,
+            consumer,
             bus,
             verifier,
             rx,
@@ -382,6 +387,11 @@ impl Driver {
                     if let Some((log, bus)) = &self.readers {
                         let reader = if stream == alice_core::Stream::Log { log } else { bus };
                         reader.read(from, fresh);
+                    }
+                }
+                Output::Consume(command) => {
+                    if let Some(consumer) = &self.consumer {
+                        consumer.send(command);
                     }
                 }
                 Output::Append { append, entries } => {

@@ -210,12 +210,20 @@ where
         }
         None => (None, None),
     };
+    let (consumer, consumer_requests) = match &redis {
+        Some(_) => {
+            let (link, requests) = log::consumer::ConsumerLink::channel();
+            (Some(link), Some(requests))
+        }
+        None => (None, None),
+    };
     let links = driver::Links {
         clock: clock.clone(),
         store: store.clone(),
         log,
         outbox,
         readers,
+        consumer,
         bus,
         verifier: verifier.clone(),
     };
@@ -235,14 +243,11 @@ where
                 let (h, c) = (handle.clone(), clock.clone());
                 redis_stream::spawn(link.clone(), alice_core::Stream::Bus, h, c, bus_requests);
             }
-            let consumer = log::consumer::ConsumerSettings {
-                group: group.clone(),
-                consumer: settings.node_id.clone(),
-                claim_idle: Duration::from_millis(settings.redis_claim_idle_ms),
-                retain: Duration::from_millis(settings.redis_log_retain_ms),
-                core: settings.core.clone(),
-            };
-            log::consumer::spawn(link.clone(), store.clone(), clock.clone(), consumer);
+            if let Some(requests) = consumer_requests {
+                let names =
+                    log::consumer::ConsumerNames { group: group.clone(), consumer: settings.node_id.clone() };
+                log::consumer::spawn(link.clone(), names, handle.clone(), requests);
+            }
             Some(Arc::new(log::consumer::DeadLetters::new(link.clone(), store.clone(), &group)))
         }
         None => None,

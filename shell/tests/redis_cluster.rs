@@ -192,8 +192,11 @@ async fn a_dead_nodes_unstored_events_are_claimed_by_another() {
             .query_async(&mut conn)
             .await
             .unwrap_or_default();
-        if pending.0 == 10 {
-            assert_eq!(pending.3, vec![("node-a".to_string(), "10".to_string())]);
+        // A's consumer takes what its store can hold (here: one entry at a time, since the store
+        // keeps failing); the rest wait in the log for any consumer.
+        if pending.0 >= 1 {
+            assert_eq!(pending.3.len(), 1, "{pending:?}");
+            assert_eq!(pending.3[0].0, "node-a");
             break;
         }
         assert!(Instant::now() < deadline, "node A never took the events: {pending:?}");

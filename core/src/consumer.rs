@@ -1,0 +1,207 @@
+//! A cluster node's storing consumer of the log, as the core decides it: a consumer group (shared
+//! by the nodes, or the node's own) reads the log, the store queue feeds the store, and what the
+//! store kept is acknowledged. The shell executes one command at a time and reports what came of
+//! it; the core decides what comes next and when: its own unacknowledged entries first after a
+//! start or a lost connection, new entries while the store keeps up, a dead node's entries
+//! claimed every half `claim_idle_ms`, the log trimmed every `TRIM_INTERVAL_MS`, a failure retried
+//! after a backoff over a new connection.
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use uuid::Uuid;
+
+use crate::event::ReaderEvent;
+use crate::time::Millis;
+
+/// How often the log is trimmed (and the gauges read).
+pub const TRIM_INTERVAL_MS: u64 = 500;
+/// How long a read of new entries waits in Redis when there are none.
+pub const READ_BLOCK_MS: u64 = 500;
+const RETRY_BASE_MS: u64 = 100;
+const RETRY_MAX_MS: u64 = 5_000;
+
+/// What the consumer asks of Redis; the shell reports [`crate::Input::Consumed`] (with the
+/// entries read or claimed, none for the others) or [`crate::Input::ConsumeFailed`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConsumerCommand {
+    /// Create the group where missing, then read this consumer's own unacknowledged entries
+    /// (over a new connection when `fresh`).
+    ReadPending { fresh: bool },
+    /// Read up to `count` new entries for the group, waiting up to `block_ms` when there are none.
+    ReadNew { count: usize, block_ms: u64 },
+    /// Take over the entries other consumers left unacknowledged for longer than `idle_ms`.
+    Claim { idle_ms: u64 },
+    /// The store kept these entries.
+    Acknowledge { ids: Vec<String> },
+    /// The store refused these events after their last attempt: keep them in the group's
+    /// dead-letter stream and acknowledge their entries.
+    DeadLetter { events: Vec<Arc<ReaderEvent>>, ids: Vec<String> },
+    /// Trim the log behind what every group has stored, keeping the entries from `keep_from`
+    /// (a stream id) on; read the gauges on the way.
+    Trim { keep_from: String },
+}
+
+/// The consumer's bookkeeping; the store queue itself is the core's [`crate::queue`].
+#[derive(Debug)]
+pub struct Consumer {
+    /// Its own jitter (see `readers.rs`).
+    rng: ChaCha8Rng,
+    /// The command out now.
+    in_flight: Option<ConsumerCommand>,
+    /// The last read filled its count: more may wait, so read again without waiting.
+    more: bool,
+    /// Its own unacknowledged entries must be read first (at start, after a lost connection).
+    needs_pending: bool,
+    fresh: bool,
+    failures: u32,
+    retry_at: Option<Millis>,
+    /// Stream ids of the events held, by event id (several when an append was repeated).
+    held: BTreeMap<Uuid, Vec<String>>,
+    to_ack: Vec<String>,
+    dead: VecDeque<(Arc<ReaderEvent>, Vec<String>)>,
+    /// The newest entry read, in milliseconds of its stream id, for the retention horizon.
+    newest_ms: Option<u64>,
+    next_claim: Millis,
+    next_trim: Millis,
+}
+
+impl Consumer {
+    pub fn new(seed: u64) -> Consumer {
+        Consumer {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            in_flight: None,
+            more: false,
+            needs_pending: true,
+            fresh: false,
+            failures: 0,
+            retry_at: None,
+            held: BTreeMap::new(),
+            to_ack: Vec::new(),
+            dead: VecDeque::new(),
+            newest_ms: None,
+            next_claim: Millis(0),
+            next_trim: Millis(0),
+        }
+    }
+
+    /// The next command, if none is out and no retry waits. `room` says whether the store queue
+    /// takes more events now; `idle` whether it holds none: a read may then wait in Redis for
+    /// entries. Otherwise the consumer reads again only when the last read filled its count; else
+    /// it waits for the store to take what it holds.
+    pub fn next(
+        &mut self,
+        now: Millis,
+        room: bool,
+        idle: bool,
+        batch: usize,
+        claim_idle_ms: u64,
+        retain_ms: u64,
+    ) -> Option<ConsumerCommand> {
+        if self.in_flight.is_some() || self.retry_at.is_some_and(|at| at > now) {
+            return None;
+        }
+        self.retry_at = None;
+        let command = if self.needs_pending {
+            ConsumerCommand::ReadPending { fresh: std::mem::take(&mut self.fresh) }
+        } else if let Some((event, ids)) = self.dead.pop_front() {
+            ConsumerCommand::DeadLetter { events: vec![event], ids }
+        } else if !self.to_ack.is_empty() {
+            ConsumerCommand::Acknowledge { ids: std::mem::take(&mut self.to_ack) }
+        } else if now >= self.next_claim {
+            self.next_claim = now.plus((claim_idle_ms / 2).max(1));
+            ConsumerCommand::Claim { idle_ms: claim_idle_ms }
+        } else if now >= self.next_trim {
+            self.next_trim = now.plus(TRIM_INTERVAL_MS);
+            let keep_from = self.newest_ms.map_or(0, |ms| ms.saturating_sub(retain_ms));
+            ConsumerCommand::Trim { keep_from: format!("{keep_from}-0") }
+        } else if room && (idle || self.more) {
+            ConsumerCommand::ReadNew { count: batch, block_ms: if idle { READ_BLOCK_MS } else { 0 } }
+        } else {
+            return None;
+        };
+        self.in_flight = Some(command.clone());
+        Some(command)
+    }
+
+    /// When something is next due without any input: a retry, a claim or a trim.
+    pub fn wake_at(&self) -> Option<Millis> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        self.retry_at.or(Some(self.next_claim.min(self.next_trim)))
+    }
+
+    /// The last command succeeded; `entries` are what it read or claimed, as (stream id, `m`
+    /// field). Returns the events the store does not hold yet, in order.
+    pub fn done(&mut self, entries: Vec<(String, Arc<ReaderEvent>)>) -> Vec<Arc<ReaderEvent>> {
+        if let Some(ConsumerCommand::ReadPending { .. }) = self.in_flight {
+            self.needs_pending = false;
+        }
+        self.more =
+            matches!(self.in_flight, Some(ConsumerCommand::ReadNew { count, .. }) if entries.len() >= count);
+        self.in_flight = None;
+        self.failures = 0;
+        let mut fresh = Vec::new();
+        for (id, event) in entries {
+            if let Some(ms) = id.split_once('-').and_then(|(ms, _)| ms.parse::<u64>().ok()) {
+                self.newest_ms = self.newest_ms.max(Some(ms));
+            }
+            // Stored already, its acknowledgement lost with a connection: it is sent again.
+            if self.to_ack.contains(&id) {
+                continue;
+            }
+            let ids = self.held.entry(event.id).or_default();
+            if ids.contains(&id) {
+                continue;
+            }
+            ids.push(id);
+            if ids.len() == 1 {
+                fresh.push(event);
+            }
+        }
+        fresh
+    }
+
+    /// An entry that is no event (it can never be stored) is acknowledged, so it holds nothing.
+    pub fn useless(&mut self, id: String) {
+        self.to_ack.push(id);
+    }
+
+    /// The last command failed: what it did not finish is done again over a new connection,
+    /// after a backoff. Entries read and not yet acknowledged are read again as pending.
+    pub fn failed(&mut self, now: Millis) {
+        let lost = self.in_flight.take();
+        self.more = false;
+        self.failures = self.failures.saturating_add(1);
+        let delay = crate::backoff::delay(RETRY_BASE_MS, RETRY_MAX_MS, self.failures, &mut self.rng);
+        self.retry_at = Some(now.plus(delay));
+        self.needs_pending = true;
+        self.fresh = true;
+        match lost {
+            Some(ConsumerCommand::Acknowledge { ids }) => self.to_ack.extend(ids),
+            Some(ConsumerCommand::DeadLetter { mut events, ids }) => {
+                if let Some(event) = events.pop() {
+                    self.dead.push_front((event, ids));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The store kept these events: their entries are acknowledged next.
+    pub fn stored(&mut self, events: &[Arc<ReaderEvent>]) {
+        for e in events {
+            self.to_ack.extend(self.held.remove(&e.id).unwrap_or_default());
+        }
+    }
+
+    /// The store refused these for good: they go to the dead-letter stream next.
+    pub fn dead_lettered(&mut self, events: Vec<Arc<ReaderEvent>>) {
+        for e in events {
+            let ids = self.held.remove(&e.id).unwrap_or_default();
+            self.dead.push_back((e, ids));
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! A cluster node's storing consumer of the log, decided by the core: its own unacknowledged
+//! entries first, new ones while the store keeps up, the store's batches acknowledged once kept,
+//! repeats held once, a failure retried after a backoff from its pending entries, dead letters
+//! kept in the group's stream, and claims and trims on their timers.
+
+mod common;
+
+use std::sync::Arc;
+
+use alice_core::consumer::{ConsumerCommand, READ_BLOCK_MS, TRIM_INTERVAL_MS};
+use alice_core::{BatchId, Config, Deployment, Input, Output, ReaderEvent, StoreFailure};
+use common::*;
+use serde_json::json;
+
+fn config() -> Config {
+    Config {
+        deployment: Deployment::Cluster,
+        store_batch_size: 2,
+        store_max_attempts: 2,
+        claim_idle_ms: 10_000,
+        log_retain_ms: 1_000,
+        ..Config::default()
+    }
+}
+
+fn commands(out: &[Output]) -> Vec<ConsumerCommand> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Consume(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn batches(out: &[Output]) -> Vec<(BatchId, Vec<Arc<ReaderEvent>>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::StoreBatch { batch, events } => Some((*batch, events.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Log entries as another node appended them: (stream id, bytes).
+fn entries(n: usize) -> Vec<(String, Vec<u8>)> {
+    let mut other = Node::named("node-b", config(), 2);
+    other.auto_append = false;
+    other.input(log_opened());
+    let r = other.connect("r1", "reader");
+    (0..n)
+        .map(|i| {
+            let (append, e) =
+                appends(&other.send(r, "reader-event", json!({"eventType": "T", "data": i}))).remove(0);
+            other.input(Input::Appended { append });
+            (format!("{}-0", 1_000 + i), e[0].to_message().encode())
+        })
+        .collect()
+}
+
+/// A node whose first command (read its own pending entries) was answered with `pending`.
+fn started(pending: Vec<(String, Vec<u8>)>) -> (Node, Vec<Output>) {
+    let mut core = alice_core::Core::new(config(), "node-a", 1);
+    core.handle(START, Input::Tick);
+    let first: Vec<Output> = std::iter::from_fn(|| core.poll_output()).collect();
+    assert_eq!(
+        commands(&first),
+        vec![ConsumerCommand::ReadPending { fresh: false }],
+        "own pending entries first"
+    );
+    let mut node = Node::named("node-a", config(), 1);
+    node.auto_append = false;
+    let out = node.input(Input::Consumed { entries: pending });
+    (node, out)
+}
+
+#[test]
+fn pending_first_then_claims_trims_and_new_entries_and_what_is_stored_is_acknowledged() {
+    let log = entries(3);
+    let (mut node, out) = started(log[..1].to_vec());
+    let (b1, events) = batches(&out).remove(0);
+    assert_eq!(events.len(), 1);
+    // Nothing is claimed or trimmed yet at start: both are due at once.
+    assert_eq!(commands(&out), vec![ConsumerCommand::Claim { idle_ms: 10_000 }]);
+    let out = node.input(Input::Consumed { entries: Vec::new() });
+    assert_eq!(
+        commands(&out),
+        vec![ConsumerCommand::Trim { keep_from: "0-0".into() }],
+        "newest read: 1000-0"
+    );
+    let out = node.input(Input::Consumed { entries: Vec::new() });
+    assert!(commands(&out).is_empty(), "the store holds an event: no read until it takes it");
+    let out = node.input(Input::Stored { batch: b1 });
+    assert_eq!(commands(&out), vec![ConsumerCommand::Acknowledge { ids: vec!["1000-0".into()] }]);
+    let out = node.input(Input::Consumed { entries: Vec::new() });
+    assert_eq!(commands(&out), vec![ConsumerCommand::ReadNew { count: 2, block_ms: READ_BLOCK_MS }]);
+    let out = node.input(Input::Consumed { entries: log[1..].to_vec() });
+    let (_, events) = batches(&out).remove(0);
+    assert_eq!(events.len(), 2, "both new entries go to the store");
+    assert_eq!(
+        commands(&out),
+        vec![ConsumerCommand::ReadNew { count: 2, block_ms: 0 }],
+        "a full read: more may wait"
+    );
+    node.advance(TRIM_INTERVAL_MS);
+    let out = node.input(Input::Consumed { entries: Vec::new() });
+    assert_eq!(
+        commands(&out),
+        vec![ConsumerCommand::Trim { keep_from: "2-0".into() }],
+        "kept: the log's last second before the newest entry read (1002-0)"
+    );
+}
+
+#[test]
+fn a_repeated_append_is_held_once_and_both_entries_are_acknowledged() {
+    let log = entries(1);
+    let repeat = vec![log[0].clone(), ("1005-0".to_string(), log[0].1.clone())];
+    let (mut node, out) = started(repeat);
+    let (b1, events) = batches(&out).remove(0);
+    assert_eq!(events.len(), 1, "one event, stored once");
+    node.input(Input::Consumed { entries: Vec::new() }); // the claim
+    node.input(Input::Consumed { entries: Vec::new() }); // the trim
+    let out = node.input(Input::Stored { batch: b1 });
+    assert_eq!(
+        commands(&out),
+        vec![ConsumerCommand::Acknowledge { ids: vec!["1000-0".into(), "1005-0".into()] }]
+    );
+}
+
+#[test]
+fn a_failure_backs_off_then_rereads_the_pending_entries_over_a_fresh_connection_and_keeps_its_acks() {
+    let log = entries(1);
+    let (mut node, out) = started(log.clone());
+    let (b1, _) = batches(&out).remove(0);
+    node.input(Input::Consumed { entries: Vec::new() }); // the claim
+    node.input(Input::Consumed { entries: Vec::new() }); // the trim
+    let out = node.input(Input::Stored { batch: b1 });
+    assert!(matches!(commands(&out)[..], [ConsumerCommand::Acknowledge { .. }]));
+    let out = node.input(Input::ConsumeFailed);
+    assert!(commands(&out).is_empty(), "not at once");
+    let due = node.core.poll_timeout().unwrap().since(node.now);
+    assert!((50..=100).contains(&due), "first retry within [base/2, base]: {due}");
+    let out = node.advance(due);
+    assert_eq!(commands(&out), vec![ConsumerCommand::ReadPending { fresh: true }]);
+    let out = node.input(Input::Consumed { entries: log.clone() });
+    assert!(batches(&out).is_empty(), "the pending entry was stored already: not again");
+    assert_eq!(
+        commands(&out),
+        vec![ConsumerCommand::Acknowledge { ids: vec!["1000-0".into()] }],
+        "the lost acknowledgement is sent again"
+    );
+}
+
+#[test]
+fn an_event_the_store_keeps_refusing_goes_to_the_dead_letter_stream() {
+    let log = entries(1);
+    let (mut node, out) = started(log);
+    let (b1, events) = batches(&out).remove(0);
+    node.input(Input::Consumed { entries: Vec::new() }); // the claim
+    node.input(Input::Consumed { entries: Vec::new() }); // the trim
+    node.input(Input::StoreFailed { batch: b1, failure: StoreFailure::Rejected });
+    let due = node.core.poll_timeout().unwrap().since(node.now);
+    let (b2, _) = batches(&node.advance(due)).remove(0);
+    let out = node.input(Input::StoreFailed { batch: b2, failure: StoreFailure::Rejected });
+    assert_eq!(
+        commands(&out),
+        vec![ConsumerCommand::DeadLetter { events: events.clone(), ids: vec!["1000-0".into()] }]
+    );
+    assert_eq!(node.core.stats().events_dead_lettered, 1);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::DeadLettered { .. })),
+        "not the outbox's: Redis keeps it"
+    );
+}
+
+#[test]
+fn an_entry_that_is_no_event_is_acknowledged_unstored() {
+    let (node, out) = started(vec![("1000-0".into(), vec![0xff])]);
+    assert!(batches(&out).is_empty());
+    assert_eq!(commands(&out), vec![ConsumerCommand::Acknowledge { ids: vec!["1000-0".into()] }], "at once");
+    assert_eq!(node.core.stats().bus_malformed, 1);
+}
+
+#[test]
+fn claims_come_every_half_claim_interval() {
+    let (mut node, _) = started(Vec::new());
+    node.input(Input::Consumed { entries: Vec::new() }); // the claim
+    node.input(Input::Consumed { entries: Vec::new() }); // the trim
+    let out = node.input(Input::Consumed { entries: Vec::new() }); // a blocking read
+    assert_eq!(commands(&out), vec![ConsumerCommand::ReadNew { count: 2, block_ms: READ_BLOCK_MS }]);
+    node.advance(5_000);
+    let out = node.input(Input::Consumed { entries: Vec::new() });
+    assert_eq!(commands(&out), vec![ConsumerCommand::Claim { idle_ms: 10_000 }]);
+}
