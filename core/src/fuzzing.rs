@@ -312,7 +312,8 @@ pub fn core_ops(data: &[u8]) {
                     | Output::Publish(_)
                     | Output::DeadLettered { .. }
                     | Output::Read { .. }
-                    | Output::Consume(_) => {}
+                    | Output::Consume(_)
+                    | Output::Broadcast { .. } => {}
                 }
             }
         }

@@ -30,6 +30,7 @@
 
 mod backoff;
 pub mod bus;
+pub mod bus_outbox;
 mod cluster;
 mod commands;
 pub mod config;
@@ -74,6 +75,7 @@ pub use readers::{ReadFrom, Stream};
 pub use replies::Payload;
 pub use time::{Millis, Now};
 
+use bus_outbox::BusOutbox;
 use consumer::Consumer;
 use history::History;
 use ids::EventIds;
@@ -128,6 +130,10 @@ pub enum Input {
     Read { stream: Stream, position: Option<String>, entries: Vec<Vec<u8>> },
     /// An [`Output::Read`] failed; the core tries again after a backoff.
     ReadFailed { stream: Stream },
+    /// Redis holds the bus messages of the last [`Output::Broadcast`].
+    Broadcasted,
+    /// An [`Output::Broadcast`] failed; the core sends them again after a backoff.
+    BroadcastFailed,
     /// The answer to [`Output::Consume`]: what it read or claimed, as (stream id, `m` field),
     /// none for the other commands.
     Consumed { entries: Vec<(String, Vec<u8>)> },
@@ -164,8 +170,11 @@ pub enum Output {
     Ack { conn: ConnId, ack: AckId, payload: Payload },
     /// Close a socket; the core has already forgotten it.
     Disconnect { conn: ConnId },
-    /// Send a message to every node, this one included.
+    /// Send a message to every node, this one included (a single node's own bus).
     Publish(BusMessage),
+    /// In a cluster: append these bus messages to the bus stream, then report
+    /// [`Input::Broadcasted`] or [`Input::BroadcastFailed`]. One batch is out at a time.
+    Broadcast { messages: Vec<BusMessage> },
     /// Read a stream of the cluster's (over a new connection when `fresh`), then report
     /// [`Input::Read`] or [`Input::ReadFailed`]. One read per stream is out at a time.
     Read { stream: Stream, from: ReadFrom, fresh: bool },
@@ -236,6 +245,9 @@ pub struct Stats {
     pub log_gaps: u64,
     /// Times the bus was found silent and read over a fresh connection.
     pub bus_repairs: u64,
+    /// Bus messages waiting for Redis, and those dropped from a full outbox.
+    pub bus_outbox: usize,
+    pub bus_dropped: u64,
 }
 
 /// Accepted events per second over the last minute, for `eventsPerMinute`.
@@ -295,6 +307,8 @@ pub struct Core {
     bus_reader: Reader,
     /// A cluster node's storing consumer of the log.
     consumer: Consumer,
+    /// A cluster node's bus messages on their way to Redis.
+    bus_outbox: BusOutbox,
     /// When the bus last gave anything (this node's own heartbeats included).
     bus_heard: Option<Millis>,
     /// Durable events on their way into the store (a local outbox only).
@@ -323,6 +337,7 @@ impl Core {
             log_reader: Reader::new(rng.next_u64()),
             bus_reader: Reader::new(rng.next_u64()),
             consumer: Consumer::new(rng.next_u64()),
+            bus_outbox: BusOutbox::new(rng.next_u64()),
             bus_heard: None,
             config,
             node: node_id.to_owned(),
@@ -370,6 +385,8 @@ impl Core {
         s.is_processing = self.queue.is_processing() || self.log.is_appending();
         s.queue_capacity = self.config.event_queue_capacity;
         s.history_size = self.history.len();
+        s.bus_outbox = self.bus_outbox.len();
+        s.bus_dropped = self.bus_outbox.dropped();
         s
     }
 
@@ -435,6 +452,14 @@ impl Core {
             Input::Read { stream, position, entries } => self.on_read(now, stream, position, entries),
             Input::ReadFailed { stream } => self.on_read_failed(now, stream),
             Input::Consumed { entries } => self.on_consumed(now, entries),
+            Input::Broadcasted => {
+                self.bus_outbox.sent();
+                self.pump_bus(now);
+            }
+            Input::BroadcastFailed => {
+                self.bus_outbox.failed(now);
+                self.pump_bus(now);
+            }
             Input::ConsumeFailed => {
                 self.consumer.failed(now);
                 self.pump_consumer(now);
@@ -457,6 +482,7 @@ impl Core {
             Timer::AppendRetry => self.pump_log(now),
             Timer::ReadRetry(_) => self.pump_reads(now),
             Timer::Consumer => self.pump_consumer(now),
+            Timer::BroadcastRetry => self.pump_bus(now),
             Timer::PresencePush => self.push_presence(now),
             Timer::Heartbeat => self.heartbeat(now),
             Timer::NodeExpiry => self.expire_nodes(now),
@@ -517,11 +543,24 @@ impl Core {
 
     fn publish(&mut self, body: BusBody) {
         self.bus_seq += 1;
-        self.outputs.push_back(Output::Publish(BusMessage {
-            origin: self.node.clone(),
-            incarnation: self.incarnation,
-            seq: self.bus_seq,
-            body,
-        }));
+        let msg =
+            BusMessage { origin: self.node.clone(), incarnation: self.incarnation, seq: self.bus_seq, body };
+        if self.config.deployment.reads_back() {
+            self.bus_outbox.push(msg);
+            self.pump_bus(self.now);
+        } else {
+            self.outputs.push_back(Output::Publish(msg));
+        }
+    }
+
+    /// Sends the bus outbox's next batch, if none is out, and arms its retry timer.
+    fn pump_bus(&mut self, now: Millis) {
+        if let Some(messages) = self.bus_outbox.next(now) {
+            self.outputs.push_back(Output::Broadcast { messages });
+        }
+        match self.bus_outbox.retry_at() {
+            Some(at) => self.timers.set(Timer::BroadcastRetry, at),
+            None => self.timers.cancel(Timer::BroadcastRetry),
+        }
     }
 }

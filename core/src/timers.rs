@@ -19,6 +19,8 @@ pub enum Timer {
     ReadRetry(crate::readers::Stream),
     /// The storing consumer's next command is due: a retry, a claim or a trim.
     Consumer,
+    /// A failed batch of bus messages has waited out its backoff.
+    BroadcastRetry,
     /// A coalesced `online-readers` push is due.
     PresencePush,
     /// Time to announce this node on the bus.

@@ -377,12 +377,12 @@ impl Driver {
                         let _ = slot.socket.disconnect();
                     }
                 }
-                Output::Publish(msg) => match &self.bus {
-                    Bus::Local => self.loopback.push_back(msg),
-                    Bus::Redis(publisher) => {
-                        let _ = publisher.send(msg);
+                Output::Publish(msg) => self.loopback.push_back(msg),
+                Output::Broadcast { messages } => {
+                    if let Bus::Redis(publisher) = &self.bus {
+                        let _ = publisher.send(messages);
                     }
-                },
+                }
                 Output::Read { stream, from, fresh } => {
                     if let Some((log, bus)) = &self.readers {
                         let reader = if stream == alice_core::Stream::Log { log } else { bus };

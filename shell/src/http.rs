@@ -123,14 +123,14 @@ async fn health(State(state): State<HttpState>) -> Response {
                     "status": if !up { "down" } else if silent { "degraded" } else { "ok" },
                     "kind": "redis-streams",
                     "lastSelfHeardMsAgo": self_heard_ago,
-                    "outbox": r.bus_outbox.get(),
+                    "outbox": snap.stats.bus_outbox,
                     "repairs": snap.stats.bus_repairs,
                     "duplicates": snap.stats.bus_duplicates,
                     "gaps": snap.stats.bus_gaps,
                 }),
             );
             // A full bus outbox drops messages: the node cannot keep its promises.
-            let outbox_full = r.bus_outbox.get() >= crate::bus::redis::OUTBOX_CAPACITY as u64;
+            let outbox_full = snap.stats.bus_outbox >= alice_core::bus_outbox::CAPACITY;
             (up, silent || outbox_full)
         }
     };
@@ -226,8 +226,6 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
                 "Events in this node's store group's dead-letter stream.",
                 r.dlq_len.get(),
             ),
-            ("alice_bus_outbox", "Bus messages waiting for Redis on this node.", r.bus_outbox.get()),
-            ("alice_bus_dropped_total", "Bus messages dropped from a full outbox.", r.bus_dropped.get()),
         ];
         for (name, help, value) in gauges {
             let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
@@ -241,7 +239,7 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
 pub fn render_metrics(snap: &Snapshot) -> String {
     let s = &snap.stats;
     let mut out = String::new();
-    let gauges: [(&str, &str, f64); 5] = [
+    let gauges: [(&str, &str, f64); 6] = [
         ("alice_connections", "Sockets connected to this node.", s.connections as f64),
         ("alice_online_readers", "Distinct readers online in the cluster.", s.online_readers as f64),
         (
@@ -251,8 +249,9 @@ pub fn render_metrics(snap: &Snapshot) -> String {
         ),
         ("alice_dlq_size", "Dead-lettered events awaiting replay.", s.dlq_size as f64),
         ("alice_history_size", "Recent events held in memory.", s.history_size as f64),
+        ("alice_bus_outbox", "Bus messages waiting for Redis on this node.", s.bus_outbox as f64),
     ];
-    let counters: [(&str, &str, f64); 17] = [
+    let counters: [(&str, &str, f64); 18] = [
         ("alice_events_accepted_total", "Reader events accepted by this node.", s.events_accepted as f64),
         ("alice_deliveries_total", "reader-activity messages sent to sockets.", s.deliveries as f64),
         (
@@ -287,6 +286,7 @@ pub fn render_metrics(snap: &Snapshot) -> String {
         ("alice_bus_duplicates_total", "Bus messages dropped as duplicates.", s.bus_duplicates as f64),
         ("alice_bus_gaps_total", "Bus messages missed (sequence gaps).", s.bus_gaps as f64),
         ("alice_log_duplicates_total", "Log entries dropped as repeats.", s.log_duplicates as f64),
+        ("alice_bus_dropped_total", "Bus messages dropped from a full outbox.", s.bus_dropped as f64),
         (
             "alice_bus_repairs_total",
             "Times a silent bus was read over a fresh connection.",

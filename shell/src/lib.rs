@@ -191,13 +191,12 @@ where
         core.handle(clock.reading(), Input::Unstored { events: u.events, dead: u.dead });
     }
 
+    let mut bus_batches = None;
     let (log, bus): (Arc<dyn EventLog>, bus::Bus) = match (&redis, &outbox) {
         (Some(link), _) => {
-            let keep = Duration::from_millis(10 * settings.core.presence_ttl_ms);
-            (
-                Arc::new(log::redis::RedisLog::new(link.clone())),
-                bus::Bus::Redis(bus::redis::spawn_publisher(link.clone(), clock.clone(), keep)),
-            )
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            bus_batches = Some(rx);
+            (Arc::new(log::redis::RedisLog::new(link.clone())), bus::Bus::Redis(tx))
         }
         (None, Some(outbox)) => (outbox.clone(), bus::Bus::Local),
         (None, None) => (Arc::new(StoreLog(store.clone())), bus::Bus::Local),
@@ -242,6 +241,10 @@ where
                 redis_stream::spawn(link.clone(), alice_core::Stream::Log, h, c, log_requests);
                 let (h, c) = (handle.clone(), clock.clone());
                 redis_stream::spawn(link.clone(), alice_core::Stream::Bus, h, c, bus_requests);
+            }
+            if let Some(batches) = bus_batches {
+                let keep = Duration::from_millis(10 * settings.core.presence_ttl_ms);
+                bus::redis::spawn_publisher(link.clone(), clock.clone(), keep, handle.clone(), batches);
             }
             if let Some(requests) = consumer_requests {
                 let names =

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alice_handoff::{Counter, Gauge};
+use alice_handoff::Gauge;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
@@ -40,10 +40,6 @@ pub struct RedisHealth {
     /// Entries in the log stream, as last read.
     pub log_len: Gauge,
     pub dlq_len: Gauge,
-    /// Bus messages waiting in this node's outbox for Redis.
-    pub bus_outbox: Gauge,
-    /// Bus messages dropped because the outbox overflowed.
-    pub bus_dropped: Counter,
     /// Unix ms of the last bus entry read (any node's, this one's heartbeats included).
     pub bus_last_read_ms: Gauge,
 }

@@ -10,6 +10,6 @@ use tokio::sync::mpsc;
 pub enum Bus {
     /// A single node: messages loop straight back into this node's core.
     Local,
-    /// A cluster: messages go to the Redis publisher task.
-    Redis(mpsc::UnboundedSender<BusMessage>),
+    /// A cluster: the core's batches go to the Redis publisher task.
+    Redis(mpsc::UnboundedSender<Vec<BusMessage>>),
 }
