@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use alice_core::consumer::{ConsumerCommand, READ_BLOCK_MS, TRIM_INTERVAL_MS};
-use alice_core::{BatchId, Config, Deployment, Input, Output, ReaderEvent, StoreFailure};
+use alice_core::{Config, Deployment, Input, Output, StoreFailure};
 use common::*;
 use serde_json::json;
 
@@ -27,15 +25,6 @@ fn commands(out: &[Output]) -> Vec<ConsumerCommand> {
     out.iter()
         .filter_map(|o| match o {
             Output::Consume(c) => Some(c.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn batches(out: &[Output]) -> Vec<(BatchId, Vec<Arc<ReaderEvent>>)> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::StoreBatch { batch, events } => Some((*batch, events.clone())),
             _ => None,
         })
         .collect()

@@ -4,19 +4,9 @@
 
 mod common;
 
-use alice_core::{BatchId, Config, Deployment, Input, Output, ReaderEvent, StoreFailure};
+use alice_core::{BatchId, Config, Deployment, Input, Output, StoreFailure};
 use common::*;
 use serde_json::json;
-use std::sync::Arc;
-
-fn batches(out: &[Output]) -> Vec<(BatchId, Vec<Arc<ReaderEvent>>)> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::StoreBatch { batch, events } => Some((*batch, events.clone())),
-            _ => None,
-        })
-        .collect()
-}
 
 fn config() -> Config {
     Config {

@@ -154,6 +154,16 @@ pub fn log_opened() -> Input {
     Input::Read { stream: alice_core::Stream::Log, position: Some("0-0".into()), entries: Vec::new() }
 }
 
+/// Store batches asked for, with their events.
+pub fn batches(out: &[Output]) -> Vec<(alice_core::BatchId, Vec<std::sync::Arc<alice_core::ReaderEvent>>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::StoreBatch { batch, events } => Some((*batch, events.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Appends asked of the log, with their entries.
 pub fn appends(out: &[Output]) -> Vec<(alice_core::AppendId, Vec<std::sync::Arc<alice_core::LogEntry>>)> {
     out.iter()
