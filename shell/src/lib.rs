@@ -119,6 +119,14 @@ pub async fn start_with_store(settings: Settings, store: Arc<dyn EventStore>) ->
     start_on(settings, deps, listener).await
 }
 
+/// The task side of a cluster node's Redis executors (`start_on`).
+struct Executors {
+    bus_batches: bus::redis::Batches,
+    log_requests: redis_stream::ReadRequests,
+    bus_requests: redis_stream::ReadRequests,
+    consumer_requests: log::consumer::ConsumerRequests,
+}
+
 /// What the server runs on besides its settings: the simulation supplies its own.
 pub struct Deps {
     pub store: Arc<dyn EventStore>,
@@ -191,30 +199,23 @@ where
         core.handle(clock.reading(), Input::Unstored { events: u.events, dead: u.dead });
     }
 
-    let mut bus_batches = None;
-    let (log, bus): (Arc<dyn EventLog>, bus::Bus) = match (&redis, &outbox) {
-        (Some(link), _) => {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            bus_batches = Some(rx);
-            (Arc::new(log::redis::RedisLog::new(link.clone())), bus::Bus::Redis(tx))
-        }
-        (None, Some(outbox)) => (outbox.clone(), bus::Bus::Local),
-        (None, None) => (Arc::new(StoreLog(store.clone())), bus::Bus::Local),
+    let log: Arc<dyn EventLog> = match (&redis, &outbox) {
+        (Some(link), _) => Arc::new(log::redis::RedisLog::new(link.clone())),
+        (None, Some(outbox)) => outbox.clone(),
+        (None, None) => Arc::new(StoreLog(store.clone())),
     };
-    let (readers, read_requests) = match &redis {
+    // A cluster node's Redis executors: the driver sends the core's commands into these channels,
+    // and a task per channel runs them once the driver's handle exists.
+    let (bus, readers, consumer, executors) = match &redis {
         Some(_) => {
+            let (bus_tx, bus_batches) = tokio::sync::mpsc::unbounded_channel();
             let (log_reader, log_requests) = redis_stream::StreamReader::channel();
             let (bus_reader, bus_requests) = redis_stream::StreamReader::channel();
-            (Some((log_reader, bus_reader)), Some((log_requests, bus_requests)))
+            let (consumer, consumer_requests) = log::consumer::ConsumerLink::channel();
+            let executors = Executors { bus_batches, log_requests, bus_requests, consumer_requests };
+            (bus::Bus::Redis(bus_tx), Some((log_reader, bus_reader)), Some(consumer), Some(executors))
         }
-        None => (None, None),
-    };
-    let (consumer, consumer_requests) = match &redis {
-        Some(_) => {
-            let (link, requests) = log::consumer::ConsumerLink::channel();
-            (Some(link), Some(requests))
-        }
-        None => (None, None),
+        None => (bus::Bus::Local, None, None, None),
     };
     let links = driver::Links {
         clock: clock.clone(),
@@ -228,32 +229,27 @@ where
     };
     let (driver, handle) = Driver::new(core, links, DRIVER_QUEUE);
     let driver_task = tokio::spawn(driver.run());
-    let dead_letters = match &redis {
-        Some(link) => {
+    let dead_letters = match (&redis, executors) {
+        (Some(link), Some(executors)) => {
             // A store of this node's own keeps every event of the cluster: its own group.
             let group = if store.is_embedded() {
                 format!("{SHARED_STORE_GROUP}:{}", settings.node_id)
             } else {
                 SHARED_STORE_GROUP.to_owned()
             };
-            if let Some((log_requests, bus_requests)) = read_requests {
-                let (h, c) = (handle.clone(), clock.clone());
-                redis_stream::spawn(link.clone(), alice_core::Stream::Log, h, c, log_requests);
-                let (h, c) = (handle.clone(), clock.clone());
-                redis_stream::spawn(link.clone(), alice_core::Stream::Bus, h, c, bus_requests);
-            }
-            if let Some(batches) = bus_batches {
-                let keep = Duration::from_millis(10 * settings.core.presence_ttl_ms);
-                bus::redis::spawn_publisher(link.clone(), clock.clone(), keep, handle.clone(), batches);
-            }
-            if let Some(requests) = consumer_requests {
-                let names =
-                    log::consumer::ConsumerNames { group: group.clone(), consumer: settings.node_id.clone() };
-                log::consumer::spawn(link.clone(), names, handle.clone(), requests);
-            }
+            let Executors { bus_batches, log_requests, bus_requests, consumer_requests } = executors;
+            let (h, c) = (handle.clone(), clock.clone());
+            redis_stream::spawn(link.clone(), alice_core::Stream::Log, h, c, log_requests);
+            let (h, c) = (handle.clone(), clock.clone());
+            redis_stream::spawn(link.clone(), alice_core::Stream::Bus, h, c, bus_requests);
+            let keep = Duration::from_millis(10 * settings.core.presence_ttl_ms);
+            bus::redis::spawn_publisher(link.clone(), clock.clone(), keep, handle.clone(), bus_batches);
+            let names =
+                log::consumer::ConsumerNames { group: group.clone(), consumer: settings.node_id.clone() };
+            log::consumer::spawn(link.clone(), names, handle.clone(), consumer_requests);
             Some(Arc::new(log::consumer::DeadLetters::new(link.clone(), store.clone(), &group)))
         }
-        None => None,
+        _ => None,
     };
 
     let max_packet = settings.core.max_packet_bytes;
