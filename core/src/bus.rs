@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::event::ReaderEvent;
+use crate::position::LogPosition;
 use crate::presence::ReaderPresence;
 use crate::replies::Json;
 use crate::time::Millis;
@@ -59,8 +60,8 @@ pub struct BusEvent {
 }
 
 impl BusEvent {
-    /// The event itself, or `None` when its `data` is not JSON.
-    pub fn to_event(&self) -> Option<ReaderEvent> {
+    /// The event itself, placed at `position` in the log, or `None` when its `data` is not JSON.
+    pub fn to_event(&self, position: LogPosition) -> Option<ReaderEvent> {
         Some(ReaderEvent {
             id: uuid::Uuid::from_bytes(self.id),
             user_id: self.user_id.as_str().into(),
@@ -68,6 +69,7 @@ impl BusEvent {
             data: Json::from_text(self.data.clone()).ok()?,
             timestamp: self.timestamp,
             session_id: self.session_id.clone(),
+            position,
         })
     }
 }

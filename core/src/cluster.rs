@@ -46,7 +46,7 @@ impl Core {
         now: Millis,
         stream: Stream,
         position: Option<String>,
-        entries: Vec<Vec<u8>>,
+        entries: Vec<(String, Vec<u8>)>,
     ) {
         let heard = !entries.is_empty();
         let pace = self.config.log_read_pace_ms;
@@ -54,9 +54,12 @@ impl Core {
         let reader = self.reader(stream);
         let opening = !reader.is_open() && position.is_some();
         reader.read(position, not_before);
-        for bytes in entries {
+        for (id, bytes) in entries {
             match (BusMessage::decode(&bytes), stream) {
-                (Ok(msg), Stream::Log) => self.on_log(now, msg),
+                (Ok(msg), Stream::Log) => match id.parse() {
+                    Ok(position) => self.on_log(now, position, msg),
+                    Err(_) => self.stats.bus_malformed += 1,
+                },
                 (Ok(msg), Stream::Bus) => self.on_bus(now, msg),
                 (Err(_), _) => self.stats.bus_malformed += 1,
             }

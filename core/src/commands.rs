@@ -11,7 +11,7 @@ use crate::history::HistoryAnswer;
 use crate::protocol::{self, ClientEvent, Command, HistoryQuery};
 use crate::replies::{self, fields, names};
 use crate::session::forbidden;
-use crate::{AckId, ConnId, Core, LogEntry, Millis, Output, Role, Subscription};
+use crate::{AckId, ConnId, Core, LogEntry, LogPosition, Millis, Output, Role, Subscription};
 
 impl Core {
     pub(crate) fn on_client_event(
@@ -129,6 +129,14 @@ impl Core {
                 CommandError::unavailable(),
             );
         }
+        // A single node's log is this node: it places the event now, in the order it appends.
+        // A cluster's places it when Redis takes the entry.
+        let position = if self.config.deployment.reads_back() {
+            LogPosition::START
+        } else {
+            self.last_position = self.last_position.next(self.wall);
+            self.last_position
+        };
         let event = Arc::new(ReaderEvent {
             id: self.ids.next(self.wall, &mut self.rng),
             user_id: c.principal.user_id.clone(),
@@ -136,6 +144,7 @@ impl Core {
             data,
             timestamp: self.wall,
             session_id: session_id.unwrap_or_else(|| c.sid.clone()),
+            position,
         });
         self.log_seq += 1;
         let entry = LogEntry {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::bus::Sequencing;
 use crate::log::AppendId;
 use crate::timers::Timer;
-use crate::{BusBody, BusMessage, ConnId, Core, LogEntry, Millis, Output};
+use crate::{BusBody, BusMessage, ConnId, Core, LogEntry, LogPosition, Millis, Output, ReaderEvent};
 
 impl Core {
     /// Hands the log its next append when none is in flight, and arms the retry timer.
@@ -20,6 +20,20 @@ impl Core {
         match self.log.retry_at() {
             Some(at) => self.timers.set(Timer::AppendRetry, at),
             None => self.timers.cancel(Timer::AppendRetry),
+        }
+    }
+
+    /// Recent history read from the store at start. A single node places its next events after
+    /// every position the store holds, whatever the clock says now.
+    pub(crate) fn on_history_loaded(&mut self, events: Vec<Arc<ReaderEvent>>, complete: bool) {
+        self.placed_before(&events);
+        self.history.warm(events, complete);
+    }
+
+    /// Events the log placed before this run: later events go after them.
+    pub(crate) fn placed_before<'a>(&mut self, events: impl IntoIterator<Item = &'a Arc<ReaderEvent>>) {
+        for e in events {
+            self.last_position = self.last_position.max(e.position);
         }
     }
 
@@ -52,7 +66,7 @@ impl Core {
 
     /// An entry read from the cluster's log. Repeats (an append retried after part of it landed)
     /// are dropped by their origin's sequence.
-    pub(crate) fn on_log(&mut self, now: Millis, msg: BusMessage) {
+    pub(crate) fn on_log(&mut self, now: Millis, position: LogPosition, msg: BusMessage) {
         let BusBody::Event(e) = msg.body else {
             self.stats.bus_malformed += 1;
             return;
@@ -65,7 +79,7 @@ impl Core {
             Sequencing::AfterGap { missed } => self.stats.log_gaps += missed,
             Sequencing::InOrder => {}
         }
-        let Some(event) = e.to_event() else {
+        let Some(event) = e.to_event(position) else {
             self.stats.bus_malformed += 1;
             return;
         };

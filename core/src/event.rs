@@ -6,6 +6,7 @@ use crate::replies::Json;
 use std::sync::Arc;
 use uuid::Uuid;
 
+use crate::position::LogPosition;
 use crate::time::Millis;
 
 /// One reader event the cluster accepted. Immutable once made and shared by `Arc`.
@@ -19,6 +20,8 @@ pub struct ReaderEvent {
     pub data: Json,
     pub timestamp: Millis,
     pub session_id: String,
+    /// Where the log placed it ([`LogPosition::START`] until the log has).
+    pub position: LogPosition,
 }
 
 impl ReaderEvent {
@@ -95,6 +98,7 @@ mod tests {
             data: Json::from_text(data.into()).unwrap(),
             timestamp: Millis(0),
             session_id: "s".into(),
+            position: LogPosition::START,
         }
     }
 

@@ -117,6 +117,8 @@ pub fn core_ops(data: &[u8]) {
     let mut appends: Vec<AppendId> = Vec::new();
     // Event ids handed to the log, and those it confirmed: only those may be shown.
     let mut durable: BTreeSet<String> = BTreeSet::new();
+    // Where the log places the entries read from it: one order, as Redis gives it.
+    let mut placed = crate::LogPosition::START;
     let mut appending: BTreeMap<AppendId, Vec<String>> = BTreeMap::new();
     // Reader-event acknowledgements waiting for the log, by socket.
     let mut waiting_acks: BTreeMap<AckId, ConnId> = BTreeMap::new();
@@ -179,7 +181,8 @@ pub fn core_ops(data: &[u8]) {
                     // An entry read from the log is durable by definition.
                     crate::BusBody::Event(e) => {
                         durable.insert(uuid::Uuid::from_bytes(e.id).to_string());
-                        Input::Log(msg)
+                        placed = placed.next(now);
+                        Input::Log(placed, msg)
                     }
                     _ => Input::Bus(msg),
                 },
@@ -190,21 +193,25 @@ pub fn core_ops(data: &[u8]) {
                 let rooms = (0..3).filter(|i| rooms & (1 << i) != 0).map(|i| format!("room{i}")).collect();
                 let id = u128::from(now.0) << 80 | 0x7000_8000_0000_0000_0000 | u128::from(seq);
                 durable.insert(uuid::Uuid::from_u128(id).to_string());
-                Input::Log(BusMessage {
-                    origin: format!("other-{}", node % 3),
-                    incarnation: 1,
-                    seq: u64::from(seq),
-                    body: crate::BusBody::Event(crate::BusEvent {
-                        id: id.to_be_bytes(),
-                        user_id: user,
-                        event_type: ["PAGE_TURN", "HELP_REQUEST", "LOOKUP"][usize::from(kind) % 3].into(),
-                        data: "{\"page\":1}".into(),
-                        timestamp: now,
-                        session_id: "s".into(),
-                        sender_rooms: rooms,
-                        sender_conn: 0,
-                    }),
-                })
+                placed = placed.next(now);
+                Input::Log(
+                    placed,
+                    BusMessage {
+                        origin: format!("other-{}", node % 3),
+                        incarnation: 1,
+                        seq: u64::from(seq),
+                        body: crate::BusBody::Event(crate::BusEvent {
+                            id: id.to_be_bytes(),
+                            user_id: user,
+                            event_type: ["PAGE_TURN", "HELP_REQUEST", "LOOKUP"][usize::from(kind) % 3].into(),
+                            data: "{\"page\":1}".into(),
+                            timestamp: now,
+                            session_id: "s".into(),
+                            sender_rooms: rooms,
+                            sender_conn: 0,
+                        }),
+                    },
+                )
             }
             Op::StoreResult { ok, rejected } => match batches.pop() {
                 Some(batch) if ok => Input::Stored { batch },

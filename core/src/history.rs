@@ -1,12 +1,15 @@
-//! Recent events of the whole cluster, kept in memory for `get-recent-events`. Bounded: when it
-//! has forgotten events a query may need, it says so and the shell asks the store instead.
+//! Recent events of the whole cluster, in the log's order, kept in memory for `get-recent-events`.
+//! Bounded: when it has forgotten events a query may need, it says so and the shell asks the store
+//! instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::event::ReaderEvent;
+use crate::position::LogPosition;
 use crate::protocol::HistoryQuery;
+use crate::time::Millis;
 
 /// The answer to a history query.
 #[derive(Debug, PartialEq)]
@@ -17,10 +20,12 @@ pub enum HistoryAnswer {
     AskStore,
 }
 
-/// A bounded, id-ordered window of recent events.
+/// A bounded window of recent events in log order, with each one's position by id so that a
+/// `since` id resumes exactly where that event stands in the log.
 #[derive(Debug)]
 pub struct History {
-    events: BTreeMap<Uuid, Arc<ReaderEvent>>,
+    events: BTreeMap<LogPosition, Arc<ReaderEvent>>,
+    positions: HashMap<Uuid, LogPosition>,
     capacity: usize,
     /// True while memory holds every event ever stored: nothing was evicted or left unloaded.
     complete: bool,
@@ -28,14 +33,24 @@ pub struct History {
 
 impl History {
     pub fn new(capacity: usize) -> Self {
-        History { events: BTreeMap::new(), capacity: capacity.max(1), complete: true }
+        History {
+            events: BTreeMap::new(),
+            positions: HashMap::new(),
+            capacity: capacity.max(1),
+            complete: true,
+        }
     }
 
     /// Adds an event; the oldest is forgotten when over capacity.
     pub fn insert(&mut self, event: Arc<ReaderEvent>) {
-        self.events.insert(event.id, event);
+        self.positions.insert(event.id, event.position);
+        if let Some(replaced) = self.events.insert(event.position, event) {
+            self.positions.remove(&replaced.id);
+        }
         while self.events.len() > self.capacity {
-            self.events.pop_first();
+            if let Some((_, oldest)) = self.events.pop_first() {
+                self.positions.remove(&oldest.id);
+            }
             self.complete = false;
         }
     }
@@ -56,8 +71,25 @@ impl History {
         self.events.is_empty()
     }
 
+    /// The newest position held, if any.
+    pub fn newest_position(&self) -> Option<LogPosition> {
+        self.events.last_key_value().map(|(p, _)| *p)
+    }
+
+    /// Where the event `id` stands in the log, when memory knows; `None` when only the store can
+    /// tell (memory is incomplete and does not hold it).
+    pub fn position_of(&self, id: Uuid) -> Option<LogPosition> {
+        match self.positions.get(&id) {
+            Some(p) => Some(*p),
+            // Memory holds every event: an id it does not know was never placed in the log, and
+            // reads as a time.
+            None if self.complete => Some(position_by_time(id)),
+            None => None,
+        }
+    }
+
     /// Answers a query: without `since`, the newest matching events, newest first; with `since`,
-    /// the oldest matching events newer than it, oldest first.
+    /// the oldest matching events after it in the log, oldest first.
     pub fn query(&self, q: &HistoryQuery) -> HistoryAnswer {
         let matches = |e: &&Arc<ReaderEvent>| {
             q.user_id.as_deref().is_none_or(|u| *e.user_id == *u)
@@ -66,11 +98,9 @@ impl History {
         let mut found: Vec<Arc<ReaderEvent>> = match q.since {
             None => self.events.values().rev().filter(matches).take(q.limit + 1).cloned().collect(),
             Some(since) => {
-                if !self.complete && self.events.first_key_value().is_none_or(|(oldest, _)| since < *oldest) {
-                    return HistoryAnswer::AskStore;
-                }
-                let after = (std::ops::Bound::Excluded(since), std::ops::Bound::Unbounded);
-                self.events.range(after).map(|(_, e)| e).filter(matches).take(q.limit + 1).cloned().collect()
+                let Some(after) = self.position_of(since) else { return HistoryAnswer::AskStore };
+                let range = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
+                self.events.range(range).map(|(_, e)| e).filter(matches).take(q.limit + 1).cloned().collect()
             }
         };
         let has_more = found.len() > q.limit;
@@ -80,4 +110,14 @@ impl History {
         found.truncate(q.limit);
         HistoryAnswer::Events { events: found, has_more }
     }
+}
+
+/// Where an id that names no event in the log stands: at the millisecond of its UUIDv7 time, so
+/// that any id still works as a cursor in time.
+pub fn position_by_time(id: Uuid) -> LogPosition {
+    let ms = id.get_timestamp().map_or(0, |t| {
+        let (secs, nanos) = t.to_unix();
+        secs * 1000 + u64::from(nanos) / 1_000_000
+    });
+    LogPosition::at(Millis(ms))
 }

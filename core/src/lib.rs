@@ -43,6 +43,7 @@ pub mod fuzzing;
 pub mod history;
 pub mod ids;
 pub mod log;
+pub mod position;
 pub mod presence;
 pub mod principal;
 pub mod protocol;
@@ -68,6 +69,7 @@ pub use consumer::ConsumerCommand;
 pub use error::{CommandError, ConnectRefusal, ErrorCode};
 pub use event::ReaderEvent;
 pub use log::{AppendId, LogEntry};
+pub use position::LogPosition;
 pub use principal::{Principal, Role};
 pub use protocol::HistoryQuery;
 pub use queue::{BatchId, StoreFailure};
@@ -125,9 +127,9 @@ pub enum Input {
     Appended { append: AppendId },
     /// An append failed (some of it may have landed); the core retries it.
     AppendFailed { append: AppendId },
-    /// The answer to [`Output::Read`]: the entries read (each the `m` field of a stream entry,
+    /// The answer to [`Output::Read`]: the entries read (each its stream id and its `m` field,
     /// in order), and the id of the last one (or of the newest entry, for [`ReadFrom::Newest`]).
-    Read { stream: Stream, position: Option<String>, entries: Vec<Vec<u8>> },
+    Read { stream: Stream, position: Option<String>, entries: Vec<(String, Vec<u8>)> },
     /// An [`Output::Read`] failed; the core tries again after a backoff.
     ReadFailed { stream: Stream },
     /// Redis holds the bus messages of the last [`Output::Broadcast`].
@@ -139,8 +141,9 @@ pub enum Input {
     Consumed { entries: Vec<(String, Vec<u8>)> },
     /// An [`Output::Consume`] failed; the core tries again after a backoff.
     ConsumeFailed,
-    /// An entry read from the cluster's log, in the log's order (possibly this node's own).
-    Log(BusMessage),
+    /// An entry read from the cluster's log at a position (its stream id), in the log's order
+    /// (possibly this node's own).
+    Log(LogPosition, BusMessage),
     /// Events the local outbox holds that the store does not have yet, and those dead-lettered,
     /// found at start: they were acknowledged before a restart and go on to the store.
     Unstored { events: Vec<Arc<ReaderEvent>>, dead: Vec<Arc<ReaderEvent>> },
@@ -301,6 +304,8 @@ pub struct Core {
     /// Accepted events on their way into the log: not yet acknowledged or shown.
     log: Log,
     log_seq: u64,
+    /// The last position this node placed an event at (single node) or saw placed (history).
+    last_position: LogPosition,
     log_seen: bus::SeqTracker,
     /// A cluster node's reading of the log and of the bus.
     log_reader: Reader,
@@ -333,6 +338,7 @@ impl Core {
             queue: DurableQueue::new(&config),
             log: Log::new(config.store_batch_size, !config.deployment.reads_back(), rng.next_u64()),
             log_seq: 0,
+            last_position: LogPosition::START,
             log_seen: bus::SeqTracker::default(),
             log_reader: Reader::new(rng.next_u64()),
             bus_reader: Reader::new(rng.next_u64()),
@@ -464,11 +470,14 @@ impl Core {
                 self.consumer.failed(now);
                 self.pump_consumer(now);
             }
-            Input::Log(msg) => self.on_log(now, msg),
-            Input::Unstored { events, dead } => self.on_unstored(now, events, dead),
+            Input::Log(position, msg) => self.on_log(now, position, msg),
+            Input::Unstored { events, dead } => {
+                self.placed_before(events.iter().chain(&dead));
+                self.on_unstored(now, events, dead)
+            }
             Input::Stored { batch } => self.on_stored(now, batch),
             Input::StoreFailed { batch, failure } => self.on_store_failed(now, batch, failure),
-            Input::HistoryLoaded { events, complete } => self.history.warm(events, complete),
+            Input::HistoryLoaded { events, complete } => self.on_history_loaded(events, complete),
             Input::StoreQueryAnswered { conn, ack, answer } => self.on_store_answer(conn, ack, answer),
             Input::Shutdown => self.publish(BusBody::Leaving),
         }

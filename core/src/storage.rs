@@ -91,8 +91,9 @@ impl Core {
     pub(crate) fn on_consumed(&mut self, now: Millis, entries: Vec<(String, Vec<u8>)>) {
         let mut events = Vec::with_capacity(entries.len());
         for (id, bytes) in entries {
-            let event = match BusMessage::decode(&bytes).map(|m| m.body) {
-                Ok(BusBody::Event(e)) => e.to_event(),
+            // The entry's id is the event's position in the log.
+            let event = match (BusMessage::decode(&bytes).map(|m| m.body), id.parse()) {
+                (Ok(BusBody::Event(e)), Ok(position)) => e.to_event(position),
                 _ => None,
             };
             match event {

@@ -63,7 +63,7 @@ fn remote_events_are_delivered_by_the_same_rules() {
     node.send(in_room, "join-room", json!("x"));
     let same_user = node.connect("r1", "reader");
     let other_reader = node.connect("r2", "reader");
-    let out = node.input(Input::Log(event_msg(1, "r1", &["x"])));
+    let out = node.log(event_msg(1, "r1", &["x"]));
     for (conn, n) in [(sub, 1), (in_room, 1), (same_user, 1), (other_reader, 0)] {
         assert_eq!(received(&out, conn, "reader-activity").len(), n, "{conn:?}");
     }
@@ -80,7 +80,7 @@ fn duplicates_are_dropped_and_gaps_counted() {
     let mut node = cluster_node();
     let sub = node.connect("c1", "consultant");
     node.send(sub, "subscribe-consultant", json!({"consultantId": "c1"}));
-    let count = |node: &mut Node, msg| received(&node.input(Input::Log(msg)), sub, "reader-activity").len();
+    let count = |node: &mut Node, msg| received(&node.log(msg), sub, "reader-activity").len();
     assert_eq!(count(&mut node, event_msg(1, "r1", &[])), 1);
     assert_eq!(count(&mut node, event_msg(1, "r1", &[])), 0);
     assert_eq!(count(&mut node, event_msg(4, "r1", &[])), 1);
@@ -100,7 +100,7 @@ fn a_repeat_from_a_node_expired_as_silent_is_still_a_duplicate() {
     let mut node = cluster_node();
     let sub = node.connect("c1", "consultant");
     node.send(sub, "subscribe-consultant", json!({"consultantId": "c1"}));
-    let count = |node: &mut Node, msg| received(&node.input(Input::Log(msg)), sub, "reader-activity").len();
+    let count = |node: &mut Node, msg| received(&node.log(msg), sub, "reader-activity").len();
     assert_eq!(count(&mut node, event_msg(1, "r1", &[])), 1);
     node.advance(16_000);
     assert_eq!(count(&mut node, event_msg(1, "r1", &[])), 0);

@@ -203,11 +203,11 @@ fn a_cluster_node_appends_only_once_it_reads_the_log_and_shows_its_own_events_wh
     assert_eq!(received(&out, r, "reader-event-received").len(), 1, "durable: acknowledged");
     assert!(received(&out, c, "reader-activity").is_empty(), "but shown only when read back");
     let msg = entries[0].to_message();
-    let out = node.input(Input::Log(msg.clone()));
+    let out = node.log(msg.clone());
     assert_eq!(received(&out, c, "reader-activity").len(), 1);
     assert_eq!(received(&out, tab, "reader-activity").len(), 1);
     assert!(received(&out, r, "reader-activity").is_empty(), "never the sending socket");
-    let again = node.input(Input::Log(msg));
+    let again = node.log(msg);
     assert!(received(&again, c, "reader-activity").is_empty(), "a repeated entry is dropped");
 }
 
@@ -234,7 +234,7 @@ fn every_node_shows_the_logs_one_order_whatever_it_appended_first() {
     for (node, c) in [(&mut a, views[0]), (&mut b, views[1])] {
         let mut order = Vec::new();
         for msg in &log {
-            order.extend(activity_ids(&node.input(Input::Log(msg.clone())), c));
+            order.extend(activity_ids(&node.log(msg.clone()), c));
         }
         seen.push(order);
     }
@@ -252,6 +252,6 @@ fn an_entry_from_a_previous_run_of_this_node_is_shown_to_all_its_recipients() {
     node.input(log_opened());
     let tab = node.connect("r1", "reader");
     assert_eq!(tab, r, "the same socket number, in a new run");
-    let out = node.input(Input::Log(entries[0].to_message()));
+    let out = node.log(entries[0].to_message());
     assert_eq!(received(&out, tab, "reader-activity").len(), 1, "not mistaken for the sender");
 }

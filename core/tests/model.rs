@@ -165,7 +165,8 @@ fn run(ops: Vec<Op>) {
     let mut log_seq = 0;
     let mut log_msg = |body| {
         log_seq += 1;
-        Input::Log(BusMessage { origin: "node-b".into(), incarnation: 1, seq: log_seq, body })
+        let position = alice_core::LogPosition { ms: 1, seq: log_seq };
+        Input::Log(position, BusMessage { origin: "node-b".into(), incarnation: 1, seq: log_seq, body })
     };
     for op in ops {
         let pick = |m: &Model, i: usize| (!m.socks.is_empty()).then(|| i % m.socks.len());

@@ -29,7 +29,10 @@ fn cluster() -> (Node, Vec<Output>) {
     (node, first)
 }
 
+/// A read's answer: `entries` get stream ids in the millisecond of `position`, in order.
 fn read(stream: Stream, position: &str, entries: Vec<Vec<u8>>) -> Input {
+    let ms = position.split('-').next().unwrap();
+    let entries = entries.into_iter().enumerate().map(|(i, bytes)| (format!("{ms}-{i}"), bytes)).collect();
     Input::Read { stream, position: Some(position.into()), entries }
 }
 

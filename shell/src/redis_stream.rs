@@ -97,7 +97,7 @@ async fn read(
     conn: &mut Option<MultiplexedConnection>,
     key: &str,
     from: ReadFrom,
-) -> redis::RedisResult<(Option<String>, Vec<Vec<u8>>)> {
+) -> redis::RedisResult<(Option<String>, Vec<(String, Vec<u8>)>)> {
     if conn.is_none() {
         let timeout = Duration::from_millis(READ_BLOCK_MS as u64) + Duration::from_secs(2);
         *conn = Some(link.connect(timeout).await?);
@@ -117,7 +117,7 @@ async fn read(
             let mut entries = Vec::new();
             for entry in ids {
                 if let Some(bytes) = entry.get::<Vec<u8>>("m") {
-                    entries.push(bytes);
+                    entries.push((entry.id.clone(), bytes));
                 }
                 position = Some(entry.id);
             }

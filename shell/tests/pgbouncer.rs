@@ -84,6 +84,7 @@ fn event(n: u64) -> Arc<ReaderEvent> {
         data: alice_core::replies::Json::from_text(format!(r#"{{"n":{n}}}"#)).unwrap(),
         timestamp: Millis(ms),
         session_id: "s".into(),
+        position: alice_core::LogPosition { ms, seq: 0 },
     })
 }
 

@@ -30,6 +30,7 @@ fn event(user: &str, ty: &str, ms: u64) -> Arc<ReaderEvent> {
         data: alice_core::replies::Json::from_text(r#"{"page":3}"#.into()).unwrap(),
         timestamp: Millis(ms),
         session_id: "s-1".into(),
+        position: alice_core::LogPosition { ms, seq: 0 },
     })
 }
 
@@ -223,5 +224,66 @@ async fn after_a_restart_recent_events_and_dashboard_come_from_postgres() {
     let row = &stats["dashboardStats"][0];
     assert_eq!((row["eventType"].as_str(), row["eventCount"].as_i64()), (Some("RESTART"), Some(6)));
     server.shutdown().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn pages_in_the_logs_order_on_the_original_schema() {
+    let Some(db) = TestDb::create().await else { return };
+    let pool = db.pool().await;
+    sqlx::raw_sql(ORIGINAL_SCHEMA).execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO auth.users (id, email) VALUES ($1::uuid, 'r@example.org')")
+        .bind(common::positions::USER)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
+    store.migrate().await.unwrap();
+    let store = store.inspect().await.unwrap();
+    common::positions::pages_in_the_logs_order(&store).await;
+    pool.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn events_stored_before_positions_are_placed_by_time_then_id() {
+    let Some(db) = TestDb::create().await else { return };
+    let pool = db.pool().await;
+    // The first migration alone, and events stored as that version stored them.
+    let first = MIGRATOR.iter().next().unwrap();
+    sqlx::raw_sql(&first.sql).execute(&pool).await.unwrap();
+    let unplaced = |n| alice_core::LogPosition { ms: 0, seq: n };
+    let old = [
+        common::positions::placed(1_767_225_600_000, unplaced(2), "r1"),
+        common::positions::placed(1_767_225_600_000, unplaced(1), "r1"),
+        common::positions::placed(1_767_225_600_007, unplaced(0), "r2"),
+    ];
+    for e in &old {
+        sqlx::query(
+            "INSERT INTO real_time_events (id, user_id, event_type, event_data, timestamp)
+             VALUES ($1::uuid, $2, $3, '{}'::jsonb, to_timestamp($4 / 1000.0))",
+        )
+        .bind(e.id.to_string())
+        .bind(&*e.user_id)
+        .bind(&e.event_type)
+        .bind(e.timestamp.0 as i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    for m in MIGRATOR.iter().skip(1) {
+        sqlx::raw_sql(&m.sql).execute(&pool).await.unwrap();
+    }
+    let store = PgStore::connect(&pg_settings(&db.url)).unwrap().inspect().await.unwrap();
+    let (events, _) = store.newest(10).await.unwrap();
+    let mut by_id = old.to_vec();
+    by_id.sort_by_key(|e| e.id);
+    let rank = |id| by_id.iter().position(|e| e.id == id).unwrap() as u64 + 1;
+    let placed: Vec<_> = events.iter().map(|e| (e.id, e.position)).collect();
+    let mut expected: Vec<_> =
+        old.iter().map(|e| (e.id, alice_core::LogPosition { ms: e.timestamp.0, seq: rank(e.id) })).collect();
+    expected.sort_by_key(|(_, p)| std::cmp::Reverse(*p));
+    assert_eq!(placed, expected);
+    pool.close().await;
     db.drop_db().await;
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use alice_core::{HistoryQuery, Millis, ReaderEvent};
+use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent};
 use alice_shell::store::{DashboardRow, EventStore, Page, StoreError};
 use uuid::Uuid;
 
@@ -15,6 +15,8 @@ use crate::trace::Trace;
 #[derive(Default)]
 struct Rows {
     events: BTreeMap<Uuid, Arc<ReaderEvent>>,
+    /// The stored events in the log's order, as the real stores page them.
+    by_position: BTreeMap<LogPosition, Uuid>,
     /// How many times each id was written, repeats included.
     writes: BTreeMap<Uuid, u32>,
 }
@@ -81,7 +83,8 @@ impl EventStore for SimStore {
             // As `ON CONFLICT DO NOTHING`: the first row of an id stays.
             if let Entry::Vacant(row) = rows.events.entry(e.id) {
                 row.insert(e.clone());
-                self.trace.line(format!("store {} {}", e.id, e.event_type));
+                rows.by_position.insert(e.position, e.id);
+                self.trace.line(format!("store {} {} at {}", e.id, e.event_type, e.position));
             }
         }
         Ok(())
@@ -94,18 +97,22 @@ impl EventStore for SimStore {
             query.user_id.as_deref().is_none_or(|u| &*e.user_id == u)
                 && (query.event_types.is_empty() || query.event_types.contains(&e.event_type))
         };
-        // Newest first; with `since`, the oldest after it first.
+        // Newest first; with `since`, the oldest after it in the log first.
+        let in_order = rows.by_position.values().map(|id| &rows.events[id]);
         let events: Vec<_> = match query.since {
-            Some(since) => rows
-                .events
-                .range(since..)
-                .skip(1)
-                .map(|(_, e)| e)
-                .filter(wanted)
-                .take(query.limit + 1)
-                .cloned()
-                .collect(),
-            None => rows.events.values().rev().filter(wanted).take(query.limit + 1).cloned().collect(),
+            Some(since) => {
+                let after = rows
+                    .events
+                    .get(&since)
+                    .map_or_else(|| alice_core::history::position_by_time(since), |e| e.position);
+                in_order
+                    .filter(|e| e.position > after)
+                    .filter(wanted)
+                    .take(query.limit + 1)
+                    .cloned()
+                    .collect()
+            }
+            None => in_order.rev().filter(wanted).take(query.limit + 1).cloned().collect(),
         };
         let more = events.len() > query.limit;
         Ok((events.into_iter().take(query.limit).collect(), more))
@@ -114,7 +121,8 @@ impl EventStore for SimStore {
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {
         self.check()?;
         let rows = self.rows.lock().unwrap();
-        let events: Vec<_> = rows.events.values().rev().take(n).cloned().collect();
+        let events: Vec<_> =
+            rows.by_position.values().rev().take(n).map(|id| rows.events[id].clone()).collect();
         Ok((events, rows.events.len() > n))
     }
 

@@ -17,6 +17,8 @@ pub struct Node {
     pub auto_append: bool,
     next_conn: u64,
     next_ack: u64,
+    /// Where the cluster's log placed the last entry [`Node::log`] fed.
+    placed: alice_core::LogPosition,
 }
 
 pub fn claims(sub: &str, role: &str) -> Value {
@@ -39,6 +41,7 @@ impl Node {
             auto_append: true,
             next_conn: 0,
             next_ack: 0,
+            placed: alice_core::LogPosition::START,
         };
         n.input(Input::Tick);
         n
@@ -48,6 +51,12 @@ impl Node {
     pub fn input(&mut self, input: Input) -> Vec<Output> {
         self.core.handle(self.now, input);
         self.drain()
+    }
+
+    /// Feeds an entry read from the cluster's log, placed after the last one fed.
+    pub fn log(&mut self, msg: alice_core::BusMessage) -> Vec<Output> {
+        self.placed = self.placed.next(self.now);
+        self.input(Input::Log(self.placed, msg))
     }
 
     pub fn drain(&mut self) -> Vec<Output> {

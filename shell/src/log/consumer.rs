@@ -226,6 +226,7 @@ fn encode_dead(e: &ReaderEvent) -> String {
         "data": e.data.raw(),
         "timestamp": e.timestamp.0,
         "sessionId": e.session_id,
+        "position": e.position.to_string(),
     })
     .to_string()
 }
@@ -239,6 +240,7 @@ fn decode_dead(text: &str) -> Option<ReaderEvent> {
         data: alice_core::replies::Json::from_text(v["data"].to_string()).ok()?,
         timestamp: alice_core::Millis(v["timestamp"].as_u64()?),
         session_id: v["sessionId"].as_str()?.to_owned(),
+        position: v["position"].as_str()?.parse().ok()?,
     })
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::replies::Json;
-use alice_core::{HistoryQuery, Millis, ReaderEvent};
+use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
@@ -125,6 +125,21 @@ impl PgStore {
         }
     }
 
+    /// Where the event `id` stands in the log; an id this store does not hold reads as a time.
+    async fn position_of(&self, id: Uuid) -> Result<LogPosition, StoreError> {
+        let mut q = QueryBuilder::new("SELECT log_ms, log_seq FROM real_time_events WHERE id = CAST(");
+        q.push_bind(id.to_string()).push(" AS uuid)");
+        let rows = self.fetch(q).await?;
+        Ok(match rows.first() {
+            Some(row) => {
+                let ms: i64 = row.try_get("log_ms").map_err(classify)?;
+                let seq: i64 = row.try_get("log_seq").map_err(classify)?;
+                LogPosition { ms: ms.max(0) as u64, seq: seq.max(0) as u64 }
+            }
+            None => alice_core::history::position_by_time(id),
+        })
+    }
+
     /// Whether `user` can be a user id in this schema (on a uuid column, only uuids can).
     fn possible_user(&self, user: &str) -> bool {
         self.user_id_type != "uuid" || Uuid::parse_str(user).is_ok()
@@ -135,7 +150,7 @@ impl PgStore {
             "SELECT id::text AS id, user_id::text AS user_id, event_type::text AS event_type,
                     event_data::text AS event_data,
                     round(extract(epoch FROM timestamp) * 1000)::int8 AS ts,
-                    COALESCE(session_id, '')::text AS session_id
+                    COALESCE(session_id, '')::text AS session_id, log_ms, log_seq
              FROM real_time_events WHERE true",
         )
     }
@@ -145,6 +160,10 @@ fn event_from(row: &PgRow) -> Result<Arc<ReaderEvent>, StoreError> {
     let bad = |what: &str| StoreError::Unavailable(format!("stored event has a bad {what}"));
     let get = |col: &str| row.try_get::<String, _>(col).map_err(classify);
     let ts: i64 = row.try_get("ts").map_err(classify)?;
+    let number = |column: &str| {
+        let n: i64 = row.try_get(column).map_err(classify)?;
+        u64::try_from(n).map_err(|_| bad(column))
+    };
     Ok(Arc::new(ReaderEvent {
         id: Uuid::parse_str(&get("id")?).map_err(|_| bad("id"))?,
         user_id: Arc::from(get("user_id")?),
@@ -152,6 +171,7 @@ fn event_from(row: &PgRow) -> Result<Arc<ReaderEvent>, StoreError> {
         data: Json::from_text(get("event_data")?).map_err(|_| bad("event_data"))?,
         timestamp: Millis(u64::try_from(ts).map_err(|_| bad("timestamp"))?),
         session_id: get("session_id")?,
+        position: LogPosition { ms: number("log_ms")?, seq: number("log_seq")? },
     }))
 }
 
@@ -171,18 +191,20 @@ impl EventStore for PgStore {
         let data: Vec<String> = events.iter().map(|e| e.data.get().to_owned()).collect();
         let stamps: Vec<i64> = events.iter().map(|e| e.timestamp.0 as i64).collect();
         let sessions: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
+        let log_ms: Vec<i64> = events.iter().map(|e| e.position.ms as i64).collect();
+        let log_seq: Vec<i64> = events.iter().map(|e| e.position.seq as i64).collect();
         let sql = format!(
-            "INSERT INTO real_time_events (id, user_id, event_type, event_data, timestamp, session_id, metadata)
-             SELECT id::uuid, user_id::{}, event_type, event_data::jsonb, to_timestamp(ts / 1000.0), session_id, '{{}}'::jsonb
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[])
-                  AS t(id, user_id, event_type, event_data, ts, session_id)
+            "INSERT INTO real_time_events
+                 (id, user_id, event_type, event_data, timestamp, session_id, metadata, log_ms, log_seq)
+             SELECT id::uuid, user_id::{}, event_type, event_data::jsonb, to_timestamp(ts / 1000.0), session_id,
+                    '{{}}'::jsonb, log_ms, log_seq
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::int8[], $8::int8[])
+                  AS t(id, user_id, event_type, event_data, ts, session_id, log_ms, log_seq)
              ON CONFLICT (id) DO NOTHING",
             self.user_id_type
         );
-        self.execute(
-            sqlx::query(&sql).bind(ids).bind(users).bind(types).bind(data).bind(stamps).bind(sessions),
-        )
-        .await
+        let q = sqlx::query(&sql).bind(ids).bind(users).bind(types).bind(data).bind(stamps).bind(sessions);
+        self.execute(q.bind(log_ms).bind(log_seq)).await
     }
 
     async fn recent(&self, query: &HistoryQuery) -> Result<Page, StoreError> {
@@ -200,9 +222,14 @@ impl EventStore for PgStore {
         }
         match query.since {
             Some(since) => {
-                q.push(" AND id > CAST(").push_bind(since.to_string()).push(" AS uuid) ORDER BY id ASC")
+                let after = self.position_of(since).await?;
+                q.push(" AND (log_ms, log_seq) > (")
+                    .push_bind(after.ms as i64)
+                    .push(", ")
+                    .push_bind(after.seq as i64)
+                    .push(") ORDER BY log_ms ASC, log_seq ASC")
             }
-            None => q.push(" ORDER BY id DESC"),
+            None => q.push(" ORDER BY log_ms DESC, log_seq DESC"),
         };
         q.push(" LIMIT ").push_bind(query.limit as i64 + 1);
         super::page(&self.fetch(q).await?, query.limit, event_from)
@@ -210,7 +237,7 @@ impl EventStore for PgStore {
 
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {
         let mut q = self.select();
-        q.push(" ORDER BY id DESC LIMIT ").push_bind(n as i64 + 1);
+        q.push(" ORDER BY log_ms DESC, log_seq DESC LIMIT ").push_bind(n as i64 + 1);
         super::page(&self.fetch(q).await?, n, event_from)
     }
 

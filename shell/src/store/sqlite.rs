@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::replies::Json;
-use alice_core::{HistoryQuery, Millis, ReaderEvent};
+use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use super::{DashboardRow, EventStore, Page, StoreError};
@@ -25,18 +25,39 @@ CREATE TABLE IF NOT EXISTS real_time_events (
     event_data  TEXT NOT NULL,
     timestamp   INTEGER NOT NULL,
     session_id  TEXT NOT NULL,
-    created_at  INTEGER NOT NULL
+    created_at  INTEGER NOT NULL,
+    log_ms      INTEGER NOT NULL DEFAULT 0,
+    log_seq     INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS idx_rte_user_id ON real_time_events (user_id, id);
-CREATE INDEX IF NOT EXISTS idx_rte_type_id ON real_time_events (event_type, id);
-CREATE INDEX IF NOT EXISTS idx_rte_timestamp ON real_time_events (timestamp);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          TEXT PRIMARY KEY
 );
 ";
 
+/// Files written before events had log positions: each old event is placed at its time, then in
+/// the order it was stored. Idempotent; the caller runs it only when the columns are missing.
+const ADD_POSITIONS: &str = "
+ALTER TABLE real_time_events ADD COLUMN log_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE real_time_events ADD COLUMN log_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE real_time_events SET log_ms = timestamp, log_seq = rowid;
+";
+
+/// Paging follows the log's order, by position.
+const INDEXES: &str = "
+DROP INDEX IF EXISTS idx_rte_user_id;
+DROP INDEX IF EXISTS idx_rte_type_id;
+CREATE INDEX IF NOT EXISTS idx_rte_position ON real_time_events (log_ms, log_seq);
+CREATE INDEX IF NOT EXISTS idx_rte_user_position ON real_time_events (user_id, log_ms, log_seq);
+CREATE INDEX IF NOT EXISTS idx_rte_type_position ON real_time_events (event_type, log_ms, log_seq);
+CREATE INDEX IF NOT EXISTS idx_rte_timestamp ON real_time_events (timestamp);
+";
+
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The one connection that appends events. Held apart from the pool so that its page cache
+    /// stays warm (no other connection writes the events table under it) and no pool check
+    /// precedes each append.
+    writer: tokio::sync::Mutex<SqliteConnection>,
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -73,10 +94,42 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
-        let pool =
-            SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(unavailable)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await
+            .map_err(unavailable)?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(unavailable)?;
-        Ok(SqliteStore { pool })
+        let positioned: bool = sqlx::query_scalar(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('real_time_events') WHERE name = 'log_ms'",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(unavailable)?;
+        if !positioned {
+            let mut tx = pool.begin().await.map_err(unavailable)?;
+            sqlx::raw_sql(ADD_POSITIONS).execute(&mut *tx).await.map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+        }
+        sqlx::raw_sql(INDEXES).execute(&pool).await.map_err(unavailable)?;
+        let writer = tokio::sync::Mutex::new(options.connect().await.map_err(unavailable)?);
+        Ok(SqliteStore { pool, writer })
+    }
+}
+
+impl SqliteStore {
+    /// Where the event `id` stands in the log; an id this store does not hold reads as a time.
+    async fn position_of(&self, id: Uuid) -> Result<LogPosition, StoreError> {
+        let found: Option<(i64, i64)> =
+            sqlx::query_as("SELECT log_ms, log_seq FROM real_time_events WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(match found {
+            Some((ms, seq)) => LogPosition { ms: ms.max(0) as u64, seq: seq.max(0) as u64 },
+            None => alice_core::history::position_by_time(id),
+        })
     }
 }
 
@@ -129,7 +182,7 @@ impl SqliteStore {
     pub async fn unstored(&self) -> Result<Unstored, StoreError> {
         let rows = sqlx::query(
             "SELECT e.*, d.id IS NOT NULL AS dead FROM real_time_events e
-             LEFT JOIN dead_letters d ON d.id = e.id ORDER BY e.id ASC",
+             LEFT JOIN dead_letters d ON d.id = e.id ORDER BY e.log_ms ASC, e.log_seq ASC",
         )
         .fetch_all(&self.pool)
         .await
@@ -153,6 +206,10 @@ fn event_from(row: &SqliteRow) -> Result<Arc<ReaderEvent>, StoreError> {
     let id: String = row.try_get("id").map_err(unavailable)?;
     let data: String = row.try_get("event_data").map_err(unavailable)?;
     let timestamp: i64 = row.try_get("timestamp").map_err(unavailable)?;
+    let number = |column: &str| {
+        let n: i64 = row.try_get(column).map_err(unavailable)?;
+        u64::try_from(n).map_err(|_| bad(column))
+    };
     Ok(Arc::new(ReaderEvent {
         id: Uuid::parse_str(&id).map_err(|_| bad("id"))?,
         user_id: Arc::from(row.try_get::<String, _>("user_id").map_err(unavailable)?),
@@ -160,6 +217,7 @@ fn event_from(row: &SqliteRow) -> Result<Arc<ReaderEvent>, StoreError> {
         data: Json::from_text(data).map_err(|_| bad("event_data"))?,
         timestamp: Millis(u64::try_from(timestamp).map_err(|_| bad("timestamp"))?),
         session_id: row.try_get("session_id").map_err(unavailable)?,
+        position: LogPosition { ms: number("log_ms")?, seq: number("log_seq")? },
     }))
 }
 
@@ -179,7 +237,8 @@ impl EventStore for SqliteStore {
         }
         let created = chrono_ms();
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO real_time_events (id, user_id, event_type, event_data, timestamp, session_id, created_at) ",
+            "INSERT INTO real_time_events
+             (id, user_id, event_type, event_data, timestamp, session_id, created_at, log_ms, log_seq) ",
         );
         q.push_values(events, |mut b, e| {
             b.push_bind(e.id.to_string())
@@ -188,10 +247,12 @@ impl EventStore for SqliteStore {
                 .push_bind(e.data.get().to_owned())
                 .push_bind(e.timestamp.0 as i64)
                 .push_bind(e.session_id.clone())
-                .push_bind(created);
+                .push_bind(created)
+                .push_bind(e.position.ms as i64)
+                .push_bind(e.position.seq as i64);
         });
         q.push(" ON CONFLICT (id) DO NOTHING");
-        q.build().execute(&self.pool).await.map_err(unavailable)?;
+        q.build().execute(&mut *self.writer.lock().await).await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -209,8 +270,15 @@ impl EventStore for SqliteStore {
             q.push(")");
         }
         match query.since {
-            Some(since) => q.push(" AND id > ").push_bind(since.to_string()).push(" ORDER BY id ASC"),
-            None => q.push(" ORDER BY id DESC"),
+            Some(since) => {
+                let after = self.position_of(since).await?;
+                q.push(" AND (log_ms, log_seq) > (")
+                    .push_bind(after.ms as i64)
+                    .push(", ")
+                    .push_bind(after.seq as i64)
+                    .push(") ORDER BY log_ms ASC, log_seq ASC")
+            }
+            None => q.push(" ORDER BY log_ms DESC, log_seq DESC"),
         };
         q.push(" LIMIT ").push_bind(query.limit as i64 + 1);
         let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
@@ -218,7 +286,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {
-        let rows = sqlx::query("SELECT * FROM real_time_events ORDER BY id DESC LIMIT ?")
+        let rows = sqlx::query("SELECT * FROM real_time_events ORDER BY log_ms DESC, log_seq DESC LIMIT ?")
             .bind(n as i64 + 1)
             .fetch_all(&self.pool)
             .await

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 pub mod cluster;
+pub mod positions;
 
 pub const SECRET: &str = "integration-secret-0123456789";
 

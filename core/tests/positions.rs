@@ -1,0 +1,114 @@
+//! Log positions: `since` cursors follow the log's order exactly, whatever the clocks that made
+//! the ids said, and a single node places new events after everything its store already holds.
+
+mod common;
+
+use std::sync::Arc;
+
+use alice_core::{Config, Deployment, Input, LogPosition, Millis, ReaderEvent};
+use common::*;
+use serde_json::{json, Value};
+
+fn cluster(name: &str, seed: u64) -> Node {
+    let mut node = Node::named(name, Config { deployment: Deployment::Cluster, ..Config::default() }, seed);
+    node.auto_append = false;
+    node.input(log_opened());
+    node
+}
+
+fn recent(node: &mut Node, conn: alice_core::ConnId, q: Value) -> Vec<String> {
+    let out = node.send(conn, "get-recent-events", q);
+    let page = received(&out, conn, "recent-events").remove(0);
+    page["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn a_since_cursor_follows_the_logs_order_not_the_clocks_that_made_the_ids() {
+    let mut fast = cluster("node-fast", 1);
+    let mut slow = cluster("node-slow", 2);
+    fast.now = Millis(START.0 + 60_000);
+    let rf = fast.connect("rf", "reader");
+    let rs = slow.connect("rs", "reader");
+    let (_, ahead) = appends(&fast.send(rf, "reader-event", json!({"eventType": "A"}))).remove(0);
+    let (_, behind) = appends(&slow.send(rs, "reader-event", json!({"eventType": "B"}))).remove(0);
+    let (first, second) = (&ahead[0].event, &behind[0].event);
+    assert!(second.id < first.id, "the slow clock made the smaller id");
+
+    // The log holds the fast node's event first; a third node reads both.
+    let mut node = cluster("node-c", 3);
+    let c = node.connect("c1", "consultant");
+    node.log(ahead[0].to_message());
+    node.log(behind[0].to_message());
+    assert_eq!(
+        recent(&mut node, c, json!({})),
+        [second.id.to_string(), first.id.to_string()],
+        "newest first"
+    );
+    assert_eq!(
+        recent(&mut node, c, json!({ "since": first.id.to_string() })),
+        [second.id.to_string()],
+        "after the first entry in the log comes the second, whatever its id"
+    );
+    assert!(recent(&mut node, c, json!({ "since": second.id.to_string() })).is_empty());
+}
+
+#[test]
+fn entries_read_from_the_log_carry_their_stream_ids_as_positions() {
+    let mut node = cluster("node-a", 1);
+    let r = node.connect("r1", "reader");
+    let (_, entries) = appends(&node.send(r, "reader-event", json!({"eventType": "A"}))).remove(0);
+    assert_eq!(entries[0].event.position, LogPosition::START, "not placed until the log takes it");
+    let read = Input::Read {
+        stream: alice_core::Stream::Log,
+        position: Some("1767225600123-4".into()),
+        entries: vec![("1767225600123-4".into(), entries[0].to_message().encode())],
+    };
+    node.input(read);
+    let c = node.connect("c1", "consultant");
+    let shown = recent(&mut node, c, json!({}));
+    assert_eq!(shown, [entries[0].event.id.to_string()]);
+}
+
+fn stored(id: u128, position: LogPosition) -> Arc<ReaderEvent> {
+    Arc::new(ReaderEvent {
+        id: uuid::Uuid::from_u128(id),
+        user_id: Arc::from("r0"),
+        event_type: "A".into(),
+        data: alice_core::replies::Json::from_text("{}".into()).unwrap(),
+        timestamp: Millis(position.ms),
+        session_id: "s".into(),
+        position,
+    })
+}
+
+#[test]
+fn a_single_node_places_new_events_after_everything_its_store_holds_even_when_its_clock_is_behind() {
+    let mut node = Node::new();
+    let ahead = LogPosition { ms: START.0 + 3_600_000, seq: 5 };
+    node.input(Input::HistoryLoaded { events: vec![stored(1, ahead)], complete: true });
+    let r = node.connect("r1", "reader");
+    let mut placed = Vec::new();
+    for _ in 0..3 {
+        node.advance(1);
+        for (_, entries) in appends(&node.send(r, "reader-event", json!({"eventType": "A"}))) {
+            placed.extend(entries.iter().map(|e| e.event.position));
+        }
+    }
+    assert_eq!(placed.len(), 3);
+    assert!(placed[0] > ahead, "{} after {ahead}", placed[0]);
+    assert!(placed.windows(2).all(|w| w[0] < w[1]), "{placed:?}");
+}
+
+#[test]
+fn a_single_node_places_events_in_the_order_it_accepts_them_at_its_own_time() {
+    let mut node = Node::new();
+    let r = node.connect("r1", "reader");
+    let c = node.connect("c1", "consultant");
+    let mut sent = Vec::new();
+    for step in [0, 0, 5, 0] {
+        node.advance(step);
+        let out = node.send(r, "reader-event", json!({"eventType": "A"}));
+        sent.push(received(&out, r, "reader-event-received")[0]["eventId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(recent(&mut node, c, json!({ "since": sent[1] })), sent[2..].to_vec());
+}

@@ -1,0 +1,60 @@
+//! The paging contract every store keeps: the log's order, by position, not the ids' order.
+
+use std::sync::Arc;
+
+use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent};
+use alice_shell::store::EventStore;
+use uuid::Uuid;
+
+/// An event whose id was made at `id_ms` by some node's clock and that the log placed at `at`.
+pub fn placed(id_ms: u64, at: LogPosition, user: &str) -> Arc<ReaderEvent> {
+    Arc::new(ReaderEvent {
+        id: Uuid::from_u128(u128::from(id_ms) << 80 | 0x7000_8000_0000_0000_0000 | u128::from(at.seq)),
+        user_id: Arc::from(user),
+        event_type: "PAGE_TURN".into(),
+        data: alice_core::replies::Json::from_text(r#"{"page":1}"#.into()).unwrap(),
+        timestamp: Millis(id_ms),
+        session_id: "s".into(),
+        position: at,
+    })
+}
+
+fn query(since: Option<Uuid>, user: Option<&str>) -> HistoryQuery {
+    HistoryQuery { limit: 10, user_id: user.map(str::to_owned), since, event_types: Vec::new() }
+}
+
+fn ids(events: &[Arc<ReaderEvent>]) -> Vec<Uuid> {
+    events.iter().map(|e| e.id).collect()
+}
+
+/// The reader of [`pages_in_the_logs_order`] (a uuid, as the original schema's users are).
+pub const USER: &str = "6f1c2f2e-8a4b-4b7e-9d3a-0c1e2d3f4a5b";
+
+/// Three events whose ids run against the log's order: `newest` and `recent` follow the log.
+pub async fn pages_in_the_logs_order(store: &dyn EventStore) {
+    let base = 1_767_225_600_000;
+    let user = USER;
+    // Made by clocks that disagree: the event the log holds first has the largest id.
+    let first = placed(base + 5_000, LogPosition { ms: base + 10, seq: 0 }, user);
+    let second = placed(base + 1_000, LogPosition { ms: base + 10, seq: 1 }, user);
+    let third = placed(base + 3_000, LogPosition { ms: base + 11, seq: 0 }, user);
+    store.insert(&[second.clone(), third.clone(), first.clone()]).await.unwrap();
+
+    let (newest, more) = store.newest(10).await.unwrap();
+    assert_eq!(
+        (ids(&newest), more),
+        (vec![third.id, second.id, first.id], false),
+        "newest first, by position"
+    );
+    assert_eq!(newest[1].position, second.position, "positions read back");
+    let (page, _) = store.recent(&query(None, Some(user))).await.unwrap();
+    assert_eq!(ids(&page), [third.id, second.id, first.id]);
+    let (after_first, _) = store.recent(&query(Some(first.id), None)).await.unwrap();
+    assert_eq!(ids(&after_first), [second.id, third.id], "after the first in the log, whatever the ids say");
+    let (after_second, _) = store.recent(&query(Some(second.id), Some(user))).await.unwrap();
+    assert_eq!(ids(&after_second), [third.id]);
+    // An id the store never held still works as a cursor in time.
+    let unknown = placed(base + 9, LogPosition::START, user).id;
+    let (by_time, _) = store.recent(&query(Some(unknown), None)).await.unwrap();
+    assert_eq!(ids(&by_time), [first.id, second.id, third.id]);
+}

@@ -1,0 +1,60 @@
+//! The embedded SQLite store: paging in the log's order, and files from before log positions.
+
+mod common;
+
+use alice_core::{HistoryQuery, LogPosition};
+use alice_shell::store::sqlite::SqliteStore;
+use alice_shell::store::EventStore;
+
+#[tokio::test]
+async fn pages_in_the_logs_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(None, dir.path()).await.unwrap();
+    common::positions::pages_in_the_logs_order(&store).await;
+}
+
+/// A file the server wrote before events had positions, as that version created it.
+const OLD_SCHEMA: &str = "
+CREATE TABLE real_time_events (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, event_type TEXT NOT NULL, event_data TEXT NOT NULL,
+    timestamp INTEGER NOT NULL, session_id TEXT NOT NULL, created_at INTEGER NOT NULL
+);
+CREATE INDEX idx_rte_user_id ON real_time_events (user_id, id);
+CREATE INDEX idx_rte_type_id ON real_time_events (event_type, id);
+CREATE INDEX idx_rte_timestamp ON real_time_events (timestamp);
+CREATE TABLE dead_letters (id TEXT PRIMARY KEY);
+INSERT INTO real_time_events VALUES
+    ('0194d6a0-0000-7000-8000-000000000001', 'r1', 'A', '{}', 1767225600000, 's', 1767225600000),
+    ('0194d6a0-0000-7000-8000-000000000002', 'r1', 'B', '{}', 1767225600000, 's', 1767225600000),
+    ('0194d6a0-0001-7000-8000-000000000003', 'r2', 'A', '{}', 1767225600001, 's', 1767225600001);
+";
+
+#[tokio::test]
+async fn a_file_from_before_positions_places_its_events_by_time_then_storing_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("events.db").display());
+    {
+        use sqlx::ConnectOptions;
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+        let mut conn = options.create_if_missing(true).connect().await.unwrap();
+        sqlx::raw_sql(OLD_SCHEMA).execute(&mut conn).await.unwrap();
+    }
+    for _ in 0..2 {
+        // Opening twice: the second open finds the columns and changes nothing.
+        let store = SqliteStore::open(Some(&url), dir.path()).await.unwrap();
+        let (events, more) = store.newest(10).await.unwrap();
+        assert!(!more);
+        let placed: Vec<_> = events.iter().map(|e| (e.event_type.as_str(), e.position)).collect();
+        assert_eq!(
+            placed,
+            [
+                ("A", LogPosition { ms: 1_767_225_600_001, seq: 3 }),
+                ("B", LogPosition { ms: 1_767_225_600_000, seq: 2 }),
+                ("A", LogPosition { ms: 1_767_225_600_000, seq: 1 }),
+            ]
+        );
+        let q = HistoryQuery { limit: 10, user_id: None, since: Some(events[2].id), event_types: Vec::new() };
+        let (after, _) = store.recent(&q).await.unwrap();
+        assert_eq!(after.iter().map(|e| e.id).collect::<Vec<_>>(), [events[1].id, events[0].id]);
+    }
+}
