@@ -10,7 +10,7 @@ use crate::position::LogPosition;
 use crate::time::Millis;
 
 /// One reader event the cluster accepted. Immutable once made and shared by `Arc`.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ReaderEvent {
     /// Time-ordered UUIDv7 assigned by the accepting node.
     pub id: Uuid,

@@ -246,6 +246,16 @@ async fn pages_in_the_logs_order_on_the_original_schema() {
 }
 
 #[tokio::test]
+async fn keeps_the_earliest_position_of_an_event() {
+    let Some(db) = TestDb::create().await else { return };
+    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
+    store.migrate().await.unwrap();
+    let store = store.inspect().await.unwrap();
+    common::positions::keeps_the_earliest_position_of_an_event(&store).await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
 async fn events_stored_before_positions_are_placed_by_time_then_id() {
     let Some(db) = TestDb::create().await else { return };
     let pool = db.pool().await;

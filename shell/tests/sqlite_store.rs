@@ -13,6 +13,13 @@ async fn pages_in_the_logs_order() {
     common::positions::pages_in_the_logs_order(&store).await;
 }
 
+#[tokio::test]
+async fn keeps_the_earliest_position_of_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(None, dir.path()).await.unwrap();
+    common::positions::keeps_the_earliest_position_of_an_event(&store).await;
+}
+
 /// A file the server wrote before events had positions, as that version created it.
 const OLD_SCHEMA: &str = "
 CREATE TABLE real_time_events (

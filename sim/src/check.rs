@@ -122,6 +122,19 @@ pub fn invariants(
         }
     }
 
+    // The stored positions are that one order: a `since` cursor taken from any event a socket
+    // received resumes exactly after it.
+    for c in &obs.consultants {
+        let placed: Vec<_> =
+            c.order.iter().filter_map(|id| stored.get(id).map(|e| (id, e.position))).collect();
+        if let Some(w) = placed.windows(2).find(|w| w[0].1 >= w[1].1) {
+            broken.push(format!(
+                "{} received {} (stored at {}) before {} (stored at {})",
+                c.name, w[0].0, w[0].1, w[1].0, w[1].1
+            ));
+        }
+    }
+
     let mut deliveries = 0;
     for c in &obs.consultants {
         for (id, n) in &c.received {

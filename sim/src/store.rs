@@ -80,11 +80,22 @@ impl EventStore for SimStore {
         let mut rows = self.rows.lock().unwrap();
         for e in events {
             *rows.writes.entry(e.id).or_default() += 1;
-            // As `ON CONFLICT DO NOTHING`: the first row of an id stays.
-            if let Entry::Vacant(row) = rows.events.entry(e.id) {
-                row.insert(e.clone());
-                rows.by_position.insert(e.position, e.id);
-                self.trace.line(format!("store {} {} at {}", e.id, e.event_type, e.position));
+            // As the real stores' upsert: the first row of an id stays, at the earliest position
+            // any copy of it was given.
+            match rows.events.entry(e.id) {
+                Entry::Vacant(row) => {
+                    row.insert(e.clone());
+                    rows.by_position.insert(e.position, e.id);
+                    self.trace.line(format!("store {} {} at {}", e.id, e.event_type, e.position));
+                }
+                Entry::Occupied(mut row) if e.position < row.get().position => {
+                    let earlier = Arc::new(ReaderEvent { position: e.position, ..(**row.get()).clone() });
+                    let later = std::mem::replace(row.get_mut(), earlier).position;
+                    rows.by_position.remove(&later);
+                    rows.by_position.insert(e.position, e.id);
+                    self.trace.line(format!("store {} moved from {later} to {}", e.id, e.position));
+                }
+                Entry::Occupied(_) => {}
             }
         }
         Ok(())

@@ -58,6 +58,25 @@ pub(crate) fn page<R>(
     Ok((events, rows.len() > limit))
 }
 
+/// One copy of each event, at the earliest position among its copies. A batch read from the
+/// cluster's log can hold an event twice (an append retried after part of it landed), and one
+/// PostgreSQL statement cannot write a row twice.
+pub(crate) fn earliest_copies(events: &[Arc<ReaderEvent>]) -> Vec<&Arc<ReaderEvent>> {
+    let mut earliest: Vec<&Arc<ReaderEvent>> = Vec::with_capacity(events.len());
+    let mut index: std::collections::HashMap<uuid::Uuid, usize> = std::collections::HashMap::new();
+    for e in events {
+        match index.get(&e.id) {
+            Some(&i) if e.position < earliest[i].position => earliest[i] = e,
+            Some(_) => {}
+            None => {
+                index.insert(e.id, earliest.len());
+                earliest.push(e);
+            }
+        }
+    }
+    earliest
+}
+
 /// What the server needs of a database.
 #[async_trait::async_trait]
 pub trait EventStore: Send + Sync + 'static {

@@ -181,10 +181,13 @@ impl EventStore for PgStore {
         "postgres"
     }
 
+    /// Idempotent by id; of two copies of one event (an append retried after part of it landed
+    /// puts it in the log twice, and readers show the first), the earliest position stays.
     async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
+        let events = super::earliest_copies(events);
         let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
         let users: Vec<String> = events.iter().map(|e| e.user_id.to_string()).collect();
         let types: Vec<String> = events.iter().map(|e| e.event_type.clone()).collect();
@@ -200,7 +203,8 @@ impl EventStore for PgStore {
                     '{{}}'::jsonb, log_ms, log_seq
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::int8[], $8::int8[])
                   AS t(id, user_id, event_type, event_data, ts, session_id, log_ms, log_seq)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (id) DO UPDATE SET log_ms = EXCLUDED.log_ms, log_seq = EXCLUDED.log_seq
+             WHERE (EXCLUDED.log_ms, EXCLUDED.log_seq) < (real_time_events.log_ms, real_time_events.log_seq)",
             self.user_id_type
         );
         let q = sqlx::query(&sql).bind(ids).bind(users).bind(types).bind(data).bind(stamps).bind(sessions);

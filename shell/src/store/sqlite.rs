@@ -251,7 +251,12 @@ impl EventStore for SqliteStore {
                 .push_bind(e.position.ms as i64)
                 .push_bind(e.position.seq as i64);
         });
-        q.push(" ON CONFLICT (id) DO NOTHING");
+        // An append retried after part of it landed puts an event in the log twice; readers show
+        // the first copy, so the store keeps the earliest position it is given.
+        q.push(
+            " ON CONFLICT (id) DO UPDATE SET log_ms = excluded.log_ms, log_seq = excluded.log_seq
+              WHERE (excluded.log_ms, excluded.log_seq) < (real_time_events.log_ms, real_time_events.log_seq)",
+        );
         q.build().execute(&mut *self.writer.lock().await).await.map_err(unavailable)?;
         Ok(())
     }

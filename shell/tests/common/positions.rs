@@ -58,3 +58,22 @@ pub async fn pages_in_the_logs_order(store: &dyn EventStore) {
     let (by_time, _) = store.recent(&query(Some(unknown), None)).await.unwrap();
     assert_eq!(ids(&by_time), [first.id, second.id, third.id]);
 }
+
+/// An append retried after part of it landed puts an event in the log twice, and readers show the
+/// first copy: whichever copy the store gets first, it keeps the earliest position.
+pub async fn keeps_the_earliest_position_of_an_event(store: &dyn EventStore) {
+    let base = 1_767_225_600_000;
+    let at = |ms: u64| LogPosition { ms: base + ms, seq: 0 };
+    let second_copy = placed(base, at(50), USER);
+    let first_copy = Arc::new(ReaderEvent { position: at(10), ..(*second_copy).clone() });
+    let between = placed(base + 1, at(20), USER);
+    store.insert(&[second_copy.clone(), between.clone()]).await.unwrap();
+    // Both copies in one batch too, as one read of the log can carry them.
+    store.insert(&[second_copy.clone(), first_copy.clone(), second_copy.clone()]).await.unwrap();
+    store.insert(&[second_copy.clone()]).await.unwrap();
+    let (newest, _) = store.newest(10).await.unwrap();
+    let placed: Vec<_> = newest.iter().map(|e| (e.id, e.position)).collect();
+    assert_eq!(placed, [(between.id, at(20)), (first_copy.id, at(10))]);
+    let (after, _) = store.recent(&query(Some(first_copy.id), None)).await.unwrap();
+    assert_eq!(ids(&after), [between.id]);
+}
