@@ -70,7 +70,7 @@ pub async fn keeps_the_earliest_position_of_an_event(store: &dyn EventStore) {
     store.insert(&[second_copy.clone(), between.clone()]).await.unwrap();
     // Both copies in one batch too, as one read of the log can carry them.
     store.insert(&[second_copy.clone(), first_copy.clone(), second_copy.clone()]).await.unwrap();
-    store.insert(&[second_copy.clone()]).await.unwrap();
+    store.insert(std::slice::from_ref(&second_copy)).await.unwrap();
     let (newest, _) = store.newest(10).await.unwrap();
     let placed: Vec<_> = newest.iter().map(|e| (e.id, e.position)).collect();
     assert_eq!(placed, [(between.id, at(20)), (first_copy.id, at(10))]);
