@@ -65,3 +65,21 @@ async fn a_file_from_before_positions_places_its_events_by_time_then_storing_ord
         assert_eq!(after.iter().map(|e| e.id).collect::<Vec<_>>(), [events[1].id, events[0].id]);
     }
 }
+
+#[tokio::test]
+async fn the_write_ahead_log_stays_small_under_a_stream_of_small_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(None, dir.path()).await.unwrap();
+    let base = 1_767_225_600_000;
+    let mut largest = 0;
+    for n in 0..3_000u64 {
+        let at = LogPosition { ms: base + n, seq: 0 };
+        let event = common::positions::placed(base + n, at, &format!("reader-{}", n % 97));
+        store.insert(&[event]).await.unwrap();
+        largest = largest.max(std::fs::metadata(dir.path().join("events.db-wal")).map_or(0, |m| m.len()));
+    }
+    // SQLite alone would let it reach 10,000 pages (10 MB) before copying it back.
+    assert!(largest > 0, "the store writes ahead");
+    assert!(largest < 2 << 20, "the write-ahead log reached {largest} bytes");
+    assert_eq!(store.newest(1).await.unwrap().0[0].position, LogPosition { ms: base + 2_999, seq: 0 });
+}

@@ -42,23 +42,43 @@ ALTER TABLE real_time_events ADD COLUMN log_seq INTEGER NOT NULL DEFAULT 0;
 UPDATE real_time_events SET log_ms = timestamp, log_seq = rowid;
 ";
 
-/// Paging follows the log's order, by position.
+/// Paging follows the log's order, by position. Every index is one more page written per commit,
+/// and on a single node a commit is what each event waits for: time ranges use the position's
+/// millisecond rather than an index of their own.
 const INDEXES: &str = "
 DROP INDEX IF EXISTS idx_rte_user_id;
 DROP INDEX IF EXISTS idx_rte_type_id;
+DROP INDEX IF EXISTS idx_rte_timestamp;
 CREATE INDEX IF NOT EXISTS idx_rte_position ON real_time_events (log_ms, log_seq);
 CREATE INDEX IF NOT EXISTS idx_rte_user_position ON real_time_events (user_id, log_ms, log_seq);
 CREATE INDEX IF NOT EXISTS idx_rte_type_position ON real_time_events (event_type, log_ms, log_seq);
-CREATE INDEX IF NOT EXISTS idx_rte_timestamp ON real_time_events (timestamp);
 ";
+
+/// How far an event's position may be placed from its timestamp (the clocks of the accepting
+/// node and of Redis): a time range over timestamps scans positions this much wider.
+const PLACED_WITHIN_MS: i64 = 3_600_000;
 
 pub struct SqliteStore {
     pool: SqlitePool,
     /// The one connection that appends events. Held apart from the pool so that its page cache
     /// stays warm (no other connection writes the events table under it) and no pool check
     /// precedes each append.
-    writer: tokio::sync::Mutex<SqliteConnection>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
 }
+
+/// The appending connection, and how much it wrote since it last checkpointed.
+struct Writer {
+    conn: SqliteConnection,
+    commits: u32,
+    events: usize,
+}
+
+/// The writer copies its write-ahead log into the file after this many commits or events, once
+/// the commit that crossed the mark has returned: no append waits for a checkpoint it did not
+/// collide with. (SQLite's own automatic checkpoint runs inside the commit that crosses 1,000
+/// pages, and every event in that commit waited for it; it stays as a backstop at 10,000.)
+const CHECKPOINT_AFTER_COMMITS: u32 = 200;
+const CHECKPOINT_AFTER_EVENTS: usize = 2_000;
 
 fn unavailable(e: sqlx::Error) -> StoreError {
     match e {
@@ -89,8 +109,11 @@ impl SqliteStore {
         // WAL with synchronous=NORMAL: a commit is in the operating system's hands when it
         // returns, so a killed process loses nothing committed; only a power loss or a kernel
         // crash could lose the last commits.
+        // Small pages: a commit writes each page it changed whole into the write-ahead log, and
+        // a group of events changes one page per index. (Only a new file takes the page size.)
         let options = options
             .create_if_missing(true)
+            .page_size(1024)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
@@ -112,7 +135,8 @@ impl SqliteStore {
             tx.commit().await.map_err(unavailable)?;
         }
         sqlx::raw_sql(INDEXES).execute(&pool).await.map_err(unavailable)?;
-        let writer = tokio::sync::Mutex::new(options.connect().await.map_err(unavailable)?);
+        let conn = options.pragma("wal_autocheckpoint", "10000").connect().await.map_err(unavailable)?;
+        let writer = Arc::new(tokio::sync::Mutex::new(Writer { conn, commits: 0, events: 0 }));
         Ok(SqliteStore { pool, writer })
     }
 }
@@ -257,7 +281,20 @@ impl EventStore for SqliteStore {
             " ON CONFLICT (id) DO UPDATE SET log_ms = excluded.log_ms, log_seq = excluded.log_seq
               WHERE (excluded.log_ms, excluded.log_seq) < (real_time_events.log_ms, real_time_events.log_seq)",
         );
-        q.build().execute(&mut *self.writer.lock().await).await.map_err(unavailable)?;
+        let mut writer = self.writer.clone().lock_owned().await;
+        q.build().execute(&mut writer.conn).await.map_err(unavailable)?;
+        writer.commits += 1;
+        writer.events += events.len();
+        if writer.commits >= CHECKPOINT_AFTER_COMMITS || writer.events >= CHECKPOINT_AFTER_EVENTS {
+            (writer.commits, writer.events) = (0, 0);
+            // The guard goes with the task: the next append waits until the copy is done.
+            tokio::spawn(async move {
+                let result = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut writer.conn).await;
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "write-ahead log checkpoint failed; the next one retries");
+                }
+            });
+        }
         Ok(())
     }
 
@@ -303,9 +340,10 @@ impl EventStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT (timestamp / 3600000) * 3600000 AS hour, event_type,
                     COUNT(*) AS event_count, COUNT(DISTINCT user_id) AS unique_users
-             FROM real_time_events WHERE timestamp >= ?
+             FROM real_time_events WHERE log_ms >= ? AND timestamp >= ?
              GROUP BY hour, event_type ORDER BY hour DESC, event_type ASC",
         )
+        .bind(since.0 as i64 - PLACED_WITHIN_MS)
         .bind(since.0 as i64)
         .fetch_all(&self.pool)
         .await
