@@ -174,8 +174,9 @@ async fn a_single_node_on_sqlite_killed_under_load_loses_nothing_acknowledged_or
         let rows = sqlite_rows(dir.path()).await;
         check(&rows, &seen, &format!("round {round}, killed after {after_ms} ms"));
         eprintln!(
-            "round {round}: {} acknowledged, {} shown, {} stored",
+            "round {round}: {} acknowledged ({:.0}/s over the {after_ms} ms before the kill), {} shown, {} stored",
             seen.acked.len(),
+            seen.acked.len() as f64 * 1000.0 / after_ms as f64,
             seen.shown.len(),
             rows.len()
         );

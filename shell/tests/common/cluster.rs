@@ -124,7 +124,10 @@ pub struct Node {
 impl Node {
     pub fn start(name: &str, vars: &[(&str, &str)]) -> Node {
         let data = std::env::temp_dir().join(format!("alice-node-{}-{}", name, rand::random::<u32>()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_alice-realtime"));
+        // `ALICE_BIN` runs another build (the release binary, for figures) under the same tests.
+        let bin =
+            std::env::var("ALICE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_alice-realtime").to_owned());
+        let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("JWT_SECRET", SECRET)
             .env("REALTIME_PORT", "0")
