@@ -77,6 +77,25 @@ pub(crate) fn earliest_copies(events: &[Arc<ReaderEvent>]) -> Vec<&Arc<ReaderEve
     earliest
 }
 
+/// Ends a history query in the log's order: after `after`, oldest first; without it, newest first.
+pub(crate) fn push_log_order<'a, DB>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    after: Option<alice_core::LogPosition>,
+) where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    match after {
+        Some(after) => q
+            .push(" AND (log_ms, log_seq) > (")
+            .push_bind(after.ms as i64)
+            .push(", ")
+            .push_bind(after.seq as i64)
+            .push(") ORDER BY log_ms ASC, log_seq ASC"),
+        None => q.push(" ORDER BY log_ms DESC, log_seq DESC"),
+    };
+}
+
 /// What the server needs of a database.
 #[async_trait::async_trait]
 pub trait EventStore: Send + Sync + 'static {

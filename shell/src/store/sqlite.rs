@@ -311,17 +311,11 @@ impl EventStore for SqliteStore {
             }
             q.push(")");
         }
-        match query.since {
-            Some(since) => {
-                let after = self.position_of(since).await?;
-                q.push(" AND (log_ms, log_seq) > (")
-                    .push_bind(after.ms as i64)
-                    .push(", ")
-                    .push_bind(after.seq as i64)
-                    .push(") ORDER BY log_ms ASC, log_seq ASC")
-            }
-            None => q.push(" ORDER BY log_ms DESC, log_seq DESC"),
+        let after = match query.since {
+            Some(since) => Some(self.position_of(since).await?),
+            None => None,
         };
+        super::push_log_order(&mut q, after);
         q.push(" LIMIT ").push_bind(query.limit as i64 + 1);
         let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
         super::page(&rows, query.limit, event_from)
