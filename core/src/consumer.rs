@@ -13,6 +13,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::event::ReaderEvent;
+use crate::position::LogPosition;
 use crate::time::Millis;
 
 /// How often the log is trimmed (and the gauges read).
@@ -156,8 +157,12 @@ impl Consumer {
             if ids.contains(&id) {
                 continue;
             }
+            // A second copy of an event (an append retried after part of it landed) that stands
+            // before the held one in the log goes to the store too: it keeps the earliest position.
+            let at = |id: &str| id.parse::<LogPosition>().unwrap_or(LogPosition::START);
+            let earliest = ids.iter().all(|held| at(held) > at(&id));
             ids.push(id);
-            if ids.len() == 1 {
+            if earliest {
                 fresh.push(event);
             }
         }

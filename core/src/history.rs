@@ -44,8 +44,11 @@ impl History {
     /// Adds an event; the oldest is forgotten when over capacity.
     pub fn insert(&mut self, event: Arc<ReaderEvent>) {
         self.positions.insert(event.id, event.position);
+        let id = event.id;
         if let Some(replaced) = self.events.insert(event.position, event) {
-            self.positions.remove(&replaced.id);
+            if replaced.id != id {
+                self.positions.remove(&replaced.id);
+            }
         }
         while self.events.len() > self.capacity {
             if let Some((_, oldest)) = self.events.pop_first() {

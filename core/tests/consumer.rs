@@ -116,6 +116,18 @@ fn a_repeated_append_is_held_once_and_both_entries_are_acknowledged() {
 }
 
 #[test]
+fn an_earlier_copy_read_after_the_later_one_goes_to_the_store_too() {
+    // The later copy first (the earlier one was pending on a node that died, and is claimed).
+    let log = entries(1);
+    let later_first = vec![("1005-0".to_string(), log[0].1.clone()), log[0].clone()];
+    let (_, out) = started(later_first);
+    let stored: Vec<_> = batches(&out).into_iter().flat_map(|(_, events)| events).collect();
+    let positions: Vec<String> = stored.iter().map(|e| e.position.to_string()).collect();
+    assert_eq!(positions, ["1005-0", "1000-0"], "the store keeps the earliest it is given");
+    assert_eq!(stored[0].id, stored[1].id);
+}
+
+#[test]
 fn a_failure_backs_off_then_rereads_the_pending_entries_over_a_fresh_connection_and_keeps_its_acks() {
     let log = entries(1);
     let (mut node, out) = started(log.clone());

@@ -100,6 +100,17 @@ fn a_single_node_places_new_events_after_everything_its_store_holds_even_when_it
 }
 
 #[test]
+fn an_event_loaded_twice_keeps_its_place() {
+    // With a local outbox, an event the store has and the outbox did not forget is loaded twice.
+    let mut node = Node::new();
+    let (a, b) = (stored(1, LogPosition { ms: 10, seq: 0 }), stored(2, LogPosition { ms: 11, seq: 0 }));
+    node.input(Input::HistoryLoaded { events: vec![a.clone(), b.clone(), b.clone()], complete: true });
+    let c = node.connect("c1", "consultant");
+    assert_eq!(recent(&mut node, c, json!({ "since": a.id.to_string() })), [b.id.to_string()]);
+    assert!(recent(&mut node, c, json!({ "since": b.id.to_string() })).is_empty(), "not again after itself");
+}
+
+#[test]
 fn a_single_node_places_events_in_the_order_it_accepts_them_at_its_own_time() {
     let mut node = Node::new();
     let r = node.connect("r1", "reader");

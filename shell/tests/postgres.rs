@@ -246,6 +246,34 @@ async fn pages_in_the_logs_order_on_the_original_schema() {
 }
 
 #[tokio::test]
+async fn the_positions_migration_accepts_the_original_schemas_null_timestamps() {
+    let Some(db) = TestDb::create().await else { return };
+    let pool = db.pool().await;
+    sqlx::raw_sql(ORIGINAL_SCHEMA).execute(&pool).await.unwrap();
+    let user = common::positions::USER;
+    sqlx::query("INSERT INTO auth.users (id, email) VALUES ($1::uuid, 'r@example.org')")
+        .bind(user)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO real_time_events (id, user_id, event_type, event_data, timestamp, created_at)
+         VALUES (gen_random_uuid(), $1::uuid, 'A', '{}', NULL, to_timestamp(1767225600))",
+    )
+    .bind(user)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
+    store.migrate().await.unwrap();
+    let placed: (i64, i64) =
+        sqlx::query_as("SELECT log_ms, log_seq FROM real_time_events").fetch_one(&pool).await.unwrap();
+    assert_eq!(placed, (1_767_225_600_000, 1), "placed at its creation time");
+    pool.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
 async fn keeps_the_earliest_position_of_an_event() {
     let Some(db) = TestDb::create().await else { return };
     let store = PgStore::connect(&pg_settings(&db.url)).unwrap();

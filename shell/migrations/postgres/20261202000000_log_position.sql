@@ -5,9 +5,10 @@ ALTER TABLE real_time_events
     ADD COLUMN IF NOT EXISTS log_ms  BIGINT NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS log_seq BIGINT NOT NULL DEFAULT 0;
 
--- Events stored before positions existed: each at its time, then in the order of its id.
+-- Events stored before positions existed: each at its time (the original schema allows a NULL
+-- timestamp: then its creation time, or now), then in the order of its id.
 UPDATE real_time_events e
-SET log_ms = floor(extract(epoch FROM e.timestamp) * 1000)::int8, log_seq = o.n
+SET log_ms = floor(extract(epoch FROM COALESCE(e.timestamp, e.created_at, now())) * 1000)::int8, log_seq = o.n
 FROM (SELECT id, row_number() OVER (ORDER BY id) AS n
       FROM real_time_events WHERE log_ms = 0 AND log_seq = 0) o
 WHERE e.id = o.id;

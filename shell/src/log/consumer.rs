@@ -240,7 +240,11 @@ fn decode_dead(text: &str) -> Option<ReaderEvent> {
         data: alice_core::replies::Json::from_text(v["data"].to_string()).ok()?,
         timestamp: alice_core::Millis(v["timestamp"].as_u64()?),
         session_id: v["sessionId"].as_str()?.to_owned(),
-        position: v["position"].as_str()?.parse().ok()?,
+        // Dead letters from before positions: placed at their time.
+        position: match v["position"].as_str() {
+            Some(p) => p.parse().ok()?,
+            None => alice_core::LogPosition::at(alice_core::Millis(v["timestamp"].as_u64()?)),
+        },
     })
 }
 
@@ -292,5 +296,19 @@ impl DeadLetters {
             }
             replayed += events.len();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letters_keep_their_position_and_older_ones_are_placed_at_their_time() {
+        let text = r#"{"id":"019b76da-a800-7000-8000-000000000001","userId":"r1","eventType":"A","data":{"n":1},"timestamp":1767225600000,"sessionId":"s"}"#;
+        let old = decode_dead(text).expect("a dead letter from before positions still reads");
+        assert_eq!(old.position, alice_core::LogPosition { ms: 1_767_225_600_000, seq: 0 });
+        let placed = ReaderEvent { position: alice_core::LogPosition { ms: 5, seq: 2 }, ..old };
+        assert_eq!(decode_dead(&encode_dead(&placed)), Some(placed));
     }
 }
