@@ -153,6 +153,9 @@ pub enum Input {
     StoreFailed { batch: BatchId, failure: StoreFailure },
     /// Recent events read from the store at start; `complete` when the store has no older ones.
     HistoryLoaded { events: Vec<Arc<ReaderEvent>>, complete: bool },
+    /// A single node's log already holds events up to this position (read from its file at
+    /// start): new events are placed after it, whatever the clock says.
+    LogEnd(LogPosition),
     /// The answer to [`Output::QueryStore`]: events in protocol order and whether more remain,
     /// or `None` when the store failed.
     StoreQueryAnswered { conn: ConnId, ack: Option<AckId>, answer: Option<(Vec<Arc<ReaderEvent>>, bool)> },
@@ -478,6 +481,7 @@ impl Core {
             Input::Stored { batch } => self.on_stored(now, batch),
             Input::StoreFailed { batch, failure } => self.on_store_failed(now, batch, failure),
             Input::HistoryLoaded { events, complete } => self.on_history_loaded(events, complete),
+            Input::LogEnd(end) => self.last_position = self.last_position.max(end),
             Input::StoreQueryAnswered { conn, ack, answer } => self.on_store_answer(conn, ack, answer),
             Input::Shutdown => self.publish(BusBody::Leaving),
         }

@@ -100,6 +100,17 @@ fn a_single_node_places_new_events_after_everything_its_store_holds_even_when_it
 }
 
 #[test]
+fn a_single_node_places_new_events_after_its_logs_end_even_without_history() {
+    let mut node = Node::new();
+    let end = LogPosition { ms: START.0 + 60_000, seq: 9 };
+    node.input(Input::LogEnd(end));
+    let r = node.connect("r1", "reader");
+    let out = node.send(r, "reader-event", json!({"eventType": "A"}));
+    let (_, entries) = appends(&out).remove(0);
+    assert_eq!(entries[0].event.position, LogPosition { ms: end.ms, seq: 10 });
+}
+
+#[test]
 fn an_event_loaded_twice_keeps_its_place() {
     // With a local outbox, an event the store has and the outbox did not forget is loaded twice.
     let mut node = Node::new();

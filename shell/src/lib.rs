@@ -204,6 +204,11 @@ where
         (None, Some(outbox)) => outbox.clone(),
         (None, None) => Arc::new(StoreLog(store.clone())),
     };
+    if redis.is_none() {
+        // A single node places events itself: after everything its own file's log ever held,
+        // even if the history above could not be loaded.
+        core.handle(clock.reading(), Input::LogEnd(log.end().await?));
+    }
     // A cluster node's Redis executors: the driver sends the core's commands into these channels,
     // and a task per channel runs them once the driver's handle exists.
     let (bus, readers, consumer, executors) = match &redis {

@@ -67,6 +67,24 @@ async fn a_file_from_before_positions_places_its_events_by_time_then_storing_ord
 }
 
 #[tokio::test]
+async fn an_emptied_outbox_still_knows_where_its_log_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_in(dir.path(), "outbox.db").await.unwrap();
+    assert_eq!(store.log_end().await.unwrap(), LogPosition::START, "a new file");
+    let base = 1_767_225_600_000;
+    let events: Vec<_> = (0..3)
+        .map(|n| common::positions::placed(base + n, LogPosition { ms: base + 50, seq: n }, "r1"))
+        .collect();
+    store.insert(&events).await.unwrap();
+    store.remove(&[events[2].id]).await.unwrap();
+    store.remove(&[events[0].id, events[1].id]).await.unwrap();
+    assert!(store.newest(10).await.unwrap().0.is_empty(), "every event went on to the store");
+    drop(store);
+    let store = SqliteStore::open_in(dir.path(), "outbox.db").await.unwrap();
+    assert_eq!(store.log_end().await.unwrap(), LogPosition { ms: base + 50, seq: 2 }, "across a restart");
+}
+
+#[tokio::test]
 async fn the_write_ahead_log_stays_small_under_a_stream_of_small_commits() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(None, dir.path()).await.unwrap();

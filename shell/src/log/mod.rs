@@ -13,7 +13,7 @@ pub mod redis;
 
 use std::sync::Arc;
 
-use alice_core::{LogEntry, ReaderEvent};
+use alice_core::{LogEntry, LogPosition, ReaderEvent};
 use uuid::Uuid;
 
 use crate::store::sqlite::{SqliteStore, Unstored};
@@ -25,6 +25,12 @@ pub trait EventLog: Send + Sync + 'static {
     /// Returns once every entry is durable; on an error some may be, and the core appends them
     /// again (readers drop the repeats, the store keeps each id once).
     async fn append(&self, entries: &[Arc<LogEntry>]) -> Result<(), StoreError>;
+
+    /// The newest position this log holds or held, where a single node places its next events
+    /// after (a cluster's log is placed by Redis: nothing to ask).
+    async fn end(&self) -> Result<LogPosition, StoreError> {
+        Ok(LogPosition::START)
+    }
 }
 
 fn events(entries: &[Arc<LogEntry>]) -> Vec<Arc<ReaderEvent>> {
@@ -38,6 +44,11 @@ pub struct StoreLog(pub Arc<dyn EventStore>);
 impl EventLog for StoreLog {
     async fn append(&self, entries: &[Arc<LogEntry>]) -> Result<(), StoreError> {
         self.0.insert(&events(entries)).await
+    }
+
+    async fn end(&self) -> Result<LogPosition, StoreError> {
+        let (newest, _) = self.0.newest(1).await?;
+        Ok(newest.first().map_or(LogPosition::START, |e| e.position))
     }
 }
 
@@ -74,5 +85,11 @@ impl Outbox {
 impl EventLog for Outbox {
     async fn append(&self, entries: &[Arc<LogEntry>]) -> Result<(), StoreError> {
         self.0.insert(&events(entries)).await
+    }
+
+    /// Its own file knows, even when every event went on to the store: the outbox never depends
+    /// on the remote store being up to place the next event.
+    async fn end(&self) -> Result<LogPosition, StoreError> {
+        self.0.log_end().await
     }
 }

@@ -32,6 +32,11 @@ CREATE TABLE IF NOT EXISTS real_time_events (
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          TEXT PRIMARY KEY
 );
+CREATE TABLE IF NOT EXISTS log_end (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    log_ms      INTEGER NOT NULL,
+    log_seq     INTEGER NOT NULL
+);
 ";
 
 /// Files written before events had log positions: each old event is placed at its time, then in
@@ -165,23 +170,50 @@ pub struct Unstored {
 
 impl SqliteStore {
     /// Forgets events kept elsewhere now (an outbox whose events reached the store).
+    /// The newest position among them is kept (`log_end`), so the file still knows where its log
+    /// ended when it is empty.
     pub async fn remove(&self, ids: &[Uuid]) -> Result<(), StoreError> {
         for chunk in ids.chunks(500) {
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            for query in
-                ["DELETE FROM real_time_events WHERE id IN (", "DELETE FROM dead_letters WHERE id IN ("]
-            {
+            let keep_end = "INSERT INTO log_end (id, log_ms, log_seq)
+                 SELECT 1, log_ms, log_seq FROM real_time_events WHERE id IN (";
+            for query in [
+                keep_end,
+                "DELETE FROM real_time_events WHERE id IN (",
+                "DELETE FROM dead_letters WHERE id IN (",
+            ] {
                 let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(query);
                 let mut list = q.separated(", ");
                 for id in chunk {
                     list.push_bind(id.to_string());
                 }
                 q.push(")");
+                if query == keep_end {
+                    q.push(
+                        " ORDER BY log_ms DESC, log_seq DESC LIMIT 1
+                         ON CONFLICT (id) DO UPDATE SET log_ms = excluded.log_ms, log_seq = excluded.log_seq
+                         WHERE (excluded.log_ms, excluded.log_seq) > (log_end.log_ms, log_end.log_seq)",
+                    );
+                }
                 q.build().execute(&mut *tx).await.map_err(unavailable)?;
             }
             tx.commit().await.map_err(unavailable)?;
         }
         Ok(())
+    }
+
+    /// The newest position this file's log holds or held (`START` for a new file).
+    pub async fn log_end(&self) -> Result<LogPosition, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT * FROM (SELECT log_ms, log_seq FROM real_time_events ORDER BY log_ms DESC, log_seq DESC LIMIT 1)
+             UNION ALL SELECT log_ms, log_seq FROM log_end",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let placed =
+            rows.into_iter().map(|(ms, seq)| LogPosition { ms: ms.max(0) as u64, seq: seq.max(0) as u64 });
+        Ok(placed.max().unwrap_or(LogPosition::START))
     }
 
     /// Marks events as dead letters: they stay until replayed, across restarts.
