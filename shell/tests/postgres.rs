@@ -227,9 +227,9 @@ async fn after_a_restart_recent_events_and_dashboard_come_from_postgres() {
     db.drop_db().await;
 }
 
-#[tokio::test]
-async fn pages_in_the_logs_order_on_the_original_schema() {
-    let Some(db) = TestDb::create().await else { return };
+/// A new database with the original Supabase schema and the positions tests' reader as a user.
+async fn original_with_reader() -> Option<(TestDb, sqlx::PgPool)> {
+    let db = TestDb::create().await?;
     let pool = db.pool().await;
     sqlx::raw_sql(ORIGINAL_SCHEMA).execute(&pool).await.unwrap();
     sqlx::query("INSERT INTO auth.users (id, email) VALUES ($1::uuid, 'r@example.org')")
@@ -237,6 +237,12 @@ async fn pages_in_the_logs_order_on_the_original_schema() {
         .execute(&pool)
         .await
         .unwrap();
+    Some((db, pool))
+}
+
+#[tokio::test]
+async fn pages_in_the_logs_order_on_the_original_schema() {
+    let Some((db, pool)) = original_with_reader().await else { return };
     let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
     store.migrate().await.unwrap();
     let store = store.inspect().await.unwrap();
@@ -247,20 +253,12 @@ async fn pages_in_the_logs_order_on_the_original_schema() {
 
 #[tokio::test]
 async fn the_positions_migration_accepts_the_original_schemas_null_timestamps() {
-    let Some(db) = TestDb::create().await else { return };
-    let pool = db.pool().await;
-    sqlx::raw_sql(ORIGINAL_SCHEMA).execute(&pool).await.unwrap();
-    let user = common::positions::USER;
-    sqlx::query("INSERT INTO auth.users (id, email) VALUES ($1::uuid, 'r@example.org')")
-        .bind(user)
-        .execute(&pool)
-        .await
-        .unwrap();
+    let Some((db, pool)) = original_with_reader().await else { return };
     sqlx::query(
         "INSERT INTO real_time_events (id, user_id, event_type, event_data, timestamp, created_at)
          VALUES (gen_random_uuid(), $1::uuid, 'A', '{}', NULL, to_timestamp(1767225600))",
     )
-    .bind(user)
+    .bind(common::positions::USER)
     .execute(&pool)
     .await
     .unwrap();
