@@ -74,11 +74,6 @@ impl History {
         self.events.is_empty()
     }
 
-    /// The newest position held, if any.
-    pub fn newest_position(&self) -> Option<LogPosition> {
-        self.events.last_key_value().map(|(p, _)| *p)
-    }
-
     /// Where the event `id` stands in the log, when memory knows; `None` when only the store can
     /// tell (memory is incomplete and does not hold it).
     pub fn position_of(&self, id: Uuid) -> Option<LogPosition> {

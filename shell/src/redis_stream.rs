@@ -112,15 +112,12 @@ async fn read(
         ReadFrom::After(after) => {
             let options = StreamReadOptions::default().block(READ_BLOCK_MS).count(READ_COUNT);
             let reply: Option<StreamReadReply> = c.xread_options(&[key], &[after.as_str()], &options).await?;
-            let ids = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
-            let mut position = None;
-            let mut entries = Vec::new();
-            for entry in ids {
-                if let Some(bytes) = entry.get::<Vec<u8>>("m") {
-                    entries.push((entry.id.clone(), bytes));
-                }
-                position = Some(entry.id);
-            }
+            let ids: Vec<_> = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).collect();
+            let position = ids.last().map(|entry| entry.id.clone());
+            let entries = ids
+                .into_iter()
+                .filter_map(|entry| entry.get::<Vec<u8>>("m").map(|bytes| (entry.id, bytes)))
+                .collect();
             Ok((position, entries))
         }
     }
