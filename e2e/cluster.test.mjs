@@ -2,35 +2,15 @@
 // server. Skips loudly without redis-server (fails with ALICE_REQUIRE_SERVICES=1).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { startServer, as, got, until, barrier, sleep } from "./helpers.mjs";
+import { startServer, as, got, until, barrier, sleep, haveRedis as redisOnPath, redisServer } from "./helpers.mjs";
 
-const haveRedis = spawnSync("redis-server", ["--version"]).status === 0;
-if (!haveRedis) {
-  if (process.env.ALICE_REQUIRE_SERVICES === "1") throw new Error("redis-server is required on the PATH");
-  console.log("\n*** SKIPPED: redis-server is not on the PATH; the cluster end-to-end tests did not run ***\n");
-}
+const haveRedis = redisOnPath("the cluster end-to-end tests");
 
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-
-let redis, redisDir, a, b;
+let redis, a, b;
 before(async () => {
   if (!haveRedis) return;
-  const port = await freePort();
-  redisDir = mkdtempSync(join(tmpdir(), "alice-redis-"));
-  redis = spawn("redis-server", ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--dir", redisDir], { stdio: "ignore" });
-  await sleep(300);
-  const env = { REDIS_URL: `redis://127.0.0.1:${port}`, PRESENCE_TTL_MS: "1500", PRESENCE_PUSH_INTERVAL_MS: "100" };
+  redis = await redisServer();
+  const env = { REDIS_URL: redis.url, PRESENCE_TTL_MS: "1500", PRESENCE_PUSH_INTERVAL_MS: "100" };
   a = await startServer({ ...env, NODE_ID: "e2e-a" });
   b = await startServer({ ...env, NODE_ID: "e2e-b" });
 });
@@ -38,8 +18,7 @@ after(async () => {
   if (!haveRedis) return;
   await a?.stop();
   await b?.stop();
-  redis.kill("SIGKILL");
-  rmSync(redisDir, { recursive: true, force: true });
+  redis.stop();
 });
 
 test("events cross nodes exactly once, by the same rules", { skip: !haveRedis }, async () => {

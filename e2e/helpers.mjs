@@ -1,6 +1,7 @@
 // Shared helpers for the end-to-end suite: start the real server binary with its own data
 // directory and environment, sign tokens, and connect the official socket.io-client.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { createServer } from "node:net";
 import { createHmac } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -159,4 +160,39 @@ export async function http(server, path, { method = "GET", bearer } = {}) {
     body = text;
   }
   return { status: res.status, body };
+}
+
+/**
+ * Whether redis-server is on the PATH. Without it the caller's cluster tests skip, saying so
+ * loudly, or fail when ALICE_REQUIRE_SERVICES=1.
+ */
+export function haveRedis(what) {
+  if (spawnSync("redis-server", ["--version"]).status === 0) return true;
+  if (process.env.ALICE_REQUIRE_SERVICES === "1") throw new Error("redis-server is required on the PATH");
+  console.log(`\n*** SKIPPED: redis-server is not on the PATH; ${what} did not run ***\n`);
+  return false;
+}
+
+/** A redis-server of the caller's own on a free port; `stop()` kills it and removes its files. */
+export async function redisServer() {
+  const port = await new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+  const dir = mkdtempSync(join(tmpdir(), "alice-redis-"));
+  const child = spawn("redis-server", ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--dir", dir], {
+    stdio: "ignore",
+  });
+  children.add(child);
+  child.on("exit", () => children.delete(child));
+  await sleep(300);
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop() {
+      child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

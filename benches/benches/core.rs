@@ -100,36 +100,47 @@ fn cycle(c: &mut Criterion) {
     }
     let readers: Vec<ConnId> = (0..500).map(|i| connect(&mut core, &format!("r{i}"), "reader")).collect();
     while core.poll_output().is_some() {}
-    let payload = json!({"eventType": "PAGE_TURN", "data": {"bookId": "moby-dick", "page": 42}});
     let mut g = c.benchmark_group("cycle");
     g.throughput(Throughput::Elements(1));
     let mut i = 0usize;
     let mut now = NOW;
-    g.bench_function("reader-event to 10 subscribed consultants", |b| {
-        b.iter(|| {
-            i += 1;
-            now = now.plus(1);
-            let conn = readers[i % readers.len()];
-            core.handle(
-                now,
-                Input::ClientEvent {
-                    conn,
-                    name: "reader-event".into(),
-                    args: vec![payload.clone()],
-                    has_binary: false,
-                    ack: None,
-                },
-            );
-            let mut n = 0;
-            while let Some(out) = core.poll_output() {
-                if let Output::Append { append, .. } = out {
-                    core.handle(now, Input::Appended { append });
+    // The same event without and with a `clientEventId` (a new key each time, as a reader app
+    // sends): the key's cost in the core.
+    for keyed in [false, true] {
+        let name = if keyed { "keyed reader-event" } else { "reader-event" };
+        g.bench_function(format!("{name} to 10 subscribed consultants"), |b| {
+            b.iter(|| {
+                i += 1;
+                now = now.plus(1);
+                let conn = readers[i % readers.len()];
+                // Both build the same payload; only the keyed one sends its key.
+                let key = format!("0190a1b2-c3d4-7e5f-8a6b-{i:012}");
+                let mut payload =
+                    json!({"eventType": "PAGE_TURN", "data": {"bookId": "moby-dick", "page": 42}});
+                if keyed {
+                    payload["clientEventId"] = json!(key);
                 }
-                n += 1;
-            }
-            n
-        })
-    });
+                core.handle(
+                    now,
+                    Input::ClientEvent {
+                        conn,
+                        name: "reader-event".into(),
+                        args: vec![payload],
+                        has_binary: false,
+                        ack: None,
+                    },
+                );
+                let mut n = 0;
+                while let Some(out) = core.poll_output() {
+                    if let Output::Append { append, .. } = out {
+                        core.handle(now, Input::Appended { append, repeats: Vec::new() });
+                    }
+                    n += 1;
+                }
+                n
+            })
+        });
+    }
     g.finish();
 }
 

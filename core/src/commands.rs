@@ -82,11 +82,15 @@ impl Core {
 
     fn execute(&mut self, now: Millis, conn: ConnId, ack: Option<AckId>, cmd: Command) {
         match cmd {
-            Command::ReaderEvent { event_type, data, session_id } => {
-                self.accept_reader_event(now, conn, ack, event_type, data, session_id)
+            Command::ReaderEvent { event_type, data, session_id, client_event_id } => {
+                self.accept_reader_event(now, conn, ack, event_type, data, session_id, client_event_id)
             }
-            Command::Subscribe { consultant_id, event_types } => {
-                self.subscribe(conn, ack, consultant_id, event_types)
+            Command::Subscribe { consultant_id, event_types, since: None } => {
+                self.give_up_resume(conn);
+                self.apply_subscription(conn, ack, consultant_id, event_types, &[])
+            }
+            Command::Subscribe { consultant_id, event_types, since: Some(since) } => {
+                self.resume(conn, ack, consultant_id, event_types, since)
             }
             Command::Unsubscribe { consultant_id } => self.unsubscribe(conn, ack, consultant_id),
             Command::JoinRoom { room } => self.join_room(conn, ack, room),
@@ -105,7 +109,9 @@ impl Core {
     }
 
     /// Accepts a reader event: an id, then the log. It is acknowledged, delivered, remembered,
-    /// recorded in presence and counted only once the log holds it (`durable.rs`).
+    /// recorded in presence and counted only once the log holds it (`durable.rs`). An event
+    /// whose key (`clientEventId`) is on its way into the log already waits for that one's answer.
+    #[allow(clippy::too_many_arguments)]
     fn accept_reader_event(
         &mut self,
         now: Millis,
@@ -114,10 +120,18 @@ impl Core {
         event_type: String,
         data: crate::replies::Json,
         session_id: Option<String>,
+        key: Option<String>,
     ) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
+        let key: Option<Arc<str>> = key.map(Arc::from);
+        if let Some(key) = &key {
+            if let Some(waiting) = self.keyed.get_mut(&(c.principal.user_id.clone(), key.clone())) {
+                waiting.push((conn, ack));
+                return;
+            }
+        }
         if self.queue_is_full() {
             if let Some(l) = self.users.get_mut(&c.principal.user_id) {
                 l.reader_events.give_back();
@@ -154,33 +168,67 @@ impl Core {
             seq: self.log_seq,
             sender: conn,
             sender_rooms: c.rooms.iter().cloned().collect(),
+            key: key.clone(),
         };
+        if let Some(key) = key {
+            self.keyed.insert((entry.event.user_id.clone(), key), Vec::new());
+        }
         self.log.push(Arc::new(entry), ack);
         self.pump_log(now);
     }
 
     /// Tells a sender its event is durable: `reader-event-received`, and the acknowledgement
-    /// when it asked for one. A socket gone meanwhile is told nothing.
-    pub(crate) fn send_receipt(&mut self, conn: ConnId, ack: Option<AckId>, event: &ReaderEvent) {
+    /// when it asked for one; `duplicate` when it repeated the key of event `id`. A socket gone
+    /// meanwhile is told nothing.
+    pub(crate) fn send_receipt(&mut self, conn: ConnId, ack: Option<AckId>, id: uuid::Uuid, duplicate: bool) {
         if !self.conns.contains_key(&conn) {
             return;
         }
         let fields = fields([
             ("message", "Event received and queued".into()),
-            ("eventId", event.id.to_string().into()),
+            ("eventId", id.to_string().into()),
+            ("duplicate", duplicate.into()),
         ]);
         self.reply(conn, ack, names::READER_EVENT_RECEIVED, fields);
     }
 
-    /// Sends `reader-activity` to this node's recipients of `event`, serialized once.
-    pub(crate) fn deliver<'a>(
-        &mut self,
-        sender: Option<ConnId>,
-        event: &ReaderEvent,
-        rooms: impl IntoIterator<Item = &'a str>,
-    ) {
-        let to =
-            self.routing.recipients(sender, &event.user_id, &event.event_type, event.is_support(), rooms);
+    /// Sends `reader-activity` to this node's recipients of `event`, serialized once. A socket
+    /// whose resume waits for the store gets it after the replay; a staff socket reached through
+    /// a room remembers it, so that a resume does not send it again.
+    pub(crate) fn deliver(&mut self, sender: Option<ConnId>, event: &Arc<ReaderEvent>, rooms: &[String]) {
+        let rooms = || rooms.iter().map(String::as_str);
+        let mut to =
+            self.routing.recipients(sender, &event.user_id, &event.event_type, event.is_support(), rooms());
+        if rooms().next().is_some() {
+            let cap = self.config.resume_max_events;
+            for conn in self.routing.staff_in_rooms(rooms()) {
+                if let Some(sent) = self.conns.get_mut(&conn).and_then(|c| c.sent.as_deref_mut()) {
+                    sent.through_room(event.position, cap);
+                }
+            }
+        }
+        if !self.seen_up_to.is_empty() {
+            let at = event.position;
+            to.retain(|conn| self.seen_up_to.get(conn).is_none_or(|seen| at > *seen));
+            // Positions only grow: once one reaches a mark, the mark has done its work.
+            self.seen_up_to.retain(|_, seen| at < *seen);
+        }
+        if !self.resuming.is_empty() {
+            let cap = self.config.resume_max_events;
+            let mut overflowing = Vec::new();
+            to.retain(|conn| match self.resuming.get_mut(conn) {
+                Some(pending) => {
+                    if !pending.hold(event, cap) {
+                        overflowing.push(*conn);
+                    }
+                    false
+                }
+                None => true,
+            });
+            for conn in overflowing {
+                self.give_up_resume(conn);
+            }
+        }
         if to.is_empty() {
             return;
         }
@@ -189,41 +237,54 @@ impl Core {
         self.emit(to, names::READER_ACTIVITY, payload);
     }
 
-    fn subscribe(
+    /// Gives a socket its subscription and answers (with `extra` fields, for a resume), then
+    /// sends the `online-readers` snapshot.
+    pub(crate) fn apply_subscription(
         &mut self,
         conn: ConnId,
         ack: Option<AckId>,
         consultant_id: String,
         event_types: Vec<String>,
+        extra: &[(&'static str, Value)],
     ) {
+        let frontier = self.frontier();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         let old = c
             .subscription
             .replace(Subscription { consultant_id: consultant_id.clone(), event_types: event_types.clone() });
+        if let Some(sent) = c.sent.as_deref_mut() {
+            sent.resubscribed(old.as_ref().map(|s| s.event_types.as_slice()), frontier);
+        }
         self.routing.set_subscription(
             conn,
             old.as_ref().map(|s| s.event_types.as_slice()),
             Some(&event_types),
         );
         self.subscribed.insert(conn);
-        let body = fields([
+        let mut body = fields([
             ("message", "Subscribed to consultant events".into()),
             ("consultantId", consultant_id.into()),
             ("eventTypes", event_types.into()),
         ]);
+        body.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
         self.reply(conn, ack, names::SUBSCRIBED, body);
         let snapshot = replies::payload(&Value::Object(self.online_readers()));
         self.emit(vec![conn], names::ONLINE_READERS, snapshot);
     }
 
     fn unsubscribe(&mut self, conn: ConnId, ack: Option<AckId>, consultant_id: String) {
+        self.give_up_resume(conn);
+        let frontier = self.frontier();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if c.subscription.as_ref().is_some_and(|s| s.consultant_id == consultant_id) {
             let old = c.subscription.take();
+            if let Some(sent) = c.sent.as_deref_mut() {
+                sent.resubscribed(old.as_ref().map(|s| s.event_types.as_slice()), frontier);
+            }
             self.routing.set_subscription(conn, old.as_ref().map(|s| s.event_types.as_slice()), None);
             self.subscribed.remove(&conn);
         }

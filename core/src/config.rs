@@ -34,8 +34,10 @@ pub struct Config {
     pub presence_ttl_ms: u64,
     /// Least time between two `online-readers` pushes.
     pub presence_push_interval_ms: u64,
-    /// Events kept in memory for `get-recent-events`.
+    /// Events kept in memory for `get-recent-events` and resumes.
     pub history_capacity: usize,
+    /// Most events one resume replays (`subscribe-consultant` with `since`); above it, none.
+    pub resume_max_events: usize,
     /// Most events in one store batch.
     pub store_batch_size: usize,
     /// How long the first waiting event holds a batch open for more, unless the batch fills.
@@ -114,6 +116,7 @@ impl Default for Config {
             presence_ttl_ms: 15_000,
             presence_push_interval_ms: 1_000,
             history_capacity: 10_000,
+            resume_max_events: 10_000,
             store_batch_size: 500,
             store_batch_linger_ms: 0,
             store_max_attempts: 8,

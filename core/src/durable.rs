@@ -5,6 +5,7 @@
 //! every node shows every event in the log's one order, its own included.
 
 use std::sync::Arc;
+use uuid::Uuid;
 
 use crate::bus::Sequencing;
 use crate::log::AppendId;
@@ -24,10 +25,15 @@ impl Core {
     }
 
     /// Recent history read from the store at start. A single node places its next events after
-    /// every position the store holds, whatever the clock says now.
+    /// every position the store holds, whatever the clock says now; a cluster node reads the log
+    /// on from no later than the newest of them, so that nothing between the store and the log
+    /// is missing from its history.
     pub(crate) fn on_history_loaded(&mut self, events: Vec<Arc<ReaderEvent>>, complete: bool) {
         self.placed_before(&events);
         self.history.warm(events, complete);
+        if let (true, Some(newest)) = (self.config.deployment.reads_back(), self.history.newest()) {
+            self.log_reader.stored_up_to(newest.to_string());
+        }
     }
 
     /// Events the log placed before this run: later events go after them.
@@ -37,13 +43,31 @@ impl Core {
         }
     }
 
-    pub(crate) fn on_appended(&mut self, now: Millis, append: AppendId) {
+    /// The log holds append `append`, except the entries it refused as repeats of a key: each
+    /// of those (by event id) with the id of the event that first had its key.
+    pub(crate) fn on_appended(&mut self, now: Millis, append: AppendId, repeats: &[(Uuid, Uuid)]) {
         let Some(done) = self.log.appended(append) else { return };
         let deployment = self.config.deployment;
         for (entry, ack) in done {
+            let first = repeats.iter().find(|(id, _)| *id == entry.event.id).map(|(_, first)| *first);
+            let waiting = match &entry.key {
+                Some(key) => {
+                    self.keyed.remove(&(entry.event.user_id.clone(), key.clone())).unwrap_or_default()
+                }
+                None => Vec::new(),
+            };
+            let id = first.unwrap_or(entry.event.id);
+            self.send_receipt(entry.sender, ack, id, first.is_some());
+            for (conn, ack) in waiting {
+                self.send_receipt(conn, ack, id, true);
+            }
+            if first.is_some() {
+                // Not accepted again: neither shown, stored nor counted.
+                self.stats.duplicates += 1;
+                continue;
+            }
             self.stats.events_accepted += 1;
             self.minute.add(now);
-            self.send_receipt(entry.sender, ack, &entry.event);
             if deployment.reads_back() {
                 // Shown when this node reads it back from the log, in the log's order.
                 continue;
@@ -64,8 +88,10 @@ impl Core {
         self.pump_log(now);
     }
 
-    /// An entry read from the cluster's log. Repeats (an append retried after part of it landed)
-    /// are dropped by their origin's sequence.
+    /// An entry read from the cluster's log. Repeats are dropped: by their origin's sequence (an
+    /// append retried after part of it landed), and by id when history already holds the event
+    /// (read from the store at start, at its first copy's place), so that every node shows an
+    /// event once and at its first place in the log.
     pub(crate) fn on_log(&mut self, now: Millis, position: LogPosition, msg: BusMessage) {
         let BusBody::Event(e) = msg.body else {
             self.stats.bus_malformed += 1;
@@ -83,6 +109,10 @@ impl Core {
             self.stats.bus_malformed += 1;
             return;
         };
+        if self.history.holds(event.id) {
+            self.stats.log_duplicates += 1;
+            return;
+        }
         let mine = msg.origin == self.node;
         let this_run = mine && msg.incarnation == self.incarnation;
         if !mine {
@@ -97,6 +127,7 @@ impl Core {
             seq: msg.seq,
             sender: ConnId(e.sender_conn),
             sender_rooms: e.sender_rooms,
+            key: None,
         };
         // The sending socket is ours only if this very run of the node appended the entry; a
         // previous run's socket numbers mean nothing now, and its readers are gone.
@@ -108,7 +139,7 @@ impl Core {
     /// activity (as this node's reader when `local`, else as the origin's) and keeps it in history.
     fn show(&mut self, sender: Option<ConnId>, entry: &LogEntry, local: bool) {
         let event = &entry.event;
-        self.deliver(sender, event, entry.sender_rooms.iter().map(String::as_str));
+        self.deliver(sender, event, &entry.sender_rooms);
         let (book, page) = event.reading_position();
         if local {
             self.presence.local_activity(&event.user_id, self.wall, book.as_deref(), page.as_deref());

@@ -44,7 +44,10 @@ pub fn client_event(data: &[u8]) {
 /// What a parsed command promises to the rest of the core.
 fn check_command(cmd: &Command, config: &Config) {
     match cmd {
-        Command::ReaderEvent { event_type, data, session_id } => {
+        Command::ReaderEvent { event_type, data, session_id, client_event_id } => {
+            assert!(client_event_id
+                .as_ref()
+                .is_none_or(|k| protocol::is_valid_name(k, protocol::MAX_CLIENT_EVENT_ID_CHARS)));
             assert!(protocol::is_valid_name(event_type, protocol::MAX_EVENT_TYPE_CHARS));
             assert!(data.get().len() <= config.max_event_bytes);
             // The serialized data round-trips as JSON.
@@ -224,7 +227,7 @@ pub fn core_ops(data: &[u8]) {
             Op::AppendResult { ok } => match appends.pop() {
                 Some(append) if ok => {
                     durable.extend(appending.remove(&append).unwrap_or_default());
-                    Input::Appended { append }
+                    Input::Appended { append, repeats: Vec::new() }
                 }
                 Some(append) => {
                     appending.remove(&append);
@@ -314,6 +317,19 @@ pub fn core_ops(data: &[u8]) {
                     }
                     Output::QueryStore { conn, ack, .. } => {
                         follow_ups.push(Input::StoreQueryAnswered { conn, ack, answer: None })
+                    }
+                    Output::QueryReplay { conn, .. } => {
+                        follow_ups.push(Input::ReplayAnswered { conn, answer: None })
+                    }
+                    Output::Replay { conn, events } => {
+                        assert!(open.contains_key(&conn), "a replay to a closed socket");
+                        assert!(
+                            events.windows(2).all(|w| w[0].position < w[1].position),
+                            "in log order, once"
+                        );
+                        for e in &events {
+                            assert!(durable.contains(&e.id.to_string()), "replayed before the log held it");
+                        }
                     }
                     Output::Refuse { .. }
                     | Output::Publish(_)

@@ -74,6 +74,41 @@ impl History {
         self.events.is_empty()
     }
 
+    /// Whether memory holds the event `id`.
+    pub fn holds(&self, id: Uuid) -> bool {
+        self.positions.contains_key(&id)
+    }
+
+    /// The newest event's position, if memory holds any.
+    pub fn newest(&self) -> Option<LogPosition> {
+        self.events.last_key_value().map(|(p, _)| *p)
+    }
+
+    /// Where the event `id` stands in the log, when memory holds it.
+    pub fn position_if_held(&self, id: Uuid) -> Option<LogPosition> {
+        self.positions.get(&id).copied()
+    }
+
+    /// True while memory holds every event ever stored.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// The oldest event's position, if memory holds any.
+    pub fn oldest(&self) -> Option<LogPosition> {
+        self.events.first_key_value().map(|(p, _)| *p)
+    }
+
+    /// Whether memory holds every event after `position`.
+    pub fn reaches_back_to(&self, position: LogPosition) -> bool {
+        self.complete || self.oldest().is_some_and(|oldest| oldest <= position)
+    }
+
+    /// The events after `position`, in log order.
+    pub fn after(&self, position: LogPosition) -> impl Iterator<Item = &Arc<ReaderEvent>> {
+        self.events.range((std::ops::Bound::Excluded(position), std::ops::Bound::Unbounded)).map(|(_, e)| e)
+    }
+
     /// Where the event `id` stands in the log, when memory knows; `None` when only the store can
     /// tell (memory is incomplete and does not hold it).
     pub fn position_of(&self, id: Uuid) -> Option<LogPosition> {

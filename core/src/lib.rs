@@ -51,6 +51,7 @@ pub mod queue;
 pub mod rate_limit;
 pub mod readers;
 pub mod replies;
+mod resume;
 pub mod routing;
 mod session;
 mod storage;
@@ -123,12 +124,13 @@ pub enum Input {
     TokenVerified { conn: ConnId, ack: Option<AckId>, token: TokenCheck },
     /// A message from the bus (possibly this node's own, coming back).
     Bus(BusMessage),
-    /// The log holds an append: its events are durable.
-    Appended { append: AppendId },
+    /// The log holds an append: its events are durable, except those it refused as repeats of
+    /// an earlier event's key: each as (its id, the first event's id).
+    Appended { append: AppendId, repeats: Vec<(uuid::Uuid, uuid::Uuid)> },
     /// An append failed (some of it may have landed); the core retries it.
     AppendFailed { append: AppendId },
     /// The answer to [`Output::Read`]: the entries read (each its stream id and its `m` field,
-    /// in order), and the id of the last one (or of the newest entry, for [`ReadFrom::Newest`]).
+    /// in order), and the id of the last one (or where reading starts, for [`ReadFrom::Opening`]).
     Read { stream: Stream, position: Option<String>, entries: Vec<(String, Vec<u8>)> },
     /// An [`Output::Read`] failed; the core tries again after a backoff.
     ReadFailed { stream: Stream },
@@ -156,6 +158,9 @@ pub enum Input {
     /// A single node's log already holds events up to this position (read from its file at
     /// start): new events are placed after it, whatever the clock says.
     LogEnd(LogPosition),
+    /// The answer to [`Output::QueryReplay`]: the position of `since` and the events after it
+    /// in log order, `Some(None)` when the store has no event `since`, `None` when it failed.
+    ReplayAnswered { conn: ConnId, answer: Option<Option<(LogPosition, Vec<Arc<ReaderEvent>>)>> },
     /// The answer to [`Output::QueryStore`]: events in protocol order and whether more remain,
     /// or `None` when the store failed.
     StoreQueryAnswered { conn: ConnId, ack: Option<AckId>, answer: Option<(Vec<Arc<ReaderEvent>>, bool)> },
@@ -198,6 +203,13 @@ pub enum Output {
     VerifyToken { conn: ConnId, ack: Option<AckId>, token: String },
     /// History in memory cannot answer: ask the store, then report [`Input::StoreQueryAnswered`].
     QueryStore { conn: ConnId, ack: Option<AckId>, query: HistoryQuery },
+    /// A resume reaches back past memory: ask the store for the position of event `since` and
+    /// up to `limit` events after it in log order whose type is in `event_types` (empty: any) or
+    /// a support type, then report [`Input::ReplayAnswered`].
+    QueryReplay { conn: ConnId, since: uuid::Uuid, event_types: Vec<String>, limit: usize },
+    /// Send each of these events to one socket as `reader-activity`, in this order, before
+    /// anything sent to it afterwards; at the pace the socket takes them.
+    Replay { conn: ConnId, events: Vec<Arc<ReaderEvent>> },
 }
 
 /// A socket's subscription: whose events and which types (empty: every type).
@@ -214,6 +226,8 @@ struct Connection {
     sid: String,
     rooms: BTreeSet<String>,
     subscription: Option<Subscription>,
+    /// For a staff socket, what it was sent on this connection (for resumes).
+    sent: Option<Box<resume::Sent>>,
 }
 
 /// Per-user rate limit state on this node.
@@ -254,6 +268,10 @@ pub struct Stats {
     /// Bus messages waiting for Redis, and those dropped from a full outbox.
     pub bus_outbox: usize,
     pub bus_dropped: u64,
+    /// Events sent by resumes (`subscribe-consultant` with `since`).
+    pub replayed: u64,
+    /// Reader events not accepted again: their `clientEventId` was accepted before.
+    pub duplicates: u64,
 }
 
 /// Accepted events per second over the last minute, for `eventsPerMinute`.
@@ -284,6 +302,9 @@ impl MinuteCounter {
     }
 }
 
+/// A reader's `clientEventId`: the user, then the key.
+type UserKey = (Arc<str>, Arc<str>);
+
 /// The state machine. See the crate documentation for the order of calls.
 pub struct Core {
     config: Config,
@@ -299,6 +320,14 @@ pub struct Core {
     refreshing: BTreeMap<ConnId, bool>,
     /// Sockets holding a consultant subscription, which receive `online-readers` pushes.
     subscribed: BTreeSet<ConnId>,
+    /// Keyed events on their way into the log, by user and key, with the repeats that wait for
+    /// their answer.
+    keyed: HashMap<UserKey, Vec<(ConnId, Option<AckId>)>>,
+    /// Resumed sockets that saw, on another node, events this node has not shown yet: nothing
+    /// at or before that position is delivered to them again.
+    seen_up_to: BTreeMap<ConnId, LogPosition>,
+    /// Sockets whose resume waits for the store, with the deliveries held for them.
+    resuming: BTreeMap<ConnId, resume::PendingResume>,
     routing: Routing,
     users: HashMap<Arc<str>, UserLimits>,
     presence: Presence,
@@ -357,6 +386,9 @@ impl Core {
             conns: BTreeMap::new(),
             refreshing: BTreeMap::new(),
             subscribed: BTreeSet::new(),
+            resuming: BTreeMap::new(),
+            seen_up_to: BTreeMap::new(),
+            keyed: HashMap::new(),
             routing: Routing::default(),
             users: HashMap::new(),
             presence: Presence::default(),
@@ -437,12 +469,11 @@ impl Core {
         self.now = self.now.max(mono);
         self.wall = wall;
         let now = self.now;
-        if !self.started {
+        let starting = !self.started;
+        if starting {
             self.started = true;
             self.timers.set(Timer::Heartbeat, now);
             self.timers.set(Timer::ForgetIdleUsers, now.plus(60_000));
-            self.pump_reads(now);
-            self.pump_consumer(now);
         }
         while let Some(timer) = self.timers.pop_due(now) {
             self.on_timer(now, timer);
@@ -456,7 +487,7 @@ impl Core {
             }
             Input::TokenVerified { conn, ack, token } => self.on_token_verified(conn, ack, token),
             Input::Bus(msg) => self.on_bus(now, msg),
-            Input::Appended { append } => self.on_appended(now, append),
+            Input::Appended { append, repeats } => self.on_appended(now, append, &repeats),
             Input::AppendFailed { append } => self.on_append_failed(now, append),
             Input::Read { stream, position, entries } => self.on_read(now, stream, position, entries),
             Input::ReadFailed { stream } => self.on_read_failed(now, stream),
@@ -483,7 +514,13 @@ impl Core {
             Input::HistoryLoaded { events, complete } => self.on_history_loaded(events, complete),
             Input::LogEnd(end) => self.last_position = self.last_position.max(end),
             Input::StoreQueryAnswered { conn, ack, answer } => self.on_store_answer(conn, ack, answer),
+            Input::ReplayAnswered { conn, answer } => self.on_replay_answered(conn, answer),
             Input::Shutdown => self.publish(BusBody::Leaving),
+        }
+        if starting {
+            // After the first input, which may be the history that tells where reading opens.
+            self.pump_reads(now);
+            self.pump_consumer(now);
         }
         self.schedule_presence_push(now);
     }

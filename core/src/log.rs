@@ -37,6 +37,9 @@ pub struct LogEntry {
     pub sender: ConnId,
     /// The rooms the sending socket had joined (rule 4).
     pub sender_rooms: Vec<String>,
+    /// The sender's `clientEventId`: the log takes the entry only if no entry of the same user
+    /// with this key is younger than the idempotency window. Only the appending node knows it.
+    pub key: Option<Arc<str>>,
 }
 
 impl LogEntry {

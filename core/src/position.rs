@@ -38,6 +38,17 @@ impl LogPosition {
     }
 }
 
+impl LogPosition {
+    /// The last position before `self` (reading after it reads `self` first).
+    pub fn before(self) -> LogPosition {
+        match self {
+            LogPosition { ms: 0, seq: 0 } => self,
+            LogPosition { ms, seq: 0 } => LogPosition { ms: ms - 1, seq: u64::MAX },
+            LogPosition { ms, seq } => LogPosition { ms, seq: seq - 1 },
+        }
+    }
+}
+
 impl fmt::Display for LogPosition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.ms, self.seq)
@@ -83,6 +94,13 @@ mod tests {
         let b = LogPosition { ms: 6, seq: 0 };
         assert!(LogPosition::START < a && a < b);
         assert!(LogPosition::at(Millis(6)) <= b);
+    }
+
+    #[test]
+    fn before_is_the_last_position_ahead() {
+        assert_eq!(LogPosition { ms: 5, seq: 3 }.before(), LogPosition { ms: 5, seq: 2 });
+        assert_eq!(LogPosition { ms: 5, seq: 0 }.before(), LogPosition { ms: 4, seq: u64::MAX });
+        assert_eq!(LogPosition::START.before(), LogPosition::START);
     }
 
     #[test]

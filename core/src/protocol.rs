@@ -16,6 +16,8 @@ pub const MAX_EVENT_TYPE_CHARS: usize = 50;
 pub const MAX_ROOM_CHARS: usize = 64;
 /// The longest `consultantId`, `userId` or `sessionId`.
 pub const MAX_ID_CHARS: usize = 128;
+/// Longest `clientEventId`.
+pub const MAX_CLIENT_EVENT_ID_CHARS: usize = 128;
 /// `get-recent-events` returns at most this many events.
 pub const MAX_RECENT_LIMIT: u64 = 200;
 /// `get-recent-events` returns this many events when `limit` is absent.
@@ -91,14 +93,33 @@ impl ClientEvent {
 /// A validated client request.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    ReaderEvent { event_type: String, data: Json, session_id: Option<String> },
-    Subscribe { consultant_id: String, event_types: Vec<String> },
-    Unsubscribe { consultant_id: String },
-    JoinRoom { room: String },
-    LeaveRoom { room: String },
+    ReaderEvent {
+        event_type: String,
+        data: Json,
+        session_id: Option<String>,
+        /// The sender's key for this event: a second event with it is the same event.
+        client_event_id: Option<String>,
+    },
+    /// `since`: replay what the subscription would have received after that event first.
+    Subscribe {
+        consultant_id: String,
+        event_types: Vec<String>,
+        since: Option<Uuid>,
+    },
+    Unsubscribe {
+        consultant_id: String,
+    },
+    JoinRoom {
+        room: String,
+    },
+    LeaveRoom {
+        room: String,
+    },
     GetOnlineReaders,
     GetRecentEvents(HistoryQuery),
-    RefreshToken { token: String },
+    RefreshToken {
+        token: String,
+    },
 }
 
 /// What `get-recent-events` asks for.
@@ -160,13 +181,15 @@ fn parse_known(
             let data = data.ok_or_else(|| CommandError::invalid("Payload must be an object"))?;
             check_depth(o.get("data"), config.max_event_depth)?;
             let session_id = optional_id(o.get("sessionId"), "sessionId")?;
-            Ok(Command::ReaderEvent { event_type, data, session_id })
+            let client_event_id = client_event_id(o.get("clientEventId"))?;
+            Ok(Command::ReaderEvent { event_type, data, session_id, client_event_id })
         }
         ClientEvent::SubscribeConsultant => {
             let o = object(payload)?;
             let consultant_id = id(o.get("consultantId"), "consultantId")?;
             let event_types = event_types(o.get("eventTypes"), config)?;
-            Ok(Command::Subscribe { consultant_id, event_types })
+            let since = event_id(o.get("since"))?;
+            Ok(Command::Subscribe { consultant_id, event_types, since })
         }
         ClientEvent::UnsubscribeConsultant => {
             let o = object(payload)?;
@@ -295,6 +318,29 @@ fn room(payload: Option<&Value>) -> Result<String, CommandError> {
     }
 }
 
+/// An optional `clientEventId`: 1 to 128 characters of `A-Z a-z 0-9 _ . : -`, or absent.
+fn client_event_id(value: Option<&Value>) -> Result<Option<String>, CommandError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if is_valid_name(s, MAX_CLIENT_EVENT_ID_CHARS) => Ok(Some(s.clone())),
+        Some(_) => Err(CommandError::invalid(format!(
+            "clientEventId must be 1 to {MAX_CLIENT_EVENT_ID_CHARS} characters of A-Z a-z 0-9 _ . : -"
+        ))),
+    }
+}
+
+/// An optional `since`: an event id, or absent (`null` too).
+fn event_id(value: Option<&Value>) -> Result<Option<Uuid>, CommandError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => match Uuid::try_parse(s) {
+            Ok(id) => Ok(Some(id)),
+            Err(_) => Err(CommandError::invalid("since must be an event id")),
+        },
+        Some(_) => Err(CommandError::invalid("since must be an event id")),
+    }
+}
+
 fn history_query(payload: Option<&Value>, config: &Config) -> Result<HistoryQuery, CommandError> {
     let empty = Map::new();
     let o = match payload {
@@ -313,18 +359,10 @@ fn history_query(payload: Option<&Value>, config: &Config) -> Result<HistoryQuer
             }
         },
     };
-    let since = match o.get("since") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => match Uuid::try_parse(s) {
-            Ok(id) => Some(id),
-            Err(_) => return Err(CommandError::invalid("since must be an event id")),
-        },
-        Some(_) => return Err(CommandError::invalid("since must be an event id")),
-    };
     Ok(HistoryQuery {
         limit,
         user_id: optional_id(o.get("userId"), "userId")?,
-        since,
+        since: event_id(o.get("since"))?,
         event_types: event_types(o.get("eventTypes"), config)?,
     })
 }

@@ -19,9 +19,12 @@ pub enum Stream {
 /// Where a read starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReadFrom {
-    /// Learn the newest entry's id (or `0-0` for an empty stream), reading nothing: the first
-    /// read of a node's run starts after what is already there.
-    Newest,
+    /// Learn where this run's reading starts, reading nothing. The log's reading starts after
+    /// the older of `stored` (the newest event the node's history loaded from its store) and
+    /// the last entry before the first one its storing group has not stored yet, so that no
+    /// entry between what the store gave and what Redis still holds is skipped; with neither
+    /// known (and always for the bus), after the newest entry (`0-0` for an empty stream).
+    Opening { stored: Option<String> },
     /// The entries after this id, waiting a moment for new ones when there are none.
     After(String),
 }
@@ -39,6 +42,8 @@ pub struct Reader {
     rng: ChaCha8Rng,
     /// The last entry read; `None` until the first read learned where to start.
     after: Option<String>,
+    /// What the opening read is told of the store (see [`ReadFrom::Opening`]).
+    stored: Option<String>,
     reading: bool,
     failures: u32,
     retry_at: Option<Millis>,
@@ -51,11 +56,17 @@ impl Reader {
         Reader {
             rng: ChaCha8Rng::seed_from_u64(seed),
             after: None,
+            stored: None,
             reading: false,
             failures: 0,
             retry_at: None,
             fresh: false,
         }
+    }
+
+    /// The newest entry the node's store holds, for the opening read (see [`ReadFrom::Opening`]).
+    pub fn stored_up_to(&mut self, position: String) {
+        self.stored = Some(position);
     }
 
     /// Whether the reader knows where it stands in its stream.
@@ -71,7 +82,10 @@ impl Reader {
         }
         self.retry_at = None;
         self.reading = true;
-        let from = self.after.clone().map_or(ReadFrom::Newest, ReadFrom::After);
+        let from = match &self.after {
+            Some(after) => ReadFrom::After(after.clone()),
+            None => ReadFrom::Opening { stored: self.stored.clone() },
+        };
         Some((from, std::mem::take(&mut self.fresh)))
     }
 

@@ -118,6 +118,11 @@ impl Routing {
         out
     }
 
+    /// The staff sockets in any of `rooms` (rule 4), each once.
+    pub fn staff_in_rooms<'a>(&self, rooms: impl IntoIterator<Item = &'a str>) -> BTreeSet<ConnId> {
+        rooms.into_iter().filter_map(|r| self.staff_by_room.get(r)).flatten().copied().collect()
+    }
+
     /// Whether every index is empty (no socket left behind after all disconnected).
     pub fn is_empty(&self) -> bool {
         self.staff.is_empty()

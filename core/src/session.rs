@@ -67,7 +67,9 @@ impl Core {
                 .clone();
             self.publish(BusBody::Presence { user_id: principal.user_id.to_string(), reader: Some(reader) });
         }
-        self.conns.insert(conn, Connection { principal, sid, rooms: BTreeSet::new(), subscription: None });
+        let sent = principal.role.is_staff().then(|| Box::new(crate::resume::Sent::new(self.frontier())));
+        let c = Connection { principal, sid, rooms: BTreeSet::new(), subscription: None, sent };
+        self.conns.insert(conn, c);
         self.outputs.push_back(Output::Accept { conn });
     }
 
@@ -75,6 +77,8 @@ impl Core {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.resuming.remove(&conn);
+        self.seen_up_to.remove(&conn);
         let user = &c.principal.user_id;
         self.routing.remove_socket(conn, user);
         for room in &c.rooms {

@@ -40,7 +40,7 @@ fn entries(n: usize) -> Vec<(String, Vec<u8>)> {
         .map(|i| {
             let (append, e) =
                 appends(&other.send(r, "reader-event", json!({"eventType": "T", "data": i}))).remove(0);
-            other.input(Input::Appended { append });
+            other.input(Input::Appended { append, repeats: Vec::new() });
             (format!("{}-0", 1_000 + i), e[0].to_message().encode())
         })
         .collect()

@@ -42,7 +42,7 @@ fn nothing_is_acknowledged_shown_or_counted_before_the_log_holds_it() {
     assert_eq!(node.core.stats().events_accepted, 0, "not counted yet");
     assert_eq!(node.core.stats().queue_size, 1, "but waiting");
 
-    let out = node.input(Input::Appended { append });
+    let out = node.input(Input::Appended { append, repeats: Vec::new() });
     let id = entries[0].event.id.to_string();
     assert_eq!(received(&out, r, "reader-event-received")[0]["eventId"], json!(id));
     let acks: Vec<Value> = out
@@ -52,7 +52,10 @@ fn nothing_is_acknowledged_shown_or_counted_before_the_log_holds_it() {
             _ => None,
         })
         .collect();
-    assert_eq!(acks, vec![json!({"ok": true, "message": "Event received and queued", "eventId": id})]);
+    assert_eq!(
+        acks,
+        vec![json!({"ok": true, "message": "Event received and queued", "eventId": id, "duplicate": false})]
+    );
     assert_eq!(activity_ids(&out, c), vec![id.clone()]);
     assert_eq!(activity_ids(&out, tab), vec![id]);
     assert!(activity_ids(&out, r).is_empty(), "never to the sending socket");
@@ -88,7 +91,7 @@ fn one_append_in_flight_and_the_next_carries_everything_that_arrived_meanwhile()
     for ty in ["B", "C", "D"] {
         assert!(appends(&node.send(r, "reader-event", json!({"eventType": ty}))).is_empty());
     }
-    let out = node.input(Input::Appended { append: first[0].0 });
+    let out = node.input(Input::Appended { append: first[0].0, repeats: Vec::new() });
     let next = appends(&out);
     let types: Vec<_> = next[0].1.iter().map(|e| e.event.event_type.clone()).collect();
     assert_eq!(types, ["B", "C", "D"], "one group commit, in order");
@@ -116,8 +119,11 @@ fn a_failed_append_is_retried_whole_after_a_backoff_and_nothing_is_shown_meanwhi
     let due = node.core.poll_timeout().unwrap().since(node.now);
     assert!((50..=100).contains(&due), "the backoff doubles: {due}");
     let (a3, _) = appends(&node.advance(due)).remove(0);
-    assert!(node.input(Input::Appended { append: alice_core::AppendId(999) }).is_empty(), "stale");
-    let out = node.input(Input::Appended { append: a3 });
+    assert!(
+        node.input(Input::Appended { append: alice_core::AppendId(999), repeats: Vec::new() }).is_empty(),
+        "stale"
+    );
+    let out = node.input(Input::Appended { append: a3, repeats: Vec::new() });
     assert_eq!(received(&out, c, "reader-activity").len(), 2);
     assert_eq!(node.core.stats().queue_size, 0);
 }
@@ -132,7 +138,7 @@ fn the_queue_counts_events_waiting_for_the_log() {
     let out = node.send(r, "reader-event", json!({"eventType": "C"}));
     assert_eq!(error_of(&out, r)["code"], json!("UNAVAILABLE"));
     assert!(node.core.queue_is_full());
-    node.input(Input::Appended { append: a1 });
+    node.input(Input::Appended { append: a1, repeats: Vec::new() });
     assert!(!node.core.queue_is_full());
 }
 
@@ -145,7 +151,7 @@ fn a_socket_gone_before_its_event_is_durable_gets_nothing_and_the_event_is_still
     let (out, _) = send_ack_deferred(&mut node, r, json!({"eventType": "A"}));
     let (append, _) = appends(&out).remove(0);
     node.disconnect(r);
-    let out = node.input(Input::Appended { append });
+    let out = node.input(Input::Appended { append, repeats: Vec::new() });
     assert!(!out.iter().any(|o| matches!(o, Output::Ack { .. })));
     assert!(received(&out, r, "reader-event-received").is_empty());
     assert_eq!(received(&out, c, "reader-activity").len(), 1, "durable, so shown");
@@ -158,7 +164,7 @@ fn with_a_local_outbox_the_store_gets_an_event_once_the_outbox_holds_it() {
     let out = node.send(r, "reader-event", json!({"eventType": "A"}));
     assert!(!out.iter().any(|o| matches!(o, Output::StoreBatch { .. })));
     let (append, entries) = appends(&out).remove(0);
-    let out = node.input(Input::Appended { append });
+    let out = node.input(Input::Appended { append, repeats: Vec::new() });
     let stored: Vec<_> = out
         .iter()
         .filter_map(|o| match o {
@@ -199,7 +205,7 @@ fn a_cluster_node_appends_only_once_it_reads_the_log_and_shows_its_own_events_wh
     let tab = node.connect("r1", "reader");
     assert!(appends(&node.send(r, "reader-event", json!({"eventType": "A"}))).is_empty(), "log not open");
     let (append, entries) = appends(&node.input(log_opened())).remove(0);
-    let out = node.input(Input::Appended { append });
+    let out = node.input(Input::Appended { append, repeats: Vec::new() });
     assert_eq!(received(&out, r, "reader-event-received").len(), 1, "durable: acknowledged");
     assert!(received(&out, c, "reader-activity").is_empty(), "but shown only when read back");
     let msg = entries[0].to_message();
@@ -227,8 +233,8 @@ fn every_node_shows_the_logs_one_order_whatever_it_appended_first() {
     // a appends first, and is confirmed first; but b's entry lands in the log before a's.
     let (xa, ea) = appends(&a.send(ra, "reader-event", json!({"eventType": "A"}))).remove(0);
     let (xb, eb) = appends(&b.send(rb, "reader-event", json!({"eventType": "B"}))).remove(0);
-    a.input(Input::Appended { append: xa });
-    b.input(Input::Appended { append: xb });
+    a.input(Input::Appended { append: xa, repeats: Vec::new() });
+    b.input(Input::Appended { append: xb, repeats: Vec::new() });
     let log = [eb[0].to_message(), ea[0].to_message()];
     let mut seen = Vec::new();
     for (node, c) in [(&mut a, views[0]), (&mut b, views[1])] {

@@ -134,3 +134,37 @@ fn a_single_node_places_events_in_the_order_it_accepts_them_at_its_own_time() {
     }
     assert_eq!(recent(&mut node, c, json!({ "since": sent[1] })), sent[2..].to_vec());
 }
+
+#[test]
+fn a_cluster_node_reads_on_from_its_stores_newest_event_and_shows_a_stored_event_once() {
+    let config = Config { deployment: Deployment::Cluster, ..Config::default() };
+    let mut core = alice_core::Core::new(config.clone(), "node-c", 3);
+    // Another node appended an event twice (a retry after the first copy landed); this node's
+    // store holds the first copy, and its reading of the log starts between the two.
+    let mut other = cluster("node-b", 2);
+    let r = other.connect("r1", "reader");
+    let (_, entries) = appends(&other.send(r, "reader-event", json!({"eventType": "A"}))).remove(0);
+    let first = LogPosition { ms: START.0, seq: 4 };
+    let mut loaded = entries[0].event.as_ref().clone();
+    loaded.position = first;
+    // The history is the first input, as in the shell.
+    core.handle(START, Input::HistoryLoaded { events: vec![Arc::new(loaded.clone())], complete: true });
+    let from: Vec<_> = std::iter::from_fn(|| core.poll_output())
+        .filter_map(|o| match o {
+            alice_core::Output::Read { stream: alice_core::Stream::Log, from, .. } => Some(from.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(from, [alice_core::ReadFrom::Opening { stored: Some(first.to_string()) }]);
+
+    let mut node = Node::named("node-c", config, 3);
+    node.auto_append = false;
+    node.input(Input::HistoryLoaded { events: vec![Arc::new(loaded)], complete: true });
+    node.input(log_opened());
+    let c = node.connect("c1", "consultant");
+    node.send(c, "subscribe-consultant", json!({"consultantId": "c1"}));
+    let out = node.input(Input::Log(LogPosition { ms: START.0 + 5, seq: 0 }, entries[0].to_message()));
+    assert!(received(&out, c, "reader-activity").is_empty(), "the second copy is not shown again");
+    assert_eq!(node.core.stats().log_duplicates, 1);
+    assert_eq!(recent(&mut node, c, json!({})), [entries[0].event.id.to_string()]);
+}

@@ -19,28 +19,56 @@ fn nested(depth: usize) -> Value {
 fn reader_event_accepts_valid_payloads() {
     let p = parse(
         "reader-event",
-        &[json!({"eventType": "PAGE_TURN", "data": {"page": 3}, "sessionId": "s1"})],
+        &[
+            json!({"eventType": "PAGE_TURN", "data": {"page": 3}, "sessionId": "s1", "clientEventId": "k-1:a.b_c"}),
+        ],
         false,
         Role::Reader,
         &Config::default(),
     );
     assert_eq!(p.event, Some(ClientEvent::ReaderEvent));
     match p.result.unwrap() {
-        Command::ReaderEvent { event_type, data, session_id } => {
+        Command::ReaderEvent { event_type, data, session_id, client_event_id } => {
             assert_eq!(event_type, "PAGE_TURN");
             assert_eq!(data.get(), r#"{"page":3}"#);
             assert_eq!(session_id.as_deref(), Some("s1"));
+            assert_eq!(client_event_id.as_deref(), Some("k-1:a.b_c"));
         }
         other => panic!("{other:?}"),
     }
     let p =
         parse("reader-event", &[json!({"eventType": "a.b:c-d_e"})], false, Role::Reader, &Config::default());
     match p.result.unwrap() {
-        Command::ReaderEvent { data, session_id, .. } => {
+        Command::ReaderEvent { data, session_id, client_event_id, .. } => {
             assert_eq!(data.get(), "null");
             assert_eq!(session_id, None);
+            assert_eq!(client_event_id, None);
         }
         other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_client_event_id_is_1_to_128_name_characters() {
+    let r = Role::Reader;
+    let long = "k".repeat(129);
+    for bad in [json!(""), json!("a b"), json!("é"), json!(long), json!(5), json!({})] {
+        assert_eq!(
+            code("reader-event", json!({"eventType": "T", "clientEventId": bad}), r),
+            ErrorCode::InvalidPayload,
+            "{bad}"
+        );
+    }
+    let ok = "k".repeat(128);
+    for good in [json!(ok), json!("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"), Value::Null] {
+        let p = parse(
+            "reader-event",
+            &[json!({"eventType": "T", "clientEventId": good})],
+            false,
+            r,
+            &Config::default(),
+        );
+        assert!(p.result.is_ok(), "{good}");
     }
 }
 
@@ -151,7 +179,11 @@ fn subscription_payloads() {
     );
     assert_eq!(
         p.result.unwrap(),
-        Command::Subscribe { consultant_id: "c1".into(), event_types: vec!["B".into(), "A".into()] }
+        Command::Subscribe {
+            consultant_id: "c1".into(),
+            event_types: vec!["B".into(), "A".into()],
+            since: None
+        }
     );
     let many: Vec<String> = (0..33).map(|i| format!("T{i}")).collect();
     assert_eq!(

@@ -41,7 +41,10 @@ fn a_cluster_node_first_learns_where_each_stream_ends_and_appends_wait_for_the_l
     let (mut node, first) = cluster();
     assert_eq!(
         reads(&first),
-        vec![(Stream::Log, ReadFrom::Newest, false), (Stream::Bus, ReadFrom::Newest, false)]
+        vec![
+            (Stream::Log, ReadFrom::Opening { stored: None }, false),
+            (Stream::Bus, ReadFrom::Opening { stored: None }, false)
+        ]
     );
     let r = node.connect("r1", "reader");
     assert!(appends(&node.send(r, "reader-event", json!({"eventType": "A"}))).is_empty());
@@ -114,7 +117,7 @@ fn entries_read_from_the_log_are_decoded_and_shown_in_order_and_garbage_is_count
     let mut entries = Vec::new();
     for ty in ["A", "B"] {
         let (append, e) = appends(&other.send(r, "reader-event", json!({"eventType": ty}))).remove(0);
-        other.input(Input::Appended { append });
+        other.input(Input::Appended { append, repeats: Vec::new() });
         entries.push(e[0].to_message().encode());
     }
     entries.insert(1, vec![0xff, 1, 2]);
@@ -133,7 +136,7 @@ fn a_read_that_found_entries_is_followed_by_the_next_only_after_the_pace() {
     other.input(log_opened());
     let r = other.connect("r1", "reader");
     let (append, e) = appends(&other.send(r, "reader-event", json!({"eventType": "A"}))).remove(0);
-    other.input(Input::Appended { append });
+    other.input(Input::Appended { append, repeats: Vec::new() });
     let out = node.input(read(Stream::Log, "9-0", vec![e[0].to_message().encode()]));
     assert!(reads(&out).is_empty(), "not at once: more entries come with a moment's wait");
     let pace = Config::default().log_read_pace_ms;

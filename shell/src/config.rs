@@ -33,6 +33,8 @@ pub struct Settings {
     pub worker_threads: usize,
     /// How long a graceful shutdown waits for the queue to drain.
     pub shutdown_grace_ms: u64,
+    /// How long an accepted `clientEventId` keeps a repeat from being accepted again.
+    pub idempotency_window_ms: u64,
     pub core: Config,
 }
 
@@ -144,6 +146,7 @@ impl Settings {
                 1,
             )?,
             history_capacity: num(&get, "HISTORY_CAPACITY", d.history_capacity, 1)?,
+            resume_max_events: num(&get, "RESUME_MAX_EVENTS", d.resume_max_events, 1)?,
             store_batch_size: num(&get, "STORE_BATCH_SIZE", d.store_batch_size, 1)?,
             store_batch_linger_ms: num(&get, "STORE_BATCH_LINGER_MS", DEFAULT_STORE_BATCH_LINGER_MS, 0)?,
             store_max_attempts: num(&get, "STORE_MAX_ATTEMPTS", d.store_max_attempts, 1)?,
@@ -192,6 +195,7 @@ impl Settings {
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             log_json,
             shutdown_grace_ms: num(&get, "SHUTDOWN_GRACE_MS", 10_000u64, 0)?,
+            idempotency_window_ms: num(&get, "IDEMPOTENCY_WINDOW_MS", 86_400_000u64, 1)?,
             worker_threads: num(&get, "WORKER_THREADS", 1usize, 1)?,
             core,
         })

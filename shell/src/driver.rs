@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::auth::Verifier;
+use crate::backlog::{Backlog, Drained};
 use crate::bus::Bus;
 use crate::clock::Clock;
 use crate::log::consumer::ConsumerLink;
@@ -118,10 +119,14 @@ struct Slot {
     session: Option<Session>,
     /// Until the CONNECT answer is out, deliveries wait here (bounded like the send queue).
     pending: Option<Vec<(&'static str, Payload)>>,
+    /// A replay and what arrived behind it, going out as the socket takes them.
+    backlog: Backlog,
 }
 
 /// The most deliveries held for a socket whose CONNECT answer is not out yet.
 const MAX_PENDING: usize = 1024;
+/// How often backlogs behind replays are drained.
+const DRAIN_EVERY: Duration = Duration::from_millis(5);
 
 /// A handle to send commands to the driver.
 #[derive(Clone)]
@@ -175,6 +180,8 @@ pub struct Driver {
     rx: mpsc::Receiver<Command>,
     tx: mpsc::Sender<Command>,
     sockets: HashMap<ConnId, Slot>,
+    /// Sockets with a backlog to drain.
+    draining: std::collections::BTreeSet<ConnId>,
     connecting: HashMap<ConnId, (SocketRef, oneshot::Sender<Result<(), ConnectRefusal>>)>,
     acks: BTreeMap<AckId, (ConnId, AckSender)>,
     next_ack: u64,
@@ -203,6 +210,7 @@ impl Driver {
             rx,
             tx: tx.clone(),
             sockets: HashMap::new(),
+            draining: std::collections::BTreeSet::new(),
             connecting: HashMap::new(),
             acks: BTreeMap::new(),
             next_ack: 0,
@@ -219,11 +227,15 @@ impl Driver {
     pub async fn run(mut self) {
         loop {
             let now = self.clock.now();
-            let wake = self.core.poll_timeout().map(|at| Duration::from_millis(at.since(now)));
+            let mut wake = self.core.poll_timeout().map(|at| Duration::from_millis(at.since(now)));
+            if !self.draining.is_empty() {
+                wake = Some(wake.map_or(DRAIN_EVERY, |w| w.min(DRAIN_EVERY)));
+            }
             let cmd = match wake {
                 Some(after) => tokio::select! {
                     cmd = self.rx.recv() => cmd,
                     () = tokio::time::sleep(after) => {
+                        self.drain_backlogs();
                         self.feed(Input::Tick);
                         continue;
                     }
@@ -353,7 +365,9 @@ impl Driver {
                         if let Some(s) = &session {
                             self.record_session(s.clone(), true);
                         }
-                        self.sockets.insert(conn, Slot { socket, session, pending: Some(Vec::new()) });
+                        let slot =
+                            Slot { socket, session, pending: Some(Vec::new()), backlog: Backlog::default() };
+                        self.sockets.insert(conn, slot);
                         let _ = reply.send(Ok(()));
                     }
                 }
@@ -402,7 +416,7 @@ impl Driver {
                         let result = log.append(&entries).await;
                         counters.record(started, result.is_ok());
                         let input = match result {
-                            Ok(()) => Input::Appended { append },
+                            Ok(repeats) => Input::Appended { append, repeats },
                             Err(e) => {
                                 tracing::warn!(error = %e, events = entries.len(), "append to the log failed");
                                 Input::AppendFailed { append }
@@ -455,6 +469,28 @@ impl Driver {
                         let _ = tx.send(Command::Input(Input::TokenVerified { conn, ack, token })).await;
                     });
                 }
+                Output::Replay { conn, events } => {
+                    if let Some(slot) = self.sockets.get_mut(&conn) {
+                        slot.backlog.replay(events);
+                        self.draining.insert(conn);
+                        if slot.pending.is_none() {
+                            self.drain(conn);
+                        }
+                    }
+                }
+                Output::QueryReplay { conn, since, event_types, limit } => {
+                    let (store, tx) = (self.store.clone(), self.tx.clone());
+                    tokio::spawn(async move {
+                        let answer = match store.replay(since, &event_types, limit).await {
+                            Ok(found) => Some(found),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "resume query failed");
+                                None
+                            }
+                        };
+                        let _ = tx.send(Command::Input(Input::ReplayAnswered { conn, answer })).await;
+                    });
+                }
                 Output::QueryStore { conn, ack, query } => {
                     let (store, tx) = (self.store.clone(), self.tx.clone());
                     tokio::spawn(async move {
@@ -476,7 +512,11 @@ impl Driver {
     /// Writes one payload to one socket without waiting; a socket that cannot keep up is closed.
     fn deliver(&mut self, conn: ConnId, event: &'static str, payload: &Payload) {
         let Some(slot) = self.sockets.get_mut(&conn) else { return };
-        if let Some(pending) = &mut slot.pending {
+        if !slot.backlog.is_empty() {
+            if slot.backlog.live(event, payload) {
+                return;
+            }
+        } else if let Some(pending) = &mut slot.pending {
             if pending.len() < MAX_PENDING {
                 pending.push((event, payload.clone()));
                 return;
@@ -491,6 +531,31 @@ impl Driver {
         self.slow_consumer(conn);
     }
 
+    /// Sends what a socket's backlog holds as far as the socket takes it now.
+    fn drain(&mut self, conn: ConnId) {
+        let Some(slot) = self.sockets.get_mut(&conn) else {
+            self.draining.remove(&conn);
+            return;
+        };
+        match slot.backlog.drain(&slot.socket) {
+            Drained::Empty => {
+                self.draining.remove(&conn);
+            }
+            Drained::Waiting => {}
+            Drained::Failed => {
+                self.draining.remove(&conn);
+                self.slow_consumer(conn);
+            }
+        }
+    }
+
+    fn drain_backlogs(&mut self) {
+        let conns: Vec<ConnId> = self.draining.iter().copied().collect();
+        for conn in conns {
+            self.drain(conn);
+        }
+    }
+
     fn slow_consumer(&mut self, conn: ConnId) {
         self.slow_consumers += 1;
         tracing::warn!(conn = conn.0, "socket cannot keep up with its deliveries; disconnecting it");
@@ -501,9 +566,19 @@ impl Driver {
     }
 
     fn flush_pending(&mut self, conn: ConnId) {
-        let Some(pending) = self.sockets.get_mut(&conn).and_then(|s| s.pending.take()) else { return };
-        for (event, payload) in pending {
-            self.deliver(conn, event, &payload);
+        let Some(slot) = self.sockets.get_mut(&conn) else { return };
+        let Some(pending) = slot.pending.take() else { return };
+        // Before any backlog: what waited for the CONNECT answer came first.
+        let kept_up = pending.iter().all(|(event, payload)| {
+            matches!(
+                slot.socket.emit(*event, payload.raw()),
+                Ok(()) | Err(SendError::Socket(SocketError::Closed))
+            )
+        });
+        if !kept_up {
+            self.slow_consumer(conn);
+        } else if self.draining.contains(&conn) {
+            self.drain(conn);
         }
         self.execute();
     }
@@ -511,6 +586,7 @@ impl Driver {
     /// Drops what the driver holds for a socket, and closes its session in the store.
     fn forget_socket(&mut self, conn: ConnId) -> Option<Slot> {
         self.acks.retain(|_, (c, _)| *c != conn);
+        self.draining.remove(&conn);
         let mut slot = self.sockets.remove(&conn)?;
         if let Some(mut s) = slot.session.take() {
             s.at = self.clock.wall();

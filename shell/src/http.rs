@@ -251,7 +251,7 @@ pub fn render_metrics(snap: &Snapshot) -> String {
         ("alice_history_size", "Recent events held in memory.", s.history_size as f64),
         ("alice_bus_outbox", "Bus messages waiting for Redis on this node.", s.bus_outbox as f64),
     ];
-    let counters: [(&str, &str, f64); 18] = [
+    let counters: [(&str, &str, f64); 20] = [
         ("alice_events_accepted_total", "Reader events accepted by this node.", s.events_accepted as f64),
         ("alice_deliveries_total", "reader-activity messages sent to sockets.", s.deliveries as f64),
         (
@@ -294,6 +294,12 @@ pub fn render_metrics(snap: &Snapshot) -> String {
         ),
         ("alice_log_gaps_total", "Log entries missed (trimmed before read).", s.log_gaps as f64),
         ("alice_remote_events_total", "Events received from other nodes.", s.remote_events as f64),
+        ("alice_replayed_events_total", "Events sent by resumes (subscribe with since).", s.replayed as f64),
+        (
+            "alice_duplicate_events_total",
+            "Reader events not accepted again: their clientEventId was accepted before.",
+            s.duplicates as f64,
+        ),
     ];
     for (kind, list) in [("gauge", &gauges[..]), ("counter", &counters[..])] {
         for (name, help, value) in list {

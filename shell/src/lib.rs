@@ -2,6 +2,7 @@
 //! store and HTTP. Every decision is the core's; this crate only moves bytes and time.
 
 pub mod auth;
+mod backlog;
 pub mod bus;
 pub mod clock;
 pub mod config;
@@ -161,7 +162,9 @@ where
     let mut core = Core::new(core_config, &settings.node_id, seed);
 
     let outbox = match deployment {
-        Deployment::SingleOutbox => Some(Arc::new(Outbox::open(&settings.data_dir).await?)),
+        Deployment::SingleOutbox => {
+            Some(Arc::new(Outbox::open(&settings.data_dir, settings.idempotency_window_ms).await?))
+        }
         _ => None,
     };
     let unstored = match &outbox {
@@ -200,9 +203,11 @@ where
     }
 
     let log: Arc<dyn EventLog> = match (&redis, &outbox) {
-        (Some(link), _) => Arc::new(log::redis::RedisLog::new(link.clone())),
+        (Some(link), _) => Arc::new(log::redis::RedisLog::new(link.clone(), settings.idempotency_window_ms)),
         (None, Some(outbox)) => outbox.clone(),
-        (None, None) => Arc::new(StoreLog(store.clone())),
+        (None, None) => {
+            Arc::new(StoreLog { store: store.clone(), window_ms: settings.idempotency_window_ms })
+        }
     };
     if redis.is_none() {
         // A single node places events itself: after everything its own file's log ever held,
@@ -244,9 +249,10 @@ where
             };
             let Executors { bus_batches, log_requests, bus_requests, consumer_requests } = executors;
             let (h, c) = (handle.clone(), clock.clone());
-            redis_stream::spawn(link.clone(), alice_core::Stream::Log, h, c, log_requests);
+            let log_group = Some(group.clone());
+            redis_stream::spawn(link.clone(), alice_core::Stream::Log, log_group, h, c, log_requests);
             let (h, c) = (handle.clone(), clock.clone());
-            redis_stream::spawn(link.clone(), alice_core::Stream::Bus, h, c, bus_requests);
+            redis_stream::spawn(link.clone(), alice_core::Stream::Bus, None, h, c, bus_requests);
             let keep = Duration::from_millis(10 * settings.core.presence_ttl_ms);
             bus::redis::spawn_publisher(link.clone(), clock.clone(), keep, handle.clone(), bus_batches);
             let names =

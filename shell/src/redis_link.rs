@@ -20,6 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// it; storing consumer groups (`alice-store`, or `alice-store:<node>` for a node's own SQLite
 /// file) keep it, and it is trimmed only behind them.
 pub const LOG_STREAM: &str = "alice:log";
+/// Where each accepted `clientEventId` is kept for the idempotency window: `<prefix><user id's length>:<user>:<key>`.
+pub const KEY_PREFIX: &str = "alice:key:";
 /// Presence, heartbeats and leaving; trimmed by age.
 pub const BUS_STREAM: &str = "alice:bus";
 /// Events a consumer group's store refused after their last attempt (`alice:dlq:<group>`), until

@@ -5,9 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alice_core::{Input, ReadFrom, Stream};
+use alice_core::{Input, LogPosition, ReadFrom, Stream};
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::streams::{
+    StreamInfoGroupsReply, StreamPendingReply, StreamRangeReply, StreamReadOptions, StreamReadReply,
+};
 use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
@@ -38,20 +40,23 @@ impl StreamReader {
     }
 }
 
-/// Runs the reads of `stream` until the driver goes away.
+/// Runs the reads of `stream` until the driver goes away. `group` is the node's storing
+/// consumer group, whose progress bounds where the log's reading opens.
 pub fn spawn(
     link: RedisLink,
     stream: Stream,
+    group: Option<String>,
     driver: DriverHandle,
     clock: Arc<dyn Clock>,
     requests: ReadRequests,
 ) {
-    tokio::spawn(run(link, stream, driver, clock, requests));
+    tokio::spawn(run(link, stream, group, driver, clock, requests));
 }
 
 async fn run(
     link: RedisLink,
     stream: Stream,
+    group: Option<String>,
     driver: DriverHandle,
     clock: Arc<dyn Clock>,
     mut requests: ReadRequests,
@@ -65,7 +70,7 @@ async fn run(
         if fresh {
             conn = None;
         }
-        let input = match read(&link, &mut conn, key, from).await {
+        let input = match read(&link, &mut conn, key, group.as_deref(), from).await {
             Ok((position, entries)) => {
                 if stream == Stream::Bus {
                     // What Redis' health is, for /health: the bus is read all the time.
@@ -91,11 +96,12 @@ async fn run(
     }
 }
 
-/// One read: the newest entry's id, or the entries after an id (waiting up to a second).
+/// One read: where reading opens, or the entries after an id (waiting up to a second).
 async fn read(
     link: &RedisLink,
     conn: &mut Option<MultiplexedConnection>,
     key: &str,
+    group: Option<&str>,
     from: ReadFrom,
 ) -> redis::RedisResult<(Option<String>, Vec<(String, Vec<u8>)>)> {
     if conn.is_none() {
@@ -104,9 +110,22 @@ async fn read(
     }
     let Some(c) = conn.as_mut() else { return Ok((None, Vec::new())) };
     match from {
-        ReadFrom::Newest => {
-            let newest: StreamRangeReply = c.xrevrange_count(key, "+", "-", 1).await?;
-            let id = newest.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
+        ReadFrom::Opening { stored } => {
+            let unstored = match group {
+                Some(group) => stored_to(c, key, group).await?,
+                None => None,
+            };
+            let opening = match (parse(stored.as_deref()), unstored) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let id = match opening {
+                Some(p) => p.to_string(),
+                None => {
+                    let newest: StreamRangeReply = c.xrevrange_count(key, "+", "-", 1).await?;
+                    newest.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone())
+                }
+            };
             Ok((Some(id), Vec::new()))
         }
         ReadFrom::After(after) => {
@@ -121,4 +140,30 @@ async fn read(
             Ok((position, entries))
         }
     }
+}
+
+fn parse(id: Option<&str>) -> Option<LogPosition> {
+    id?.parse().ok()
+}
+
+/// The last entry before the first one `group` has not stored (its oldest pending entry, or the
+/// first after the last it was given); `None` when the group does not exist yet.
+async fn stored_to(
+    c: &mut MultiplexedConnection,
+    key: &str,
+    group: &str,
+) -> redis::RedisResult<Option<LogPosition>> {
+    let groups: StreamInfoGroupsReply = match c.xinfo_groups(key).await {
+        Ok(groups) => groups,
+        // No stream yet: nothing to read back.
+        Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(g) = groups.groups.iter().find(|g| g.name == group) else { return Ok(None) };
+    if g.pending > 0 {
+        if let StreamPendingReply::Data(d) = c.xpending(key, group).await? {
+            return Ok(parse(Some(&d.start_id)).map(LogPosition::before));
+        }
+    }
+    Ok(parse(Some(&g.last_delivered_id)))
 }

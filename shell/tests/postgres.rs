@@ -282,6 +282,16 @@ async fn keeps_the_earliest_position_of_an_event() {
 }
 
 #[tokio::test]
+async fn replays_after_an_event() {
+    let Some(db) = TestDb::create().await else { return };
+    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
+    store.migrate().await.unwrap();
+    let store = store.inspect().await.unwrap();
+    common::positions::replays_after_an_event(&store).await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
 async fn events_stored_before_positions_are_placed_by_time_then_id() {
     let Some(db) = TestDb::create().await else { return };
     let pool = db.pool().await;

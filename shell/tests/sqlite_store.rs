@@ -2,7 +2,9 @@
 
 mod common;
 
-use alice_core::{HistoryQuery, LogPosition};
+use std::sync::Arc;
+
+use alice_core::{HistoryQuery, LogEntry, LogPosition};
 use alice_shell::store::sqlite::SqliteStore;
 use alice_shell::store::EventStore;
 
@@ -18,6 +20,55 @@ async fn keeps_the_earliest_position_of_an_event() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(None, dir.path()).await.unwrap();
     common::positions::keeps_the_earliest_position_of_an_event(&store).await;
+}
+
+#[tokio::test]
+async fn replays_after_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(None, dir.path()).await.unwrap();
+    common::positions::replays_after_an_event(&store).await;
+}
+
+fn keyed(user: &str, key: Option<&str>, at_ms: u64, seq: u64) -> Arc<LogEntry> {
+    let mut event = (*common::positions::placed(at_ms, LogPosition { ms: at_ms, seq }, user)).clone();
+    event.id = uuid::Uuid::from_u128(u128::from(at_ms) << 64 | u128::from(seq) | 0x7000_0000_0000_0000);
+    Arc::new(LogEntry {
+        event: Arc::new(event),
+        origin: Arc::from("n"),
+        incarnation: 1,
+        seq,
+        sender: alice_core::ConnId(1),
+        sender_rooms: Vec::new(),
+        key: key.map(Arc::from),
+    })
+}
+
+#[tokio::test]
+async fn a_key_is_accepted_once_per_user_within_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(None, dir.path()).await.unwrap();
+    let t = 1_767_225_800_000;
+    let window = 60_000;
+    let first = keyed("u1", Some("k"), t, 1);
+    assert!(store.append(std::slice::from_ref(&first), window).await.unwrap().is_empty());
+    // The same append again (its commit was not confirmed): its own key, no repeat.
+    assert!(store.append(std::slice::from_ref(&first), window).await.unwrap().is_empty());
+    let again = keyed("u1", Some("k"), t + 1_000, 2);
+    let other_user = keyed("u2", Some("k"), t + 1_000, 3);
+    let plain = keyed("u1", None, t + 1_000, 4);
+    let repeats = store.append(&[again.clone(), other_user.clone(), plain.clone()], window).await.unwrap();
+    assert_eq!(repeats, [(again.event.id, first.event.id)]);
+    let late = keyed("u1", Some("k"), t + window + 1, 5);
+    assert!(
+        store.append(std::slice::from_ref(&late), window).await.unwrap().is_empty(),
+        "after the window it is new"
+    );
+    let (stored, _) = store.newest(10).await.unwrap();
+    let mut ids: Vec<_> = stored.iter().map(|e| e.id).collect();
+    ids.sort();
+    let mut expected = vec![first.event.id, other_user.event.id, plain.event.id, late.event.id];
+    expected.sort();
+    assert_eq!(ids, expected, "the repeat was not stored");
 }
 
 /// A file the server wrote before events had positions, as that version created it.

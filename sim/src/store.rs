@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent};
+use alice_core::{HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent};
 use alice_shell::store::{DashboardRow, EventStore, Page, StoreError};
 use uuid::Uuid;
 
@@ -19,6 +19,8 @@ struct Rows {
     by_position: BTreeMap<LogPosition, Uuid>,
     /// How many times each id was written, repeats included.
     writes: BTreeMap<Uuid, u32>,
+    /// Accepted `clientEventId`s, by user and key: the event that has it and when.
+    keys: BTreeMap<(String, String), (Uuid, u64)>,
 }
 
 /// A shared in-memory store.
@@ -127,6 +129,59 @@ impl EventStore for SimStore {
         };
         let more = events.len() > query.limit;
         Ok((events.into_iter().take(query.limit).collect(), more))
+    }
+
+    /// As the embedded store: a keyed entry whose key an event younger than the window holds
+    /// is a repeat and not stored.
+    async fn append(
+        &self,
+        entries: &[Arc<LogEntry>],
+        window_ms: u64,
+    ) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+        self.check()?;
+        let mut repeats = Vec::new();
+        let mut fresh = Vec::new();
+        {
+            let mut rows = self.rows.lock().unwrap();
+            for entry in entries {
+                let e = &entry.event;
+                if let Some(key) = &entry.key {
+                    let name = (e.user_id.to_string(), key.to_string());
+                    match rows.keys.get(&name) {
+                        Some((first, at)) if *first != e.id && *at + window_ms >= e.timestamp.0 => {
+                            repeats.push((e.id, *first));
+                            continue;
+                        }
+                        _ => {
+                            rows.keys.insert(name, (e.id, e.timestamp.0));
+                        }
+                    }
+                }
+                fresh.push(e.clone());
+            }
+        }
+        self.insert(&fresh).await?;
+        Ok(repeats)
+    }
+
+    async fn replay(
+        &self,
+        since: uuid::Uuid,
+        types: &[String],
+        limit: usize,
+    ) -> Result<Option<alice_shell::store::Replay>, StoreError> {
+        self.check()?;
+        let rows = self.rows.lock().unwrap();
+        let Some(after) = rows.events.get(&since).map(|e| e.position) else { return Ok(None) };
+        let events = rows
+            .by_position
+            .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            .map(|(_, id)| &rows.events[id])
+            .filter(|e| types.is_empty() || types.contains(&e.event_type) || e.is_support())
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok(Some((after, events)))
     }
 
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {

@@ -70,7 +70,7 @@ impl Node {
                 break;
             };
             confirmed = out.len();
-            self.core.handle(self.now, Input::Appended { append });
+            self.core.handle(self.now, Input::Appended { append, repeats: Vec::new() });
             out.extend(std::iter::from_fn(|| self.core.poll_output()));
         }
         out
@@ -191,4 +191,21 @@ pub fn published(out: &[Output]) -> Vec<alice_core::BusMessage> {
             _ => None,
         })
         .collect()
+}
+
+/// Ids of the `reader-activity` sent to `conn`, live or replayed, in the order sent.
+pub fn activity_ids(out: &[Output], conn: ConnId) -> Vec<String> {
+    let mut ids = Vec::new();
+    for o in out {
+        match o {
+            Output::Emit { to, event: "reader-activity", payload } if to.contains(&conn) => {
+                ids.push(payload.value()["id"].as_str().unwrap_or_default().to_owned())
+            }
+            Output::Replay { conn: c, events } if *c == conn => {
+                ids.extend(events.iter().map(|e| e.id.to_string()))
+            }
+            _ => {}
+        }
+    }
+    ids
 }

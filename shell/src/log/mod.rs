@@ -13,18 +13,24 @@ pub mod redis;
 
 use std::sync::Arc;
 
-use alice_core::{LogEntry, LogPosition, ReaderEvent};
+use alice_core::{LogEntry, LogPosition};
 use uuid::Uuid;
 
 use crate::store::sqlite::{SqliteStore, Unstored};
 use crate::store::{EventStore, StoreError};
 
+/// Entries a log refused as repeats of an earlier event's key, each as (its event id, the first
+/// event's id).
+pub type Repeats = Vec<(Uuid, Uuid)>;
+
 /// Makes events durable.
 #[async_trait::async_trait]
 pub trait EventLog: Send + Sync + 'static {
-    /// Returns once every entry is durable; on an error some may be, and the core appends them
-    /// again (readers drop the repeats, the store keeps each id once).
-    async fn append(&self, entries: &[Arc<LogEntry>]) -> Result<(), StoreError>;
+    /// Returns once every entry is durable, except those refused because an event of the same
+    /// user with the same key (`clientEventId`) is younger than the idempotency window. On an
+    /// error some may be durable, and the core appends them again (readers drop the repeats,
+    /// the store keeps each id once).
+    async fn append(&self, entries: &[Arc<LogEntry>]) -> Result<Repeats, StoreError>;
 
     /// The newest position this log holds or held, where a single node places its next events
     /// after (a cluster's log is placed by Redis: nothing to ask).
@@ -33,21 +39,21 @@ pub trait EventLog: Send + Sync + 'static {
     }
 }
 
-fn events(entries: &[Arc<LogEntry>]) -> Vec<Arc<ReaderEvent>> {
-    entries.iter().map(|e| e.event.clone()).collect()
+/// A single node whose store is its log: the embedded SQLite commit, which also decides repeats
+/// of keys (the file keeps each accepted key for the window).
+pub struct StoreLog {
+    pub store: Arc<dyn EventStore>,
+    pub window_ms: u64,
 }
-
-/// A single node whose store is its log: the embedded SQLite commit.
-pub struct StoreLog(pub Arc<dyn EventStore>);
 
 #[async_trait::async_trait]
 impl EventLog for StoreLog {
-    async fn append(&self, entries: &[Arc<LogEntry>]) -> Result<(), StoreError> {
-        self.0.insert(&events(entries)).await
+    async fn append(&self, entries: &[Arc<LogEntry>]) -> Result<Repeats, StoreError> {
+        self.store.append(entries, self.window_ms).await
     }
 
     async fn end(&self) -> Result<LogPosition, StoreError> {
-        let (newest, _) = self.0.newest(1).await?;
+        let (newest, _) = self.store.newest(1).await?;
         Ok(newest.first().map_or(LogPosition::START, |e| e.position))
     }
 }
@@ -55,11 +61,12 @@ impl EventLog for StoreLog {
 /// A single node's durable outbox in front of a remote store: a SQLite file (`outbox.db` under
 /// `DATA_DIR`) holding every acknowledged event the store does not have yet, and the dead
 /// letters, so that a restart resumes where the last run stopped.
-pub struct Outbox(SqliteStore);
+pub struct Outbox(SqliteStore, u64);
 
 impl Outbox {
-    pub async fn open(dir: &std::path::Path) -> Result<Outbox, StoreError> {
-        Ok(Outbox(SqliteStore::open_in(dir, "outbox.db").await?))
+    /// Opens `dir/outbox.db`; it keeps accepted keys for `window_ms` to decide repeats.
+    pub async fn open(dir: &std::path::Path, window_ms: u64) -> Result<Outbox, StoreError> {
+        Ok(Outbox(SqliteStore::open_in(dir, "outbox.db").await?, window_ms))
     }
 
     /// What the last run left: events to store, and dead letters.
@@ -83,8 +90,8 @@ impl Outbox {
 
 #[async_trait::async_trait]
 impl EventLog for Outbox {
-    async fn append(&self, entries: &[Arc<LogEntry>]) -> Result<(), StoreError> {
-        self.0.insert(&events(entries)).await
+    async fn append(&self, entries: &[Arc<LogEntry>]) -> Result<Repeats, StoreError> {
+        self.0.append(entries, self.1).await
     }
 
     /// Its own file knows, even when every event went on to the store: the outbox never depends

@@ -6,7 +6,8 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
-use alice_core::{HistoryQuery, Millis, ReaderEvent, StoreFailure};
+use alice_core::{HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, StoreFailure};
+use uuid::Uuid;
 
 /// One row of `dashboardStats`: an hour's count of one event type.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -46,6 +47,9 @@ pub struct Session {
 
 /// Recent events and whether more remain beyond them.
 pub type Page = (Vec<Arc<ReaderEvent>>, bool);
+
+/// Where a resume's `since` stands, and the events after it.
+pub type Replay = (LogPosition, Vec<Arc<ReaderEvent>>);
 
 /// Turns the `limit + 1` rows a store fetched into a page: the first `limit` events, and whether
 /// the extra row was there.
@@ -96,6 +100,33 @@ pub(crate) fn push_log_order<'a, DB>(
     };
 }
 
+/// Narrows a resume's query to `event_types` or a support type (matched case-sensitively, by
+/// `contains`, the database's name for it given), after `after` in log order.
+pub(crate) fn push_replay_filter<'a, DB>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    event_types: &[String],
+    contains: &str,
+    after: LogPosition,
+    limit: usize,
+) where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if !event_types.is_empty() {
+        q.push(" AND (event_type IN (");
+        let mut list = q.separated(", ");
+        for t in event_types {
+            list.push_bind(t.clone());
+        }
+        q.push(format!(
+            ") OR {contains}(event_type, 'HELP_REQUEST') > 0 OR {contains}(event_type, 'FEEDBACK') > 0)"
+        ));
+    }
+    push_log_order(q, Some(after));
+    q.push(" LIMIT ").push_bind(limit as i64);
+}
+
 /// What the server needs of a database.
 #[async_trait::async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -108,8 +139,29 @@ pub trait EventStore: Send + Sync + 'static {
     }
     /// Stores events; an id already stored is skipped, so retries are safe.
     async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError>;
+    /// As the node's log (an embedded store): stores the entries' events in one commit, except
+    /// an entry whose key (`clientEventId`) an event of the same user younger than `window_ms`
+    /// had; returns those as (its event id, that event's id). A store that is never a log
+    /// (`is_embedded` false) keeps this default, which decides no repeats.
+    async fn append(
+        &self,
+        entries: &[Arc<LogEntry>],
+        _window_ms: u64,
+    ) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+        let events: Vec<_> = entries.iter().map(|e| e.event.clone()).collect();
+        self.insert(&events).await.map(|()| Vec::new())
+    }
     /// Answers a `get-recent-events` query in protocol order.
     async fn recent(&self, query: &HistoryQuery) -> Result<Page, StoreError>;
+    /// A resume's events: the position of event `since` and up to `limit` events after it in
+    /// log order whose type is in `event_types` (empty: any) or a support type; `None` when the
+    /// store holds no event `since`.
+    async fn replay(
+        &self,
+        since: Uuid,
+        event_types: &[String],
+        limit: usize,
+    ) -> Result<Option<Replay>, StoreError>;
     /// The newest `n` events, newest first, and whether they are all there is.
     async fn newest(&self, n: usize) -> Result<Page, StoreError>;
     /// Hourly counts by event type since `since`.

@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{DashboardRow, EventStore, Page, Session, StoreError};
+use super::{DashboardRow, EventStore, Page, Replay, Session, StoreError};
 
 /// The migrations embedded in the binary (`alice-realtime migrate`, and at start).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -127,17 +127,18 @@ impl PgStore {
 
     /// Where the event `id` stands in the log; an id this store does not hold reads as a time.
     async fn position_of(&self, id: Uuid) -> Result<LogPosition, StoreError> {
+        Ok(self.stored_position(id).await?.unwrap_or_else(|| alice_core::history::position_by_time(id)))
+    }
+
+    /// Where the event `id` stands in the log, if this store holds it.
+    async fn stored_position(&self, id: Uuid) -> Result<Option<LogPosition>, StoreError> {
         let mut q = QueryBuilder::new("SELECT log_ms, log_seq FROM real_time_events WHERE id = CAST(");
         q.push_bind(id.to_string()).push(" AS uuid)");
         let rows = self.fetch(q).await?;
-        Ok(match rows.first() {
-            Some(row) => {
-                let ms: i64 = row.try_get("log_ms").map_err(classify)?;
-                let seq: i64 = row.try_get("log_seq").map_err(classify)?;
-                LogPosition { ms: ms.max(0) as u64, seq: seq.max(0) as u64 }
-            }
-            None => alice_core::history::position_by_time(id),
-        })
+        let Some(row) = rows.first() else { return Ok(None) };
+        let ms: i64 = row.try_get("log_ms").map_err(classify)?;
+        let seq: i64 = row.try_get("log_seq").map_err(classify)?;
+        Ok(Some(LogPosition { ms: ms.max(0) as u64, seq: seq.max(0) as u64 }))
     }
 
     /// Whether `user` can be a user id in this schema (on a uuid column, only uuids can).
@@ -231,6 +232,19 @@ impl EventStore for PgStore {
         super::push_log_order(&mut q, after);
         q.push(" LIMIT ").push_bind(query.limit as i64 + 1);
         super::page(&self.fetch(q).await?, query.limit, event_from)
+    }
+
+    async fn replay(
+        &self,
+        since: Uuid,
+        event_types: &[String],
+        limit: usize,
+    ) -> Result<Option<Replay>, StoreError> {
+        let Some(after) = self.stored_position(since).await? else { return Ok(None) };
+        let mut q = self.select();
+        super::push_replay_filter(&mut q, event_types, "strpos", after, limit);
+        let events = self.fetch(q).await?.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((after, events)))
     }
 
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {

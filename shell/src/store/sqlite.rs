@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::replies::Json;
-use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent};
+use alice_core::{HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::{DashboardRow, EventStore, Page, StoreError};
+use super::{DashboardRow, EventStore, Page, Replay, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS real_time_events (
@@ -32,6 +32,14 @@ CREATE TABLE IF NOT EXISTS real_time_events (
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          TEXT PRIMARY KEY
 );
+CREATE TABLE IF NOT EXISTS client_keys (
+    user_id         TEXT NOT NULL,
+    client_event_id TEXT NOT NULL,
+    event_id        TEXT NOT NULL,
+    accepted_ms     INTEGER NOT NULL,
+    PRIMARY KEY (user_id, client_event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_client_keys_accepted ON client_keys (accepted_ms);
 CREATE TABLE IF NOT EXISTS log_end (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     log_ms      INTEGER NOT NULL,
@@ -76,7 +84,12 @@ struct Writer {
     conn: SqliteConnection,
     commits: u32,
     events: usize,
+    /// Commits that recorded keys since expired keys were last deleted.
+    keyed_commits: u32,
 }
+
+/// Expired keys are deleted once every this many commits that recorded keys.
+const PRUNE_KEYS_EVERY: u32 = 256;
 
 /// The writer copies its write-ahead log into the file after this many commits or events, once
 /// the commit that crossed the mark has returned: no append waits for a checkpoint it did not
@@ -141,7 +154,8 @@ impl SqliteStore {
         }
         sqlx::raw_sql(INDEXES).execute(&pool).await.map_err(unavailable)?;
         let conn = options.pragma("wal_autocheckpoint", "10000").connect().await.map_err(unavailable)?;
-        let writer = Arc::new(tokio::sync::Mutex::new(Writer { conn, commits: 0, events: 0 }));
+        let writer =
+            Arc::new(tokio::sync::Mutex::new(Writer { conn, commits: 0, events: 0, keyed_commits: 0 }));
         Ok(SqliteStore { pool, writer })
     }
 }
@@ -149,16 +163,18 @@ impl SqliteStore {
 impl SqliteStore {
     /// Where the event `id` stands in the log; an id this store does not hold reads as a time.
     async fn position_of(&self, id: Uuid) -> Result<LogPosition, StoreError> {
+        Ok(self.stored_position(id).await?.unwrap_or_else(|| alice_core::history::position_by_time(id)))
+    }
+
+    /// Where the event `id` stands in the log, if this store holds it.
+    async fn stored_position(&self, id: Uuid) -> Result<Option<LogPosition>, StoreError> {
         let found: Option<(i64, i64)> =
             sqlx::query_as("SELECT log_ms, log_seq FROM real_time_events WHERE id = ?")
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;
-        Ok(match found {
-            Some((ms, seq)) => LogPosition { ms: ms.max(0) as u64, seq: seq.max(0) as u64 },
-            None => alice_core::history::position_by_time(id),
-        })
+        Ok(found.map(|(ms, seq)| LogPosition { ms: ms.max(0) as u64, seq: seq.max(0) as u64 }))
     }
 }
 
@@ -291,43 +307,84 @@ impl EventStore for SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
-        let created = chrono_ms();
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO real_time_events
-             (id, user_id, event_type, event_data, timestamp, session_id, created_at, log_ms, log_seq) ",
-        );
-        q.push_values(events, |mut b, e| {
-            b.push_bind(e.id.to_string())
-                .push_bind(e.user_id.to_string())
-                .push_bind(e.event_type.clone())
-                .push_bind(e.data.get().to_owned())
-                .push_bind(e.timestamp.0 as i64)
-                .push_bind(e.session_id.clone())
-                .push_bind(created)
-                .push_bind(e.position.ms as i64)
-                .push_bind(e.position.seq as i64);
-        });
-        // An append retried after part of it landed puts an event in the log twice; readers show
-        // the first copy, so the store keeps the earliest position it is given.
-        q.push(
-            " ON CONFLICT (id) DO UPDATE SET log_ms = excluded.log_ms, log_seq = excluded.log_seq
-              WHERE (excluded.log_ms, excluded.log_seq) < (real_time_events.log_ms, real_time_events.log_seq)",
-        );
         let mut writer = self.writer.clone().lock_owned().await;
-        q.build().execute(&mut writer.conn).await.map_err(unavailable)?;
-        writer.commits += 1;
-        writer.events += events.len();
-        if writer.commits >= CHECKPOINT_AFTER_COMMITS || writer.events >= CHECKPOINT_AFTER_EVENTS {
-            (writer.commits, writer.events) = (0, 0);
-            // The guard goes with the task: the next append waits until the copy is done.
-            tokio::spawn(async move {
-                let result = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut writer.conn).await;
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "write-ahead log checkpoint failed; the next one retries");
-                }
-            });
-        }
+        insert_query(events).build().execute(&mut writer.conn).await.map_err(unavailable)?;
+        wrote(writer, events.len());
         Ok(())
+    }
+
+    /// One commit: each keyed entry's key is looked up (an index probe) and recorded, and the
+    /// events of the entries that are no repeats are inserted. Entries without keys pay nothing.
+    async fn append(
+        &self,
+        entries: &[Arc<LogEntry>],
+        window_ms: u64,
+    ) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+        let events: Vec<_> = entries.iter().map(|e| e.event.clone()).collect();
+        if entries.iter().all(|e| e.key.is_none()) {
+            return self.insert(&events).await.map(|()| Vec::new());
+        }
+        let mut writer = self.writer.clone().lock_owned().await;
+        let mut tx = sqlx::Connection::begin(&mut writer.conn).await.map_err(unavailable)?;
+        let mut repeats = Vec::new();
+        let mut fresh = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let e = &entry.event;
+            if let Some(key) = &entry.key {
+                let first: Option<String> = sqlx::query_scalar(
+                    "SELECT event_id FROM client_keys
+                     WHERE user_id = ? AND client_event_id = ? AND accepted_ms >= ?",
+                )
+                .bind(&*e.user_id)
+                .bind(&**key)
+                .bind(e.timestamp.0.saturating_sub(window_ms) as i64)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                match first.and_then(|f| Uuid::parse_str(&f).ok()) {
+                    // Its own key, from an earlier attempt of this append that did commit.
+                    Some(first) if first == e.id => {}
+                    Some(first) => {
+                        repeats.push((e.id, first));
+                        continue;
+                    }
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO client_keys (user_id, client_event_id, event_id, accepted_ms)
+                             VALUES (?, ?, ?, ?)
+                             ON CONFLICT (user_id, client_event_id)
+                             DO UPDATE SET event_id = excluded.event_id, accepted_ms = excluded.accepted_ms",
+                        )
+                        .bind(&*e.user_id)
+                        .bind(&**key)
+                        .bind(e.id.to_string())
+                        .bind(e.timestamp.0 as i64)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                    }
+                }
+            }
+            fresh.push(e.clone());
+        }
+        if !fresh.is_empty() {
+            insert_query(&fresh).build().execute(&mut *tx).await.map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        writer.keyed_commits += 1;
+        if writer.keyed_commits >= PRUNE_KEYS_EVERY {
+            writer.keyed_commits = 0;
+            let horizon = chrono_ms().saturating_sub(window_ms as i64);
+            let pruned = sqlx::query("DELETE FROM client_keys WHERE accepted_ms < ?")
+                .bind(horizon)
+                .execute(&mut writer.conn)
+                .await;
+            if let Err(e) = pruned {
+                tracing::debug!(error = %e, "could not delete expired keys; the next prune retries");
+            }
+        }
+        wrote(writer, fresh.len());
+        Ok(repeats)
     }
 
     async fn recent(&self, query: &HistoryQuery) -> Result<Page, StoreError> {
@@ -351,6 +408,20 @@ impl EventStore for SqliteStore {
         q.push(" LIMIT ").push_bind(query.limit as i64 + 1);
         let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
         super::page(&rows, query.limit, event_from)
+    }
+
+    async fn replay(
+        &self,
+        since: Uuid,
+        event_types: &[String],
+        limit: usize,
+    ) -> Result<Option<Replay>, StoreError> {
+        let Some(after) = self.stored_position(since).await? else { return Ok(None) };
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM real_time_events WHERE 1 = 1");
+        super::push_replay_filter(&mut q, event_types, "instr", after, limit);
+        let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
+        let events = rows.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((after, events)))
     }
 
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {
@@ -397,4 +468,47 @@ fn chrono_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The insert of a group of events. An append retried after part of it landed puts an event in
+/// the log twice; readers show the first copy, so the store keeps the earliest position it is
+/// given.
+fn insert_query(events: &[Arc<ReaderEvent>]) -> QueryBuilder<'static, Sqlite> {
+    let created = chrono_ms();
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO real_time_events
+         (id, user_id, event_type, event_data, timestamp, session_id, created_at, log_ms, log_seq) ",
+    );
+    q.push_values(events, |mut b, e| {
+        b.push_bind(e.id.to_string())
+            .push_bind(e.user_id.to_string())
+            .push_bind(e.event_type.clone())
+            .push_bind(e.data.get().to_owned())
+            .push_bind(e.timestamp.0 as i64)
+            .push_bind(e.session_id.clone())
+            .push_bind(created)
+            .push_bind(e.position.ms as i64)
+            .push_bind(e.position.seq as i64);
+    });
+    q.push(
+        " ON CONFLICT (id) DO UPDATE SET log_ms = excluded.log_ms, log_seq = excluded.log_seq
+          WHERE (excluded.log_ms, excluded.log_seq) < (real_time_events.log_ms, real_time_events.log_seq)",
+    );
+    q
+}
+
+/// Counts a commit of `events` events; past the marks, copies the write-ahead log into the file
+/// in a task that keeps the writer until it is done (the next append waits for the copy).
+fn wrote(mut writer: tokio::sync::OwnedMutexGuard<Writer>, events: usize) {
+    writer.commits += 1;
+    writer.events += events;
+    if writer.commits >= CHECKPOINT_AFTER_COMMITS || writer.events >= CHECKPOINT_AFTER_EVENTS {
+        (writer.commits, writer.events) = (0, 0);
+        tokio::spawn(async move {
+            let result = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut writer.conn).await;
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "write-ahead log checkpoint failed; the next one retries");
+            }
+        });
+    }
 }

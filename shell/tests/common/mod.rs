@@ -85,6 +85,15 @@ impl EventStore for FlakyStore {
         self.check()?;
         self.inner.recent(q).await
     }
+    async fn replay(
+        &self,
+        since: uuid::Uuid,
+        types: &[String],
+        limit: usize,
+    ) -> Result<Option<alice_shell::store::Replay>, StoreError> {
+        self.check()?;
+        self.inner.replay(since, types, limit).await
+    }
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {
         self.check()?;
         self.inner.newest(n).await

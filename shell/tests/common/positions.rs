@@ -77,3 +77,25 @@ pub async fn keeps_the_earliest_position_of_an_event(store: &dyn EventStore) {
     let (after, _) = store.recent(&query(Some(first_copy.id), None)).await.unwrap();
     assert_eq!(ids(&after), [between.id]);
 }
+
+/// A resume's store query: after `since` in the log's order, by type or support type, within
+/// the limit; `None` for an id the store does not hold.
+pub async fn replays_after_an_event(store: &dyn EventStore) {
+    let base = 1_767_225_700_000;
+    let typed = |ty: &str, seq: u64| {
+        let mut e = (*placed(base + seq, LogPosition { ms: base, seq }, USER)).clone();
+        e.event_type = ty.into();
+        Arc::new(e)
+    };
+    let events =
+        [typed("A", 0), typed("B", 1), typed("X_HELP_REQUEST", 2), typed("A", 3), typed("x_feedback", 4)];
+    store.insert(&events).await.unwrap();
+    let (at, found) = store.replay(events[0].id, &["A".into()], 10).await.unwrap().expect("held");
+    assert_eq!(at, events[0].position);
+    assert_eq!(ids(&found), [events[2].id, events[3].id], "its types and support types, case-sensitively");
+    let (_, all) = store.replay(events[0].id, &[], 10).await.unwrap().unwrap();
+    assert_eq!(ids(&all), ids(&events[1..]));
+    let (_, two) = store.replay(events[0].id, &[], 2).await.unwrap().unwrap();
+    assert_eq!(ids(&two), ids(&events[1..3]));
+    assert!(store.replay(Uuid::from_u128(99), &[], 10).await.unwrap().is_none(), "never issued");
+}

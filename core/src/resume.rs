@@ -1,0 +1,248 @@
+//! Resuming a dashboard without a gap (PROTOCOL.md, "Durability and order"): `subscribe-consultant`
+//! with `since` first replays every event after that one, in the log's order, that the new
+//! subscription would have received by rule 1 or 2, leaving out what this socket was already sent
+//! on this connection; then the socket goes on live. The events come from history when it reaches
+//! back far enough, else from the store; while the store answers, the socket's live deliveries
+//! wait behind the replay, so that it still sees one order. All or nothing above
+//! `resume_max_events`: the reply then says `resumed: false` and the client pages instead.
+
+use std::sync::Arc;
+use uuid::Uuid;
+
+use crate::error::CommandError;
+use crate::event::ReaderEvent;
+use crate::position::LogPosition;
+use crate::protocol::ClientEvent;
+use crate::{AckId, ConnId, Core, Output};
+
+/// Earlier subscriptions a socket's record keeps; past that it loses track (see [`Sent`]).
+const MAX_PAST_SUBSCRIPTIONS: usize = 16;
+
+/// What a staff socket was sent on this connection, told by rule rather than listed: every
+/// support event since it connected, what each of its subscriptions matched while it held it,
+/// and the events it got through a room (listed, up to `resume_max_events`). Past a bound it
+/// loses track, and a resume then replays nothing rather than risk sending an event twice.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    connected_at: LogPosition,
+    /// Subscriptions this socket held before its current one: each covered events in (from, to].
+    past: Vec<(LogPosition, LogPosition, Vec<String>)>,
+    /// The current subscription covers events after this.
+    current_from: LogPosition,
+    /// Events sent through a room, in log order.
+    rooms: Vec<LogPosition>,
+    lost_track: bool,
+}
+
+impl Sent {
+    pub(crate) fn new(connected_at: LogPosition) -> Sent {
+        Sent {
+            connected_at,
+            past: Vec::new(),
+            current_from: connected_at,
+            rooms: Vec::new(),
+            lost_track: false,
+        }
+    }
+
+    /// A subscription (with filter `old`, if any) ends at `frontier`, and maybe another begins.
+    pub(crate) fn resubscribed(&mut self, old: Option<&[String]>, frontier: LogPosition) {
+        if let Some(types) = old {
+            if self.past.len() >= MAX_PAST_SUBSCRIPTIONS {
+                self.past.remove(0);
+                self.lost_track = true;
+            }
+            self.past.push((self.current_from, frontier, types.to_vec()));
+        }
+        self.current_from = frontier;
+    }
+
+    pub(crate) fn through_room(&mut self, position: LogPosition, cap: usize) {
+        if self.rooms.len() >= cap {
+            self.lost_track = true;
+        } else {
+            self.rooms.push(position);
+        }
+    }
+
+    /// Whether `e` was sent to this socket, which now holds the subscription `current`.
+    fn was_sent(&self, e: &ReaderEvent, current: Option<&[String]>) -> bool {
+        let at = e.position;
+        at > self.connected_at
+            && (e.is_support()
+                || self.rooms.binary_search(&at).is_ok()
+                || self.past.iter().any(|(from, to, types)| *from < at && at <= *to && matches(types, e))
+                || current.is_some_and(|types| at > self.current_from && matches(types, e)))
+    }
+}
+
+/// Whether a filter lets an event through (empty: every type).
+fn matches(types: &[String], e: &ReaderEvent) -> bool {
+    types.is_empty() || types.contains(&e.event_type)
+}
+
+/// A resume waiting for the store, and the live deliveries held for its socket meanwhile.
+#[derive(Debug)]
+pub(crate) struct PendingResume {
+    ack: Option<AckId>,
+    consultant_id: String,
+    event_types: Vec<String>,
+    held: Vec<Arc<ReaderEvent>>,
+}
+
+impl PendingResume {
+    /// Holds a live delivery; false when too many wait (the resume then gives up).
+    pub(crate) fn hold(&mut self, event: &Arc<ReaderEvent>, cap: usize) -> bool {
+        self.held.push(event.clone());
+        self.held.len() <= cap
+    }
+}
+
+/// How a resume ended.
+enum Outcome {
+    Replayed(Vec<Arc<ReaderEvent>>),
+    /// More than the limit, a store that failed, or a record that lost track: nothing replayed.
+    NotResumed,
+}
+
+impl Core {
+    /// The last position this node has shown (or holds in history, read from its store).
+    pub(crate) fn frontier(&self) -> LogPosition {
+        self.history.newest().unwrap_or(LogPosition::START)
+    }
+
+    /// `subscribe-consultant` with `since`.
+    pub(crate) fn resume(
+        &mut self,
+        conn: ConnId,
+        ack: Option<AckId>,
+        consultant_id: String,
+        event_types: Vec<String>,
+        since: Uuid,
+    ) {
+        self.give_up_resume(conn);
+        let after = self.history.position_if_held(since);
+        if after.is_none() && !self.config.deployment.reads_back() && self.history.is_complete() {
+            // Memory holds every event this node's log ever had: the id was never issued.
+            self.refund(conn, ClientEvent::SubscribeConsultant);
+            return self.refuse(conn, ack, Some(ClientEvent::SubscribeConsultant.name()), unknown_id());
+        }
+        match after.filter(|p| self.history.reaches_back_to(*p)) {
+            Some(after) => {
+                let found = self.history.after(after).cloned().collect();
+                let outcome = self.replay_of(conn, &event_types, found);
+                let replay = self.finish_resume(conn, ack, consultant_id, event_types, outcome);
+                self.send_held(conn, Vec::new(), replay);
+            }
+            None => {
+                let pending =
+                    PendingResume { ack, consultant_id, event_types: event_types.clone(), held: Vec::new() };
+                self.resuming.insert(conn, pending);
+                let limit = self.config.resume_max_events + 1;
+                self.outputs.push_back(Output::QueryReplay { conn, since, event_types, limit });
+            }
+        }
+    }
+
+    /// The store's answer to [`Output::QueryReplay`]: the position of `since` and the events
+    /// after it, or `Some(None)` when it has no such event, or `None` when it failed.
+    pub(crate) fn on_replay_answered(
+        &mut self,
+        conn: ConnId,
+        answer: Option<Option<(LogPosition, Vec<Arc<ReaderEvent>>)>>,
+    ) {
+        let Some(pending) = self.resuming.remove(&conn) else { return };
+        let PendingResume { ack, consultant_id, event_types, mut held } = pending;
+        let outcome = match answer {
+            Some(Some((after, stored))) if stored.len() < self.config.resume_max_events + 1 => {
+                // The store up to where memory begins, then memory: the store may lag the log.
+                // What the store has beyond this node's frontier, the node shows live later.
+                let oldest = self.history.oldest();
+                let mut found: Vec<_> =
+                    stored.into_iter().filter(|e| oldest.is_none_or(|o| e.position < o)).collect();
+                found.extend(self.history.after(after).cloned());
+                if after > self.frontier() {
+                    // The socket saw, elsewhere, events this node has yet to read: not again.
+                    held.retain(|e| e.position > after);
+                    self.seen_up_to.insert(conn, after);
+                }
+                self.replay_of(conn, &event_types, found)
+            }
+            Some(None) => {
+                self.refund(conn, ClientEvent::SubscribeConsultant);
+                self.refuse(conn, ack, Some(ClientEvent::SubscribeConsultant.name()), unknown_id());
+                self.send_held(conn, held, Vec::new());
+                return;
+            }
+            Some(Some(_)) | None => Outcome::NotResumed,
+        };
+        let replay = self.finish_resume(conn, ack, consultant_id, event_types, outcome);
+        self.send_held(conn, held, replay);
+    }
+
+    /// Ends a socket's pending resume without a replay (a newer command of its own superseded
+    /// it, or too many live deliveries waited behind it).
+    pub(crate) fn give_up_resume(&mut self, conn: ConnId) {
+        let Some(PendingResume { ack, consultant_id, event_types, held }) = self.resuming.remove(&conn)
+        else {
+            return;
+        };
+        self.finish_resume(conn, ack, consultant_id, event_types, Outcome::NotResumed);
+        self.send_held(conn, held, Vec::new());
+    }
+
+    /// What to replay out of `found` (in log order): what the new subscription matches and the
+    /// socket was not sent yet, or nothing when that is more than the limit or cannot be told.
+    fn replay_of(&self, conn: ConnId, event_types: &[String], found: Vec<Arc<ReaderEvent>>) -> Outcome {
+        let Some(c) = self.conns.get(&conn) else { return Outcome::NotResumed };
+        let Some(sent) = c.sent.as_deref() else { return Outcome::NotResumed };
+        if sent.lost_track {
+            return Outcome::NotResumed;
+        }
+        let current = c.subscription.as_ref().map(|s| s.event_types.as_slice());
+        let mut replay = Vec::new();
+        for e in found {
+            if (matches(event_types, &e) || e.is_support()) && !sent.was_sent(&e, current) {
+                if replay.len() == self.config.resume_max_events {
+                    return Outcome::NotResumed;
+                }
+                replay.push(e);
+            }
+        }
+        Outcome::Replayed(replay)
+    }
+
+    /// Subscribes the socket and answers with `resumed` and `replayed`; returns the replay.
+    fn finish_resume(
+        &mut self,
+        conn: ConnId,
+        ack: Option<AckId>,
+        consultant_id: String,
+        event_types: Vec<String>,
+        outcome: Outcome,
+    ) -> Vec<Arc<ReaderEvent>> {
+        let (resumed, replay) = match outcome {
+            Outcome::Replayed(replay) => (true, replay),
+            Outcome::NotResumed => (false, Vec::new()),
+        };
+        self.stats.replayed += replay.len() as u64;
+        let extra = [("resumed", resumed.into()), ("replayed", replay.len().into())];
+        self.apply_subscription(conn, ack, consultant_id, event_types, &extra);
+        replay
+    }
+
+    /// Sends a replay and the live deliveries held behind it, in log order, each once.
+    fn send_held(&mut self, conn: ConnId, held: Vec<Arc<ReaderEvent>>, replay: Vec<Arc<ReaderEvent>>) {
+        let mut events = replay;
+        events.extend(held);
+        events.sort_by_key(|e| e.position);
+        events.dedup_by_key(|e| e.position);
+        if !events.is_empty() && self.conns.contains_key(&conn) {
+            self.outputs.push_back(Output::Replay { conn, events });
+        }
+    }
+}
+
+fn unknown_id() -> CommandError {
+    CommandError::invalid("since must be the id of an event this server delivered")
+}
