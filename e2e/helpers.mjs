@@ -1,7 +1,7 @@
 // Shared helpers for the end-to-end suite: start the real server binary with its own data
 // directory and environment, sign tokens, and connect the official socket.io-client.
 import { spawn, spawnSync } from "node:child_process";
-import { createServer } from "node:net";
+import { createServer, connect as netConnect } from "node:net";
 import { createHmac } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -193,6 +193,64 @@ export async function redisServer() {
     stop() {
       child.kill("SIGKILL");
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A TCP proxy in front of `url` that cuts its connections at random while `cutting`: a cut closes
+ * both directions at once, or first stops one direction (so a request or its answer is lost) and
+ * closes the rest a moment later. Returns its URL and a count of cuts.
+ */
+export async function flakyProxy(url, { minMs = 150, maxMs = 700 } = {}) {
+  const target = new URL(url);
+  const pairs = new Set();
+  let cuts = 0;
+  let timer;
+  const server = createServer((client) => {
+    const upstream = netConnect(Number(target.port), target.hostname);
+    const pair = { client, upstream };
+    pairs.add(pair);
+    const close = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of [client, upstream]) {
+      s.on("error", close);
+      s.on("close", close);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const cut = () => {
+    const list = [...pairs];
+    if (list.length > 0) {
+      const { client, upstream } = list[Math.floor(Math.random() * list.length)];
+      cuts++;
+      const how = Math.floor(Math.random() * 3);
+      if (how === 0) {
+        client.destroy();
+        upstream.destroy();
+      } else {
+        // One direction goes silent first: what crosses it meanwhile is lost.
+        if (how === 1) upstream.unpipe(client);
+        else client.unpipe(upstream);
+        setTimeout(() => (client.destroy(), upstream.destroy()), 50 + Math.random() * 150);
+      }
+    }
+    timer = setTimeout(cut, minMs + Math.random() * (maxMs - minMs));
+  };
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cuts: () => cuts,
+    startCutting: () => (timer = setTimeout(cut, minMs)),
+    stopCutting: () => clearTimeout(timer),
+    close: () => {
+      clearTimeout(timer);
+      for (const { client, upstream } of pairs) (client.destroy(), upstream.destroy());
+      server.close();
     },
   };
 }

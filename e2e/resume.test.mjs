@@ -135,3 +135,32 @@ test("across two nodes: drop off one, resume on the other, while both take event
   const readers = [await as(a, "rs-r4", "reader"), await as(b, "rs-r5", "reader")];
   await dropAndResume({ first: a, second: b, watchOn: a, readers, type: "RS4", who: "rs-c4" });
 });
+
+test("every reader-activity, live or replayed, ends with its position in the log as a string", async () => {
+  const server = await startServer();
+  cleanups.push(() => server.stop());
+  const reader = await as(server, "rs-r6", "reader");
+  const first = (await reader.emitWithAck("reader-event", { eventType: "RS6" })).eventId;
+  const dash = await as(server, "rs-c6", "consultant");
+  const offsets = [];
+  dash.on("reader-activity", (e, offset, ...rest) => offsets.push([e.id, offset, rest.length]));
+  await dash.emitWithAck("subscribe-consultant", { consultantId: "rs-c6", eventTypes: ["RS6"], since: first });
+  for (let i = 0; i < 3; i++) await reader.emitWithAck("reader-event", { eventType: "RS6" });
+  await until(() => offsets.length === 3, 3000, "live events");
+  const more = await as(server, "rs-c6", "consultant");
+  const replayed = [];
+  more.on("reader-activity", (e, offset) => replayed.push([e.id, offset]));
+  await more.emitWithAck("subscribe-consultant", { consultantId: "rs-c6", eventTypes: ["RS6"], since: first });
+  await until(() => replayed.length === 3, 3000, "the replay");
+  const position = (o) => o.split("-").map(BigInt);
+  for (const [, offset, rest] of offsets) {
+    assert.match(offset, /^\d+-\d+$/);
+    assert.equal(rest, 0, "the offset is the last argument");
+  }
+  const order = offsets.map(([, o]) => position(o));
+  for (let i = 1; i < order.length; i++) {
+    const [a, b] = [order[i - 1], order[i]];
+    assert.ok(a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]), "offsets follow the log");
+  }
+  assert.deepEqual(replayed, offsets.map(([id, o]) => [id, o]), "a replay carries the same offsets");
+});

@@ -34,6 +34,12 @@ impl Core {
             let event = parsed.event.unwrap_or(ClientEvent::GetOnlineReaders);
             self.charge(now, &user, event).map(|()| cmd)
         });
+        // A new staff socket's first command: a resume takes what waited for it into its replay,
+        // in the log's order; anything else lets it go out first.
+        let resumes = matches!(&result, Ok(Command::Subscribe { since: Some(_), .. }));
+        if !resumes {
+            self.release_first(conn);
+        }
         match result {
             Ok(cmd) => self.execute(now, conn, ack, cmd),
             Err(err) => self.refuse(conn, ack, Some(&echoed), err),
@@ -213,6 +219,23 @@ impl Core {
             // Positions only grow: once one reaches a mark, the mark has done its work.
             self.seen_up_to.retain(|_, seen| at < *seen);
         }
+        if !self.first.is_empty() {
+            let cap = self.config.resume_max_events;
+            let mut overflowing = Vec::new();
+            to.retain(|conn| match self.first.get_mut(conn) {
+                Some(held) => {
+                    held.push(event.clone());
+                    if held.len() > cap {
+                        overflowing.push(*conn);
+                    }
+                    false
+                }
+                None => true,
+            });
+            for conn in overflowing {
+                self.release_first(conn);
+            }
+        }
         if !self.resuming.is_empty() {
             let cap = self.config.resume_max_events;
             let mut overflowing = Vec::new();
@@ -234,7 +257,7 @@ impl Core {
         }
         self.stats.deliveries += to.len() as u64;
         let payload = replies::payload(&event.activity_json());
-        self.emit(to, names::READER_ACTIVITY, payload);
+        self.outputs.push_back(Output::Activity { to, payload, position: event.position });
     }
 
     /// Gives a socket its subscription and answers (with `extra` fields, for a resume), then

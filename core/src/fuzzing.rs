@@ -272,6 +272,23 @@ pub fn core_ops(data: &[u8]) {
                     Output::Disconnect { conn } => {
                         assert!(open.remove(&conn).is_some(), "closed an unknown socket");
                     }
+                    Output::Activity { to, payload, position } => {
+                        assert!(to.windows(2).all(|w| w[0] < w[1]), "recipients sorted, each once");
+                        let activity = payload.value();
+                        let id = activity["id"].as_str().unwrap_or_default().to_owned();
+                        assert!(durable.contains(&id), "an event was shown before the log held it");
+                        assert!(position > crate::LogPosition::START, "shown with its place in the log");
+                        for c in &to {
+                            let (user, role) = open.get(c).expect("no delivery to a closed socket");
+                            if *role == Role::Reader {
+                                assert_eq!(
+                                    activity["userId"].as_str(),
+                                    Some(user.as_str()),
+                                    "a reader got another reader's activity"
+                                );
+                            }
+                        }
+                    }
                     Output::Emit { to, event, payload } => {
                         assert!(to.windows(2).all(|w| w[0] < w[1]), "recipients sorted, each once");
                         let activity = payload.value();

@@ -177,6 +177,10 @@ pub enum Output {
     Refuse { conn: ConnId, reason: ConnectRefusal },
     /// Send `event` with `payload` to each socket in `to` (sorted, no repeats).
     Emit { to: Vec<ConnId>, event: &'static str, payload: Payload },
+    /// Send `reader-activity` with `payload` to each socket in `to` (sorted, no repeats), and the
+    /// event's position in the log, as a string, as its last argument: the offset with which an
+    /// official client recovers its connection state.
+    Activity { to: Vec<ConnId>, payload: Payload, position: LogPosition },
     /// Answer a socket's acknowledgement callback.
     Ack { conn: ConnId, ack: AckId, payload: Payload },
     /// Close a socket; the core has already forgotten it.
@@ -323,9 +327,12 @@ pub struct Core {
     /// Keyed events on their way into the log, by user and key, with the repeats that wait for
     /// their answer.
     keyed: HashMap<UserKey, Vec<(ConnId, Option<AckId>)>>,
-    /// Resumed sockets that saw, on another node, events this node has not shown yet: nothing
-    /// at or before that position is delivered to them again.
+    /// Resumed sockets and the position they resumed after: nothing at or before it is
+    /// delivered to them again (a node may show older events late; see `resume.rs`).
     seen_up_to: BTreeMap<ConnId, LogPosition>,
+    /// New staff sockets that have not sent a command yet, with the deliveries held for them
+    /// until their first command (which may be a resume that must come first) or a timeout.
+    first: BTreeMap<ConnId, Vec<Arc<ReaderEvent>>>,
     /// Sockets whose resume waits for the store, with the deliveries held for them.
     resuming: BTreeMap<ConnId, resume::PendingResume>,
     routing: Routing,
@@ -387,6 +394,7 @@ impl Core {
             refreshing: BTreeMap::new(),
             subscribed: BTreeSet::new(),
             resuming: BTreeMap::new(),
+            first: BTreeMap::new(),
             seen_up_to: BTreeMap::new(),
             keyed: HashMap::new(),
             routing: Routing::default(),
@@ -528,6 +536,7 @@ impl Core {
     fn on_timer(&mut self, now: Millis, timer: Timer) {
         match timer {
             Timer::TokenExpiry(conn) => self.expire_token(conn),
+            Timer::FirstCommand(conn) => self.release_first(conn),
             Timer::StoreDue => self.pump_store(now),
             Timer::AppendRetry => self.pump_log(now),
             Timer::ReadRetry(_) => self.pump_reads(now),

@@ -15,6 +15,11 @@ use crate::position::LogPosition;
 use crate::protocol::ClientEvent;
 use crate::{AckId, ConnId, Core, Output};
 
+/// How long a new staff socket's deliveries wait for its first command. A dashboard subscribes
+/// right after it connects; if that is a resume, what came meanwhile (support events, by rule 2)
+/// goes into the replay at its place in the log instead of ahead of older events.
+pub const FIRST_COMMAND_WAIT_MS: u64 = 500;
+
 /// Earlier subscriptions a socket's record keeps; past that it loses track (see [`Sent`]).
 const MAX_PAST_SUBSCRIPTIONS: usize = 16;
 
@@ -121,22 +126,30 @@ impl Core {
         since: Uuid,
     ) {
         self.give_up_resume(conn);
+        // Deliveries that waited for this socket's first command: sent with the replay, in order.
+        let held = self.first.remove(&conn).unwrap_or_default();
+        self.timers.cancel(crate::timers::Timer::FirstCommand(conn));
         let after = self.history.position_if_held(since);
         if after.is_none() && !self.config.deployment.reads_back() && self.history.is_complete() {
             // Memory holds every event this node's log ever had: the id was never issued.
             self.refund(conn, ClientEvent::SubscribeConsultant);
-            return self.refuse(conn, ack, Some(ClientEvent::SubscribeConsultant.name()), unknown_id());
+            self.refuse(conn, ack, Some(ClientEvent::SubscribeConsultant.name()), unknown_id());
+            return self.send_held(conn, held, Vec::new());
         }
         match after.filter(|p| self.history.reaches_back_to(*p)) {
             Some(after) => {
                 let found = self.history.after(after).cloned().collect();
                 let outcome = self.replay_of(conn, &event_types, found);
+                let resumed = matches!(outcome, Outcome::Replayed(_));
                 let replay = self.finish_resume(conn, ack, consultant_id, event_types, outcome);
-                self.send_held(conn, Vec::new(), replay);
+                if resumed {
+                    self.saw_up_to(conn, after);
+                }
+                let held = held.into_iter().filter(|e| !resumed || e.position > after).collect();
+                self.send_held(conn, held, replay);
             }
             None => {
-                let pending =
-                    PendingResume { ack, consultant_id, event_types: event_types.clone(), held: Vec::new() };
+                let pending = PendingResume { ack, consultant_id, event_types: event_types.clone(), held };
                 self.resuming.insert(conn, pending);
                 let limit = self.config.resume_max_events + 1;
                 self.outputs.push_back(Output::QueryReplay { conn, since, event_types, limit });
@@ -161,12 +174,12 @@ impl Core {
                 let mut found: Vec<_> =
                     stored.into_iter().filter(|e| oldest.is_none_or(|o| e.position < o)).collect();
                 found.extend(self.history.after(after).cloned());
-                if after > self.frontier() {
-                    // The socket saw, elsewhere, events this node has yet to read: not again.
+                let outcome = self.replay_of(conn, &event_types, found);
+                if matches!(outcome, Outcome::Replayed(_)) {
                     held.retain(|e| e.position > after);
-                    self.seen_up_to.insert(conn, after);
+                    self.saw_up_to(conn, after);
                 }
-                self.replay_of(conn, &event_types, found)
+                outcome
             }
             Some(None) => {
                 self.refund(conn, ClientEvent::SubscribeConsultant);
@@ -229,6 +242,23 @@ impl Core {
         let extra = [("resumed", resumed.into()), ("replayed", replay.len().into())];
         self.apply_subscription(conn, ack, consultant_id, event_types, &extra);
         replay
+    }
+
+    /// A resumed socket saw every event up to `after` before it left: a node that shows older
+    /// events late (still reading the log up to where its store was, or behind the node the
+    /// socket left) sends it none of them again.
+    fn saw_up_to(&mut self, conn: ConnId, after: LogPosition) {
+        if after > LogPosition::START {
+            self.seen_up_to.insert(conn, after);
+        }
+    }
+
+    /// Lets out what waited for a new staff socket's first command.
+    pub(crate) fn release_first(&mut self, conn: ConnId) {
+        if let Some(held) = self.first.remove(&conn) {
+            self.timers.cancel(crate::timers::Timer::FirstCommand(conn));
+            self.send_held(conn, held, Vec::new());
+        }
     }
 
     /// Sends a replay and the live deliveries held behind it, in log order, each once.

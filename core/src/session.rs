@@ -67,7 +67,12 @@ impl Core {
                 .clone();
             self.publish(BusBody::Presence { user_id: principal.user_id.to_string(), reader: Some(reader) });
         }
-        let sent = principal.role.is_staff().then(|| Box::new(crate::resume::Sent::new(self.frontier())));
+        let staff = principal.role.is_staff();
+        let sent = staff.then(|| Box::new(crate::resume::Sent::new(self.frontier())));
+        if staff {
+            self.first.insert(conn, Vec::new());
+            self.timers.set(Timer::FirstCommand(conn), self.now.plus(crate::resume::FIRST_COMMAND_WAIT_MS));
+        }
         let c = Connection { principal, sid, rooms: BTreeSet::new(), subscription: None, sent };
         self.conns.insert(conn, c);
         self.outputs.push_back(Output::Accept { conn });
@@ -79,6 +84,8 @@ impl Core {
         };
         self.resuming.remove(&conn);
         self.seen_up_to.remove(&conn);
+        self.first.remove(&conn);
+        self.timers.cancel(Timer::FirstCommand(conn));
         let user = &c.principal.user_id;
         self.routing.remove_socket(conn, user);
         for room in &c.rooms {

@@ -10,6 +10,8 @@ use crate::ConnId;
 pub enum Timer {
     /// A socket's token expires.
     TokenExpiry(ConnId),
+    /// A new staff socket sent no command in time: what waited for it goes out.
+    FirstCommand(ConnId),
     /// A store batch is due: a retry, or a batch that has lingered for more events.
     StoreDue,
     /// A failed append to the log has waited out its backoff.

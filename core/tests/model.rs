@@ -129,7 +129,7 @@ impl Model {
 fn deliveries(out: &[Output]) -> BTreeSet<ConnId> {
     let mut all = BTreeSet::new();
     for o in out {
-        if let Output::Emit { to, event: "reader-activity", .. } = o {
+        if let Output::Activity { to, .. } = o {
             for c in to {
                 assert!(all.insert(*c), "a socket got two copies: {out:?}");
             }
@@ -177,6 +177,10 @@ fn run(ops: Vec<Op>) {
                 assert!(out.contains(&Output::Accept { conn }));
                 if role == "reader" {
                     model.local_activity.insert(user, node.now);
+                } else {
+                    // A staff socket's deliveries wait for its first command (`resume.rs`), which
+                    // the model does not describe: send one at once.
+                    node.send(conn, "get-online-readers", Value::Null);
                 }
                 model.socks.push(Sock { conn, user, role, rooms: BTreeSet::new(), sub: None });
             }

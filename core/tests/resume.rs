@@ -282,3 +282,29 @@ fn on_a_node_behind_the_one_it_left_it_skips_what_the_socket_already_saw() {
     let out = behind.input(Input::Log(positions[2], entries[2].to_message()));
     assert_eq!(activity_ids(&out, c), [entries[2].event.id.to_string()], "then live, once");
 }
+
+#[test]
+fn a_new_staff_sockets_deliveries_wait_for_its_first_command_so_a_resume_keeps_the_order() {
+    let mut node = Node::new();
+    let r = node.connect("r1", "reader");
+    let seen = event(&mut node, r, "A");
+    let missed = event(&mut node, r, "A");
+    let c = node.connect("c1", "consultant");
+    // A support event comes between the connect and the resume: it waits.
+    let out = node.send(r, "reader-event", json!({"eventType": "HELP_REQUEST"}));
+    assert!(activity_ids(&out, c).is_empty(), "held for the first command");
+    let help = received(&out, r, "reader-event-received")[0]["eventId"].as_str().unwrap().to_owned();
+    let (out, ack) = subscribe(&mut node, c, json!({"consultantId": "c1", "since": seen}));
+    assert_eq!(ack["replayed"], json!(1), "the help request was live, not replayed");
+    assert_eq!(activity_ids(&out, c), [missed, help], "in the log's order, each once");
+
+    // Any other first command lets what waited go out first; so does the timeout.
+    let c2 = node.connect("c2", "consultant");
+    node.send(r, "reader-event", json!({"eventType": "HELP_REQUEST"}));
+    let out = node.send(c2, "get-online-readers", json!(null));
+    assert_eq!(activity_ids(&out, c2).len(), 1);
+    let c3 = node.connect("c3", "consultant");
+    node.send(r, "reader-event", json!({"eventType": "HELP_REQUEST"}));
+    assert!(activity_ids(&node.advance(499), c3).is_empty());
+    assert_eq!(activity_ids(&node.advance(1), c3).len(), 1, "after 500 ms at most");
+}

@@ -8,15 +8,42 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use alice_core::replies::{self, names};
-use alice_core::{Payload, ReaderEvent};
+use alice_core::{LogPosition, Payload, ReaderEvent};
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
 /// Live deliveries that may wait behind a replay before the socket counts as too slow.
 const MAX_LIVE_BEHIND: usize = 1024;
 
+/// One packet for one socket: an event, its payload, and for `reader-activity` the event's
+/// position in the log as the last argument (the offset an official client recovers from).
+#[derive(Clone)]
+pub struct Frame {
+    pub event: &'static str,
+    pub payload: Payload,
+    pub offset: Option<Arc<str>>,
+}
+
+impl Frame {
+    pub fn new(event: &'static str, payload: Payload) -> Frame {
+        Frame { event, payload, offset: None }
+    }
+
+    pub fn activity(payload: Payload, position: LogPosition) -> Frame {
+        Frame { event: names::READER_ACTIVITY, payload, offset: Some(position.to_string().into()) }
+    }
+
+    /// Writes it to the socket's send queue, without waiting.
+    pub fn send(&self, socket: &SocketRef) -> Result<(), SendError> {
+        match &self.offset {
+            Some(offset) => socket.emit(self.event, &(self.payload.raw(), &**offset)),
+            None => socket.emit(self.event, self.payload.raw()),
+        }
+    }
+}
+
 enum Queued {
-    Ready(&'static str, Payload),
+    Ready(Frame),
     Activity(Arc<ReaderEvent>),
 }
 
@@ -48,30 +75,30 @@ impl Backlog {
     }
 
     /// Queues a live delivery behind the replay; false when too many wait already.
-    pub fn live(&mut self, event: &'static str, payload: &Payload) -> bool {
+    pub fn live(&mut self, frame: &Frame) -> bool {
         if self.live >= MAX_LIVE_BEHIND {
             return false;
         }
         self.live += 1;
-        self.queue.push_back(Queued::Ready(event, payload.clone()));
+        self.queue.push_back(Queued::Ready(frame.clone()));
         true
     }
 
     /// Sends what the socket takes now, oldest first.
     pub fn drain(&mut self, socket: &SocketRef) -> Drained {
         while let Some(front) = self.queue.pop_front() {
-            let (event, payload) = match front {
-                Queued::Ready(event, payload) => {
+            let frame = match front {
+                Queued::Ready(frame) => {
                     self.live = self.live.saturating_sub(1);
-                    (event, payload)
+                    frame
                 }
-                Queued::Activity(e) => (names::READER_ACTIVITY, replies::payload(&e.activity_json())),
+                Queued::Activity(e) => Frame::activity(replies::payload(&e.activity_json()), e.position),
             };
-            match socket.emit(event, payload.raw()) {
+            match frame.send(socket) {
                 Ok(()) | Err(SendError::Socket(SocketError::Closed)) => {}
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                     self.live += 1;
-                    self.queue.push_front(Queued::Ready(event, payload));
+                    self.queue.push_front(Queued::Ready(frame));
                     return Drained::Waiting;
                 }
                 Err(_) => return Drained::Failed,

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alice_core::{AckId, ConnId, ConnectRefusal, Core, Input, Millis, Output, Payload, Stats, TokenCheck};
+use alice_core::{AckId, ConnId, ConnectRefusal, Core, Input, Millis, Output, Stats, TokenCheck};
 use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::{SendError, SocketError};
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::auth::Verifier;
-use crate::backlog::{Backlog, Drained};
+use crate::backlog::{Backlog, Drained, Frame};
 use crate::bus::Bus;
 use crate::clock::Clock;
 use crate::log::consumer::ConsumerLink;
@@ -118,7 +118,7 @@ struct Slot {
     /// For a reader socket, its session as recorded in the store.
     session: Option<Session>,
     /// Until the CONNECT answer is out, deliveries wait here (bounded like the send queue).
-    pending: Option<Vec<(&'static str, Payload)>>,
+    pending: Option<Vec<Frame>>,
     /// A replay and what arrived behind it, going out as the socket takes them.
     backlog: Backlog,
 }
@@ -377,8 +377,15 @@ impl Driver {
                     }
                 }
                 Output::Emit { to, event, payload } => {
+                    let frame = Frame::new(event, payload);
                     for conn in to {
-                        self.deliver(conn, event, &payload);
+                        self.deliver(conn, &frame);
+                    }
+                }
+                Output::Activity { to, payload, position } => {
+                    let frame = Frame::activity(payload, position);
+                    for conn in to {
+                        self.deliver(conn, &frame);
                     }
                 }
                 Output::Ack { ack, payload, .. } => {
@@ -510,19 +517,19 @@ impl Driver {
     }
 
     /// Writes one payload to one socket without waiting; a socket that cannot keep up is closed.
-    fn deliver(&mut self, conn: ConnId, event: &'static str, payload: &Payload) {
+    fn deliver(&mut self, conn: ConnId, frame: &Frame) {
         let Some(slot) = self.sockets.get_mut(&conn) else { return };
         if !slot.backlog.is_empty() {
-            if slot.backlog.live(event, payload) {
+            if slot.backlog.live(frame) {
                 return;
             }
         } else if let Some(pending) = &mut slot.pending {
             if pending.len() < MAX_PENDING {
-                pending.push((event, payload.clone()));
+                pending.push(frame.clone());
                 return;
             }
         } else {
-            match slot.socket.emit(event, payload.raw()) {
+            match frame.send(&slot.socket) {
                 Ok(()) => return,
                 Err(SendError::Socket(SocketError::Closed)) => return,
                 Err(_) => {}
@@ -569,11 +576,8 @@ impl Driver {
         let Some(slot) = self.sockets.get_mut(&conn) else { return };
         let Some(pending) = slot.pending.take() else { return };
         // Before any backlog: what waited for the CONNECT answer came first.
-        let kept_up = pending.iter().all(|(event, payload)| {
-            matches!(
-                slot.socket.emit(*event, payload.raw()),
-                Ok(()) | Err(SendError::Socket(SocketError::Closed))
-            )
+        let kept_up = pending.iter().all(|frame| {
+            matches!(frame.send(&slot.socket), Ok(()) | Err(SendError::Socket(SocketError::Closed)))
         });
         if !kept_up {
             self.slow_consumer(conn);

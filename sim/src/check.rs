@@ -10,8 +10,15 @@ use crate::store::SimStore;
 #[derive(Debug, Default)]
 pub struct ConsultantView {
     pub name: String,
+    /// Which consultant this socket belongs to (its views come in connection order).
+    pub consultant: usize,
+    /// It subscribed with `since` (the last event the consultant received before) and the server
+    /// answered `resumed: true`: it continues the previous view's stream.
+    pub resumed: bool,
     /// Subscribed before the first event and never disconnected.
     pub throughout: bool,
+    /// Subscribed before the first event.
+    pub early: bool,
     /// `reader-activity` ids and how often each came.
     pub received: BTreeMap<Uuid, u32>,
     /// `reader-activity` ids in the order they came.
@@ -135,6 +142,52 @@ pub fn invariants(
         }
     }
 
+    // Exactly once across reconnects: a consultant's resumed views continue one stream that
+    // repeats nothing, and one that began before the first event misses nothing.
+    let mut streams = 0;
+    for chain in chains(&obs.consultants) {
+        let Some(first) = chain.first() else { continue };
+        if chain.len() > 1 {
+            streams += 1;
+        }
+        let mut seen: BTreeMap<Uuid, &str> = BTreeMap::new();
+        for view in &chain {
+            for id in &view.order {
+                if let Some(earlier) = seen.insert(*id, &view.name) {
+                    if earlier != view.name {
+                        broken.push(format!(
+                            "{} received {id} again after resuming (first on {earlier})",
+                            view.name
+                        ));
+                    }
+                }
+            }
+        }
+        let placed: Vec<_> = chain
+            .iter()
+            .flat_map(|v| v.order.iter().map(move |id| (v.name.as_str(), id)))
+            .filter_map(|(name, id)| stored.get(id).map(|e| (name, id, e.position)))
+            .collect();
+        if let Some(w) = placed.windows(2).find(|w| w[0].2 >= w[1].2) {
+            broken.push(format!(
+                "{}'s resumed stream went back: {} ({}) then {} ({}) on {}",
+                w[0].0, w[0].1, w[0].2, w[1].1, w[1].2, w[1].0
+            ));
+        }
+        let lasted = chain.last().is_some_and(|v| !v.lost);
+        if chain.len() > 1 && first.early && lasted {
+            let missing: Vec<_> = obs.accepted.keys().filter(|id| !seen.contains_key(*id)).collect();
+            if let Some(id) = missing.first() {
+                broken.push(format!(
+                    "{} resumed but its stream missed {} of {} accepted events, first {id}",
+                    chain.last().map_or("?", |v| v.name.as_str()),
+                    missing.len(),
+                    obs.accepted.len()
+                ));
+            }
+        }
+    }
+
     let mut deliveries = 0;
     for c in &obs.consultants {
         for (id, n) in &c.received {
@@ -175,7 +228,7 @@ pub fn invariants(
     let throughout = obs.consultants.iter().filter(|c| c.throughout).count();
     let summary = format!(
         "{} accepted, {} refused {:?}, {} unanswered, {} stored, {} deliveries, \
-         {} of {} consultant sockets throughout",
+         {} of {} consultant sockets throughout, {} resumed streams",
         obs.accepted.len(),
         obs.refused.values().sum::<u32>(),
         obs.refused,
@@ -183,7 +236,28 @@ pub fn invariants(
         stored.len(),
         deliveries,
         throughout,
-        obs.consultants.len()
+        obs.consultants.len(),
+        streams
     );
     (broken, summary)
+}
+
+/// Each consultant's views, cut into streams: a view that resumed continues the one before it.
+fn chains(views: &[ConsultantView]) -> Vec<Vec<&ConsultantView>> {
+    let mut by_consultant: BTreeMap<usize, Vec<&ConsultantView>> = BTreeMap::new();
+    for v in views {
+        by_consultant.entry(v.consultant).or_default().push(v);
+    }
+    let mut chains = Vec::new();
+    for views in by_consultant.into_values() {
+        let mut chain: Vec<&ConsultantView> = Vec::new();
+        for v in views {
+            if !v.resumed && !chain.is_empty() {
+                chains.push(std::mem::take(&mut chain));
+            }
+            chain.push(v);
+        }
+        chains.push(chain);
+    }
+    chains
 }

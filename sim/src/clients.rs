@@ -90,6 +90,8 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
     let mut conn: Option<SioClient> = None;
     // Acknowledgement id to the event's number and type, for events not yet answered.
     let mut pending: BTreeMap<u64, (usize, &str)> = BTreeMap::new();
+    // Events whose answer was lost with a connection: sent again, with the same key, first.
+    let mut resend: std::collections::VecDeque<(usize, &str)> = std::collections::VecDeque::new();
     // Some readers leave for good once they are done sending, so the online list must shrink.
     let stays = rng.random_bool(0.75);
     let mut sent = 0;
@@ -99,7 +101,7 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
 
     // Send the script's events, reconnecting whenever the connection is lost.
     while ctx.now_ms() < ACTIVE_UNTIL_MS + 1_500
-        && (sent < ctx.scenario.events_per_reader || !pending.is_empty())
+        && (sent < ctx.scenario.events_per_reader || !pending.is_empty() || !resend.is_empty())
     {
         let Some(c) = conn.as_mut() else {
             conn = connect(&ctx, &who, ctx.node(node), &token).await;
@@ -109,7 +111,9 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
             }
             continue;
         };
-        let may_send = sent < ctx.scenario.events_per_reader && ctx.now_ms() < ACTIVE_UNTIL_MS && !leaving;
+        let may_send = (!resend.is_empty()
+            || sent < ctx.scenario.events_per_reader && ctx.now_ms() < ACTIVE_UNTIL_MS)
+            && !leaving;
         tokio::select! {
             biased;
             incoming = c.next() => match incoming {
@@ -120,33 +124,42 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
                 }
                 Ok(Incoming::Event(name, payload)) => watch_for_leaks(&ctx, &who, &user, &name, &payload),
                 Err(e) => {
-                    lost(&ctx, &who, &mut pending, &e.0);
+                    lost(&ctx, &who, &mut pending, &mut resend, &e.0);
                     conn = None;
                     node += 1;
                     leaving = false;
                 }
             },
             _ = sleep_until(next_send), if may_send => {
-                let kind = EVENT_TYPES[rng.random_range(0..EVENT_TYPES.len())];
+                let (n, kind, again) = match resend.pop_front() {
+                    Some((n, kind)) => (n, kind, true),
+                    None => {
+                        sent += 1;
+                        (sent - 1, EVENT_TYPES[rng.random_range(0..EVENT_TYPES.len())], false)
+                    }
+                };
+                // Every event carries its key, so that a resend is the same event.
                 let payload = json!({
                     "eventType": kind,
-                    "data": { "reader": k, "n": sent },
+                    "data": { "reader": k, "n": n },
                     "sessionId": format!("session-{k}"),
+                    "clientEventId": format!("r{k}-{n}"),
                 });
                 match c.emit("reader-event", payload).await {
                     Ok(ack) => {
-                        pending.insert(ack, (sent, kind));
-                        ctx.trace.line(format!("{who} sent #{sent} {kind}"));
+                        pending.insert(ack, (n, kind));
+                        let what = if again { "sent again" } else { "sent" };
+                        ctx.trace.line(format!("{who} {what} #{n} {kind}"));
                     }
                     Err(e) => {
-                        lost(&ctx, &who, &mut pending, &e.0);
+                        resend.push_front((n, kind));
+                        lost(&ctx, &who, &mut pending, &mut resend, &e.0);
                         conn = None;
                         node += 1;
                     }
                 }
-                sent += 1;
                 next_send += Duration::from_millis(rng.random_range(150..450));
-                leaving = ctx.scenario.churn && rng.random_bool(0.08);
+                leaving = ctx.scenario.churn && !again && rng.random_bool(0.08);
             },
             _ = sleep(Duration::from_millis(50)) => {}
         }
@@ -161,7 +174,7 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
             leaving = false;
         }
     }
-    let unanswered = pending.len();
+    let unanswered = pending.len() + resend.len();
     if unanswered > 0 {
         ctx.trace.line(format!("{who} gave up on {unanswered} acknowledgements"));
         ctx.obs.lock().unwrap().unanswered += unanswered as u32;
@@ -236,10 +249,19 @@ fn watch_for_leaks(ctx: &Ctx, who: &str, user: &str, name: &str, payload: &Value
     }
 }
 
-fn lost(ctx: &Ctx, who: &str, pending: &mut BTreeMap<u64, (usize, &str)>, why: &str) {
-    ctx.trace.line(format!("{who} lost its connection ({} unanswered): {why}", pending.len()));
-    ctx.obs.lock().unwrap().unanswered += pending.len() as u32;
-    pending.clear();
+/// A connection broke: the events it left unanswered are sent again, in order, on the next.
+fn lost<'a>(
+    ctx: &Ctx,
+    who: &str,
+    pending: &mut BTreeMap<u64, (usize, &'a str)>,
+    resend: &mut std::collections::VecDeque<(usize, &'a str)>,
+    why: &str,
+) {
+    ctx.trace
+        .line(format!("{who} lost its connection ({} unanswered, sent again next): {why}", pending.len()));
+    let mut unanswered: Vec<_> = std::mem::take(pending).into_values().collect();
+    unanswered.sort();
+    resend.extend(unanswered);
 }
 
 /// Emits `event` and waits for its acknowledgement (1 s), handing events that arrive meanwhile to
@@ -271,6 +293,8 @@ async fn consultant(ctx: Ctx, j: usize, mut rng: ChaCha8Rng) {
     let mut node = j;
     let mut views = Vec::new();
     let mut connection = 0;
+    // The last event this consultant received, on any connection: it resumes from there.
+    let mut last_seen: Option<Uuid> = None;
     sleep(Duration::from_millis(rng.random_range(50..600))).await;
 
     while ctx.now_ms() < CHECK_AT_MS {
@@ -281,18 +305,40 @@ async fn consultant(ctx: Ctx, j: usize, mut rng: ChaCha8Rng) {
             sleep(Duration::from_millis(rng.random_range(100..400))).await;
             continue;
         };
-        let subscribed =
-            round_trip(&mut c, "subscribe-consultant", json!({ "consultantId": user }), |_, _| {}).await;
+        let mut view = ConsultantView {
+            name: who.clone(),
+            consultant: j,
+            throughout: ctx.now_ms() < ACTIVE_FROM_MS,
+            early: ctx.now_ms() < ACTIVE_FROM_MS,
+            ..ConsultantView::default()
+        };
+        // A dashboard that comes back resumes after the last event it received.
+        let mut body = json!({ "consultantId": user });
+        if let Some(since) = last_seen {
+            body["since"] = json!(since.to_string());
+        }
+        let mut subscribed =
+            round_trip(&mut c, "subscribe-consultant", body, |n, p| received(&ctx, &who, &mut view, n, p))
+                .await;
+        if last_seen.is_some() && subscribed.as_ref().is_some_and(|r| r["ok"] != true) {
+            ctx.trace.line(format!("{who} could not resume: {subscribed:?}; subscribing afresh"));
+            let body = json!({ "consultantId": user });
+            subscribed = round_trip(&mut c, "subscribe-consultant", body, |n, p| {
+                received(&ctx, &who, &mut view, n, p)
+            })
+            .await;
+        }
         if subscribed.as_ref().is_none_or(|r| r["ok"] != true) {
             ctx.trace.line(format!("{who} could not subscribe"));
             node += 1;
             continue;
         }
-        let mut view = ConsultantView {
-            name: who.clone(),
-            throughout: ctx.now_ms() < ACTIVE_FROM_MS,
-            ..ConsultantView::default()
-        };
+        if let Some(reply) = &subscribed {
+            view.resumed = reply["resumed"] == true;
+            if reply.get("resumed").is_some() {
+                ctx.trace.line(format!("{who} resumed {} replayed {}", reply["resumed"], reply["replayed"]));
+            }
+        }
         // A churning consultant leaves now and then while readers are sending.
         let leave_at = (churns && ctx.now_ms() + 500 < ACTIVE_UNTIL_MS)
             .then(|| ctx.at(rng.random_range(ctx.now_ms() + 500..ACTIVE_UNTIL_MS)));
@@ -317,6 +363,7 @@ async fn consultant(ctx: Ctx, j: usize, mut rng: ChaCha8Rng) {
         };
         if lost {
             view.throughout = false;
+            last_seen = view.order.last().copied().or(last_seen);
             views.push(view);
             c.close().await;
             node += 1;

@@ -145,6 +145,9 @@ pub fn received(out: &[Output], conn: ConnId, event: &str) -> Vec<Value> {
             Output::Emit { to, event: e, payload } if *e == event && to.contains(&conn) => {
                 Some(payload.value())
             }
+            Output::Activity { to, payload, .. } if event == "reader-activity" && to.contains(&conn) => {
+                Some(payload.value())
+            }
             _ => None,
         })
         .collect()
@@ -198,7 +201,7 @@ pub fn activity_ids(out: &[Output], conn: ConnId) -> Vec<String> {
     let mut ids = Vec::new();
     for o in out {
         match o {
-            Output::Emit { to, event: "reader-activity", payload } if to.contains(&conn) => {
+            Output::Activity { to, payload, .. } if to.contains(&conn) => {
                 ids.push(payload.value()["id"].as_str().unwrap_or_default().to_owned())
             }
             Output::Replay { conn: c, events } if *c == conn => {

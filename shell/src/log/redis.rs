@@ -31,7 +31,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// index of its key name in KEYS (0 for none). Returns per entry `""` (in the log) or the id of
 /// the event that holds its key. A key holding the entry's own id was recorded, with the entry,
 /// by an earlier attempt of this very append: the entry is in the log already.
-const APPEND_KEYED: &str = r"
+pub const APPEND_KEYED: &str = r"
 local window, n, out = ARGV[1], tonumber(ARGV[2]), {}
 for i = 1, n do
   local msg, id, k = ARGV[3 * i], ARGV[3 * i + 1], tonumber(ARGV[3 * i + 2])

@@ -1,7 +1,7 @@
 //! The data and the commands: streams with consumer groups, as far as the shell uses them (and the
 //! few inspection commands an operator would reach for: `XINFO GROUPS`, `XPENDING`, `XTRIM`), as
 //! Redis 7.0 answers them (the differential test holds this to a real redis-server). Every key is a
-//! stream; nothing expires.
+//! stream, but for the string keys the keyed append script records (`script.rs`), which expire.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +15,9 @@ type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 #[derive(Default)]
 pub struct Db {
     streams: BTreeMap<Vec<u8>, Stream>,
+    /// String values and when (unix ms) each expires.
+    strings: BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
+    scripts: super::script::Scripts,
 }
 
 #[derive(Default)]
@@ -126,7 +129,22 @@ impl Db {
             },
             "FLUSHALL" => {
                 self.streams.clear();
+                self.strings.clear();
                 Reply::Simple("OK")
+            }
+            "SCRIPT" if args.len() == 3 && upper(&args[1]) == "LOAD" => self.scripts.load(&args[2]),
+            "EVALSHA" | "EVAL" if args.len() < 3 => arity(&upper(name).to_lowercase()),
+            "EVALSHA" => {
+                let scripts = std::mem::take(&mut self.scripts);
+                let reply = scripts.evalsha(self, now, &args[1..]);
+                self.scripts = scripts;
+                reply
+            }
+            "EVAL" => {
+                let mut scripts = std::mem::take(&mut self.scripts);
+                let reply = scripts.eval(self, now, &args[1..]);
+                self.scripts = scripts;
+                reply
             }
             "DEL" if args.len() >= 2 => {
                 Reply::Int(args[1..].iter().filter(|k| self.streams.remove(*k).is_some()).count() as i64)
@@ -178,6 +196,29 @@ impl Db {
             field("role", Reply::bulk("master")),
             field("modules", Reply::Array(Vec::new())),
         ])
+    }
+
+    /// A string key's value, unless it expired by `now`.
+    pub fn get(&mut self, now: u64, key: &[u8]) -> Option<Vec<u8>> {
+        match self.strings.get(key) {
+            Some((value, expires)) if *expires > now => Some(value.clone()),
+            Some(_) => {
+                self.strings.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// `SET key value PX ...`, expiring at `expires` (unix ms).
+    pub fn set_expiring(&mut self, key: &[u8], value: &[u8], expires: u64) {
+        self.strings.insert(key.to_vec(), (value.to_vec(), expires));
+    }
+
+    /// `XADD key * m msg`.
+    pub fn append(&mut self, now: u64, key: &[u8], msg: &[u8]) {
+        let args = [key.to_vec(), b"*".to_vec(), b"m".to_vec(), msg.to_vec()];
+        let _ = self.xadd(now, &args);
     }
 
     fn xadd(&mut self, now: u64, args: &[Vec<u8>]) -> Reply {

@@ -1,12 +1,14 @@
 //! A small Redis for the simulation: RESP2 and RESP3, and the stream commands the shell uses
 //! (`XADD` with `MAXLEN`/`MINID` trimming, `XTRIM`, `XREAD`, `XREADGROUP`, `XACK`, `XDEL`,
 //! `XAUTOCLAIM`, `XGROUP CREATE`, `XRANGE`, `XREVRANGE`, `XLEN`, and to look at groups `XINFO GROUPS`
-//! and the summary `XPENDING key group`) with Redis 7.0's replies and errors. `tests/differential.rs`
-//! keeps it honest against a real redis-server.
+//! and the summary `XPENDING key group`) with Redis 7.0's replies and errors; and, run natively,
+//! the one script the shell sends (`script.rs`). `tests/differential.rs` keeps the stream commands
+//! honest against a real redis-server.
 
 pub mod db;
 pub mod id;
 pub mod resp;
+pub mod script;
 pub mod server;
 
 pub use server::{FakeRedis, LinkFaults};
