@@ -81,6 +81,7 @@ fn cycle(c: &mut Criterion) {
                 conn: ConnId(conn),
                 sid: format!("s{conn}"),
                 token: TokenCheck::Verified(claims(sub, role)),
+                recovery: None,
             },
         );
         ConnId(conn)

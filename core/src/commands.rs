@@ -292,6 +292,7 @@ impl Core {
             ("eventTypes", event_types.into()),
         ]);
         body.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        self.save_session(conn);
         self.reply(conn, ack, names::SUBSCRIBED, body);
         let snapshot = replies::payload(&Value::Object(self.online_readers()));
         self.emit(vec![conn], names::ONLINE_READERS, snapshot);
@@ -311,6 +312,7 @@ impl Core {
             self.routing.set_subscription(conn, old.as_ref().map(|s| s.event_types.as_slice()), None);
             self.subscribed.remove(&conn);
         }
+        self.save_session(conn);
         let body = fields([
             ("message", "Unsubscribed from consultant events".into()),
             ("consultantId", consultant_id.into()),
@@ -336,6 +338,7 @@ impl Core {
             c.rooms.insert(room.clone());
             let staff = c.principal.role.is_staff();
             self.routing.join_room(conn, &room, staff);
+            self.save_session(conn);
         }
         self.reply(conn, ack, names::ROOM_JOINED, fields([("room", room.into())]));
     }
@@ -346,6 +349,7 @@ impl Core {
         };
         if c.rooms.remove(&room) {
             self.routing.leave_room(conn, &room);
+            self.save_session(conn);
         }
         self.reply(conn, ack, names::ROOM_LEFT, fields([("room", room.into())]));
     }

@@ -36,8 +36,11 @@ pub struct Config {
     pub presence_push_interval_ms: u64,
     /// Events kept in memory for `get-recent-events` and resumes.
     pub history_capacity: usize,
-    /// Most events one resume replays (`subscribe-consultant` with `since`); above it, none.
+    /// Most events one resume replays (`subscribe-consultant` with `since`, or a recovery);
+    /// above it, none.
     pub resume_max_events: usize,
+    /// How long a saved session can be recovered after its last change or its socket's leaving.
+    pub recovery_ttl_ms: u64,
     /// Most events in one store batch.
     pub store_batch_size: usize,
     /// How long the first waiting event holds a batch open for more, unless the batch fills.
@@ -117,6 +120,7 @@ impl Default for Config {
             presence_push_interval_ms: 1_000,
             history_capacity: 10_000,
             resume_max_events: 10_000,
+            recovery_ttl_ms: 86_400_000,
             store_batch_size: 500,
             store_batch_linger_ms: 0,
             store_max_attempts: 8,

@@ -149,6 +149,7 @@ pub fn core_ops(data: &[u8]) {
                     conn: ConnId(next_conn),
                     sid: format!("s{next_conn}"),
                     token: TokenCheck::Verified(claims),
+                    recovery: None,
                 }
             }
             Op::Disconnect { conn } => match pick(&open, conn) {
@@ -348,7 +349,13 @@ pub fn core_ops(data: &[u8]) {
                             assert!(durable.contains(&e.id.to_string()), "replayed before the log held it");
                         }
                     }
+                    Output::Pid { conn, pid } => {
+                        assert_eq!(pid.len(), 32, "a pid is 128 bits");
+                        assert!(!open.contains_key(&conn), "named before it is accepted");
+                    }
                     Output::Refuse { .. }
+                    | Output::SaveSession { .. }
+                    | Output::ForgetSession { .. }
                     | Output::Publish(_)
                     | Output::DeadLettered { .. }
                     | Output::Read { .. }

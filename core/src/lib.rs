@@ -50,6 +50,7 @@ pub mod protocol;
 pub mod queue;
 pub mod rate_limit;
 pub mod readers;
+pub mod recovery;
 pub mod replies;
 mod resume;
 pub mod routing;
@@ -75,6 +76,7 @@ pub use principal::{Principal, Role};
 pub use protocol::HistoryQuery;
 pub use queue::{BatchId, StoreFailure};
 pub use readers::{ReadFrom, Stream};
+pub use recovery::{Recovery, SavedSession};
 pub use replies::Payload;
 pub use time::{Millis, Now};
 
@@ -114,8 +116,9 @@ pub enum TokenCheck {
 pub enum Input {
     /// Nothing new: time has passed (a timer may be due).
     Tick,
-    /// A socket asks to connect; `sid` is its Socket.IO id, the default `sessionId`.
-    Connect { conn: ConnId, sid: String, token: TokenCheck },
+    /// A socket asks to connect; `sid` is its Socket.IO id, the default `sessionId`. A client
+    /// recovering its connection state presents `recovery`.
+    Connect { conn: ConnId, sid: String, token: TokenCheck, recovery: Option<Box<Recovery>> },
     /// A socket closed.
     Disconnect { conn: ConnId },
     /// A socket sent an event. `args` exclude the acknowledgement callback.
@@ -171,8 +174,16 @@ pub enum Input {
 /// Everything the core asks the shell to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
+    /// The private session id to send in a connecting socket's CONNECT reply (just before its
+    /// [`Output::Accept`]); the same one it presented when its state was recovered.
+    Pid { conn: ConnId, pid: String },
     /// Let a connecting socket in.
     Accept { conn: ConnId },
+    /// Keep this session for connection state recovery under `pid`, replacing what was there,
+    /// until `session.expires_ms`.
+    SaveSession { pid: String, session: SavedSession },
+    /// The session under `pid` recovers nothing any more.
+    ForgetSession { pid: String },
     /// Refuse a connecting socket with this `connect_error`.
     Refuse { conn: ConnId, reason: ConnectRefusal },
     /// Send `event` with `payload` to each socket in `to` (sorted, no repeats).
@@ -230,6 +241,9 @@ struct Connection {
     sid: String,
     rooms: BTreeSet<String>,
     subscription: Option<Subscription>,
+    /// Its private session id, for connection state recovery, and whether a session is saved.
+    pid: String,
+    saved: bool,
     /// For a staff socket, what it was sent on this connection (for resumes).
     sent: Option<Box<resume::Sent>>,
 }
@@ -488,7 +502,9 @@ impl Core {
         }
         match input {
             Input::Tick => {}
-            Input::Connect { conn, sid, token } => self.on_connect(now, conn, sid, token),
+            Input::Connect { conn, sid, token, recovery } => {
+                self.on_connect(now, conn, sid, token, recovery.map(|r| *r))
+            }
             Input::Disconnect { conn } => self.on_disconnect(conn),
             Input::ClientEvent { conn, name, args, has_binary, ack } => {
                 self.on_client_event(now, conn, &name, &args, has_binary, ack)

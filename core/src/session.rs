@@ -15,11 +15,19 @@ use crate::{AckId, BusBody, ConnId, Connection, Core, Millis, Output, TokenCheck
 const FORGET_IDLE_USERS_MS: u64 = 60_000;
 
 impl Core {
-    pub(crate) fn on_connect(&mut self, now: Millis, conn: ConnId, sid: String, token: TokenCheck) {
+    pub(crate) fn on_connect(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        sid: String,
+        token: TokenCheck,
+        recovery: Option<crate::Recovery>,
+    ) {
         match self.admit(now, conn, &token) {
-            Ok(principal) => self.open(conn, sid, principal),
+            Ok(principal) => self.open(conn, sid, principal, recovery),
             Err(reason) => {
                 self.stats.connects_refused += 1;
+                self.refused_recovery(recovery);
                 self.outputs.push_back(Output::Refuse { conn, reason });
             }
         }
@@ -57,7 +65,8 @@ impl Core {
         Ok(principal)
     }
 
-    fn open(&mut self, conn: ConnId, sid: String, principal: Principal) {
+    fn open(&mut self, conn: ConnId, sid: String, principal: Principal, recovery: Option<crate::Recovery>) {
+        let (pid, recovered) = self.recover(conn, &principal, recovery);
         self.routing.add_socket(conn, &principal.user_id, principal.role.is_staff());
         self.timers.set(Timer::TokenExpiry(conn), self.mono_at(principal.expires_at));
         if principal.role == crate::Role::Reader {
@@ -69,16 +78,30 @@ impl Core {
         }
         let staff = principal.role.is_staff();
         let sent = staff.then(|| Box::new(crate::resume::Sent::new(self.frontier())));
-        if staff {
+        if staff && recovered.is_none() {
+            // A recovered socket's replay comes first by itself; a new one's deliveries wait.
             self.first.insert(conn, Vec::new());
             self.timers.set(Timer::FirstCommand(conn), self.now.plus(crate::resume::FIRST_COMMAND_WAIT_MS));
         }
-        let c = Connection { principal, sid, rooms: BTreeSet::new(), subscription: None, sent };
+        let c = Connection {
+            principal,
+            sid,
+            rooms: BTreeSet::new(),
+            subscription: None,
+            pid,
+            saved: false,
+            sent,
+        };
         self.conns.insert(conn, c);
         self.outputs.push_back(Output::Accept { conn });
+        if let Some(r) = recovered {
+            self.restore(conn, r);
+        }
     }
 
     pub(crate) fn on_disconnect(&mut self, conn: ConnId) {
+        // Kept for recovery from now on, if it has anything to recover.
+        self.save_session(conn);
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };

@@ -90,7 +90,7 @@ impl Node {
     /// Connects with a token check; returns the socket and what the core answered.
     pub fn try_connect(&mut self, token: TokenCheck) -> (ConnId, Vec<Output>) {
         let conn = self.next_conn();
-        let out = self.input(Input::Connect { conn, sid: format!("sid-{}", conn.0), token });
+        let out = self.input(Input::Connect { conn, sid: format!("sid-{}", conn.0), token, recovery: None });
         (conn, out)
     }
 

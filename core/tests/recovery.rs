@@ -1,0 +1,165 @@
+//! Connection state recovery: every socket gets a `pid`; a session with something to recover is
+//! saved under it; a reconnect with `{ pid, offset }` restores the subscription and rooms and
+//! replays what was missed, for the same user only, within the TTL and the limit.
+
+mod common;
+
+use alice_core::{ConnId, Input, LogPosition, Output, Recovery, SavedSession, TokenCheck};
+use common::*;
+use serde_json::json;
+
+fn pid_of(out: &[Output], conn: ConnId) -> String {
+    out.iter()
+        .find_map(|o| match o {
+            Output::Pid { conn: c, pid } if *c == conn => Some(pid.clone()),
+            _ => None,
+        })
+        .expect("a pid")
+}
+
+fn saved(out: &[Output]) -> Vec<(String, SavedSession)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::SaveSession { pid, session } => Some((pid.clone(), session.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn forgotten(out: &[Output]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::ForgetSession { pid } => Some(pid.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The position of the last `reader-activity` sent to `conn`.
+fn last_offset(out: &[Output], conn: ConnId) -> LogPosition {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Activity { to, position, .. } if to.contains(&conn) => Some(*position),
+            _ => None,
+        })
+        .last()
+        .expect("an activity")
+}
+
+fn reconnect(node: &mut Node, sub: &str, role: &str, recovery: Recovery) -> (ConnId, Vec<Output>) {
+    let conn = node.next_conn();
+    let token = TokenCheck::Verified(claims(sub, role));
+    let out = node.input(Input::Connect { conn, sid: "s".into(), token, recovery: Some(Box::new(recovery)) });
+    (conn, out)
+}
+
+#[test]
+fn a_reconnect_with_its_pid_gets_its_subscription_back_and_what_it_missed() {
+    let mut node = Node::new();
+    let r = node.connect("r1", "reader");
+    let c = node.next_conn();
+    let out = node.input(Input::Connect {
+        conn: c,
+        sid: "s".into(),
+        token: TokenCheck::Verified(claims("c1", "consultant")),
+        recovery: None,
+    });
+    let pid = pid_of(&out, c);
+    let at = |o: &Output| out.iter().position(|x| x == o);
+    assert!(at(&Output::Pid { conn: c, pid: pid.clone() }) < at(&Output::Accept { conn: c }), "named first");
+    let out = node.send(c, "subscribe-consultant", json!({"consultantId": "c1", "eventTypes": ["A"]}));
+    let (saved_pid, session) = saved(&out).remove(0);
+    assert_eq!(saved_pid, pid);
+    assert_eq!((session.user_id.as_str(), session.consultant_id.as_deref()), ("c1", Some("c1")));
+    assert_eq!(session.expires_ms, node.now.0 + 86_400_000);
+    let out = node.send(r, "reader-event", json!({"eventType": "A"}));
+    let offset = last_offset(&out, c);
+    let out = node.disconnect(c);
+    let session = saved(&out).remove(0).1;
+
+    let missed: Vec<String> = ["A", "B", "HELP_REQUEST", "A"]
+        .iter()
+        .map(|ty| {
+            let out = node.send(r, "reader-event", json!({"eventType": ty}));
+            received(&out, r, "reader-event-received")[0]["eventId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let recovery = Recovery { pid: pid.clone(), offset: offset.to_string(), session: Some(session.clone()) };
+    let (again, out) = reconnect(&mut node, "c1", "consultant", recovery);
+    assert_eq!(pid_of(&out, again), pid, "the same pid: recovered");
+    assert_eq!(activity_ids(&out, again), [missed[0].clone(), missed[2].clone(), missed[3].clone()]);
+    assert_eq!(node.core.stats().replayed, 3);
+    let out = node.send(r, "reader-event", json!({"eventType": "A"}));
+    assert_eq!(activity_ids(&out, again).len(), 1, "still subscribed, live");
+}
+
+fn session(user: &str, expires_ms: u64) -> SavedSession {
+    SavedSession {
+        user_id: user.into(),
+        consultant_id: Some(user.into()),
+        event_types: Vec::new(),
+        rooms: vec!["class-1".into()],
+        expires_ms,
+    }
+}
+
+#[test]
+fn another_users_token_an_expired_session_or_a_refused_token_recover_nothing() {
+    let mut node = Node::new();
+    let r = node.connect("r1", "reader");
+    let far = node.now.0 + 60_000;
+    // Another user's token: a fresh socket, and the pid is forgotten.
+    let stolen = Recovery { pid: "p-1".into(), offset: "0-0".into(), session: Some(session("c1", far)) };
+    let (thief, out) = reconnect(&mut node, "c2", "consultant", stolen);
+    assert_ne!(pid_of(&out, thief), "p-1");
+    assert_eq!(forgotten(&out), ["p-1"]);
+    node.send(thief, "get-online-readers", json!(null));
+    let out = node.send(r, "reader-event", json!({"eventType": "A"}));
+    assert!(activity_ids(&out, thief).is_empty(), "no subscription came with it");
+
+    // Expired: fresh.
+    let old =
+        Recovery { pid: "p-2".into(), offset: "0-0".into(), session: Some(session("c1", node.now.0 - 1)) };
+    let (late, out) = reconnect(&mut node, "c1", "consultant", old);
+    assert_ne!(pid_of(&out, late), "p-2");
+
+    // A refused token: forgotten too.
+    let conn = node.next_conn();
+    let recovery = Recovery { pid: "p-3".into(), offset: "0-0".into(), session: Some(session("c1", far)) };
+    let out = node.input(Input::Connect {
+        conn,
+        sid: "s".into(),
+        token: TokenCheck::Invalid,
+        recovery: Some(Box::new(recovery)),
+    });
+    assert_eq!(forgotten(&out), ["p-3"]);
+}
+
+#[test]
+fn the_tokens_role_decides_what_comes_back() {
+    let mut node = Node::new();
+    let r = node.connect("c1", "reader");
+    let far = node.now.0 + 60_000;
+    // The session was a consultant's; the token now says reader: only the rooms come back.
+    let recovery = Recovery { pid: "p-4".into(), offset: "0-0".into(), session: Some(session("c1", far)) };
+    let (back, out) = reconnect(&mut node, "c1", "reader", recovery);
+    assert_eq!(pid_of(&out, back), "p-4");
+    let (_, restored) = saved(&out).remove(0);
+    assert_eq!((restored.consultant_id, restored.rooms), (None, vec!["class-1".to_owned()]));
+    let _ = r;
+}
+
+#[test]
+fn more_to_replay_than_the_limit_connects_fresh() {
+    let config = alice_core::Config { resume_max_events: 2, ..alice_core::Config::default() };
+    let mut node = Node::with_config(config);
+    let r = node.connect("r1", "reader");
+    for _ in 0..3 {
+        node.send(r, "reader-event", json!({"eventType": "A"}));
+    }
+    let far = node.now.0 + 60_000;
+    let recovery = Recovery { pid: "p-5".into(), offset: "0-0".into(), session: Some(session("c1", far)) };
+    let (back, out) = reconnect(&mut node, "c1", "consultant", recovery);
+    assert_ne!(pid_of(&out, back), "p-5");
+    assert!(activity_ids(&out, back).is_empty());
+}
