@@ -203,7 +203,7 @@ export async function redisServer() {
  * closes the rest a moment later. Returns its URL and a count of cuts.
  */
 export async function flakyProxy(url, { minMs = 150, maxMs = 700 } = {}) {
-  const target = new URL(url);
+  let target = new URL(url);
   const pairs = new Set();
   let cuts = 0;
   let timer;
@@ -246,6 +246,12 @@ export async function flakyProxy(url, { minMs = 150, maxMs = 700 } = {}) {
     url: `http://127.0.0.1:${server.address().port}`,
     cuts: () => cuts,
     startCutting: () => (timer = setTimeout(cut, minMs)),
+    /** Closes every connection now. */
+    cutAll: () => {
+      for (const { client, upstream } of pairs) (client.destroy(), upstream.destroy());
+    },
+    /** New connections go to `next` from now on. */
+    retarget: (next) => (target = new URL(next)),
     stopCutting: () => clearTimeout(timer),
     close: () => {
       clearTimeout(timer);

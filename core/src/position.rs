@@ -74,6 +74,20 @@ impl FromStr for LogPosition {
     }
 }
 
+/// Stored as its text (`<ms>-<seq>`), as Redis writes stream ids.
+impl serde::Serialize for LogPosition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LogPosition {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(|_| serde::de::Error::custom("a log position is <ms>-<seq>"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

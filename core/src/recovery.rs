@@ -27,6 +27,10 @@ pub struct SavedSession {
     pub event_types: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rooms: Vec<String>,
+    /// Where the log stood when the socket connected or last subscribed: a client that received
+    /// no event since has no offset, and is replayed from here.
+    #[serde(default)]
+    pub from: LogPosition,
     /// Wall-clock milliseconds after which it recovers nothing.
     pub expires_ms: u64,
 }
@@ -35,7 +39,8 @@ pub struct SavedSession {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recovery {
     pub pid: String,
-    pub offset: String,
+    /// Absent when the client received no event since it was given the `pid`.
+    pub offset: Option<String>,
     pub session: Option<SavedSession>,
 }
 
@@ -88,7 +93,10 @@ impl Core {
         if session.expires_ms < self.wall.0 {
             return None;
         }
-        let offset: LogPosition = r.offset.parse().ok()?;
+        let offset: LogPosition = match &r.offset {
+            Some(offset) => offset.parse().ok()?,
+            None => session.from,
+        };
         // The role decides again, as it would for a new `subscribe-consultant`.
         let subscription = session.consultant_id.filter(|id| match principal.role {
             Role::Admin => true,
@@ -167,6 +175,7 @@ impl Core {
             consultant_id: c.subscription.as_ref().map(|s| s.consultant_id.clone()),
             event_types: c.subscription.as_ref().map(|s| s.event_types.clone()).unwrap_or_default(),
             rooms: c.rooms.iter().cloned().collect(),
+            from: c.sent.as_deref().map_or(LogPosition::START, |s| s.current_from()),
             expires_ms: self.wall.0.saturating_add(self.config.recovery_ttl_ms),
         };
         self.outputs.push_back(Output::SaveSession { pid, session });

@@ -62,6 +62,11 @@ impl Sent {
         self.current_from = frontier;
     }
 
+    /// Where the current subscription (or the connection) began.
+    pub(crate) fn current_from(&self) -> LogPosition {
+        self.current_from
+    }
+
     pub(crate) fn through_room(&mut self, position: LogPosition, cap: usize) {
         if self.rooms.len() >= cap {
             self.lost_track = true;

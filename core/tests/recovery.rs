@@ -38,11 +38,11 @@ fn forgotten(out: &[Output]) -> Vec<String> {
 /// The position of the last `reader-activity` sent to `conn`.
 fn last_offset(out: &[Output], conn: ConnId) -> LogPosition {
     out.iter()
-        .filter_map(|o| match o {
+        .rev()
+        .find_map(|o| match o {
             Output::Activity { to, position, .. } if to.contains(&conn) => Some(*position),
             _ => None,
         })
-        .last()
         .expect("an activity")
 }
 
@@ -84,7 +84,8 @@ fn a_reconnect_with_its_pid_gets_its_subscription_back_and_what_it_missed() {
             received(&out, r, "reader-event-received")[0]["eventId"].as_str().unwrap().to_owned()
         })
         .collect();
-    let recovery = Recovery { pid: pid.clone(), offset: offset.to_string(), session: Some(session.clone()) };
+    let recovery =
+        Recovery { pid: pid.clone(), offset: Some(offset.to_string()), session: Some(session.clone()) };
     let (again, out) = reconnect(&mut node, "c1", "consultant", recovery);
     assert_eq!(pid_of(&out, again), pid, "the same pid: recovered");
     assert_eq!(activity_ids(&out, again), [missed[0].clone(), missed[2].clone(), missed[3].clone()]);
@@ -99,6 +100,7 @@ fn session(user: &str, expires_ms: u64) -> SavedSession {
         consultant_id: Some(user.into()),
         event_types: Vec::new(),
         rooms: vec!["class-1".into()],
+        from: LogPosition::START,
         expires_ms,
     }
 }
@@ -109,7 +111,8 @@ fn another_users_token_an_expired_session_or_a_refused_token_recover_nothing() {
     let r = node.connect("r1", "reader");
     let far = node.now.0 + 60_000;
     // Another user's token: a fresh socket, and the pid is forgotten.
-    let stolen = Recovery { pid: "p-1".into(), offset: "0-0".into(), session: Some(session("c1", far)) };
+    let stolen =
+        Recovery { pid: "p-1".into(), offset: Some("0-0".into()), session: Some(session("c1", far)) };
     let (thief, out) = reconnect(&mut node, "c2", "consultant", stolen);
     assert_ne!(pid_of(&out, thief), "p-1");
     assert_eq!(forgotten(&out), ["p-1"]);
@@ -118,14 +121,18 @@ fn another_users_token_an_expired_session_or_a_refused_token_recover_nothing() {
     assert!(activity_ids(&out, thief).is_empty(), "no subscription came with it");
 
     // Expired: fresh.
-    let old =
-        Recovery { pid: "p-2".into(), offset: "0-0".into(), session: Some(session("c1", node.now.0 - 1)) };
+    let old = Recovery {
+        pid: "p-2".into(),
+        offset: Some("0-0".into()),
+        session: Some(session("c1", node.now.0 - 1)),
+    };
     let (late, out) = reconnect(&mut node, "c1", "consultant", old);
     assert_ne!(pid_of(&out, late), "p-2");
 
     // A refused token: forgotten too.
     let conn = node.next_conn();
-    let recovery = Recovery { pid: "p-3".into(), offset: "0-0".into(), session: Some(session("c1", far)) };
+    let recovery =
+        Recovery { pid: "p-3".into(), offset: Some("0-0".into()), session: Some(session("c1", far)) };
     let out = node.input(Input::Connect {
         conn,
         sid: "s".into(),
@@ -141,7 +148,8 @@ fn the_tokens_role_decides_what_comes_back() {
     let r = node.connect("c1", "reader");
     let far = node.now.0 + 60_000;
     // The session was a consultant's; the token now says reader: only the rooms come back.
-    let recovery = Recovery { pid: "p-4".into(), offset: "0-0".into(), session: Some(session("c1", far)) };
+    let recovery =
+        Recovery { pid: "p-4".into(), offset: Some("0-0".into()), session: Some(session("c1", far)) };
     let (back, out) = reconnect(&mut node, "c1", "reader", recovery);
     assert_eq!(pid_of(&out, back), "p-4");
     let (_, restored) = saved(&out).remove(0);
@@ -158,8 +166,33 @@ fn more_to_replay_than_the_limit_connects_fresh() {
         node.send(r, "reader-event", json!({"eventType": "A"}));
     }
     let far = node.now.0 + 60_000;
-    let recovery = Recovery { pid: "p-5".into(), offset: "0-0".into(), session: Some(session("c1", far)) };
+    let recovery =
+        Recovery { pid: "p-5".into(), offset: Some("0-0".into()), session: Some(session("c1", far)) };
     let (back, out) = reconnect(&mut node, "c1", "consultant", recovery);
     assert_ne!(pid_of(&out, back), "p-5");
     assert!(activity_ids(&out, back).is_empty());
+}
+
+#[test]
+fn a_client_that_received_nothing_is_replayed_from_where_its_subscription_began() {
+    let mut node = Node::new();
+    let r = node.connect("r1", "reader");
+    node.send(r, "reader-event", json!({"eventType": "A"}));
+    let c = node.next_conn();
+    let token = TokenCheck::Verified(claims("c1", "consultant"));
+    let out = node.input(Input::Connect { conn: c, sid: "s".into(), token, recovery: None });
+    let pid = pid_of(&out, c);
+    node.send(c, "subscribe-consultant", json!({"consultantId": "c1"}));
+    let session = saved(&node.disconnect(c)).remove(0).1;
+    let missed = node.send(r, "reader-event", json!({"eventType": "A"}));
+    let missed = received(&missed, r, "reader-event-received")[0]["eventId"].as_str().unwrap().to_owned();
+    // No offset: the client was given its pid and received no event before it dropped.
+    let (back, out) = reconnect(
+        &mut node,
+        "c1",
+        "consultant",
+        Recovery { pid: pid.clone(), offset: None, session: Some(session) },
+    );
+    assert_eq!(pid_of(&out, back), pid);
+    assert_eq!(activity_ids(&out, back), [missed], "what came after it subscribed, not before");
 }

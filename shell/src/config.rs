@@ -147,6 +147,7 @@ impl Settings {
             )?,
             history_capacity: num(&get, "HISTORY_CAPACITY", d.history_capacity, 1)?,
             resume_max_events: num(&get, "RESUME_MAX_EVENTS", d.resume_max_events, 1)?,
+            recovery_ttl_ms: num(&get, "RECOVERY_TTL_MS", d.recovery_ttl_ms, 1)?,
             store_batch_size: num(&get, "STORE_BATCH_SIZE", d.store_batch_size, 1)?,
             store_batch_linger_ms: num(&get, "STORE_BATCH_LINGER_MS", DEFAULT_STORE_BATCH_LINGER_MS, 0)?,
             store_max_attempts: num(&get, "STORE_MAX_ATTEMPTS", d.store_max_attempts, 1)?,

@@ -22,6 +22,7 @@ use crate::clock::Clock;
 use crate::log::consumer::ConsumerLink;
 use crate::log::{EventLog, Outbox};
 use crate::redis_stream::StreamReader;
+use crate::sessions::Change;
 use crate::store::{EventStore, Session};
 
 /// Messages into the driver.
@@ -31,8 +32,11 @@ pub enum Command {
         conn: ConnId,
         sid: String,
         token: TokenCheck,
+        /// A reconnecting client's `{ pid, offset }` and the session found for the `pid`.
+        recovery: Option<Box<alice_core::Recovery>>,
         socket: SocketRef,
-        reply: oneshot::Sender<Result<(), ConnectRefusal>>,
+        /// Answered with the `pid` for the CONNECT reply, or the refusal.
+        reply: oneshot::Sender<Result<String, ConnectRefusal>>,
     },
     /// The socket's CONNECT answer went out: deliveries may flow.
     Ready {
@@ -123,6 +127,13 @@ struct Slot {
     backlog: Backlog,
 }
 
+/// A socket the core is deciding on: its reply, and the `pid` the core named for it.
+struct Connecting {
+    socket: SocketRef,
+    reply: oneshot::Sender<Result<String, ConnectRefusal>>,
+    pid: String,
+}
+
 /// The most deliveries held for a socket whose CONNECT answer is not out yet.
 const MAX_PENDING: usize = 1024;
 /// How often backlogs behind replays are drained.
@@ -165,6 +176,8 @@ pub struct Links {
     pub consumer: Option<ConsumerLink>,
     pub bus: Bus,
     pub verifier: Verifier,
+    /// Where the core's session changes go (`sessions.rs`).
+    pub sessions: mpsc::Sender<Change>,
 }
 
 pub struct Driver {
@@ -177,12 +190,13 @@ pub struct Driver {
     consumer: Option<ConsumerLink>,
     bus: Bus,
     verifier: Verifier,
+    sessions: mpsc::Sender<Change>,
     rx: mpsc::Receiver<Command>,
     tx: mpsc::Sender<Command>,
     sockets: HashMap<ConnId, Slot>,
     /// Sockets with a backlog to drain.
     draining: std::collections::BTreeSet<ConnId>,
-    connecting: HashMap<ConnId, (SocketRef, oneshot::Sender<Result<(), ConnectRefusal>>)>,
+    connecting: HashMap<ConnId, Connecting>,
     acks: BTreeMap<AckId, (ConnId, AckSender)>,
     next_ack: u64,
     /// Bus messages this node published, coming back to it (the in-process bus).
@@ -196,7 +210,7 @@ pub struct Driver {
 impl Driver {
     pub fn new(core: Core, links: Links, capacity: usize) -> (Driver, DriverHandle) {
         let (tx, rx) = mpsc::channel(capacity);
-        let Links { clock, store, log, outbox, readers, consumer, bus, verifier } = links;
+        let Links { clock, store, log, outbox, readers, consumer, bus, verifier, sessions } = links;
         let driver = Driver {
             core,
             clock,
@@ -207,6 +221,7 @@ impl Driver {
             consumer,
             bus,
             verifier,
+            sessions,
             rx,
             tx: tx.clone(),
             sockets: HashMap::new(),
@@ -262,12 +277,12 @@ impl Driver {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Connect { conn, sid, token, socket, reply } => {
-                self.connecting.insert(conn, (socket, reply));
-                self.feed(Input::Connect { conn, sid, token });
+            Command::Connect { conn, sid, token, recovery, socket, reply } => {
+                self.connecting.insert(conn, Connecting { socket, reply, pid: String::new() });
+                self.feed(Input::Connect { conn, sid, token, recovery });
                 // The core answers every Connect at once; a missing answer is a refusal.
-                if let Some((_, reply)) = self.connecting.remove(&conn) {
-                    let _ = reply.send(Err(ConnectRefusal::ServerBusy));
+                if let Some(c) = self.connecting.remove(&conn) {
+                    let _ = c.reply.send(Err(ConnectRefusal::ServerBusy));
                 }
             }
             Command::Ready { conn } => self.flush_pending(conn),
@@ -352,8 +367,15 @@ impl Driver {
     fn execute(&mut self) {
         while let Some(out) = self.core.poll_output() {
             match out {
+                Output::Pid { conn, pid } => {
+                    if let Some(c) = self.connecting.get_mut(&conn) {
+                        c.pid = pid;
+                    }
+                }
+                Output::SaveSession { pid, session } => self.keep_session(Change::Save(pid, session)),
+                Output::ForgetSession { pid } => self.keep_session(Change::Forget(pid)),
                 Output::Accept { conn } => {
-                    if let Some((socket, reply)) = self.connecting.remove(&conn) {
+                    if let Some(Connecting { socket, reply, pid }) = self.connecting.remove(&conn) {
                         let session =
                             self.core.principal(conn).filter(|p| p.role == alice_core::Role::Reader).map(
                                 |p| Session {
@@ -368,12 +390,12 @@ impl Driver {
                         let slot =
                             Slot { socket, session, pending: Some(Vec::new()), backlog: Backlog::default() };
                         self.sockets.insert(conn, slot);
-                        let _ = reply.send(Ok(()));
+                        let _ = reply.send(Ok(pid));
                     }
                 }
                 Output::Refuse { conn, reason } => {
-                    if let Some((_, reply)) = self.connecting.remove(&conn) {
-                        let _ = reply.send(Err(reason));
+                    if let Some(c) = self.connecting.remove(&conn) {
+                        let _ = c.reply.send(Err(reason));
                     }
                 }
                 Output::Emit { to, event, payload } => {
@@ -560,6 +582,14 @@ impl Driver {
         let conns: Vec<ConnId> = self.draining.iter().copied().collect();
         for conn in conns {
             self.drain(conn);
+        }
+    }
+
+    /// Passes a session change to its writer; one that finds the writer's queue full is lost
+    /// (that session will not be recovered), never waited for.
+    fn keep_session(&self, change: Change) {
+        if let Err(e) = self.sessions.try_send(change) {
+            tracing::warn!(error = %e, "too many session changes wait; one is dropped");
         }
     }
 

@@ -13,6 +13,7 @@ pub mod http;
 pub mod log;
 pub mod redis_link;
 pub mod redis_stream;
+pub mod sessions;
 pub mod socket;
 pub mod store;
 
@@ -227,6 +228,12 @@ where
         }
         None => (bus::Bus::Local, None, None, None),
     };
+    // Sessions for connection state recovery: in Redis for a cluster, else in the node's file.
+    let sessions: Arc<dyn sessions::Sessions> = match (&redis, &outbox) {
+        (Some(link), _) => Arc::new(sessions::RedisSessions::new(link.clone())),
+        (None, Some(outbox)) => Arc::new(outbox.sessions().clone()),
+        (None, None) => store.clone().sessions().unwrap_or_else(|| Arc::new(sessions::NoSessions)),
+    };
     let links = driver::Links {
         clock: clock.clone(),
         store: store.clone(),
@@ -236,6 +243,7 @@ where
         consumer,
         bus,
         verifier: verifier.clone(),
+        sessions: sessions::spawn_writer(sessions.clone()),
     };
     let (driver, handle) = Driver::new(core, links, DRIVER_QUEUE);
     let driver_task = tokio::spawn(driver.run());
@@ -274,6 +282,7 @@ where
         .with_state(socket::SocketState {
             driver: handle.clone(),
             verifier: verifier.clone(),
+            sessions,
             next_conn: Arc::new(alice_handoff::Ids::starting_at(1)),
         })
         .build_layer();

@@ -22,6 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub const LOG_STREAM: &str = "alice:log";
 /// Where each accepted `clientEventId` is kept for the idempotency window: `<prefix><user id's length>:<user>:<key>`.
 pub const KEY_PREFIX: &str = "alice:key:";
+/// Sessions kept for connection state recovery: `<prefix><pid>`, expiring with the session.
+pub const SESSION_PREFIX: &str = "alice:session:";
 /// Presence, heartbeats and leaving; trimmed by age.
 pub const BUS_STREAM: &str = "alice:bus";
 /// Events a consumer group's store refused after their last attempt (`alice:dlq:<group>`), until

@@ -16,12 +16,15 @@ use tokio::sync::oneshot;
 
 use crate::auth::{token_from, Verifier};
 use crate::driver::{Command, DriverHandle};
+use crate::sessions::{Sessions, LOOKUP_TIMEOUT};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct SocketState {
     pub driver: DriverHandle,
     pub verifier: Verifier,
+    /// Where sessions wait to be recovered.
+    pub sessions: Arc<dyn Sessions>,
     pub next_conn: Arc<Ids>,
 }
 
@@ -30,23 +33,41 @@ pub fn attach(io: &SocketIo) {
     io.ns("/", on_connect.with(authenticate));
 }
 
-/// The handshake: find the token, check its signature, and let the core admit or refuse.
+/// The handshake: find the token, check its signature, look up the session a recovering client
+/// names, and let the core admit or refuse (and name the `pid` for the CONNECT reply).
 async fn authenticate(
     socket: SocketRef,
     TryData(auth): TryData<Value>,
     State(state): State<SocketState>,
 ) -> Result<(), ConnectRefusal> {
+    let auth = auth.ok();
     let header = socket.req_parts().headers.get("authorization").and_then(|h| h.to_str().ok());
-    let token = token_from(auth.ok().as_ref(), header);
+    let token = token_from(auth.as_ref(), header);
     let token = state.verifier.verify(token.as_deref()).await;
+    let recovery = match recovery_from(auth.as_ref()) {
+        Some((pid, offset)) => {
+            let found = tokio::time::timeout(LOOKUP_TIMEOUT, state.sessions.load(&pid)).await;
+            let session = match found {
+                Ok(Ok(session)) => session,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not look up a session to recover; connecting fresh");
+                    None
+                }
+                Err(_) => None,
+            };
+            Some(Box::new(alice_core::Recovery { pid, offset, session }))
+        }
+        None => None,
+    };
     let conn = ConnId(state.next_conn.next());
     let (reply, answer) = oneshot::channel();
     let sid = socket.id.to_string();
-    let sent = state.driver.send(Command::Connect { conn, sid, token, socket: socket.clone(), reply }).await;
-    if !sent {
+    let connect = Command::Connect { conn, sid, token, recovery, socket: socket.clone(), reply };
+    if !state.driver.send(connect).await {
         return Err(ConnectRefusal::ServerBusy);
     }
-    answer.await.unwrap_or(Err(ConnectRefusal::ServerBusy))?;
+    let pid = answer.await.unwrap_or(Err(ConnectRefusal::ServerBusy))?;
+    socket.set_pid(pid);
     socket.extensions.insert(conn);
     // Registered before the CONNECT answer goes out, so no event can arrive unhandled.
     socket.on_fallback(EventForwarder { state: state.clone() });
@@ -55,6 +76,19 @@ async fn authenticate(
         driver.send(Command::Disconnected { conn }).await;
     });
     Ok(())
+}
+
+/// Longest `pid` or `offset` taken from a handshake; a longer one recovers nothing.
+const MAX_RECOVERY_FIELD: usize = 64;
+
+/// The `{ pid, offset }` an official client sends with its auth data when it reconnects (with
+/// no offset when it received no event).
+fn recovery_from(auth: Option<&Value>) -> Option<(String, Option<String>)> {
+    let field = |name: &str| {
+        let value = auth?.get(name)?.as_str()?;
+        (!value.is_empty() && value.len() <= MAX_RECOVERY_FIELD).then(|| value.to_owned())
+    };
+    Some((field("pid")?, field("offset")))
 }
 
 async fn on_connect(Extension(conn): Extension<ConnId>, State(state): State<SocketState>) {

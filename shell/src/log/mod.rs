@@ -86,6 +86,11 @@ impl Outbox {
     pub async fn revive_dead(&self) -> Result<u64, StoreError> {
         self.0.revive_dead().await
     }
+
+    /// The outbox's file also keeps the node's sessions for connection state recovery.
+    pub fn sessions(&self) -> &SqliteStore {
+        &self.0
+    }
 }
 
 #[async_trait::async_trait]

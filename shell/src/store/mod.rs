@@ -166,6 +166,10 @@ pub trait EventStore: Send + Sync + 'static {
     async fn newest(&self, n: usize) -> Result<Page, StoreError>;
     /// Hourly counts by event type since `since`.
     async fn dashboard(&self, since: Millis) -> Result<Vec<DashboardRow>, StoreError>;
+    /// Where a single node keeps sessions for connection state recovery, if this store can.
+    fn sessions(self: Arc<Self>) -> Option<Arc<dyn crate::sessions::Sessions>> {
+        None
+    }
     /// A cheap round trip, for `/health`.
     async fn ping(&self) -> Result<(), StoreError>;
     /// A reader socket connected (stores without a sessions table ignore it).

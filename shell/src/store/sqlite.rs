@@ -40,6 +40,11 @@ CREATE TABLE IF NOT EXISTS client_keys (
     PRIMARY KEY (user_id, client_event_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idx_client_keys_accepted ON client_keys (accepted_ms);
+CREATE TABLE IF NOT EXISTS recovery_sessions (
+    pid         TEXT PRIMARY KEY,
+    session     TEXT NOT NULL,
+    expires_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_end (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     log_ms      INTEGER NOT NULL,
@@ -71,6 +76,7 @@ CREATE INDEX IF NOT EXISTS idx_rte_type_position ON real_time_events (event_type
 /// node and of Redis): a time range over timestamps scans positions this much wider.
 const PLACED_WITHIN_MS: i64 = 3_600_000;
 
+#[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     /// The one connection that appends events. Held apart from the pool so that its page cache
@@ -410,6 +416,10 @@ impl EventStore for SqliteStore {
         super::page(&rows, query.limit, event_from)
     }
 
+    fn sessions(self: Arc<Self>) -> Option<Arc<dyn crate::sessions::Sessions>> {
+        Some(self)
+    }
+
     async fn replay(
         &self,
         since: Uuid,
@@ -510,5 +520,50 @@ fn wrote(mut writer: tokio::sync::OwnedMutexGuard<Writer>, events: usize) {
                 tracing::debug!(error = %e, "write-ahead log checkpoint failed; the next one retries");
             }
         });
+    }
+}
+
+/// Sessions for connection state recovery, in this file (a single node's).
+#[async_trait::async_trait]
+impl crate::sessions::Sessions for SqliteStore {
+    async fn load(&self, pid: &str) -> Result<Option<alice_core::SavedSession>, StoreError> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT session FROM recovery_sessions WHERE pid = ? AND expires_ms >= ?")
+                .bind(pid)
+                .bind(chrono_ms())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(found.and_then(|text| serde_json::from_str(&text).ok()))
+    }
+
+    async fn save(&self, pid: &str, session: &alice_core::SavedSession) -> Result<(), StoreError> {
+        let text = serde_json::to_string(session).map_err(|e| StoreError::Rejected(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO recovery_sessions (pid, session, expires_ms) VALUES (?, ?, ?)
+             ON CONFLICT (pid) DO UPDATE SET session = excluded.session, expires_ms = excluded.expires_ms",
+        )
+        .bind(pid)
+        .bind(text)
+        .bind(session.expires_ms as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        // Expired sessions go as new ones come.
+        sqlx::query("DELETE FROM recovery_sessions WHERE expires_ms < ?")
+            .bind(chrono_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn forget(&self, pid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM recovery_sessions WHERE pid = ?")
+            .bind(pid)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }

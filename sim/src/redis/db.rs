@@ -146,9 +146,21 @@ impl Db {
                 self.scripts = scripts;
                 reply
             }
-            "DEL" if args.len() >= 2 => {
-                Reply::Int(args[1..].iter().filter(|k| self.streams.remove(*k).is_some()).count() as i64)
-            }
+            "DEL" if args.len() >= 2 => Reply::Int(
+                args[1..]
+                    .iter()
+                    .filter(|k| self.streams.remove(*k).is_some() | self.strings.remove(*k).is_some())
+                    .count() as i64,
+            ),
+            "GET" if args.len() == 2 => self.get(now, &args[1]).map_or(Reply::Nil, Reply::bulk),
+            // `SET key value PX ms`, the one form the shell sends (sessions kept for recovery).
+            "SET" if args.len() == 5 && upper(&args[3]) == "PX" => match int(&args[4]) {
+                Some(ms) if ms > 0 => {
+                    self.set_expiring(&args[1], &args[2], now + ms as u64);
+                    Reply::Simple("OK")
+                }
+                _ => Reply::err("ERR invalid expire time in 'set' command"),
+            },
             "XADD" => self.xadd(now, &args[1..]),
             "XTRIM" => self.xtrim(&args[1..]),
             "XINFO" => self.xinfo(&args[1..]),

@@ -1,0 +1,142 @@
+// Connection state recovery with the plain official client and no code of ours: after a dropped
+// connection it reconnects by itself, `socket.recovered` is true, its subscription is kept and the
+// events it missed arrive once, in order; also when the reconnect lands on the other node, and
+// after a restart of the node. A `pid` shown with another user's token recovers nothing.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { io } from "socket.io-client";
+import { startServer, as, token, until, sleep, flakyProxy, haveRedis as redisOnPath, redisServer } from "./helpers.mjs";
+
+const haveRedis = redisOnPath("the two-node recovery test");
+
+const cleanups = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+/** A dashboard as an app would write it: the official client, reconnection on (its default). */
+async function dashboard(url, user, type) {
+  const socket = io(url, {
+    auth: { token: token(user, "consultant") },
+    transports: ["websocket"],
+    forceNew: true,
+    reconnectionDelay: 100,
+    reconnectionDelayMax: 300,
+  });
+  cleanups.push(() => socket.close());
+  socket.got = [];
+  socket.on("reader-activity", (e) => socket.got.push(e.id));
+  await new Promise((resolve) => socket.once("connect", resolve));
+  const reply = await socket.emitWithAck("subscribe-consultant", { consultantId: user, eventTypes: [type] });
+  assert.equal(reply.ok, true);
+  return socket;
+}
+
+const send = async (reader, type, n) => {
+  const ids = [];
+  for (let i = 0; i < n; i++) ids.push((await reader.emitWithAck("reader-event", { eventType: type, data: { i } })).eventId);
+  return ids;
+};
+
+/** Drops the dashboard's link, sends while it is away, and checks what the reconnect brings. */
+async function dropAndRecover({ proxy, dash, reader, type, beforeReconnect }) {
+  const before = await send(reader, type, 3);
+  await until(() => dash.got.length === 3, 3000, "events before the drop");
+  const reconnected = new Promise((resolve) => dash.io.once("reconnect", resolve));
+  // Hold reconnects off while events are sent: the proxy refuses nothing, so aim it first.
+  await beforeReconnect?.();
+  proxy.cutAll();
+  await until(() => !dash.connected, 3000, "the drop");
+  const missed = await send(reader, type, 4);
+  await reconnected;
+  await until(() => dash.got.length >= 7, 5000, "the missed events");
+  assert.equal(dash.recovered, true, "socket.recovered");
+  const live = await send(reader, type, 2);
+  await until(() => dash.got.length >= 9, 3000, "live events, still subscribed");
+  await sleep(100);
+  assert.deepEqual(dash.got, [...before, ...missed, ...live], "each once, in order");
+}
+
+test("one node: the official client recovers by itself, and after a restart of the node", async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "alice-e2e-recovery-"));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  let server = await startServer({}, { dataDir });
+  const proxy = await flakyProxy(server.url);
+  cleanups.push(() => proxy.close());
+  try {
+    const reader = await as(server, "rc-r1", "reader");
+    const dash = await dashboard(proxy.url, "rc-c1", "RC");
+    await dropAndRecover({ proxy, dash, reader, type: "RC" });
+
+    // The node restarts: the session and the history come back from its file.
+    dash.got.length = 0;
+    const sent = await send(reader, "RC", 2);
+    await until(() => dash.got.length === 2, 3000, "events before the restart");
+    reader.close();
+    await server.stop({ keepData: true });
+    server = await startServer({}, { dataDir });
+    proxy.retarget(server.url);
+    proxy.cutAll();
+    const back = await as(server, "rc-r1", "reader");
+    const missed = await send(back, "RC", 3);
+    await new Promise((resolve) => (dash.connected ? resolve() : dash.once("connect", resolve)));
+    await until(() => dash.got.length >= 5, 5000, "the events missed over the restart");
+    assert.equal(dash.recovered, true, "recovered after the restart");
+    await sleep(100);
+    assert.deepEqual(dash.got, [...sent, ...missed]);
+  } finally {
+    await server.stop({ keepData: true });
+  }
+});
+
+test("a pid shown with another user's token recovers nothing, and is then forgotten", async () => {
+  const server = await startServer();
+  cleanups.push(() => server.stop());
+  const proxy = await flakyProxy(server.url);
+  cleanups.push(() => proxy.close());
+  const reader = await as(server, "rc-r2", "reader");
+  const victim = await dashboard(proxy.url, "rc-c2", "RC2");
+  await send(reader, "RC2", 1);
+  await until(() => victim.got.length === 1, 3000, "an event");
+  const stolen = { pid: victim._pid, offset: victim._lastOffset };
+  assert.ok(stolen.pid && stolen.offset, "the client holds a pid and an offset");
+  victim.io.reconnection(false);
+  proxy.cutAll();
+  await until(() => !victim.connected, 3000, "the victim's drop");
+  const thief = io(server.url, {
+    auth: { token: token("rc-c3", "consultant"), ...stolen },
+    transports: ["websocket"],
+    forceNew: true,
+    reconnection: false,
+  });
+  cleanups.push(() => thief.close());
+  const got = [];
+  thief.on("reader-activity", (e) => got.push(e.id));
+  await new Promise((resolve) => thief.once("connect", resolve));
+  await send(reader, "RC2", 2);
+  await sleep(300);
+  assert.deepEqual(got, [], "the thief got no subscription");
+  assert.notEqual(thief._pid, stolen.pid);
+  // The victim's own reconnect recovers nothing now either.
+  victim.io.reconnection(true);
+  victim.connect();
+  await new Promise((resolve) => victim.once("connect", resolve));
+  assert.equal(victim.recovered, false);
+});
+
+test("two nodes: the reconnect lands on the other node and recovers there", { skip: !haveRedis }, async () => {
+  const redis = await redisServer();
+  cleanups.push(() => redis.stop());
+  const a = await startServer({ REDIS_URL: redis.url, NODE_ID: "rc-a" });
+  const b = await startServer({ REDIS_URL: redis.url, NODE_ID: "rc-b" });
+  cleanups.push(() => a.stop());
+  cleanups.push(() => b.stop());
+  const proxy = await flakyProxy(a.url);
+  cleanups.push(() => proxy.close());
+  const reader = await as(b, "rc-r4", "reader");
+  const dash = await dashboard(proxy.url, "rc-c4", "RC4");
+  await dropAndRecover({ proxy, dash, reader, type: "RC4", beforeReconnect: () => proxy.retarget(b.url) });
+});
