@@ -7,7 +7,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { ReaderClient, DashboardClient } from "../clients/js/index.js";
-import { startServer, as, sleep, token, flakyProxy, haveRedis as redisOnPath, redisServer } from "./helpers.mjs";
+import { startServer, as, sleep, token, flakyProxy, eventually, haveRedis as redisOnPath, redisServer } from "./helpers.mjs";
 
 const haveRedis = redisOnPath("the two-node flaky-link test");
 
@@ -18,15 +18,6 @@ after(async () => {
 
 const EVENTS_PER_READER = 30;
 const fast = { reconnectionDelay: 50, reconnectionDelayMax: 300, timeout: 2000 };
-
-async function eventually(what, check, ms = 30_000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await sleep(50);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 /** Every event of `user` the server lists, asked directly (not through a proxy). */
 async function storedOf(server, user) {
@@ -48,7 +39,7 @@ async function run(nodes, tag) {
   const via = (i) => proxies[i % proxies.length].url;
 
   const dashboards = [0, 1].map((i) => {
-    const view = { ids: [], raw: 0, resumes: [] };
+    const view = { ids: [], raw: 0, resumes: [], recovered: 0 };
     const client = new DashboardClient(via(i + 1), {
       token: token(`${tag}-c${i}`, "consultant"),
       consultantId: `${tag}-c${i}`,
@@ -58,10 +49,11 @@ async function run(nodes, tag) {
       onSubscribed: (reply) => view.resumes.push(reply.resumed),
     });
     client.socket.on("reader-activity", () => view.raw++);
+    client.socket.on("connect", () => client.socket.recovered && view.recovered++);
     cleanups.push(() => client.close());
     return { client, view };
   });
-  await eventually("the dashboards to subscribe", () => dashboards.every((d) => d.view.resumes.length > 0));
+  await eventually("the dashboards to subscribe", () => dashboards.every((d) => d.view.resumes.length > 0), 30_000);
 
   for (const p of proxies) p.startCutting();
   const readers = [0, 1, 2].map((k) => {
@@ -90,13 +82,17 @@ async function run(nodes, tag) {
   for (let k = 0; k < readers.length; k++) {
     const expected = receipts[k].map((r) => r.eventId).sort();
     let stored = [];
-    await eventually(`reader ${k}'s events in the store`, async () => {
-      stored = await storedOf(nodes[nodes.length - 1], `${tag}-r${k}`);
-      return stored.length >= expected.length;
-    });
+    await eventually(
+      `reader ${k}'s events in the store`,
+      async () => {
+        stored = await storedOf(nodes[nodes.length - 1], `${tag}-r${k}`);
+        return stored.length >= expected.length;
+      },
+      30_000,
+    );
     assert.deepEqual(stored.sort(), expected, `reader ${k}: stored exactly once`);
   }
-  await eventually("every event on every dashboard", () => dashboards.every((d) => d.view.ids.length >= ids.length));
+  await eventually("every event on every dashboard", () => dashboards.every((d) => d.view.ids.length >= ids.length), 30_000);
   await sleep(300);
   for (const { view } of dashboards) {
     assert.equal(view.ids.length, ids.length, "nothing twice");
@@ -108,7 +104,8 @@ async function run(nodes, tag) {
   const raw = dashboards.map((d) => d.view.raw - d.view.ids.length);
   console.log(
     `${tag}: ${ids.length} events, ${cuts} cuts, ${duplicates} answered as duplicates, ` +
-      `resubscriptions ${dashboards.map((d) => d.view.resumes.length - 1)}, repeats the library dropped ${raw}`,
+      `recovered ${dashboards.map((d) => d.view.recovered)}, ` +
+      `resumed with since ${dashboards.map((d) => d.view.resumes.length - 1)}, repeats the library dropped ${raw}`,
   );
   // The server itself repeats nothing to a dashboard that resumed.
   assert.deepEqual(raw, [0, 0], "no repeats reached the library");

@@ -133,6 +133,16 @@ export async function until(fn, ms = 3000, what = "condition") {
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** Waits until `check()` (which may be async) is true, or fails after `ms`. */
+export async function eventually(what, check, ms = 10_000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await sleep(20);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
 /** Waits for the next `event` on a socket. */
 export const next = (socket, event, ms = 3000) =>
   new Promise((resolve, reject) => {

@@ -184,7 +184,9 @@ export class DashboardClient {
       if (this.#accept(event)) this.#lastId = event.id;
     });
     this.#socket.on("online-readers", (list) => this.#options.onOnlineReaders?.(list));
-    this.#socket.on("connect", () => this.#subscribe());
+    // A connection the server recovered (socket.io-client's own recovery) kept its
+    // subscription and was sent what it missed: nothing to do.
+    this.#socket.on("connect", () => this.#socket.recovered || this.#subscribe());
   }
 
   /** The underlying socket.io-client socket. */

@@ -140,11 +140,11 @@ impl Core {
                 self.routing.join_room(conn, &room, staff);
             }
         }
+        if let Some(sent) = c.sent.as_deref_mut() {
+            sent.recovered_from(r.offset.min(frontier));
+        }
         if let Some(s) = r.subscription {
             self.routing.set_subscription(conn, None, Some(&s.event_types));
-            if let Some(sent) = c.sent.as_deref_mut() {
-                sent.resubscribed(None, frontier);
-            }
             c.subscription = Some(s);
             self.subscribed.insert(conn);
         }

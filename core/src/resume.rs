@@ -62,6 +62,13 @@ impl Sent {
         self.current_from = frontier;
     }
 
+    /// A recovered socket was sent, by its recovery's replay, everything its restored
+    /// subscription matches after `offset`.
+    pub(crate) fn recovered_from(&mut self, offset: LogPosition) {
+        self.connected_at = offset;
+        self.current_from = offset;
+    }
+
     /// Where the current subscription (or the connection) began.
     pub(crate) fn current_from(&self) -> LogPosition {
         self.current_from

@@ -196,3 +196,24 @@ fn a_client_that_received_nothing_is_replayed_from_where_its_subscription_began(
     assert_eq!(pid_of(&out, back), pid);
     assert_eq!(activity_ids(&out, back), [missed], "what came after it subscribed, not before");
 }
+
+#[test]
+fn a_recovered_socket_that_also_resumes_gets_nothing_twice() {
+    let mut node = Node::new();
+    let r = node.connect("r1", "reader");
+    let c = node.next_conn();
+    let token = TokenCheck::Verified(claims("c1", "consultant"));
+    let out = node.input(Input::Connect { conn: c, sid: "s".into(), token, recovery: None });
+    let pid = pid_of(&out, c);
+    node.send(c, "subscribe-consultant", json!({"consultantId": "c1"}));
+    let out = node.send(r, "reader-event", json!({"eventType": "A"}));
+    let (seen, offset) = (activity_ids(&out, c)[0].clone(), last_offset(&out, c));
+    let session = saved(&node.disconnect(c)).remove(0).1;
+    node.send(r, "reader-event", json!({"eventType": "A"}));
+    let recovery = Recovery { pid, offset: Some(offset.to_string()), session: Some(session) };
+    let (back, out) = reconnect(&mut node, "c1", "consultant", recovery);
+    assert_eq!(activity_ids(&out, back).len(), 1, "the recovery's replay");
+    // A client that does not know it was recovered resumes from the same event as well.
+    let out = node.send(back, "subscribe-consultant", json!({"consultantId": "c1", "since": seen}));
+    assert!(activity_ids(&out, back).is_empty(), "already sent by the recovery: {out:?}");
+}
