@@ -1,8 +1,10 @@
-//! What waits for one socket behind a replay. A resume can send a socket thousands of events at
-//! once, more than its bounded send queue holds; they wait here and go out as the socket takes
-//! them (the driver drains every few milliseconds), each serialized only when its turn comes, so
-//! that a long replay neither stalls the driver nor disconnects a socket that keeps up. Live
-//! deliveries that arrive meanwhile queue behind it, in order, within a bound.
+//! What waits for one socket when its send queue is full. A resume can send a socket thousands
+//! of events at once, and a node catching up on the log after an outage delivers what it reads in
+//! bursts of up to a thousand; more than the socket's bounded send queue holds. They wait here and
+//! go out as the socket takes them (the driver drains every few milliseconds), a replayed event
+//! serialized only when its turn comes, so that neither stalls the driver nor disconnects a
+//! socket that keeps up on average. Live deliveries queue behind, in order, within a bound: a
+//! socket that falls further behind than that is too slow and is closed.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,8 +14,9 @@ use alice_core::{LogPosition, Payload, ReaderEvent};
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
-/// Live deliveries that may wait behind a replay before the socket counts as too slow.
-const MAX_LIVE_BEHIND: usize = 1024;
+/// Live deliveries that may wait (behind a full send queue, or a replay) before the socket
+/// counts as too slow: ten log reads' worth.
+const MAX_LIVE_BEHIND: usize = 10_240;
 
 /// One packet for one socket: an event, its payload, and for `reader-activity` the event's
 /// position in the log as the last argument (the offset an official client recovers from).

@@ -552,8 +552,14 @@ impl Driver {
             }
         } else {
             match frame.send(&slot.socket) {
-                Ok(()) => return,
-                Err(SendError::Socket(SocketError::Closed)) => return,
+                Ok(()) | Err(SendError::Socket(SocketError::Closed)) => return,
+                // A burst (a node catching up on the log after an outage) waits in the backlog
+                // and goes out at the socket's pace; only a socket that falls further behind
+                // than the backlog holds is too slow.
+                Err(SendError::Socket(SocketError::InternalChannelFull)) if slot.backlog.live(frame) => {
+                    self.draining.insert(conn);
+                    return;
+                }
                 Err(_) => {}
             }
         }

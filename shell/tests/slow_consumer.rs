@@ -1,10 +1,12 @@
-//! A consultant that stops reading is disconnected once its bounded send queue is full, rather
-//! than growing the server's memory; everyone else keeps receiving.
+//! A consultant that stops reading is disconnected once its bounded send queue and the backlog
+//! behind it are full, rather than growing the server's memory; everyone else keeps receiving.
 
 mod common;
 
 use common::*;
 use serde_json::json;
+
+const EVENTS: u64 = 16_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_stops_reading_is_disconnected() {
@@ -25,16 +27,17 @@ async fn a_socket_that_stops_reading_is_disconnected() {
         loop {
             let v = healthy.next("reader-activity").await.expect("the healthy consultant stays connected");
             received += 1;
-            if v["data"]["i"].as_u64() == Some(2_999) {
+            if v["data"]["i"].as_u64() == Some(EVENTS - 1) {
                 return received;
             }
         }
     });
 
-    // Enough large events to fill the stalled socket's queue and the kernel's buffers behind it.
+    // Enough events to fill the kernel's buffers, the stalled socket's queue (1,024) and its
+    // backlog (10,240).
     let mut reader = Client::connect(addr, &token("r1", "reader")).await.unwrap();
-    let page = "x".repeat(15_000);
-    for i in 0..3_000 {
+    let page = "x".repeat(2_000);
+    for i in 0..EVENTS {
         reader.emit("reader-event", json!({"eventType": "BIG", "data": {"i": i, "text": page}})).await;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -49,7 +52,7 @@ async fn a_socket_that_stops_reading_is_disconnected() {
     }
     // The healthy consultant received every event, in order, to the last.
     let received = tokio::time::timeout(std::time::Duration::from_secs(30), healthy).await.unwrap().unwrap();
-    assert_eq!(received, 3_000);
+    assert_eq!(u64::from(received), EVENTS);
     drop(stalled);
     server.shutdown().await;
 }

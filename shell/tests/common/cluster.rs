@@ -153,8 +153,20 @@ impl Node {
             log.push(line);
             assert!(Instant::now() < deadline, "node {name} did not start");
         };
-        // Keep draining its log so the process never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        // Keep draining its log so the process never blocks on a full pipe; with
+        // `ALICE_TEST_LOG_DIR` set, into `<dir>/<name>.log` for a look after a failure.
+        let keep = std::env::var("ALICE_TEST_LOG_DIR")
+            .ok()
+            .map(|dir| PathBuf::from(dir).join(format!("{name}.log")));
+        std::thread::spawn(move || match keep.and_then(|path| std::fs::File::create(path).ok()) {
+            Some(mut file) => {
+                use std::io::Write;
+                for line in lines.map_while(Result::ok) {
+                    let _ = writeln!(file, "{line}");
+                }
+            }
+            None => lines.for_each(drop),
+        });
         let _ = PathBuf::from(&data);
         Node { child, addr, name: name.to_owned() }
     }
