@@ -1,7 +1,7 @@
 // Connection state recovery with the plain official client and no code of ours: after a dropped
 // connection it reconnects by itself, `socket.recovered` is true, its subscription is kept and the
-// events it missed arrive once, in order; also when the reconnect lands on the other node, and
-// after a restart of the node. A `pid` shown with another user's token recovers nothing.
+// events it missed arrive once, in order; also when the reconnect lands on the other node, after
+// a restart of the node, and when it missed more than the node's memory holds. A `pid` shown with another user's token recovers nothing.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -90,6 +90,33 @@ test("one node: the official client recovers by itself, and after a restart of t
   } finally {
     await server.stop({ keepData: true });
   }
+});
+
+test("one node: a recovery past what memory holds replays from the store", async () => {
+  // Memory keeps 3 events; the dashboard misses 12 of them and more of other types.
+  const server = await startServer({ HISTORY_CAPACITY: "3" });
+  cleanups.push(() => server.stop());
+  const proxy = await flakyProxy(server.url);
+  cleanups.push(() => proxy.close());
+  const reader = await as(server, "rs-r1", "reader");
+  const dash = await dashboard(proxy.url, "rs-c1", "RS");
+  const before = await send(reader, "RS", 2);
+  await until(() => dash.got.length === 2, 3000, "events before the drop");
+  const reconnected = new Promise((resolve) => dash.io.once("reconnect", resolve));
+  proxy.cutAll();
+  await until(() => !dash.connected, 3000, "the drop");
+  const missed = [];
+  for (let i = 0; i < 4; i++) {
+    missed.push(...(await send(reader, "RS", 3)));
+    await send(reader, "OTHER", 2);
+  }
+  await reconnected;
+  await until(() => dash.got.length >= 14, 5000, "the missed events");
+  assert.equal(dash.recovered, true, "socket.recovered");
+  const live = await send(reader, "RS", 2);
+  await until(() => dash.got.length >= 16, 3000, "live events, still subscribed");
+  await sleep(100);
+  assert.deepEqual(dash.got, [...before, ...missed, ...live], "each once, in order");
 });
 
 test("a pid shown with another user's token recovers nothing, and is then forgotten", async () => {

@@ -78,6 +78,7 @@ pub use queue::{BatchId, StoreFailure};
 pub use readers::{ReadFrom, Stream};
 pub use recovery::{Recovery, SavedSession};
 pub use replies::Payload;
+pub use resume::{ReplayFilter, ReplayFrom};
 pub use time::{Millis, Now};
 
 use bus_outbox::BusOutbox;
@@ -161,8 +162,8 @@ pub enum Input {
     /// A single node's log already holds events up to this position (read from its file at
     /// start): new events are placed after it, whatever the clock says.
     LogEnd(LogPosition),
-    /// The answer to [`Output::QueryReplay`]: the position of `since` and the events after it
-    /// in log order, `Some(None)` when the store has no event `since`, `None` when it failed.
+    /// The answer to [`Output::QueryReplay`]: where the replay starts and the events after it in
+    /// log order, `Some(None)` when the store has no event `from` names, `None` when it failed.
     ReplayAnswered { conn: ConnId, answer: Option<Option<(LogPosition, Vec<Arc<ReaderEvent>>)>> },
     /// The answer to [`Output::QueryStore`]: events in protocol order and whether more remain,
     /// or `None` when the store failed.
@@ -218,10 +219,10 @@ pub enum Output {
     VerifyToken { conn: ConnId, ack: Option<AckId>, token: String },
     /// History in memory cannot answer: ask the store, then report [`Input::StoreQueryAnswered`].
     QueryStore { conn: ConnId, ack: Option<AckId>, query: HistoryQuery },
-    /// A resume reaches back past memory: ask the store for the position of event `since` and
-    /// up to `limit` events after it in log order whose type is in `event_types` (empty: any) or
-    /// a support type, then report [`Input::ReplayAnswered`].
-    QueryReplay { conn: ConnId, since: uuid::Uuid, event_types: Vec<String>, limit: usize },
+    /// A resume or a recovery reaches back past memory: ask the store for up to `limit` events
+    /// after `from` in log order that `filter` lets through (and, from an event, that event's
+    /// position), then report [`Input::ReplayAnswered`].
+    QueryReplay { conn: ConnId, from: ReplayFrom, filter: ReplayFilter, limit: usize },
     /// Send each of these events to one socket as `reader-activity`, in this order, before
     /// anything sent to it afterwards; at the pace the socket takes them.
     Replay { conn: ConnId, events: Vec<Arc<ReaderEvent>> },
@@ -349,6 +350,8 @@ pub struct Core {
     first: BTreeMap<ConnId, Vec<Arc<ReaderEvent>>>,
     /// Sockets whose resume waits for the store, with the deliveries held for them.
     resuming: BTreeMap<ConnId, resume::PendingResume>,
+    /// Admitted sockets whose recovery waits for the store's replay before they are accepted.
+    recovering: BTreeMap<ConnId, recovery::PendingRecovery>,
     routing: Routing,
     users: HashMap<Arc<str>, UserLimits>,
     presence: Presence,
@@ -408,6 +411,7 @@ impl Core {
             refreshing: BTreeMap::new(),
             subscribed: BTreeSet::new(),
             resuming: BTreeMap::new(),
+            recovering: BTreeMap::new(),
             first: BTreeMap::new(),
             seen_up_to: BTreeMap::new(),
             keyed: HashMap::new(),
@@ -469,6 +473,12 @@ impl Core {
     /// The principal of a connected socket.
     pub fn principal(&self, conn: ConnId) -> Option<&Principal> {
         self.conns.get(&conn).map(|c| &c.principal)
+    }
+
+    /// Whether an admitted socket waits for the store's replay before it is accepted (its
+    /// recovery reaches back past memory); it is then accepted or refused later.
+    pub fn is_recovering(&self, conn: ConnId) -> bool {
+        self.recovering.contains_key(&conn)
     }
 
     /// Whether the queue refuses new events now.

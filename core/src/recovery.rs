@@ -3,17 +3,19 @@
 //! recover (a subscription, rooms) has its session saved under that `pid` whenever it changes and
 //! when it leaves, to expire `recovery_ttl_ms` later. A client that reconnects presents `{ pid,
 //! offset }`; the shell looks the session up, and the core recovers it only for the same user,
-//! unexpired, with a readable offset and at most `resume_max_events` to replay from memory: it
-//! restores the subscription (as the token's role allows) and the rooms, replays what the socket
-//! would have received after the offset, and answers with the same `pid`. Otherwise the socket
-//! connects fresh; a `pid` shown with another user's token, or with a token that was refused, is
-//! forgotten.
+//! unexpired, with a readable offset and at most `resume_max_events` to replay: it restores the
+//! subscription (as the token's role allows) and the rooms, replays what the socket would have
+//! received after the offset, and answers with the same `pid`. The replay comes from memory, or,
+//! when memory does not reach back to the offset, from the store, and the socket is accepted only
+//! once the store has answered. Otherwise the socket connects fresh; a `pid` shown with another
+//! user's token, or with a token that was refused, is forgotten.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::event::ReaderEvent;
 use crate::position::LogPosition;
+use crate::resume::{ReplayFilter, ReplayFrom};
 use crate::{ConnId, Core, Output, Principal, Role, Subscription};
 
 /// What a session keeps for recovery, as the shell stores it.
@@ -53,6 +55,23 @@ pub(crate) struct Recovered {
     offset: LogPosition,
 }
 
+/// What a presented session comes to.
+pub(crate) enum Check {
+    /// Nothing to recover: the socket connects fresh.
+    Fresh,
+    Recover(Recovered),
+    /// Recoverable if the store's replay from the offset, with memory's after it, fits the limit.
+    AskStore(Recovered, ReplayFilter),
+}
+
+/// An admitted socket whose recovery waits for the store, with what it would recover.
+pub(crate) struct PendingRecovery {
+    sid: String,
+    principal: Principal,
+    recovered: Recovered,
+    filter: ReplayFilter,
+}
+
 impl Core {
     /// A new, unguessable `pid` (128 bits from the core's seeded ChaCha stream).
     fn new_pid(&mut self) -> String {
@@ -60,20 +79,14 @@ impl Core {
         format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64())
     }
 
-    /// Decides what a connecting socket recovers, and names its `pid` before it is accepted.
-    pub(crate) fn recover(
-        &mut self,
-        conn: ConnId,
-        principal: &Principal,
-        recovery: Option<Recovery>,
-    ) -> (String, Option<Recovered>) {
-        let recovered = recovery.and_then(|r| self.check(principal, r));
-        let pid = match &recovered {
+    /// Names the `pid` of a socket about to be accepted: the recovered one, or a new one.
+    pub(crate) fn give_pid(&mut self, conn: ConnId, recovered: Option<&Recovered>) -> String {
+        let pid = match recovered {
             Some(r) => r.pid.clone(),
             None => self.new_pid(),
         };
         self.outputs.push_back(Output::Pid { conn, pid: pid.clone() });
-        (pid, recovered)
+        pid
     }
 
     /// A connect with a `pid` was refused: the session recovers nothing any more.
@@ -83,18 +96,19 @@ impl Core {
         }
     }
 
-    /// The session, if it may be recovered; a `pid` another user shows is forgotten.
-    fn check(&mut self, principal: &Principal, r: Recovery) -> Option<Recovered> {
-        let session = r.session?;
+    /// What a presented session comes to; a `pid` another user shows is forgotten.
+    pub(crate) fn check(&mut self, principal: &Principal, r: Recovery) -> Check {
+        let Some(session) = r.session else { return Check::Fresh };
         if session.user_id != *principal.user_id {
             self.outputs.push_back(Output::ForgetSession { pid: r.pid });
-            return None;
+            return Check::Fresh;
         }
         if session.expires_ms < self.wall.0 {
-            return None;
+            return Check::Fresh;
         }
-        let offset: LogPosition = match &r.offset {
-            Some(offset) => offset.parse().ok()?,
+        let offset: LogPosition = match r.offset.as_deref().map(str::parse) {
+            Some(Ok(offset)) => offset,
+            Some(Err(_)) => return Check::Fresh,
             None => session.from,
         };
         // The role decides again, as it would for a new `subscribe-consultant`.
@@ -105,29 +119,72 @@ impl Core {
         });
         let subscription = subscription
             .map(|consultant_id| Subscription { consultant_id, event_types: session.event_types.clone() });
-        // Only what memory holds: past it, or past the limit, the socket connects fresh.
-        if offset < self.frontier() && !self.history.reaches_back_to(offset) {
-            return None;
-        }
-        let staff = principal.role.is_staff();
-        let replay: Vec<_> = match &subscription {
-            Some(s) => self
-                .history
-                .after(offset)
-                .filter(|e| {
-                    s.event_types.is_empty() || s.event_types.contains(&e.event_type) || e.is_support()
-                })
-                .cloned()
-                .collect(),
-            None if staff => self.history.after(offset).filter(|e| e.is_support()).cloned().collect(),
-            None => Vec::new(),
+        let filter = match &subscription {
+            Some(s) => Some(ReplayFilter::Subscription(s.event_types.clone())),
+            None if principal.role.is_staff() => Some(ReplayFilter::Support),
+            None => None,
         };
-        if replay.len() > self.config.resume_max_events {
-            return None;
+        let rooms = session.rooms.into_iter().take(self.config.max_rooms_per_socket).collect();
+        let recovered = Recovered { pid: r.pid, subscription, rooms, replay: Vec::new(), offset };
+        let Some(filter) = filter else { return Check::Recover(recovered) };
+        if offset < self.frontier() && !self.history.reaches_back_to(offset) {
+            return Check::AskStore(recovered, filter);
         }
-        let max_rooms = self.config.max_rooms_per_socket;
-        let rooms = session.rooms.into_iter().take(max_rooms).collect();
-        Some(Recovered { pid: r.pid, subscription, rooms, replay, offset })
+        let found = self.history.after(offset).cloned().collect();
+        match self.replay_within_limit(&filter, found) {
+            Some(replay) => Check::Recover(Recovered { replay, ..recovered }),
+            None => Check::Fresh,
+        }
+    }
+
+    /// Waits for the store before the socket is accepted, recovered or fresh.
+    pub(crate) fn ask_store(
+        &mut self,
+        conn: ConnId,
+        sid: String,
+        principal: Principal,
+        recovered: Recovered,
+        filter: ReplayFilter,
+    ) {
+        let from = ReplayFrom::Position(recovered.offset);
+        let limit = self.config.resume_max_events + 1;
+        self.outputs.push_back(Output::QueryReplay { conn, from, filter: filter.clone(), limit });
+        self.recovering.insert(conn, PendingRecovery { sid, principal, recovered, filter });
+    }
+
+    /// The store's answer for a waiting recovery (`None` when it failed): the socket is accepted,
+    /// recovered when the replay fits the limit, else fresh.
+    pub(crate) fn on_recovery_answered(&mut self, conn: ConnId, stored: Option<Vec<Arc<ReaderEvent>>>) {
+        let Some(PendingRecovery { sid, principal, recovered, filter }) = self.recovering.remove(&conn)
+        else {
+            return;
+        };
+        let limit = self.config.resume_max_events;
+        let replay = stored.filter(|stored| stored.len() <= limit).and_then(|stored| {
+            let found = self.stored_then_memory(stored, recovered.offset);
+            self.replay_within_limit(&filter, found)
+        });
+        let recovered = replay.map(|replay| Recovered { replay, ..recovered });
+        self.accept(conn, sid, principal, recovered);
+    }
+
+    /// A waiting recovery's socket left before the store answered.
+    pub(crate) fn abandon_recovery(&mut self, conn: ConnId) -> bool {
+        let Some(pending) = self.recovering.remove(&conn) else { return false };
+        if let Some(limits) = self.users.get_mut(&pending.principal.user_id) {
+            limits.connections = limits.connections.saturating_sub(1);
+        }
+        true
+    }
+
+    /// What `filter` lets through of `found`, unless that is more than the limit.
+    fn replay_within_limit(
+        &self,
+        filter: &ReplayFilter,
+        found: Vec<Arc<ReaderEvent>>,
+    ) -> Option<Vec<Arc<ReaderEvent>>> {
+        let replay: Vec<_> = found.into_iter().filter(|e| filter.lets_through(e)).collect();
+        (replay.len() <= self.config.resume_max_events).then_some(replay)
     }
 
     /// Gives an accepted socket its recovered state and replay.

@@ -98,6 +98,32 @@ fn matches(types: &[String], e: &ReaderEvent) -> bool {
     types.is_empty() || types.contains(&e.event_type)
 }
 
+/// Where a replay from the store starts: after the event a `since` names, or after a log position
+/// (a recovering client's offset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplayFrom {
+    Event(Uuid),
+    Position(LogPosition),
+}
+
+/// Which events a replay wants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayFilter {
+    /// A subscription's: events of these types (of every type when empty), and support events.
+    Subscription(Vec<String>),
+    /// Support events only: what a staff socket without a subscription receives (rule 2).
+    Support,
+}
+
+impl ReplayFilter {
+    pub fn lets_through(&self, e: &ReaderEvent) -> bool {
+        match self {
+            ReplayFilter::Subscription(types) => matches(types, e) || e.is_support(),
+            ReplayFilter::Support => e.is_support(),
+        }
+    }
+}
+
 /// A resume waiting for the store, and the live deliveries held for its socket meanwhile.
 #[derive(Debug)]
 pub(crate) struct PendingResume {
@@ -164,7 +190,8 @@ impl Core {
                 let pending = PendingResume { ack, consultant_id, event_types: event_types.clone(), held };
                 self.resuming.insert(conn, pending);
                 let limit = self.config.resume_max_events + 1;
-                self.outputs.push_back(Output::QueryReplay { conn, since, event_types, limit });
+                let (from, filter) = (ReplayFrom::Event(since), ReplayFilter::Subscription(event_types));
+                self.outputs.push_back(Output::QueryReplay { conn, from, filter, limit });
             }
         }
     }
@@ -176,16 +203,15 @@ impl Core {
         conn: ConnId,
         answer: Option<Option<(LogPosition, Vec<Arc<ReaderEvent>>)>>,
     ) {
+        if self.recovering.contains_key(&conn) {
+            let stored = answer.flatten().map(|(_, events)| events);
+            return self.on_recovery_answered(conn, stored);
+        }
         let Some(pending) = self.resuming.remove(&conn) else { return };
         let PendingResume { ack, consultant_id, event_types, mut held } = pending;
         let outcome = match answer {
             Some(Some((after, stored))) if stored.len() < self.config.resume_max_events + 1 => {
-                // The store up to where memory begins, then memory: the store may lag the log.
-                // What the store has beyond this node's frontier, the node shows live later.
-                let oldest = self.history.oldest();
-                let mut found: Vec<_> =
-                    stored.into_iter().filter(|e| oldest.is_none_or(|o| e.position < o)).collect();
-                found.extend(self.history.after(after).cloned());
+                let found = self.stored_then_memory(stored, after);
                 let outcome = self.replay_of(conn, &event_types, found);
                 if matches!(outcome, Outcome::Replayed(_)) {
                     held.retain(|e| e.position > after);
@@ -203,6 +229,20 @@ impl Core {
         };
         let replay = self.finish_resume(conn, ack, consultant_id, event_types, outcome);
         self.send_held(conn, held, replay);
+    }
+
+    /// The store's events up to where memory begins, then memory's after `after`: the store may
+    /// lag the log. What the store has beyond this node's frontier, the node shows live later.
+    pub(crate) fn stored_then_memory(
+        &self,
+        stored: Vec<Arc<ReaderEvent>>,
+        after: LogPosition,
+    ) -> Vec<Arc<ReaderEvent>> {
+        let oldest = self.history.oldest();
+        let mut found: Vec<_> =
+            stored.into_iter().filter(|e| oldest.is_none_or(|o| e.position < o)).collect();
+        found.extend(self.history.after(after).cloned());
+        found
     }
 
     /// Ends a socket's pending resume without a replay (a newer command of its own superseded

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::error::{CommandError, ConnectRefusal, ErrorCode};
 use crate::principal::{ClaimsError, Principal};
 use crate::rate_limit::TokenBucket;
+use crate::recovery::{Check, Recovered};
 use crate::replies::{self, names};
 use crate::timers::Timer;
 use crate::{AckId, BusBody, ConnId, Connection, Core, Millis, Output, TokenCheck, UserLimits};
@@ -39,7 +40,7 @@ impl Core {
             TokenCheck::Invalid => return Err(ConnectRefusal::InvalidToken),
             TokenCheck::Verified(claims) => claims,
         };
-        if self.conns.contains_key(&conn) {
+        if self.conns.contains_key(&conn) || self.recovering.contains_key(&conn) {
             return Err(ConnectRefusal::InvalidToken);
         }
         let principal = Principal::from_claims(claims, self.wall)?;
@@ -57,7 +58,7 @@ impl Core {
         });
         limits.handshakes.take(now).map_err(|_| ConnectRefusal::RateLimited)?;
         if limits.connections >= config.max_connections_per_user
-            || self.conns.len() >= config.max_connections as usize
+            || self.conns.len() + self.recovering.len() >= config.max_connections as usize
         {
             return Err(ConnectRefusal::ServerBusy);
         }
@@ -66,7 +67,23 @@ impl Core {
     }
 
     fn open(&mut self, conn: ConnId, sid: String, principal: Principal, recovery: Option<crate::Recovery>) {
-        let (pid, recovered) = self.recover(conn, &principal, recovery);
+        match recovery.map(|r| self.check(&principal, r)) {
+            Some(Check::AskStore(recovered, filter)) => {
+                self.ask_store(conn, sid, principal, recovered, filter)
+            }
+            Some(Check::Recover(recovered)) => self.accept(conn, sid, principal, Some(recovered)),
+            Some(Check::Fresh) | None => self.accept(conn, sid, principal, None),
+        }
+    }
+
+    pub(crate) fn accept(
+        &mut self,
+        conn: ConnId,
+        sid: String,
+        principal: Principal,
+        recovered: Option<Recovered>,
+    ) {
+        let pid = self.give_pid(conn, recovered.as_ref());
         self.routing.add_socket(conn, &principal.user_id, principal.role.is_staff());
         self.timers.set(Timer::TokenExpiry(conn), self.mono_at(principal.expires_at));
         if principal.role == crate::Role::Reader {
@@ -100,6 +117,9 @@ impl Core {
     }
 
     pub(crate) fn on_disconnect(&mut self, conn: ConnId) {
+        if self.abandon_recovery(conn) {
+            return;
+        }
         // Kept for recovery from now on, if it has anything to recover.
         self.save_session(conn);
         let Some(c) = self.conns.remove(&conn) else {

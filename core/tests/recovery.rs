@@ -4,7 +4,12 @@
 
 mod common;
 
-use alice_core::{ConnId, Input, LogPosition, Output, Recovery, SavedSession, TokenCheck};
+use std::sync::Arc;
+
+use alice_core::{
+    Config, ConnId, Input, LogPosition, Output, ReaderEvent, Recovery, ReplayFilter, ReplayFrom,
+    SavedSession, TokenCheck,
+};
 use common::*;
 use serde_json::json;
 
@@ -216,4 +221,97 @@ fn a_recovered_socket_that_also_resumes_gets_nothing_twice() {
     // A client that does not know it was recovered resumes from the same event as well.
     let out = node.send(back, "subscribe-consultant", json!({"consultantId": "c1", "since": seen}));
     assert!(activity_ids(&out, back).is_empty(), "already sent by the recovery: {out:?}");
+}
+
+fn placed(node: &mut Node, reader: ConnId, ty: &str) -> Arc<ReaderEvent> {
+    let out = node.send(reader, "reader-event", json!({"eventType": ty}));
+    appends(&out).remove(0).1[0].event.clone()
+}
+
+fn query(out: &[Output]) -> Option<(ConnId, ReplayFrom, ReplayFilter, usize)> {
+    out.iter().find_map(|o| match o {
+        Output::QueryReplay { conn, from, filter, limit } => Some((*conn, *from, filter.clone(), *limit)),
+        _ => None,
+    })
+}
+
+/// A consultant subscribed to `A`, shown one event, gone: its pid, offset and saved session.
+fn dropped_consultant(node: &mut Node, r: ConnId) -> (String, LogPosition, SavedSession) {
+    let c = node.next_conn();
+    let token = TokenCheck::Verified(claims("c1", "consultant"));
+    let out = node.input(Input::Connect { conn: c, sid: "s".into(), token, recovery: None });
+    let pid = pid_of(&out, c);
+    node.send(c, "subscribe-consultant", json!({"consultantId": "c1", "eventTypes": ["A"]}));
+    let out = node.send(r, "reader-event", json!({"eventType": "A"}));
+    let offset = last_offset(&out, c);
+    let session = saved(&node.disconnect(c)).remove(0).1;
+    (pid, offset, session)
+}
+
+#[test]
+fn past_memory_the_store_replays_and_the_socket_is_accepted_only_then() {
+    let mut node = Node::with_config(Config { history_capacity: 2, ..Config::default() });
+    let r = node.connect("r1", "reader");
+    let (pid, offset, session) = dropped_consultant(&mut node, r);
+    let missed: Vec<_> = ["A", "B", "HELP_REQUEST", "A"].iter().map(|ty| placed(&mut node, r, ty)).collect();
+
+    let recovery = Recovery { pid: pid.clone(), offset: Some(offset.to_string()), session: Some(session) };
+    let (back, out) = reconnect(&mut node, "c1", "consultant", recovery);
+    let subscription = ReplayFilter::Subscription(vec!["A".into()]);
+    assert_eq!(query(&out), Some((back, ReplayFrom::Position(offset), subscription, 10_001)));
+    assert!(!out.contains(&Output::Accept { conn: back }), "not before the store answers");
+    // Meanwhile an event the replay will hold (memory has it) comes and goes live elsewhere.
+    let during = placed(&mut node, r, "A");
+
+    // The store lags the log: it has the first three missed events; memory has the last two.
+    let stored = missed[..3].to_vec();
+    let out = node.input(Input::ReplayAnswered { conn: back, answer: Some(Some((offset, stored))) });
+    assert_eq!(pid_of(&out, back), pid, "the same pid: recovered");
+    assert!(out.contains(&Output::Accept { conn: back }));
+    let expected: Vec<String> =
+        [&missed[0], &missed[2], &missed[3], &during].iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(activity_ids(&out, back), expected, "type A and support, in log order, each once");
+    let out = node.send(r, "reader-event", json!({"eventType": "A"}));
+    assert_eq!(activity_ids(&out, back).len(), 1, "subscribed, live");
+}
+
+#[test]
+fn past_memory_a_store_that_fails_or_holds_too_many_connects_fresh() {
+    let config = Config { history_capacity: 2, resume_max_events: 2, ..Config::default() };
+    for answer in [None, Some(3)] {
+        let mut node = Node::with_config(config.clone());
+        let r = node.connect("r1", "reader");
+        let (pid, offset, session) = dropped_consultant(&mut node, r);
+        let missed: Vec<_> = (0..3).map(|_| placed(&mut node, r, "A")).collect();
+        let recovery =
+            Recovery { pid: pid.clone(), offset: Some(offset.to_string()), session: Some(session) };
+        let (back, _) = reconnect(&mut node, "c1", "consultant", recovery);
+        let answer = answer.map(|n| Some((offset, missed[..n].to_vec())));
+        let out = node.input(Input::ReplayAnswered { conn: back, answer });
+        assert!(out.contains(&Output::Accept { conn: back }), "accepted all the same");
+        assert_ne!(pid_of(&out, back), pid, "fresh");
+        assert!(activity_ids(&out, back).is_empty());
+        let out = node.send(r, "reader-event", json!({"eventType": "A"}));
+        assert!(activity_ids(&out, back).is_empty(), "not subscribed");
+    }
+}
+
+#[test]
+fn a_socket_that_leaves_while_the_store_answers_frees_its_slot() {
+    let config = Config { history_capacity: 1, max_connections_per_user: 1, ..Config::default() };
+    let mut node = Node::with_config(config);
+    let r = node.connect("r1", "reader");
+    let (pid, offset, session) = dropped_consultant(&mut node, r);
+    placed(&mut node, r, "A");
+    placed(&mut node, r, "A");
+    let recovery = Recovery { pid, offset: Some(offset.to_string()), session: Some(session) };
+    let (back, out) = reconnect(&mut node, "c1", "consultant", recovery);
+    assert!(query(&out).is_some());
+    node.disconnect(back);
+    let out = node.input(Input::ReplayAnswered { conn: back, answer: Some(Some((offset, Vec::new()))) });
+    assert!(out.is_empty(), "nothing for a socket that left: {out:?}");
+    let again = node.next_conn();
+    let token = TokenCheck::Verified(claims("c1", "consultant"));
+    let out = node.input(Input::Connect { conn: again, sid: "s".into(), token, recovery: None });
+    assert!(out.contains(&Output::Accept { conn: again }), "the user's one slot is free again");
 }

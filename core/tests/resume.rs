@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use alice_core::{AckId, Config, Input, LogPosition, Output, ReaderEvent};
+use alice_core::{AckId, Config, Input, LogPosition, Output, ReaderEvent, ReplayFilter, ReplayFrom};
 use common::*;
 use serde_json::{json, Value};
 
@@ -181,12 +181,11 @@ fn from_the_store_when_memory_does_not_reach_back_with_live_events_held_behind_t
     let c = node.connect("c1", "consultant");
     let out = ask(&mut node, c, json!({"consultantId": "c1", "since": seen.id.to_string()}));
     let query = out.iter().find_map(|o| match o {
-        Output::QueryReplay { conn, since, event_types, limit } => {
-            Some((*conn, *since, event_types.clone(), *limit))
-        }
+        Output::QueryReplay { conn, from, filter, limit } => Some((*conn, *from, filter.clone(), *limit)),
         _ => None,
     });
-    assert_eq!(query, Some((c, seen.id, Vec::new(), 10_001)));
+    let subscription = ReplayFilter::Subscription(Vec::new());
+    assert_eq!(query, Some((c, ReplayFrom::Event(seen.id), subscription, 10_001)));
     assert!(out.iter().all(|o| !matches!(o, Output::Ack { .. })), "answered with the store");
 
     // A help request reaches the socket by rule 2 meanwhile: it waits behind the replay.

@@ -12,36 +12,37 @@ use std::sync::Arc;
 use alice_core::replies::{self, names};
 use alice_core::{LogPosition, Payload, ReaderEvent};
 use socketioxide::extract::SocketRef;
-use socketioxide::{SendError, SocketError};
+use socketioxide::socket::PreparedEvent;
+use socketioxide::{ParserError, SocketError};
 
 /// Live deliveries that may wait (behind a full send queue, or a replay) before the socket
 /// counts as too slow: ten log reads' worth.
 const MAX_LIVE_BEHIND: usize = 10_240;
 
-/// One packet for one socket: an event, its payload, and for `reader-activity` the event's
-/// position in the log as the last argument (the offset an official client recovers from).
+/// One packet, encoded once for every socket it goes to. A `reader-activity` carries the event's
+/// position in the log as its last argument (the offset an official client recovers from).
 #[derive(Clone)]
-pub struct Frame {
-    pub event: &'static str,
-    pub payload: Payload,
-    pub offset: Option<Arc<str>>,
-}
+pub struct Frame(PreparedEvent);
 
 impl Frame {
-    pub fn new(event: &'static str, payload: Payload) -> Frame {
-        Frame { event, payload, offset: None }
+    /// `event` with `payload`, encoded on `socket` (any socket of the namespace will do).
+    pub fn new(socket: &SocketRef, event: &'static str, payload: &Payload) -> Option<Frame> {
+        Frame::prepared(socket.prepare_event(event, payload.raw()))
     }
 
-    pub fn activity(payload: Payload, position: LogPosition) -> Frame {
-        Frame { event: names::READER_ACTIVITY, payload, offset: Some(position.to_string().into()) }
+    pub fn activity(socket: &SocketRef, payload: &Payload, position: LogPosition) -> Option<Frame> {
+        let offset = position.to_string();
+        Frame::prepared(socket.prepare_event(names::READER_ACTIVITY, &(payload.raw(), offset.as_str())))
+    }
+
+    fn prepared(encoded: Result<PreparedEvent, ParserError>) -> Option<Frame> {
+        // A payload is JSON the core made, and an offset a string: encoding them cannot fail.
+        encoded.map(Frame).inspect_err(|e| tracing::error!(error = %e, "a packet could not be encoded")).ok()
     }
 
     /// Writes it to the socket's send queue, without waiting.
-    pub fn send(&self, socket: &SocketRef) -> Result<(), SendError> {
-        match &self.offset {
-            Some(offset) => socket.emit(self.event, &(self.payload.raw(), &**offset)),
-            None => socket.emit(self.event, self.payload.raw()),
-        }
+    pub fn send(&self, socket: &SocketRef) -> Result<(), SocketError> {
+        socket.emit_prepared(&self.0)
     }
 }
 
@@ -57,8 +58,6 @@ pub enum Drained {
     Empty,
     /// The socket's send queue is full; try again later.
     Waiting,
-    /// The socket cannot take it: disconnect it.
-    Failed,
 }
 
 #[derive(Default)]
@@ -95,16 +94,19 @@ impl Backlog {
                     self.live = self.live.saturating_sub(1);
                     frame
                 }
-                Queued::Activity(e) => Frame::activity(replies::payload(&e.activity_json()), e.position),
+                Queued::Activity(e) => {
+                    let payload = replies::payload(&e.activity_json());
+                    let Some(frame) = Frame::activity(socket, &payload, e.position) else { continue };
+                    frame
+                }
             };
             match frame.send(socket) {
-                Ok(()) | Err(SendError::Socket(SocketError::Closed)) => {}
-                Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                Ok(()) | Err(SocketError::Closed) => {}
+                Err(SocketError::InternalChannelFull) => {
                     self.live += 1;
                     self.queue.push_front(Queued::Ready(frame));
                     return Drained::Waiting;
                 }
-                Err(_) => return Drained::Failed,
             }
         }
         self.live = 0;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use alice_core::{AckId, ConnId, ConnectRefusal, Core, Input, Millis, Output, Stats, TokenCheck};
 use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef};
-use socketioxide::{SendError, SocketError};
+use socketioxide::SocketError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -280,9 +280,12 @@ impl Driver {
             Command::Connect { conn, sid, token, recovery, socket, reply } => {
                 self.connecting.insert(conn, Connecting { socket, reply, pid: String::new() });
                 self.feed(Input::Connect { conn, sid, token, recovery });
-                // The core answers every Connect at once; a missing answer is a refusal.
-                if let Some(c) = self.connecting.remove(&conn) {
-                    let _ = c.reply.send(Err(ConnectRefusal::ServerBusy));
+                // The core answers every Connect at once, or once the store has answered a
+                // recovery's replay; a missing answer is a refusal.
+                if !self.core.is_recovering(conn) {
+                    if let Some(c) = self.connecting.remove(&conn) {
+                        let _ = c.reply.send(Err(ConnectRefusal::ServerBusy));
+                    }
                 }
             }
             Command::Ready { conn } => self.flush_pending(conn),
@@ -399,15 +402,15 @@ impl Driver {
                     }
                 }
                 Output::Emit { to, event, payload } => {
-                    let frame = Frame::new(event, payload);
-                    for conn in to {
-                        self.deliver(conn, &frame);
+                    if let Some(frame) = self.any_socket(&to).and_then(|s| Frame::new(s, event, &payload)) {
+                        self.deliver_to(&to, &frame);
                     }
                 }
                 Output::Activity { to, payload, position } => {
-                    let frame = Frame::activity(payload, position);
-                    for conn in to {
-                        self.deliver(conn, &frame);
+                    if let Some(frame) =
+                        self.any_socket(&to).and_then(|s| Frame::activity(s, &payload, position))
+                    {
+                        self.deliver_to(&to, &frame);
                     }
                 }
                 Output::Ack { ack, payload, .. } => {
@@ -507,10 +510,10 @@ impl Driver {
                         }
                     }
                 }
-                Output::QueryReplay { conn, since, event_types, limit } => {
+                Output::QueryReplay { conn, from, filter, limit } => {
                     let (store, tx) = (self.store.clone(), self.tx.clone());
                     tokio::spawn(async move {
-                        let answer = match store.replay(since, &event_types, limit).await {
+                        let answer = match store.replay(from, &filter, limit).await {
                             Ok(found) => Some(found),
                             Err(e) => {
                                 tracing::warn!(error = %e, "resume query failed");
@@ -539,6 +542,17 @@ impl Driver {
     }
 
     /// Writes one payload to one socket without waiting; a socket that cannot keep up is closed.
+    /// A socket the driver still holds of those in `to`, to encode their packet on.
+    fn any_socket(&self, to: &[ConnId]) -> Option<&SocketRef> {
+        to.iter().find_map(|conn| self.sockets.get(conn)).map(|slot| &slot.socket)
+    }
+
+    fn deliver_to(&mut self, to: &[ConnId], frame: &Frame) {
+        for conn in to {
+            self.deliver(*conn, frame);
+        }
+    }
+
     fn deliver(&mut self, conn: ConnId, frame: &Frame) {
         let Some(slot) = self.sockets.get_mut(&conn) else { return };
         if !slot.backlog.is_empty() {
@@ -552,15 +566,16 @@ impl Driver {
             }
         } else {
             match frame.send(&slot.socket) {
-                Ok(()) | Err(SendError::Socket(SocketError::Closed)) => return,
+                Ok(()) | Err(SocketError::Closed) => return,
                 // A burst (a node catching up on the log after an outage) waits in the backlog
                 // and goes out at the socket's pace; only a socket that falls further behind
                 // than the backlog holds is too slow.
-                Err(SendError::Socket(SocketError::InternalChannelFull)) if slot.backlog.live(frame) => {
-                    self.draining.insert(conn);
-                    return;
+                Err(SocketError::InternalChannelFull) => {
+                    if slot.backlog.live(frame) {
+                        self.draining.insert(conn);
+                        return;
+                    }
                 }
-                Err(_) => {}
             }
         }
         self.slow_consumer(conn);
@@ -577,10 +592,6 @@ impl Driver {
                 self.draining.remove(&conn);
             }
             Drained::Waiting => {}
-            Drained::Failed => {
-                self.draining.remove(&conn);
-                self.slow_consumer(conn);
-            }
         }
     }
 
@@ -612,9 +623,8 @@ impl Driver {
         let Some(slot) = self.sockets.get_mut(&conn) else { return };
         let Some(pending) = slot.pending.take() else { return };
         // Before any backlog: what waited for the CONNECT answer came first.
-        let kept_up = pending.iter().all(|frame| {
-            matches!(frame.send(&slot.socket), Ok(()) | Err(SendError::Socket(SocketError::Closed)))
-        });
+        let kept_up =
+            pending.iter().all(|frame| matches!(frame.send(&slot.socket), Ok(()) | Err(SocketError::Closed)));
         if !kept_up {
             self.slow_consumer(conn);
         } else if self.draining.contains(&conn) {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use alice_core::{HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent};
+use alice_core::{HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom};
 use alice_shell::store::{DashboardRow, EventStore, Page, StoreError};
 use uuid::Uuid;
 
@@ -166,18 +166,24 @@ impl EventStore for SimStore {
 
     async fn replay(
         &self,
-        since: uuid::Uuid,
-        types: &[String],
+        from: ReplayFrom,
+        filter: &ReplayFilter,
         limit: usize,
     ) -> Result<Option<alice_shell::store::Replay>, StoreError> {
         self.check()?;
         let rows = self.rows.lock().unwrap();
-        let Some(after) = rows.events.get(&since).map(|e| e.position) else { return Ok(None) };
+        let after = match from {
+            ReplayFrom::Position(after) => after,
+            ReplayFrom::Event(id) => match rows.events.get(&id) {
+                Some(e) => e.position,
+                None => return Ok(None),
+            },
+        };
         let events = rows
             .by_position
             .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
             .map(|(_, id)| &rows.events[id])
-            .filter(|e| types.is_empty() || types.contains(&e.event_type) || e.is_support())
+            .filter(|e| filter.lets_through(e))
             .take(limit)
             .cloned()
             .collect();

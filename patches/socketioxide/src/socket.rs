@@ -37,7 +37,7 @@ use crate::{
     parser::Parser,
 };
 use socketioxide_core::{
-    Value,
+    Str, Value,
     adapter::errors::{AdapterError, BroadcastError},
     adapter::{BroadcastOptions, RemoteSocketData, Room, RoomParam},
     packet::{Packet, PacketData},
@@ -127,6 +127,15 @@ impl<'a> PermitExt<'a> for Permit<'a> {
             Value::Bytes(bin) => self.emit_binary(bin),
         }
     }
+}
+
+/// An event encoded once by [`Socket::prepare_event`], to be sent to many sockets with
+/// [`Socket::emit_prepared`]. Cloning it clones reference-counted buffers only.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    ns: Str,
+    data: Value,
+    packet: Value,
 }
 
 /// A RemoteSocket is a [`Socket`] that is remotely connected on another server.
@@ -548,6 +557,49 @@ impl<A: Adapter> Socket<A> {
 
         permit.send(Packet::event(ns, data), self.parser);
         Ok(())
+    }
+
+    /// Encodes an event once, to be sent with [`Socket::emit_prepared`] to any number of sockets
+    /// of this socket's namespace. Sending one event to many sockets one by one with
+    /// [`Socket::emit`] serializes its data and encodes its packet again for every socket; a
+    /// prepared event is a cheap clone of the encoded packet. Broadcast operators already encode
+    /// once; this is for callers that pick the recipients themselves and handle each one's
+    /// backpressure.
+    ///
+    /// # Example
+    /// ```
+    /// # use socketioxide::{SocketIo, extract::*};
+    /// # use serde_json::Value;
+    /// async fn handler(socket: SocketRef, io: SocketIo) {
+    ///     let prepared = socket.prepare_event("news", &("hello", 1)).unwrap();
+    ///     for s in io.sockets() {
+    ///         let _ = s.emit_prepared(&prepared);
+    ///     }
+    /// }
+    /// let (_, io) = SocketIo::new_svc();
+    /// io.ns("/", handler);
+    /// ```
+    pub fn prepare_event<T: ?Sized + Serialize>(
+        &self,
+        event: impl AsRef<str>,
+        data: &T,
+    ) -> Result<PreparedEvent, crate::parser::ParserError> {
+        let data = self.parser.encode_value(data, Some(event.as_ref()))?;
+        let packet = self.parser.encode(Packet::event(self.ns.path.clone(), data.clone()));
+        Ok(PreparedEvent { ns: self.ns.path.clone(), data, packet })
+    }
+
+    /// Sends an event [prepared](Socket::prepare_event) once, as [`Socket::emit`] would send it.
+    /// On a socket of another namespace than the one it was prepared on, only the packet's
+    /// framing is encoded again.
+    pub fn emit_prepared(&self, event: &PreparedEvent) -> Result<(), SocketError> {
+        if !self.connected() {
+            return Err(SocketError::Closed);
+        }
+        if event.ns != self.ns.path {
+            return self.send(Packet::event(self.ns.path.clone(), event.data.clone()));
+        }
+        self.send_raw(event.packet.clone())
     }
 
     #[doc = include_str!("../docs/operators/emit_with_ack.md")]

@@ -6,7 +6,9 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
-use alice_core::{HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, StoreFailure};
+use alice_core::{
+    HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom, StoreFailure,
+};
 use uuid::Uuid;
 
 /// One row of `dashboardStats`: an hour's count of one event type.
@@ -100,11 +102,11 @@ pub(crate) fn push_log_order<'a, DB>(
     };
 }
 
-/// Narrows a resume's query to `event_types` or a support type (matched case-sensitively, by
-/// `contains`, the database's name for it given), after `after` in log order.
+/// Narrows a replay's query to what `filter` lets through (support types matched
+/// case-sensitively by `contains`, the database's name for it), after `after` in log order.
 pub(crate) fn push_replay_filter<'a, DB>(
     q: &mut sqlx::QueryBuilder<'a, DB>,
-    event_types: &[String],
+    filter: &ReplayFilter,
     contains: &str,
     after: LogPosition,
     limit: usize,
@@ -113,15 +115,21 @@ pub(crate) fn push_replay_filter<'a, DB>(
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    if !event_types.is_empty() {
-        q.push(" AND (event_type IN (");
-        let mut list = q.separated(", ");
-        for t in event_types {
-            list.push_bind(t.clone());
+    let support =
+        format!("{contains}(event_type, 'HELP_REQUEST') > 0 OR {contains}(event_type, 'FEEDBACK') > 0");
+    match filter {
+        ReplayFilter::Subscription(types) if types.is_empty() => {}
+        ReplayFilter::Subscription(types) => {
+            q.push(" AND (event_type IN (");
+            let mut list = q.separated(", ");
+            for t in types {
+                list.push_bind(t.clone());
+            }
+            q.push(format!(") OR {support})"));
         }
-        q.push(format!(
-            ") OR {contains}(event_type, 'HELP_REQUEST') > 0 OR {contains}(event_type, 'FEEDBACK') > 0)"
-        ));
+        ReplayFilter::Support => {
+            q.push(format!(" AND ({support})"));
+        }
     }
     push_log_order(q, Some(after));
     q.push(" LIMIT ").push_bind(limit as i64);
@@ -153,13 +161,13 @@ pub trait EventStore: Send + Sync + 'static {
     }
     /// Answers a `get-recent-events` query in protocol order.
     async fn recent(&self, query: &HistoryQuery) -> Result<Page, StoreError>;
-    /// A resume's events: the position of event `since` and up to `limit` events after it in
-    /// log order whose type is in `event_types` (empty: any) or a support type; `None` when the
-    /// store holds no event `since`.
+    /// A replay's events: where `from` stands in the log and up to `limit` events after it in
+    /// log order that `filter` lets through; `None` when `from` names an event the store does
+    /// not hold.
     async fn replay(
         &self,
-        since: Uuid,
-        event_types: &[String],
+        from: ReplayFrom,
+        filter: &ReplayFilter,
         limit: usize,
     ) -> Result<Option<Replay>, StoreError>;
     /// The newest `n` events, newest first, and whether they are all there is.

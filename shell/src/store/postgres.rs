@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::replies::Json;
-use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent};
+use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
@@ -236,13 +236,19 @@ impl EventStore for PgStore {
 
     async fn replay(
         &self,
-        since: Uuid,
-        event_types: &[String],
+        from: ReplayFrom,
+        filter: &ReplayFilter,
         limit: usize,
     ) -> Result<Option<Replay>, StoreError> {
-        let Some(after) = self.stored_position(since).await? else { return Ok(None) };
+        let after = match from {
+            ReplayFrom::Position(after) => after,
+            ReplayFrom::Event(id) => match self.stored_position(id).await? {
+                Some(after) => after,
+                None => return Ok(None),
+            },
+        };
         let mut q = self.select();
-        super::push_replay_filter(&mut q, event_types, "strpos", after, limit);
+        super::push_replay_filter(&mut q, filter, "strpos", after, limit);
         let events = self.fetch(q).await?.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
         Ok(Some((after, events)))
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::replies::Json;
-use alice_core::{HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent};
+use alice_core::{HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -422,13 +422,19 @@ impl EventStore for SqliteStore {
 
     async fn replay(
         &self,
-        since: Uuid,
-        event_types: &[String],
+        from: ReplayFrom,
+        filter: &ReplayFilter,
         limit: usize,
     ) -> Result<Option<Replay>, StoreError> {
-        let Some(after) = self.stored_position(since).await? else { return Ok(None) };
+        let after = match from {
+            ReplayFrom::Position(after) => after,
+            ReplayFrom::Event(id) => match self.stored_position(id).await? {
+                Some(after) => after,
+                None => return Ok(None),
+            },
+        };
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM real_time_events WHERE 1 = 1");
-        super::push_replay_filter(&mut q, event_types, "instr", after, limit);
+        super::push_replay_filter(&mut q, filter, "instr", after, limit);
         let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
         let events = rows.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
         Ok(Some((after, events)))

@@ -87,12 +87,12 @@ impl EventStore for FlakyStore {
     }
     async fn replay(
         &self,
-        since: uuid::Uuid,
-        types: &[String],
+        from: alice_core::ReplayFrom,
+        filter: &alice_core::ReplayFilter,
         limit: usize,
     ) -> Result<Option<alice_shell::store::Replay>, StoreError> {
         self.check()?;
-        self.inner.replay(since, types, limit).await
+        self.inner.replay(from, filter, limit).await
     }
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {
         self.check()?;

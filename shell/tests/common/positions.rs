@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent};
+use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom};
 use alice_shell::store::EventStore;
 use uuid::Uuid;
 
@@ -78,8 +78,9 @@ pub async fn keeps_the_earliest_position_of_an_event(store: &dyn EventStore) {
     assert_eq!(ids(&after), [between.id]);
 }
 
-/// A resume's store query: after `since` in the log's order, by type or support type, within
-/// the limit; `None` for an id the store does not hold.
+/// A replay's store query: after an event (`since`) or a position (a recovery's offset) in the
+/// log's order, by type or support type, within the limit; `None` for an id the store does not
+/// hold.
 pub async fn replays_after_an_event(store: &dyn EventStore) {
     let base = 1_767_225_700_000;
     let typed = |ty: &str, seq: u64| {
@@ -90,12 +91,23 @@ pub async fn replays_after_an_event(store: &dyn EventStore) {
     let events =
         [typed("A", 0), typed("B", 1), typed("X_HELP_REQUEST", 2), typed("A", 3), typed("x_feedback", 4)];
     store.insert(&events).await.unwrap();
-    let (at, found) = store.replay(events[0].id, &["A".into()], 10).await.unwrap().expect("held");
+    let from = ReplayFrom::Event(events[0].id);
+    let only = |types: &[&str]| ReplayFilter::Subscription(types.iter().map(|t| t.to_string()).collect());
+    let (at, found) = store.replay(from, &only(&["A"]), 10).await.unwrap().expect("held");
     assert_eq!(at, events[0].position);
     assert_eq!(ids(&found), [events[2].id, events[3].id], "its types and support types, case-sensitively");
-    let (_, all) = store.replay(events[0].id, &[], 10).await.unwrap().unwrap();
+    let (_, all) = store.replay(from, &only(&[]), 10).await.unwrap().unwrap();
     assert_eq!(ids(&all), ids(&events[1..]));
-    let (_, two) = store.replay(events[0].id, &[], 2).await.unwrap().unwrap();
+    let (_, two) = store.replay(from, &only(&[]), 2).await.unwrap().unwrap();
     assert_eq!(ids(&two), ids(&events[1..3]));
-    assert!(store.replay(Uuid::from_u128(99), &[], 10).await.unwrap().is_none(), "never issued");
+    let (_, support) = store.replay(from, &ReplayFilter::Support, 10).await.unwrap().unwrap();
+    assert_eq!(ids(&support), [events[2].id], "support types only");
+    let (at, after_one) = store
+        .replay(ReplayFrom::Position(events[1].position), &only(&[]), 10)
+        .await
+        .unwrap()
+        .expect("a position");
+    assert_eq!((at, ids(&after_one)), (events[1].position, ids(&events[2..])));
+    let never = ReplayFrom::Event(Uuid::from_u128(99));
+    assert!(store.replay(never, &only(&[]), 10).await.unwrap().is_none(), "never issued");
 }
