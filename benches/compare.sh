@@ -6,6 +6,7 @@
 #   ROUNDS=3 RATE=4000 DURATION=20 bash benches/compare.sh
 #   SWEEP="2000 4000 8000 16000" bash benches/compare.sh   # also find the highest sustainable rate
 #   ALICE_ENV="LOG_READ_PACE_MS=0" bash benches/compare.sh  # extra settings for Alice's nodes
+#   ALICE_BIN=/path/to/other/alice-realtime bash benches/compare.sh  # another build of Alice
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,7 @@ mkdir -p "$OUT"
 
 cargo build --release -q -p alice-shell -p alice-benches
 (cd benches/reference && npm ci --no-audit --no-fund --silent)
-BIN=target/release/alice-realtime
+BIN=${ALICE_BIN:-target/release/alice-realtime}
 LOADGEN=target/release/loadgen
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -3,7 +3,7 @@
 //! through on a key it could not check, and never says why a token failed to the client.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use alice_core::TokenCheck;
@@ -35,20 +35,23 @@ struct Inner {
     jwks: Option<Jwks>,
 }
 
+type Keys = HashMap<String, (DecodingKey, Algorithm)>;
+
+/// The cached key set. A token whose `kid` is known is checked against it at once, whatever else
+/// is going on: the set is read under a lock held for a lookup, never across a fetch. Only tokens
+/// with an unknown `kid` line up for a fetch, one at a time, and at most one per interval fetches.
 struct Jwks {
     url: String,
     client: reqwest::Client,
-    state: Mutex<JwksState>,
-    /// The gates count milliseconds from here.
-    started: Instant,
-}
-
-struct JwksState {
-    keys: HashMap<String, (DecodingKey, Algorithm)>,
+    keys: RwLock<Arc<Keys>>,
+    /// Held by whoever may fetch: one fetch at a time; those behind it look again first.
+    fetching: Mutex<()>,
     /// Loading a set that has no keys yet (the first time, or after failures).
     load: Gate,
     /// Refetching a loaded set because a token names a key id it lacks.
     refetch: Gate,
+    /// The gates count milliseconds from here.
+    started: Instant,
 }
 
 impl Verifier {
@@ -56,11 +59,10 @@ impl Verifier {
         let jwks = settings.jwks_url.as_ref().map(|url| Jwks {
             url: url.clone(),
             client: reqwest::Client::builder().timeout(JWKS_TIMEOUT).build().unwrap_or_default(),
-            state: Mutex::new(JwksState {
-                keys: HashMap::new(),
-                load: Gate::new(JWKS_RETRY_INTERVAL.as_millis() as u64),
-                refetch: Gate::new(JWKS_REFETCH_INTERVAL.as_millis() as u64),
-            }),
+            keys: RwLock::new(Arc::new(HashMap::new())),
+            fetching: Mutex::new(()),
+            load: Gate::new(JWKS_RETRY_INTERVAL.as_millis() as u64),
+            refetch: Gate::new(JWKS_REFETCH_INTERVAL.as_millis() as u64),
             started: Instant::now(),
         });
         Verifier {
@@ -117,23 +119,38 @@ impl Verifier {
 impl Jwks {
     /// The key for `kid`, fetching the set again (at most once per interval) when it is unknown.
     async fn key(&self, kid: &str) -> Option<(DecodingKey, Algorithm)> {
-        let mut state = self.state.lock().await;
-        if let Some(k) = state.keys.get(kid) {
+        if let Some(k) = self.cached().get(kid) {
+            return Some(k.clone());
+        }
+        let _turn = self.fetching.lock().await;
+        // The fetch this one waited behind may have brought the key.
+        let keys = self.cached();
+        if let Some(k) = keys.get(kid) {
             return Some(k.clone());
         }
         let now_ms = self.started.elapsed().as_millis() as u64;
-        let gate = if state.keys.is_empty() { &state.load } else { &state.refetch };
+        let gate = if keys.is_empty() { &self.load } else { &self.refetch };
         if !gate.try_claim(now_ms) {
             return None;
         }
         match self.fetch().await {
-            Ok(keys) => state.keys = keys,
-            Err(e) => tracing::warn!(url = %self.url, error = %e, "could not fetch the JWKS"),
+            Ok(fetched) => {
+                let found = fetched.get(kid).cloned();
+                *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fetched);
+                found
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.url, error = %e, "could not fetch the JWKS");
+                None
+            }
         }
-        state.keys.get(kid).cloned()
     }
 
-    async fn fetch(&self) -> Result<HashMap<String, (DecodingKey, Algorithm)>, reqwest::Error> {
+    fn cached(&self) -> Arc<Keys> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn fetch(&self) -> Result<Keys, reqwest::Error> {
         let set: JwkSet = self.client.get(&self.url).send().await?.error_for_status()?.json().await?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {

@@ -61,6 +61,21 @@ pub struct ConfigError(pub String);
 const DEFAULT_STORE_BATCH_LINGER_MS: u64 = 10;
 const DEFAULT_CORS: &str = "http://localhost:3000,http://localhost:5173,http://localhost:5174";
 
+/// `redis://[:password@]host:port`, the password percent-encoded: it may hold `@`, `/`, `:` or
+/// anything else a URL gives meaning to, and the redis client decodes it back.
+fn redis_url(host: &str, port: &str, password: Option<&str>) -> Result<String, ConfigError> {
+    let bad = || ConfigError("REDIS_HOST and REDIS_PORT must be a host name and a port number".into());
+    port.parse::<u16>().map_err(|_| bad())?;
+    let mut url = url::Url::parse(&format!("redis://{host}:{port}")).map_err(|_| bad())?;
+    if url.host_str().is_none_or(|h| h.is_empty()) || url.path() != "" {
+        return Err(bad());
+    }
+    if let Some(password) = password {
+        url.set_password(Some(password)).map_err(|()| bad())?;
+    }
+    Ok(url.to_string())
+}
+
 impl Settings {
     pub fn from_env() -> Result<Settings, ConfigError> {
         Settings::from_vars(|k| std::env::var(k).ok())
@@ -103,13 +118,13 @@ impl Settings {
         };
         let redis_url = match get("REDIS_URL") {
             Some(url) => Some(url),
-            None => get("REDIS_HOST").map(|host| {
-                let port = get("REDIS_PORT").unwrap_or_else(|| "6379".into());
-                match get("REDIS_PASSWORD") {
-                    Some(pw) => format!("redis://:{pw}@{host}:{port}"),
-                    None => format!("redis://{host}:{port}"),
+            None => match get("REDIS_HOST") {
+                Some(host) => {
+                    let port = get("REDIS_PORT").unwrap_or_else(|| "6379".into());
+                    Some(redis_url(&host, &port, get("REDIS_PASSWORD").as_deref())?)
                 }
-            }),
+                None => None,
+            },
         };
         if let Some(url) = &redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
@@ -259,6 +274,26 @@ mod tests {
         assert_eq!(s.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         assert_eq!(s.core.reader_event_rate, 5);
         assert_eq!(s.redis_url.as_deref(), Some("redis://:pw@10.0.0.1:6379"));
+    }
+
+    #[test]
+    fn a_redis_password_with_url_characters_reaches_the_client_as_it_was() {
+        use redis::IntoConnectionInfo;
+        for password in ["p@ss/w:rd", "a b#c?d%e&f", "wörd:@@//"] {
+            let s = settings(&[
+                ("REDIS_HOST", "redis.internal"),
+                ("REDIS_PORT", "6380"),
+                ("REDIS_PASSWORD", password),
+            ])
+            .unwrap();
+            let info = s.redis_url.as_deref().unwrap().into_connection_info().unwrap();
+            assert_eq!(info.redis_settings().password(), Some(password));
+            assert_eq!(info.addr().to_string(), "redis.internal:6380");
+        }
+        let e = settings(&[("REDIS_HOST", "a/b")]).unwrap_err();
+        assert!(e.0.contains("REDIS_HOST"), "{e}");
+        let e = settings(&[("REDIS_HOST", "redis"), ("REDIS_PORT", "x")]).unwrap_err();
+        assert!(e.0.contains("REDIS_PORT"), "{e}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::bus::Bus;
 use crate::clock::Clock;
 use crate::log::consumer::ConsumerLink;
 use crate::log::{EventLog, Outbox};
+use crate::reader_sessions::SessionRecorder;
 use crate::redis_stream::StreamReader;
 use crate::sessions::Change;
 use crate::store::{EventStore, Session};
@@ -191,13 +192,16 @@ pub struct Driver {
     bus: Bus,
     verifier: Verifier,
     sessions: mpsc::Sender<Change>,
+    reader_sessions: SessionRecorder,
     rx: mpsc::Receiver<Command>,
     tx: mpsc::Sender<Command>,
     sockets: HashMap<ConnId, Slot>,
     /// Sockets with a backlog to drain.
     draining: std::collections::BTreeSet<ConnId>,
     connecting: HashMap<ConnId, Connecting>,
-    acks: BTreeMap<AckId, (ConnId, AckSender)>,
+    /// Acknowledgement callbacks waiting for the core's answer, by socket: a socket that leaves
+    /// drops its own without a look at anyone else's.
+    acks: BTreeMap<(ConnId, AckId), AckSender>,
     next_ack: u64,
     /// Bus messages this node published, coming back to it (the in-process bus).
     loopback: VecDeque<alice_core::BusMessage>,
@@ -211,6 +215,7 @@ impl Driver {
     pub fn new(core: Core, links: Links, capacity: usize) -> (Driver, DriverHandle) {
         let (tx, rx) = mpsc::channel(capacity);
         let Links { clock, store, log, outbox, readers, consumer, bus, verifier, sessions } = links;
+        let reader_sessions = SessionRecorder::spawn(store.clone());
         let driver = Driver {
             core,
             clock,
@@ -220,6 +225,7 @@ impl Driver {
             readers,
             consumer,
             bus,
+            reader_sessions,
             verifier,
             sessions,
             rx,
@@ -297,7 +303,7 @@ impl Driver {
                 let ack = ack.map(|sender| {
                     self.next_ack += 1;
                     let id = AckId(self.next_ack);
-                    self.acks.insert(id, (conn, sender));
+                    self.acks.insert((conn, id), sender);
                     id
                 });
                 self.feed(Input::ClientEvent { conn, name, args, has_binary, ack });
@@ -413,8 +419,8 @@ impl Driver {
                         self.deliver_to(&to, &frame);
                     }
                 }
-                Output::Ack { ack, payload, .. } => {
-                    if let Some((_, sender)) = self.acks.remove(&ack) {
+                Output::Ack { conn, ack, payload } => {
+                    if let Some(sender) = self.acks.remove(&(conn, ack)) {
                         let _ = sender.send(payload.raw());
                     }
                 }
@@ -635,7 +641,11 @@ impl Driver {
 
     /// Drops what the driver holds for a socket, and closes its session in the store.
     fn forget_socket(&mut self, conn: ConnId) -> Option<Slot> {
-        self.acks.retain(|_, (c, _)| *c != conn);
+        let mine: Vec<_> =
+            self.acks.range((conn, AckId(0))..=(conn, AckId(u64::MAX))).map(|(k, _)| *k).collect();
+        for key in mine {
+            self.acks.remove(&key);
+        }
         self.draining.remove(&conn);
         let mut slot = self.sockets.remove(&conn)?;
         if let Some(mut s) = slot.session.take() {
@@ -645,19 +655,9 @@ impl Driver {
         Some(slot)
     }
 
-    /// Records a reader session opening or closing; a failure is logged, never retried (the
+    /// Records a reader session opening or closing (one writer, in order; never retried: the
     /// table is informational, for the original dashboard's views).
     fn record_session(&self, session: Session, open: bool) {
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            let result = if open {
-                store.session_opened(&session).await
-            } else {
-                store.session_closed(&session).await
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "could not record a session");
-            }
-        });
+        self.reader_sessions.record(session, open);
     }
 }

@@ -11,6 +11,7 @@ pub mod driver;
 pub mod handshake;
 pub mod http;
 pub mod log;
+mod reader_sessions;
 pub mod redis_link;
 pub mod redis_stream;
 pub mod sessions;

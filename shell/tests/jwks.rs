@@ -101,3 +101,60 @@ async fn audience_and_issuer_are_enforced_when_set() {
     assert_eq!(refused.err().as_deref(), Some("Invalid authentication token"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_refetch_for_an_unknown_kid_holds_up_no_token_with_a_known_one() {
+    // The first fetch answers at once; any later one waits until the test lets it go.
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (counter, gate) = (fetches.clone(), release.clone());
+    let app = axum::Router::new().route(
+        "/auth/v1/.well-known/jwks.json",
+        get(move || {
+            let (counter, gate) = (counter.clone(), gate.clone());
+            async move {
+                if counter.fetch_add(1, Ordering::SeqCst) > 0 {
+                    gate.notified().await;
+                }
+                ([("content-type", "application/json")], JWKS)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let supabase_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), &[("SUPABASE_URL", &supabase_url)]);
+    s.auth.secret = b"a-secret-nobody-signs-with-here".to_vec();
+    let server = alice_shell::start(s).await.unwrap();
+    let addr = server.addr;
+    Client::connect(addr, &es256("test-key-1", supabase_claims("kk-1", "reader"))).await.unwrap();
+
+    // A random kid sets off a refetch, which hangs.
+    let unknown_kid = es256("random-kid-7f3a", supabase_claims("kk-x", "reader"));
+    let attacker = tokio::spawn(async move { Client::connect(addr, &unknown_kid).await });
+    for _ in 0..500 {
+        if fetches.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 2, "the refetch is in flight");
+    // Tokens with a known kid are checked meanwhile (HS256 ones never touch the JWKS).
+    Client::connect(addr, &es256("test-key-1", supabase_claims("kk-2", "reader"))).await.unwrap();
+    assert!(!attacker.is_finished(), "checked while the refetch was still in flight");
+    let hs256 = alice_shell::auth::sign(
+        b"a-secret-nobody-signs-with-here",
+        "kk-3",
+        "reader",
+        std::time::Duration::from_secs(60),
+    );
+    Client::connect(addr, &hs256).await.unwrap();
+    assert!(!attacker.is_finished());
+
+    release.notify_one();
+    let refused = attacker.await.unwrap();
+    assert_eq!(refused.err().as_deref(), Some("Invalid authentication token"));
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    server.shutdown().await;
+}

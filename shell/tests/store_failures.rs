@@ -1,6 +1,7 @@
 //! The store failing: accepted events wait and are stored exactly once when it returns; a poison
 //! event is dead-lettered without blocking the rest and stored after a replay; a full queue
-//! refuses with UNAVAILABLE and `/health` says so.
+//! refuses with UNAVAILABLE and `/health` says so; a connect storm writes reader sessions one at a
+//! time.
 
 mod common;
 
@@ -123,4 +124,27 @@ async fn shutdown_flushes_the_queue() {
     assert_eq!(server.shutdown().await, 0, "nothing left unstored");
     let q = alice_core::HistoryQuery { limit: 10, user_id: None, since: None, event_types: vec![] };
     assert_eq!(store.recent(&q).await.unwrap().0.len(), 5);
+}
+
+#[tokio::test]
+async fn a_connect_storm_writes_reader_sessions_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlakyStore::open(dir.path()).await;
+    let server = alice_shell::start_with_store(settings(dir.path(), &[]), store.clone()).await.unwrap();
+    let addr = server.addr;
+    let tokens: Vec<String> = (0..40).map(|i| token(&format!("storm-{i}"), "reader")).collect();
+    let connects = tokens.iter().map(|t| Client::connect(addr, t));
+    let clients: Vec<Client> =
+        futures_util::future::join_all(connects).await.into_iter().map(|c| c.unwrap()).collect();
+    drop(clients);
+    let writes = &store.session_writes;
+    for _ in 0..1000 {
+        if writes.done.load(Ordering::SeqCst) == 80 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(writes.done.load(Ordering::SeqCst), 80, "each open and close recorded");
+    assert_eq!(writes.most.load(Ordering::SeqCst), 1, "never two at once");
+    server.shutdown().await;
 }

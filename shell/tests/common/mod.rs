@@ -42,11 +42,31 @@ pub fn token(sub: &str, role: &str) -> String {
     alice_shell::auth::sign(SECRET.as_bytes(), sub, role, Duration::from_secs(3600))
 }
 
-/// A store that can be told to fail every call, or to refuse events of one type.
+/// A store that can be told to fail every call, or to refuse events of one type; it counts its
+/// reader session writes, each of which takes a few milliseconds.
 pub struct FlakyStore {
     inner: SqliteStore,
     pub down: AtomicBool,
     pub poison_type: std::sync::Mutex<Option<String>>,
+    pub session_writes: SessionWrites,
+}
+
+#[derive(Default)]
+pub struct SessionWrites {
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// The most that were ever in flight at once.
+    pub most: std::sync::atomic::AtomicUsize,
+    pub done: std::sync::atomic::AtomicUsize,
+}
+
+impl SessionWrites {
+    async fn write(&self) {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.done.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl FlakyStore {
@@ -55,6 +75,7 @@ impl FlakyStore {
             inner: SqliteStore::open(None, dir).await.expect("sqlite opens"),
             down: AtomicBool::new(false),
             poison_type: std::sync::Mutex::new(None),
+            session_writes: SessionWrites::default(),
         })
     }
 
@@ -105,6 +126,14 @@ impl EventStore for FlakyStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()?;
         self.inner.ping().await
+    }
+    async fn session_opened(&self, _: &alice_shell::store::Session) -> Result<(), StoreError> {
+        self.session_writes.write().await;
+        Ok(())
+    }
+    async fn session_closed(&self, _: &alice_shell::store::Session) -> Result<(), StoreError> {
+        self.session_writes.write().await;
+        Ok(())
     }
 }
 
