@@ -191,6 +191,15 @@ test("PAYLOAD_TOO_LARGE before other payload checks", async () => {
   assert.equal(both.error.code, "PAYLOAD_TOO_LARGE");
   const utf8 = await r.emitWithAck("reader-event", { eventType: "OK", data: "é".repeat(8 * 1024) });
   assert.equal(utf8.error.code, "PAYLOAD_TOO_LARGE");
+  // Deeper than a JSON parser reads into a tree (128 levels): still measured first.
+  const deepAndBig = await r.emitWithAck("reader-event", { eventType: "OK", data: [deep(200), big] });
+  assert.equal(deepAndBig.error.code, "PAYLOAD_TOO_LARGE");
+  const deepAndSmall = await r.emitWithAck("reader-event", { eventType: "OK", data: deep(200) });
+  assert.equal(deepAndSmall.error.code, "INVALID_PAYLOAD");
+  assert.match(deepAndSmall.error.message, /nested deeper than 32 levels/);
+  const badTypeToo = await r.emitWithAck("reader-event", { eventType: "bad type", data: deep(200) });
+  assert.match(badTypeToo.error.message, /eventType/);
+  assert.ok(r.connected);
 });
 
 test("UNKNOWN_EVENT, and the connection stays up", async () => {

@@ -35,6 +35,12 @@ pub struct Settings {
     pub shutdown_grace_ms: u64,
     /// How long an accepted `clientEventId` keeps a repeat from being accepted again.
     pub idempotency_window_ms: u64,
+    /// How long a new connection may take to send its Socket.IO CONNECT (`HANDSHAKE_TIMEOUT_MS`).
+    pub handshake_timeout_ms: u64,
+    /// Handshakes per minute from one client address; 0 is no limit (`HANDSHAKES_PER_IP_PER_MINUTE`).
+    pub handshakes_per_ip_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub core: Config,
 }
 
@@ -174,6 +180,13 @@ impl Settings {
             claim_idle_ms: num(&get, "REDIS_CLAIM_IDLE_MS", d.claim_idle_ms, 100)?,
             log_retain_ms: num(&get, "REDIS_LOG_RETAIN_MS", d.log_retain_ms, 0)?,
         };
+        if core.max_event_depth >= crate::arguments::STAND_IN_DEPTH {
+            return Err(ConfigError(format!(
+                "MAX_EVENT_DEPTH must be below {}, got {}",
+                crate::arguments::STAND_IN_DEPTH,
+                core.max_event_depth
+            )));
+        }
         if core.max_event_bytes >= core.max_packet_bytes {
             return Err(ConfigError("MAX_EVENT_BYTES must be smaller than MAX_PACKET_BYTES".into()));
         }
@@ -213,6 +226,10 @@ impl Settings {
             shutdown_grace_ms: num(&get, "SHUTDOWN_GRACE_MS", 10_000u64, 0)?,
             idempotency_window_ms: num(&get, "IDEMPOTENCY_WINDOW_MS", 86_400_000u64, 1)?,
             worker_threads: num(&get, "WORKER_THREADS", 1usize, 1)?,
+            handshake_timeout_ms: num(&get, "HANDSHAKE_TIMEOUT_MS", 10_000u64, 1)?,
+            handshakes_per_ip_per_minute: num(&get, "HANDSHAKES_PER_IP_PER_MINUTE", 0u32, 0)?,
+            trusted_proxies: crate::peer_budget::parse_trusted(&get("TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(ConfigError)?,
             core,
         })
     }
@@ -309,6 +326,13 @@ mod tests {
         assert!(e.0.contains("REALTIME_PORT"), "{e}");
         let e = settings(&[("MAX_EVENT_BYTES", "0")]).unwrap_err();
         assert!(e.0.contains("MAX_EVENT_BYTES"), "{e}");
+        let e = settings(&[("MAX_EVENT_DEPTH", "101")]).unwrap_err();
+        assert!(e.0.contains("MAX_EVENT_DEPTH must be below 101"), "{e}");
+        assert!(settings(&[("MAX_EVENT_DEPTH", "100")]).is_ok());
+        let e = settings(&[("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local")]).unwrap_err();
+        assert!(e.0.contains("TRUSTED_PROXIES"), "{e}");
+        let e = settings(&[("HANDSHAKE_TIMEOUT_MS", "0")]).unwrap_err();
+        assert!(e.0.contains("HANDSHAKE_TIMEOUT_MS"), "{e}");
         let e = settings(&[("DATABASE_URL", "mysql://x")]).unwrap_err();
         assert!(e.0.contains("DATABASE_URL"), "{e}");
         assert!(settings(&[("JWT_SECRET", "short")]).is_ok(), "a short secret warns but works, as before");

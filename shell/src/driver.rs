@@ -139,6 +139,9 @@ struct Connecting {
 const MAX_PENDING: usize = 1024;
 /// How often backlogs behind replays are drained.
 const DRAIN_EVERY: Duration = Duration::from_millis(5);
+/// How long after its acceptance a socket must be connected in socketioxide. One whose client
+/// left while the handshake was being decided never is, and never reports a disconnect either.
+const CONNECTED_WITHIN_MS: u64 = 5_000;
 
 /// A handle to send commands to the driver.
 #[derive(Clone)]
@@ -199,6 +202,8 @@ pub struct Driver {
     /// Sockets with a backlog to drain.
     draining: std::collections::BTreeSet<ConnId>,
     connecting: HashMap<ConnId, Connecting>,
+    /// Accepted sockets not yet reported ready, in the order of their deadlines.
+    unready: VecDeque<(Millis, ConnId)>,
     /// Acknowledgement callbacks waiting for the core's answer, by socket: a socket that leaves
     /// drops its own without a look at anyone else's.
     acks: BTreeMap<(ConnId, AckId), AckSender>,
@@ -233,6 +238,7 @@ impl Driver {
             sockets: HashMap::new(),
             draining: std::collections::BTreeSet::new(),
             connecting: HashMap::new(),
+            unready: VecDeque::new(),
             acks: BTreeMap::new(),
             next_ack: 0,
             loopback: VecDeque::new(),
@@ -247,10 +253,15 @@ impl Driver {
     /// Runs until shut down.
     pub async fn run(mut self) {
         loop {
+            self.forget_ghosts();
             let now = self.clock.now();
             let mut wake = self.core.poll_timeout().map(|at| Duration::from_millis(at.since(now)));
             if !self.draining.is_empty() {
                 wake = Some(wake.map_or(DRAIN_EVERY, |w| w.min(DRAIN_EVERY)));
+            }
+            if let Some((at, _)) = self.unready.front() {
+                let after = Duration::from_millis(at.since(now));
+                wake = Some(wake.map_or(after, |w| w.min(after)));
             }
             let cmd = match wake {
                 Some(after) => tokio::select! {
@@ -399,6 +410,7 @@ impl Driver {
                         let slot =
                             Slot { socket, session, pending: Some(Vec::new()), backlog: Backlog::default() };
                         self.sockets.insert(conn, slot);
+                        self.unready.push_back((self.clock.now().plus(CONNECTED_WITHIN_MS), conn));
                         let _ = reply.send(Ok(pid));
                     }
                 }
@@ -637,6 +649,25 @@ impl Driver {
             self.drain(conn);
         }
         self.execute();
+    }
+
+    /// Sockets the core accepted whose client left before socketioxide connected them: they
+    /// never become ready and no disconnect is ever reported, so they are let go here (else the
+    /// reader would stay online and hold a connection slot until its token expired).
+    fn forget_ghosts(&mut self) {
+        let now = self.clock.now();
+        while let Some(&(at, conn)) = self.unready.front() {
+            if at > now {
+                break;
+            }
+            self.unready.pop_front();
+            let ghost = self.sockets.get(&conn).is_some_and(|s| s.pending.is_some() && !s.socket.connected());
+            if ghost {
+                tracing::debug!(conn = conn.0, "client left during its handshake");
+                self.forget_socket(conn);
+                self.feed(Input::Disconnect { conn });
+            }
+        }
     }
 
     /// Drops what the driver holds for a socket, and closes its session in the store.

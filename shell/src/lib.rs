@@ -1,6 +1,7 @@
 //! Alice Realtime's production server: the deterministic core behind socketioxide, an event
 //! store and HTTP. Every decision is the core's; this crate only moves bytes and time.
 
+pub mod arguments;
 pub mod auth;
 mod backlog;
 pub mod bus;
@@ -11,6 +12,7 @@ pub mod driver;
 pub mod handshake;
 pub mod http;
 pub mod log;
+pub mod peer_budget;
 mod reader_sessions;
 pub mod redis_link;
 pub mod redis_stream;
@@ -141,10 +143,9 @@ pub struct Deps {
 }
 
 /// Starts the server on any listener axum can serve (a TCP socket, or a simulated one).
-pub async fn start_on<L>(settings: Settings, deps: Deps, listener: L) -> Result<Running<L::Addr>, StartError>
+pub async fn start_on<L>(settings: Settings, deps: Deps, listener: L) -> Result<Running, StartError>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug + Clone,
+    L: axum::serve::Listener<Addr = SocketAddr>,
 {
     let Deps { store, clock, seed, redis_dialer } = deps;
     let verifier = Verifier::new(&settings.auth);
@@ -278,6 +279,7 @@ where
         .ws_max_message_size(max_packet)
         .ws_max_frame_size(max_packet)
         .max_buffer_size(SOCKET_SEND_QUEUE)
+        .connect_timeout(Duration::from_millis(settings.handshake_timeout_ms))
         .ws_read_buffer_size(WS_READ_BUFFER)
         .transports([TransportType::Polling, TransportType::Websocket])
         .with_state(socket::SocketState {
@@ -285,6 +287,12 @@ where
             verifier: verifier.clone(),
             sessions,
             next_conn: Arc::new(alice_handoff::Ids::starting_at(1)),
+            peer_budget: peer_budget::PeerBudget::new(
+                settings.handshakes_per_ip_per_minute,
+                settings.trusted_proxies.clone(),
+                clock.clone(),
+            )
+            .map(Arc::new),
         })
         .build_layer();
     socket::attach(&io);
@@ -311,7 +319,9 @@ where
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        let app = app.into_make_service_with_connect_info::<peer_budget::Peer>();
+        if let Err(e) = axum::serve(peer_budget::Peered(listener), app).with_graceful_shutdown(shutdown).await
+        {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });

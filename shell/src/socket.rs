@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use alice_core::{CommandError, ConnId, ConnectRefusal, ErrorCode};
 use alice_handoff::Ids;
+use axum::extract::ConnectInfo;
 use serde_json::Value;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryData};
@@ -14,8 +15,10 @@ use socketioxide::SocketIo;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 
+use crate::arguments::arguments;
 use crate::auth::{token_from, Verifier};
 use crate::driver::{Command, DriverHandle};
+use crate::peer_budget::{Peer, PeerBudget};
 use crate::sessions::{Sessions, LOOKUP_TIMEOUT};
 
 /// What the handlers share.
@@ -26,6 +29,8 @@ pub struct SocketState {
     /// Where sessions wait to be recovered.
     pub sessions: Arc<dyn Sessions>,
     pub next_conn: Arc<Ids>,
+    /// Handshakes per client address, when limited.
+    pub peer_budget: Option<Arc<PeerBudget>>,
 }
 
 /// Registers the handlers on the default namespace.
@@ -40,6 +45,14 @@ async fn authenticate(
     TryData(auth): TryData<Value>,
     State(state): State<SocketState>,
 ) -> Result<(), ConnectRefusal> {
+    if let Some(budget) = &state.peer_budget {
+        let parts = socket.req_parts();
+        if let Some(ConnectInfo(Peer(peer))) = parts.extensions.get::<ConnectInfo<Peer>>() {
+            if !budget.admit(budget.client(peer.ip(), &parts.headers)) {
+                return Err(ConnectRefusal::RateLimited);
+            }
+        }
+    }
     let auth = auth.ok();
     let header = socket.req_parts().headers.get("authorization").and_then(|h| h.to_str().ok());
     let token = token_from(auth.as_ref(), header);
@@ -131,23 +144,4 @@ fn refuse_busy(socket: &Arc<Socket<LocalAdapter>>, name: &str, ack: Option<AckSe
     }
     let payload = alice_core::replies::event_error(&err, Some(&alice_core::protocol::echoed_name(name)));
     let _ = socket.emit(alice_core::replies::names::EVENT_ERROR, payload.raw());
-}
-
-/// A client event's arguments as JSON values, and whether binary attachments came with them.
-fn arguments(v: &SioValue) -> (Vec<Value>, bool) {
-    match v {
-        // The packet's JSON array: the event name, then the arguments.
-        SioValue::Str(s, attachments) => {
-            let values = match serde_json::from_str::<Vec<Value>>(s.as_str()) {
-                Ok(mut all) if !all.is_empty() => {
-                    all.remove(0);
-                    all
-                }
-                // Deeper than the parser allows, or otherwise unreadable: no usable payload.
-                _ => vec![Value::Null],
-            };
-            (values, attachments.as_ref().is_some_and(|a| !a.is_empty()))
-        }
-        SioValue::Bytes(_) => (vec![Value::Null], true),
-    }
 }

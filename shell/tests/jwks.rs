@@ -102,9 +102,14 @@ async fn audience_and_issuer_are_enforced_when_set() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_refetch_for_an_unknown_kid_holds_up_no_token_with_a_known_one() {
-    // The first fetch answers at once; any later one waits until the test lets it go.
+/// A JWKS server whose fetches after the first `answered_at_once` wait until `release` is notified.
+struct HeldJwks {
+    url: String,
+    fetches: Arc<AtomicUsize>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+async fn held_jwks_server(answered_at_once: usize) -> HeldJwks {
     let fetches = Arc::new(AtomicUsize::new(0));
     let release = Arc::new(tokio::sync::Notify::new());
     let (counter, gate) = (fetches.clone(), release.clone());
@@ -113,7 +118,7 @@ async fn a_refetch_for_an_unknown_kid_holds_up_no_token_with_a_known_one() {
         get(move || {
             let (counter, gate) = (counter.clone(), gate.clone());
             async move {
-                if counter.fetch_add(1, Ordering::SeqCst) > 0 {
+                if counter.fetch_add(1, Ordering::SeqCst) >= answered_at_once {
                     gate.notified().await;
                 }
                 ([("content-type", "application/json")], JWKS)
@@ -121,8 +126,24 @@ async fn a_refetch_for_an_unknown_kid_holds_up_no_token_with_a_known_one() {
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let supabase_url = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    HeldJwks { url, fetches, release }
+}
+
+async fn wait_for_fetches(fetches: &AtomicUsize, n: usize) {
+    for _ in 0..500 {
+        if fetches.load(Ordering::SeqCst) == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("expected {n} JWKS fetches, saw {}", fetches.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn a_refetch_for_an_unknown_kid_holds_up_no_token_with_a_known_one() {
+    let HeldJwks { url: supabase_url, fetches, release } = held_jwks_server(1).await;
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(dir.path(), &[("SUPABASE_URL", &supabase_url)]);
     s.auth.secret = b"a-secret-nobody-signs-with-here".to_vec();
@@ -133,14 +154,8 @@ async fn a_refetch_for_an_unknown_kid_holds_up_no_token_with_a_known_one() {
     // A random kid sets off a refetch, which hangs.
     let unknown_kid = es256("random-kid-7f3a", supabase_claims("kk-x", "reader"));
     let attacker = tokio::spawn(async move { Client::connect(addr, &unknown_kid).await });
-    for _ in 0..500 {
-        if fetches.load(Ordering::SeqCst) == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(fetches.load(Ordering::SeqCst), 2, "the refetch is in flight");
-    // Tokens with a known kid are checked meanwhile (HS256 ones never touch the JWKS).
+    wait_for_fetches(&fetches, 2).await; // the refetch is in flight
+                                         // Tokens with a known kid are checked meanwhile (HS256 ones never touch the JWKS).
     Client::connect(addr, &es256("test-key-1", supabase_claims("kk-2", "reader"))).await.unwrap();
     assert!(!attacker.is_finished(), "checked while the refetch was still in flight");
     let hs256 = alice_shell::auth::sign(
@@ -156,5 +171,49 @@ async fn a_refetch_for_an_unknown_kid_holds_up_no_token_with_a_known_one() {
     let refused = attacker.await.unwrap();
     assert_eq!(refused.err().as_deref(), Some("Invalid authentication token"));
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reader_who_leaves_while_the_token_is_checked_is_not_left_online() {
+    let held = held_jwks_server(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "a-secret-only-this-test-signs-with";
+    let mut s = settings(dir.path(), &[("SUPABASE_URL", &held.url), ("MAX_CONNECTIONS_PER_USER", "1")]);
+    s.auth.secret = secret.as_bytes().to_vec();
+    let server = alice_shell::start(s).await.unwrap();
+    let addr = server.addr;
+    let consultant = alice_shell::auth::sign(
+        secret.as_bytes(),
+        "watcher",
+        "consultant",
+        std::time::Duration::from_secs(60),
+    );
+    let mut watcher = Client::connect(addr, &consultant).await.unwrap();
+
+    // The reader's token waits on the JWKS; the reader leaves; then the JWKS answers and the
+    // token is found good, after the client is gone.
+    let reader = es256("test-key-1", supabase_claims("gone-reader", "reader"));
+    Client::leave_during_connect(addr, &reader).await;
+    wait_for_fetches(&held.fetches, 1).await;
+    held.release.notify_one();
+
+    let mut online: Vec<String> = vec![];
+    for want in [vec!["gone-reader".to_owned()], vec![]] {
+        for _ in 0..100 {
+            let list = watcher.call("get-online-readers", Value::Null).await;
+            let readers = list["readers"].as_array().unwrap().iter();
+            online = readers.map(|r| r["userId"].as_str().unwrap().to_owned()).collect();
+            if online == want {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // First accepted (its token was good), then let go: the client is not there.
+        assert_eq!(online, want);
+    }
+    // Nor does it hold the user's only connection slot.
+    let back = Client::connect(addr, &reader).await;
+    assert!(back.is_ok(), "the reader connects again: {:?}", back.err());
     server.shutdown().await;
 }

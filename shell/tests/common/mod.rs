@@ -151,8 +151,22 @@ pub struct Client {
 impl Client {
     /// Connects and completes the Socket.IO CONNECT; `Err` carries the connect_error message.
     pub async fn connect(addr: std::net::SocketAddr, token: &str) -> Result<Client, String> {
+        Client::connect_with_headers(addr, token, &[]).await
+    }
+
+    /// [`Client::connect`] with extra HTTP headers on the upgrade request.
+    pub async fn connect_with_headers(
+        addr: std::net::SocketAddr,
+        token: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Client, String> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
+        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, value.parse().map_err(|_| "bad header value")?);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| e.to_string())?;
         let mut c = Client { ws, next_ack: 0, inbox: Vec::new(), acks: HashMap::new() };
         let open = c.frame().await.ok_or("no open packet")?;
         assert!(open.starts_with('0'), "engine.io open: {open}");
@@ -168,6 +182,18 @@ impl Client {
             }
             c.absorb(&f);
         }
+    }
+
+    /// Opens a connection, sends CONNECT with `token` and leaves at once, without waiting for
+    /// the answer: a client that gives up while its handshake is being decided.
+    pub async fn leave_during_connect(addr: std::net::SocketAddr, token: &str) {
+        let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket open");
+        let mut c = Client { ws, next_ack: 0, inbox: Vec::new(), acks: HashMap::new() };
+        let open = c.frame().await.expect("engine.io open");
+        assert!(open.starts_with('0'), "engine.io open: {open}");
+        c.send(format!("40{}", json!({ "token": token }))).await;
+        c.ws.close(None).await.expect("websocket close");
     }
 
     async fn send(&mut self, text: String) {
