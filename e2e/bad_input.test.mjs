@@ -41,19 +41,69 @@ async function everyoneElseIsFine() {
   r.close();
 }
 
-test("malformed Socket.IO packets get errors or are dropped; the server carries on", async () => {
-  const { ws, frames } = await raw(token("bi-raw", "reader"));
-  const garbage = [
-    "42", "42[", "42{}", "42[1,2]", "42[null]", '42["reader-event",', '42["reader-event"]',
-    '42["reader-event",{"eventType":{"$gt":""}}]', "49", "4", '43["x"]', '42["join-room",[[[[[]]]]]]',
-    "42" + "[".repeat(500) + "]".repeat(500), '421["get-recent-events",{"limit":"all"}]',
-  ];
-  for (const g of garbage) if (ws.readyState === WebSocket.OPEN) ws.send(g);
-  // Whether the server answered each with event-error or closed this one connection, nothing
-  // else may be harmed.
-  await new Promise((r) => setTimeout(r, 300));
-  assert.ok(frames.some((f) => f.includes("event-error")) || ws.readyState !== WebSocket.OPEN);
+/** Sends `frames` on a fresh connection, then a probe that asks for an ack; says what came back. */
+async function outcome(frames) {
+  const { ws, frames: got, closed } = await raw(token(`bi-raw-${Math.random()}`, "reader"));
+  const from = got.length;
+  for (const f of frames) if (ws.readyState === WebSocket.OPEN) ws.send(f);
+  if (ws.readyState === WebSocket.OPEN) ws.send('4299["probe-x"]');
+  const answered = () => got.slice(from).some((f) => f.startsWith("4399"));
+  const ended = await Promise.race([
+    closed.then(() => true),
+    until(answered, 3000, "the probe's ack").then(() => false),
+  ]);
+  const replies = got.slice(from).filter((f) => f.startsWith("42")).map((f) => JSON.parse(f.slice(2)));
   ws.close();
+  return { closed: ended, errors: replies.filter(([name, e]) => name === "event-error" && e.event !== "probe-x") };
+}
+
+// Each bad frame on its own connection, with its exact outcome: a packet Socket.IO cannot parse
+// closes that connection (as the official server does); a well-formed event with a bad payload
+// gets exactly one event-error and the connection carries on.
+const closes = [
+  ["42", "no event"], ["42[", "truncated JSON"], ["42{}", "not an array"], ["42[1,2]", "a name that is not a string"],
+  ["42[null]", "a null name"], ['42["reader-event",', "a truncated argument"],
+  ['42["reader-event",{"eventType":"T"}', "an unclosed array"], ["49", "an unknown Socket.IO type"],
+  ["4", "no Socket.IO type"], ['43["x"]', "an ack nobody asked for"], ["4x", "a letter for a type"],
+  ["7", "an unknown Engine.IO type"], ["\u00ff\u0000", "not a packet"],
+  ["42" + "[".repeat(500) + "]".repeat(500), "nested arrays with no name"],
+  ['451-["reader-event",{"_placeholder":true,"num":0}]', "an attachment announced, text sent instead"],
+];
+for (const [frame, what] of closes) {
+  test(`a packet Socket.IO cannot parse closes that connection: ${what}`, async () => {
+    const { closed, errors } = await outcome([frame]);
+    assert.equal(closed, true);
+    assert.deepEqual(errors, []);
+  });
+}
+
+const refused = [
+  ['42["reader-event"]', "reader-event", "Payload must be an object"],
+  ['42["reader-event",{"eventType":{"$gt":""}}]', "reader-event", "eventType must be"],
+  ['42["join-room",[[[[[]]]]]]', "join-room", "Room must be"],
+  ['421["get-recent-events",{"limit":"all"}]', "get-recent-events", "limit must be"],
+  ['42["reader-event",{"eventType":"T","data":' + "[".repeat(500) + "]".repeat(500) + "}]", "reader-event", "data is nested deeper than 32 levels"],
+  ['42["steal-everything",{}]', "steal-everything", "Unknown event"],
+];
+for (const [frame, event, message] of refused) {
+  test(`a bad payload gets one event-error and the connection stays: ${frame.slice(0, 48)}`, async () => {
+    const { closed, errors } = await outcome([frame]);
+    assert.equal(closed, false);
+    assert.equal(errors.length, 1, JSON.stringify(errors));
+    assert.equal(errors[0][1].event, event);
+    assert.ok(errors[0][1].message.startsWith(message), errors[0][1].message);
+  });
+}
+
+test("binary attachments on an event are INVALID_PAYLOAD, and the connection stays", async () => {
+  const { closed, errors } = await outcome(['451-["reader-event",{"eventType":"T","data":{"_placeholder":true,"num":0}}]', Buffer.from([1, 2, 3])]);
+  assert.equal(closed, false);
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0][1].code, "INVALID_PAYLOAD");
+  assert.match(errors[0][1].message, /Binary attachments/);
+});
+
+test("after all of that, everyone else is fine", async () => {
   await everyoneElseIsFine();
 });
 

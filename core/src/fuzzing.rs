@@ -21,24 +21,35 @@ const ROLE_NAMES: [&str; 4] = ["reader", "consultant", "admin", "authenticated"]
 /// a payload that is not JSON is sent as a string.
 pub fn client_event(data: &[u8]) {
     let Some((&role, rest)) = data.split_first() else { return };
-    let role = ROLES[usize::from(role) % 3];
+    let role = self::role(role);
     let text = String::from_utf8_lossy(rest);
     let (name, payload) = text.split_once('\n').unwrap_or((&text, ""));
     let value = serde_json::from_str::<Value>(payload).unwrap_or_else(|_| Value::String(payload.to_owned()));
-    let config = Config::default();
     for (args, binary) in [(vec![value.clone()], false), (vec![value], true), (vec![], false)] {
-        let parsed = protocol::parse(name, &args, binary, role, &config);
-        match parsed.result {
-            Ok(cmd) => check_command(&cmd, &config),
-            Err(e) => {
-                assert!(!e.message.is_empty(), "an error always says what went wrong");
-                assert_eq!(e.retry_after_ms.is_some(), e.code == ErrorCode::RateLimited);
-                if parsed.event.is_none() {
-                    assert_eq!(e.code, ErrorCode::UnknownEvent);
-                }
+        parse_checked(name, &args, binary, role);
+    }
+}
+
+/// Parses a client event as the core does, with the promises of [`check_command`]; the shell's
+/// packet target (`fuzz/fuzz_targets/event_packet.rs`) ends here too.
+pub fn parse_checked(name: &str, args: &[Value], binary: bool, role: Role) {
+    let config = Config::default();
+    let parsed = protocol::parse(name, args, binary, role, &config);
+    match parsed.result {
+        Ok(cmd) => check_command(&cmd, &config),
+        Err(e) => {
+            assert!(!e.message.is_empty(), "an error always says what went wrong");
+            assert_eq!(e.retry_after_ms.is_some(), e.code == ErrorCode::RateLimited);
+            if parsed.event.is_none() {
+                assert_eq!(e.code, ErrorCode::UnknownEvent);
             }
         }
     }
+}
+
+/// The role a fuzzer's byte picks.
+pub fn role(byte: u8) -> Role {
+    ROLES[usize::from(byte) % 3]
 }
 
 /// What a parsed command promises to the rest of the core.

@@ -1,28 +1,32 @@
-//! The concurrent handoffs of the shell that are ours rather than a library's: socket number
-//! allocation, the counters tasks share with the driver and HTTP, and the gate that lets one
-//! caller at a time refetch a JWKS. They are kept small and free of tokio so that loom can
-//! explore every interleaving of them (`tests/loom.rs`):
+//! The concurrent handoffs of the shell that are ours rather than a library's: socket numbers,
+//! which every handshake task draws; the counters tasks share with the driver and HTTP; and the
+//! JWKS key set, which every handshake reads while a refetch replaces it. They are kept small and
+//! free of tokio so that loom can explore every interleaving of them (`tests/loom.rs`):
 //!
 //! ```sh
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p alice-handoff --release
 //! ```
 //!
-//! The driver's input queue and each socket's send queue are tokio's and socketioxide's bounded
-//! channels; what the shell adds to them (refuse when full, disconnect a socket that cannot keep
-//! up) is decided on one thread and tested in the shell's integration tests.
+//! The rest crosses threads only through tokio's channels and is decided on the driver's one
+//! thread: the driver's input queue and each socket's send queue are tokio's and socketioxide's
+//! bounded channels (what the shell adds, refusing when full and disconnecting a socket that
+//! cannot keep up, is the driver's); a socket's deliveries wait for its CONNECT answer in the
+//! driver's own table, released by the `Ready` command that socketioxide's connect handler sends
+//! after the answer is out; the acknowledgement table is the driver's alone. Those are tested in
+//! the shell's integration tests and the simulation, not here.
 
 mod sync {
     #[cfg(loom)]
     pub use loom::sync::atomic::{AtomicU64, Ordering};
     #[cfg(loom)]
-    pub use loom::sync::Mutex;
+    pub use loom::sync::{Arc, Mutex, RwLock};
     #[cfg(not(loom))]
     pub use std::sync::atomic::{AtomicU64, Ordering};
     #[cfg(not(loom))]
-    pub use std::sync::Mutex;
+    pub use std::sync::{Arc, Mutex, RwLock};
 }
 
-use sync::{AtomicU64, Mutex, Ordering};
+use sync::{Arc, AtomicU64, Mutex, Ordering, RwLock};
 
 /// Hands out distinct numbers (socket numbers), from any thread.
 #[derive(Debug)]
@@ -67,6 +71,29 @@ impl Gauge {
     }
 }
 
+/// A value that many read and one at a time replaces (the JWKS key set): a reader takes the
+/// current version and holds no lock while it uses it, so it never waits for a replacement being
+/// prepared, only for the instant of the swap; and it sees a whole version, old or new.
+#[derive(Debug, Default)]
+pub struct Snapshot<T>(RwLock<Arc<T>>);
+
+impl<T> Snapshot<T> {
+    pub fn new(value: T) -> Snapshot<T> {
+        Snapshot(RwLock::new(Arc::new(value)))
+    }
+
+    /// The current version.
+    pub fn load(&self) -> Arc<T> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the current version; readers holding the old one keep it.
+    pub fn publish(&self, value: T) {
+        let value = Arc::new(value);
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = value;
+    }
+}
+
 /// Lets at most one caller per `interval_ms` through: however many handshakes with an unknown
 /// key id arrive together, only one of them refetches the key set.
 #[derive(Debug)]
@@ -105,6 +132,15 @@ mod tests {
         assert!(!g.try_claim(5_000));
         assert!(!g.try_claim(5_999));
         assert!(g.try_claim(6_000));
+    }
+
+    #[test]
+    fn a_snapshot_taken_stays_as_it_was() {
+        let s = Snapshot::new(vec![1]);
+        let before = s.load();
+        s.publish(vec![1, 2]);
+        assert_eq!((*before).clone(), vec![1]);
+        assert_eq!(*s.load(), vec![1, 2]);
     }
 
     #[test]

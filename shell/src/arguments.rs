@@ -15,20 +15,26 @@ use socketioxide::handler::Value as SioValue;
 /// The nesting of a stand-in: deeper than `MAX_EVENT_DEPTH` may be set (`config.rs`).
 pub const STAND_IN_DEPTH: usize = 101;
 
-/// The arguments after the event name, and whether binary attachments came with them.
-pub fn arguments(v: &SioValue) -> (Vec<Value>, bool) {
-    match v {
-        // The packet's JSON array: the event name, then the arguments.
-        SioValue::Str(s, attachments) => {
-            // Reading raw values has no depth limit and no recursion.
-            let values = match serde_json::from_str::<Vec<&RawValue>>(s.as_str()) {
-                Ok(all) if !all.is_empty() => all[1..].iter().map(|raw| argument(raw)).collect(),
-                _ => vec![Value::Null],
-            };
-            (values, attachments.as_ref().is_some_and(|a| !a.is_empty()))
-        }
-        SioValue::Bytes(_) => (vec![Value::Null], true),
-    }
+/// A client event as the forwarder hands it to the driver.
+#[derive(Debug, PartialEq)]
+pub struct Incoming {
+    pub name: String,
+    /// The arguments after the name.
+    pub args: Vec<Value>,
+    /// Whether binary attachments came with it.
+    pub has_binary: bool,
+}
+
+/// Reads an event packet's JSON array (the name, then the arguments) in one pass; `None` when
+/// it has no name to route by, which socketioxide's own extractor would refuse too.
+pub fn incoming(v: &SioValue) -> Option<Incoming> {
+    let SioValue::Str(s, attachments) = v else { return None };
+    // Reading raw values has no depth limit and no recursion.
+    let all = serde_json::from_str::<Vec<&RawValue>>(s.as_str()).ok()?;
+    let (name, rest) = all.split_first()?;
+    let name = serde_json::from_str::<String>(name.get()).ok()?;
+    let args = rest.iter().map(|raw| argument(raw)).collect();
+    Some(Incoming { name, args, has_binary: attachments.as_ref().is_some_and(|a| !a.is_empty()) })
 }
 
 fn argument(raw: &RawValue) -> Value {
@@ -75,7 +81,7 @@ mod tests {
     }
 
     fn args(packet: &str) -> Vec<Value> {
-        arguments(&SioValue::Str(packet.to_owned().into(), None)).0
+        incoming(&SioValue::Str(packet.to_owned().into(), None)).expect("an event").args
     }
 
     #[test]
@@ -103,8 +109,10 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_packet_has_no_payload() {
-        assert_eq!(args("not json"), vec![Value::Null]);
-        assert_eq!(args("[]"), vec![Value::Null]);
+    fn a_packet_without_a_name_is_no_event() {
+        for packet in ["not json", "[]", "[1,2]", "{}", r#"[{"a":1}]"#] {
+            assert_eq!(incoming(&SioValue::Str(packet.to_owned().into(), None)), None, "{packet}");
+        }
+        assert_eq!(args(r#"["ping"]"#), Vec::<Value>::new());
     }
 }

@@ -3,11 +3,11 @@
 //! through on a key it could not check, and never says why a token failed to the client.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::TokenCheck;
-use alice_handoff::Gate;
+use alice_handoff::{Gate, Snapshot};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Value};
@@ -38,12 +38,12 @@ struct Inner {
 type Keys = HashMap<String, (DecodingKey, Algorithm)>;
 
 /// The cached key set. A token whose `kid` is known is checked against it at once, whatever else
-/// is going on: the set is read under a lock held for a lookup, never across a fetch. Only tokens
+/// is going on: it reads the current set (`Snapshot`), never waiting for a fetch. Only tokens
 /// with an unknown `kid` line up for a fetch, one at a time, and at most one per interval fetches.
 struct Jwks {
     url: String,
     client: reqwest::Client,
-    keys: RwLock<Arc<Keys>>,
+    keys: Snapshot<Keys>,
     /// Held by whoever may fetch: one fetch at a time; those behind it look again first.
     fetching: Mutex<()>,
     /// Loading a set that has no keys yet (the first time, or after failures).
@@ -59,7 +59,7 @@ impl Verifier {
         let jwks = settings.jwks_url.as_ref().map(|url| Jwks {
             url: url.clone(),
             client: reqwest::Client::builder().timeout(JWKS_TIMEOUT).build().unwrap_or_default(),
-            keys: RwLock::new(Arc::new(HashMap::new())),
+            keys: Snapshot::new(HashMap::new()),
             fetching: Mutex::new(()),
             load: Gate::new(JWKS_RETRY_INTERVAL.as_millis() as u64),
             refetch: Gate::new(JWKS_REFETCH_INTERVAL.as_millis() as u64),
@@ -136,7 +136,7 @@ impl Jwks {
         match self.fetch().await {
             Ok(fetched) => {
                 let found = fetched.get(kid).cloned();
-                *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fetched);
+                self.keys.publish(fetched);
                 found
             }
             Err(e) => {
@@ -147,7 +147,7 @@ impl Jwks {
     }
 
     fn cached(&self) -> Arc<Keys> {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.keys.load()
     }
 
     async fn fetch(&self) -> Result<Keys, reqwest::Error> {

@@ -8,14 +8,14 @@ use alice_handoff::Ids;
 use axum::extract::ConnectInfo;
 use serde_json::Value;
 use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessageParts, MessageHandler, Value as SioValue};
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::SocketIo;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 
-use crate::arguments::arguments;
+use crate::arguments::{incoming, Incoming};
 use crate::auth::{token_from, Verifier};
 use crate::driver::{Command, DriverHandle};
 use crate::peer_budget::{Peer, PeerBudget};
@@ -121,8 +121,7 @@ struct Forward;
 impl MessageHandler<LocalAdapter, Forward> for EventForwarder {
     fn call(&self, socket: Arc<Socket<LocalAdapter>>, mut v: SioValue, ack_id: Option<i64>) {
         let Some(conn) = socket.extensions.get::<ConnId>() else { return };
-        let Ok(Event(name)) = Event::from_message_parts(&socket, &mut v, &ack_id) else { return };
-        let (args, has_binary) = arguments(&v);
+        let Some(Incoming { name, args, has_binary }) = incoming(&v) else { return };
         let ack = match (ack_id, AckSender::from_message_parts(&socket, &mut v, &ack_id)) {
             (Some(_), Ok(sender)) => Some(sender),
             _ => None,
