@@ -38,18 +38,38 @@ pub fn incoming(v: &SioValue) -> Option<Incoming> {
 }
 
 fn argument(raw: &RawValue) -> Value {
-    if let Ok(value) = serde_json::from_str(raw.get()) {
-        return value;
+    match read(raw) {
+        Read::Value(value) => value,
+        // Too deep somewhere: keep an object's fields that can be read, stand in for the others.
+        Read::TooDeep => match serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) {
+            Ok(fields) => {
+                let fields = fields.into_iter().map(|(name, raw)| match read(raw) {
+                    Read::Value(value) => Some((name, value)),
+                    Read::TooDeep => Some((name, stand_in(raw))),
+                    Read::Unrepresentable => None,
+                });
+                fields.collect::<Option<_>>().map_or(Value::Null, Value::Object)
+            }
+            Err(_) => stand_in(raw),
+        },
+        // A number beyond f64 (`1e400`): valid JSON that no value holds. The argument is
+        // unusable as a whole, which the core answers as a payload of the wrong shape.
+        Read::Unrepresentable => Value::Null,
     }
-    // Too deep somewhere: keep an object's fields that can be read, stand in for the others.
-    match serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) {
-        Ok(fields) => Value::Object(
-            fields
-                .into_iter()
-                .map(|(name, raw)| (name, serde_json::from_str(raw.get()).unwrap_or_else(|_| stand_in(raw))))
-                .collect(),
-        ),
-        Err(_) => stand_in(raw),
+}
+
+enum Read {
+    Value(Value),
+    TooDeep,
+    Unrepresentable,
+}
+
+fn read(raw: &RawValue) -> Read {
+    match serde_json::from_str(raw.get()) {
+        Ok(value) => Read::Value(value),
+        // serde_json names no error kind for its depth limit; its message is the only sign.
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => Read::TooDeep,
+        Err(_) => Read::Unrepresentable,
     }
 }
 
@@ -106,6 +126,11 @@ mod tests {
         let a = args(&format!(r#"["join-room",{deep}]"#));
         assert_eq!(serde_json::to_string(&a[0]).unwrap().len(), deep.len());
         assert_eq!(depth(&a[0]), STAND_IN_DEPTH);
+    }
+
+    #[test]
+    fn a_number_no_value_holds_leaves_no_usable_argument() {
+        assert_eq!(args(r#"["reader-event",{"eventType":"T","data":1e400}]"#), vec![Value::Null]);
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod driver;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod handshake;
 pub mod http;
 pub mod log;
