@@ -17,9 +17,11 @@ use ipnet::IpNet;
 
 use crate::clock::Clock;
 
-/// The most addresses tracked at once. Past it, full buckets are forgotten; if none is, a new
-/// address is let through unmetered (a crowd of addresses is not one address's flood).
+/// The most addresses tracked at once. Past it, full buckets are forgotten (at most once a
+/// second); new addresses beyond it share one bucket until room is made.
 const MAX_TRACKED: usize = 100_000;
+/// The least time between two sweeps of the table.
+const SWEEP_EVERY_MS: u64 = 1_000;
 
 /// The address a connection comes from, as axum's connect info.
 #[derive(Clone, Copy, Debug)]
@@ -54,25 +56,35 @@ pub struct PeerBudget {
     per_minute: u32,
     trusted: Vec<IpNet>,
     clock: Arc<dyn Clock>,
-    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    buckets: HashMap<IpAddr, TokenBucket>,
+    /// For addresses that find the table full.
+    overflow: Option<TokenBucket>,
+    swept: Option<alice_core::Millis>,
 }
 
 impl PeerBudget {
     /// A budget of `per_minute` handshakes per address (bursts as large); `None` when 0 (off).
     pub fn new(per_minute: u32, trusted: Vec<IpNet>, clock: Arc<dyn Clock>) -> Option<PeerBudget> {
-        (per_minute > 0).then(|| PeerBudget { per_minute, trusted, clock, buckets: Mutex::default() })
+        (per_minute > 0).then(|| PeerBudget { per_minute, trusted, clock, table: Mutex::default() })
     }
 
     /// The client's address: the connection's peer, or, when that peer is a trusted proxy, the
     /// nearest address in `X-Forwarded-For` that is not one.
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        // A dual-stack listener sees IPv4 peers as `::ffff:a.b.c.d`.
+        let peer = peer.to_canonical();
         if !self.is_trusted(peer) {
             return peer;
         }
         let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
         let hops: Vec<&str> = forwarded.flat_map(|v| v.split(',')).collect();
         for hop in hops.iter().rev() {
-            match hop.trim().parse::<IpAddr>() {
+            match hop.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
                 Ok(ip) if self.is_trusted(ip) => continue,
                 Ok(ip) => return ip,
                 // Unreadable: nothing further left can be trusted either.
@@ -86,20 +98,28 @@ impl PeerBudget {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
-    /// Takes one handshake from `client`'s budget; `false` when it is spent.
+    /// Takes one handshake from `client`'s budget; `false` when it is spent. An IPv6 client is
+    /// metered by its /64, the block one subscriber gets.
     pub fn admit(&self, client: IpAddr) -> bool {
+        let key = match client.to_canonical() {
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            v4 => v4,
+        };
         let now = self.clock.now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if !buckets.contains_key(&client) && buckets.len() >= MAX_TRACKED {
-            buckets.retain(|_, b| !b.is_full(now));
+        let per_minute = self.per_minute;
+        let fresh = || TokenBucket::new(per_minute, 60_000, per_minute, now);
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let Table { buckets, overflow, swept } = &mut *table;
+        if !buckets.contains_key(&key) && buckets.len() >= MAX_TRACKED {
+            if swept.is_none_or(|at| now.since(at) >= SWEEP_EVERY_MS) {
+                *swept = Some(now);
+                buckets.retain(|_, b| !b.is_full(now));
+            }
             if buckets.len() >= MAX_TRACKED {
-                return true;
+                return overflow.get_or_insert_with(fresh).take(now).is_ok();
             }
         }
-        let per_minute = self.per_minute;
-        let bucket =
-            buckets.entry(client).or_insert_with(|| TokenBucket::new(per_minute, 60_000, per_minute, now));
-        bucket.take(now).is_ok()
+        buckets.entry(key).or_insert_with(fresh).take(now).is_ok()
     }
 }
 
@@ -176,6 +196,21 @@ mod tests {
         assert!(parse_trusted("10.0.0.1,not-an-ip").unwrap_err().contains("not-an-ip"));
         assert_eq!(parse_trusted(" ").unwrap(), vec![]);
         assert_eq!(parse_trusted("::1").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn ipv6_is_metered_by_its_block_and_mapped_ipv4_as_ipv4() {
+        let (b, _) = budget(1, "10.0.0.0/8");
+        assert!(b.admit(ip("2001:db8:1:2::1")));
+        assert!(!b.admit(ip("2001:db8:1:2:ffff::9")), "the same /64");
+        assert!(b.admit(ip("2001:db8:1:3::1")));
+        assert!(b.admit(ip("192.0.2.1")));
+        assert!(!b.admit(ip("::ffff:192.0.2.1")));
+        assert_eq!(
+            b.client(ip("::ffff:10.1.1.1"), &forwarded("203.0.113.5")),
+            ip("203.0.113.5"),
+            "a mapped proxy"
+        );
     }
 
     #[test]

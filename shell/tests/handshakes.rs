@@ -19,10 +19,10 @@ async fn a_connection_that_never_sends_connect_is_closed() {
     let dir = tempfile::tempdir().unwrap();
     let server = alice_shell::start(settings(dir.path(), &[("HANDSHAKE_TIMEOUT_MS", "300")])).await.unwrap();
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
+    let started = tokio::time::Instant::now();
     let (mut silent, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let mut honest = Client::connect(server.addr, &token("on-time", "consultant")).await.unwrap();
 
-    let started = tokio::time::Instant::now();
     let closed = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(msg)) = silent.next().await {
             if matches!(msg, Message::Close(_)) {
