@@ -655,6 +655,9 @@ impl Driver {
     /// never become ready and no disconnect is ever reported, so they are let go here (else the
     /// reader would stay online and hold a connection slot until its token expired).
     fn forget_ghosts(&mut self) {
+        if self.unready.is_empty() {
+            return;
+        }
         let now = self.clock.now();
         while let Some(&(at, conn)) = self.unready.front() {
             if at > now {
