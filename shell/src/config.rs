@@ -36,7 +36,7 @@ pub struct Settings {
     /// How long an accepted `clientEventId` keeps a repeat from being accepted again.
     pub idempotency_window_ms: u64,
     /// How long a new connection may take to complete its Socket.IO handshake, CONNECT and its
-    /// answer (`HANDSHAKE_TIMEOUT_MS`).
+    /// answer, and how long any request's head may take to arrive (`HANDSHAKE_TIMEOUT_MS`).
     pub handshake_timeout_ms: u64,
     /// Handshakes per minute from one client address; 0 is no limit (`HANDSHAKES_PER_IP_PER_MINUTE`).
     pub handshakes_per_ip_per_minute: u32,

@@ -25,6 +25,7 @@ use crate::reader_sessions::SessionRecorder;
 use crate::redis_stream::StreamReader;
 use crate::sessions::Change;
 use crate::store::{EventStore, Session};
+use crate::Stopped;
 
 /// Messages into the driver.
 pub enum Command {
@@ -65,7 +66,7 @@ pub enum Command {
     /// Tell the cluster, flush the queue to the store (up to `grace`), then stop.
     Shutdown {
         grace: Duration,
-        reply: oneshot::Sender<usize>,
+        reply: oneshot::Sender<Stopped>,
     },
 }
 
@@ -140,8 +141,11 @@ const MAX_PENDING: usize = 1024;
 /// How often backlogs behind replays are drained.
 const DRAIN_EVERY: Duration = Duration::from_millis(5);
 /// How long after its acceptance a socket must be connected in socketioxide. One whose client
-/// left while the handshake was being decided never is, and never reports a disconnect either.
+/// left while the handshake was being decided never is, and never reports a disconnect either;
+/// it is let go as soon as its closed transport is seen, and after this at the latest.
 const CONNECTED_WITHIN_MS: u64 = 5_000;
+/// How often sockets accepted and not yet ready are looked at for a closed transport.
+const GHOSTS_EVERY: Duration = Duration::from_millis(100);
 
 /// A handle to send commands to the driver.
 #[derive(Clone)]
@@ -204,6 +208,8 @@ pub struct Driver {
     connecting: HashMap<ConnId, Connecting>,
     /// Accepted sockets not yet reported ready, in the order of their deadlines.
     unready: VecDeque<(Millis, ConnId)>,
+    /// When `unready` was last looked through for closed transports.
+    ghosts_seen: Millis,
     /// Acknowledgement callbacks waiting for the core's answer, by socket: a socket that leaves
     /// drops its own without a look at anyone else's.
     acks: BTreeMap<(ConnId, AckId), AckSender>,
@@ -213,7 +219,7 @@ pub struct Driver {
     slow_consumers: u64,
     append_counters: Arc<WriteCounters>,
     store_counters: Arc<WriteCounters>,
-    shutdown: Option<(Millis, oneshot::Sender<usize>)>,
+    shutdown: Option<(Millis, oneshot::Sender<Stopped>)>,
 }
 
 impl Driver {
@@ -239,6 +245,7 @@ impl Driver {
             draining: std::collections::BTreeSet::new(),
             connecting: HashMap::new(),
             unready: VecDeque::new(),
+            ghosts_seen: Millis(0),
             acks: BTreeMap::new(),
             next_ack: 0,
             loopback: VecDeque::new(),
@@ -259,9 +266,8 @@ impl Driver {
             if !self.draining.is_empty() {
                 wake = Some(wake.map_or(DRAIN_EVERY, |w| w.min(DRAIN_EVERY)));
             }
-            if let Some((at, _)) = self.unready.front() {
-                let after = Duration::from_millis(at.since(now));
-                wake = Some(wake.map_or(after, |w| w.min(after)));
+            if !self.unready.is_empty() {
+                wake = Some(wake.map_or(GHOSTS_EVERY, |w| w.min(GHOSTS_EVERY)));
             }
             let cmd = match wake {
                 Some(after) => tokio::select! {
@@ -361,12 +367,12 @@ impl Driver {
     /// During shutdown: stop once the queue is empty or the grace period is over.
     fn finish_shutdown(&mut self) -> bool {
         let Some((deadline, _)) = &self.shutdown else { return false };
-        let waiting = self.core.stats().queue_size;
-        if waiting > 0 && self.clock.now() < *deadline {
+        let stats = self.core.stats();
+        if stats.queue_size > 0 && self.clock.now() < *deadline {
             return false;
         }
         if let Some((_, reply)) = self.shutdown.take() {
-            let _ = reply.send(waiting);
+            let _ = reply.send(Stopped { unstored: stats.queue_size, dead_letters: stats.dlq_size as u64 });
         }
         true
     }
@@ -654,22 +660,35 @@ impl Driver {
     /// Sockets the core accepted whose client left before socketioxide connected them: they
     /// never become ready and no disconnect is ever reported, so they are let go here (else the
     /// reader would stay online and hold a connection slot until its token expired).
+    /// Lets go of accepted sockets whose client left before socketioxide connected them: their
+    /// transport is closed, or they are still not connected `CONNECTED_WITHIN_MS` later. Looks
+    /// through them at most every `GHOSTS_EVERY`; sockets that became ready leave the list then.
     fn forget_ghosts(&mut self) {
         if self.unready.is_empty() {
             return;
         }
         let now = self.clock.now();
-        while let Some(&(at, conn)) = self.unready.front() {
-            if at > now {
-                break;
+        if now.since(self.ghosts_seen) < GHOSTS_EVERY.as_millis() as u64 {
+            return;
+        }
+        self.ghosts_seen = now;
+        let mut ghosts = Vec::new();
+        let sockets = &self.sockets;
+        self.unready.retain(|&(at, conn)| {
+            let Some(slot) = sockets.get(&conn) else { return false };
+            if slot.pending.is_none() || slot.socket.connected() {
+                return false;
             }
-            self.unready.pop_front();
-            let ghost = self.sockets.get(&conn).is_some_and(|s| s.pending.is_some() && !s.socket.connected());
-            if ghost {
-                tracing::debug!(conn = conn.0, "client left during its handshake");
-                self.forget_socket(conn);
-                self.feed(Input::Disconnect { conn });
+            if at <= now || slot.socket.transport_closed() {
+                ghosts.push(conn);
+                return false;
             }
+            true
+        });
+        for conn in ghosts {
+            tracing::debug!(conn = conn.0, "client left during its handshake");
+            self.forget_socket(conn);
+            self.feed(Input::Disconnect { conn });
         }
     }
 

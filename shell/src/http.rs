@@ -212,6 +212,11 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
     }
     let Some(snap) = state.driver.snapshot().await else { return unavailable() };
     let mut text = render_metrics(&snap);
+    let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let _ = writeln!(
+        text,
+        "# HELP alice_runtime_tasks Tasks alive in the server's runtime.\n# TYPE alice_runtime_tasks gauge\nalice_runtime_tasks {tasks}"
+    );
     if let Some(r) = &state.redis {
         let gauges = [
             ("alice_redis_up", "Whether this node reaches Redis.", u64::from(r.is_up())),

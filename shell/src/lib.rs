@@ -18,6 +18,7 @@ pub mod peer_budget;
 mod reader_sessions;
 pub mod redis_link;
 pub mod redis_stream;
+mod serve;
 pub mod sessions;
 pub mod socket;
 pub mod store;
@@ -62,6 +63,19 @@ pub struct Running<A = SocketAddr> {
     http: JoinHandle<()>,
     driver_task: JoinHandle<()>,
     grace: Duration,
+    /// A cluster node's Redis figures: its store group's dead letters live there.
+    redis: Option<Arc<redis_link::RedisHealth>>,
+}
+
+/// What a graceful stop leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stopped {
+    /// Accepted events this node still held for the log or the store when the grace period
+    /// ended (a local outbox keeps them for the next start).
+    pub unstored: usize,
+    /// Events dead-lettered and not yet replayed: kept durably (the outbox's table, or the store
+    /// group's Redis stream) for `POST /admin/dlq/replay`, after a restart too.
+    pub dead_letters: u64,
 }
 
 /// Errors that stop the server from starting.
@@ -299,12 +313,13 @@ where
         .build_layer();
     socket::attach(&io);
 
+    let redis_health = redis.map(|l| l.health.clone());
     let app = http::router(http::HttpState {
         driver: handle.clone(),
         verifier,
         store,
         dead_letters,
-        redis: redis.map(|l| l.health.clone()),
+        redis: redis_health.clone(),
         clock,
         started: Instant::now(),
         metrics_token: settings.metrics_token.clone(),
@@ -317,15 +332,12 @@ where
 
     let addr = listener.local_addr().map_err(StartError::LocalAddr)?;
     let (stop_http, mut stopped) = watch::channel(false);
+    let head_timeout = Duration::from_millis(settings.handshake_timeout_ms);
     let http = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        let app = app.into_make_service_with_connect_info::<peer_budget::Peer>();
-        if let Err(e) = axum::serve(peer_budget::Peered(listener), app).with_graceful_shutdown(shutdown).await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+        serve::serve(listener, app, head_timeout, shutdown).await;
     });
     tracing::info!(addr = %format!("{addr:?}"), node = %settings.node_id, "Alice Realtime listening");
     Ok(Running {
@@ -335,24 +347,28 @@ where
         http,
         driver_task,
         grace: Duration::from_millis(settings.shutdown_grace_ms),
+        redis: redis_health,
     })
 }
 
 impl<A> Running<A> {
     /// Stops accepting, tells the cluster, flushes the queue to the store (within the grace
     /// period) and stops. Returns how many events were still waiting to be stored.
-    pub async fn shutdown(self) -> usize {
+    pub async fn shutdown(self) -> Stopped {
         let _ = self.stop_http.send(true);
         let (reply, rx) = oneshot::channel();
-        let waiting = if self.driver.send(Command::Shutdown { grace: self.grace, reply }).await {
-            rx.await.unwrap_or(0)
+        let mut stopped = if self.driver.send(Command::Shutdown { grace: self.grace, reply }).await {
+            rx.await.unwrap_or_default()
         } else {
-            0
+            Stopped::default()
         };
+        if let Some(redis) = &self.redis {
+            stopped.dead_letters += redis.dlq_len.get();
+        }
         let _ = self.driver_task.await;
         // Open websockets keep the HTTP server's graceful shutdown waiting; do not wait on them.
         self.http.abort();
-        waiting
+        stopped
     }
 }
 

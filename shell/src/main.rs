@@ -83,12 +83,18 @@ fn serve(settings: Settings) -> ExitCode {
         };
         wait_for_signal().await;
         tracing::info!("shutting down: no new connections, flushing the queue");
-        let waiting = running.shutdown().await;
-        if waiting > 0 {
-            tracing::error!(waiting, "stopped with events not yet stored");
+        let stopped = running.shutdown().await;
+        if stopped.dead_letters > 0 {
+            tracing::warn!(
+                dead_letters = stopped.dead_letters,
+                "dead letters are kept for the next start; replay them with POST /admin/dlq/replay"
+            );
+        }
+        if stopped.unstored > 0 {
+            tracing::error!(unstored = stopped.unstored, "stopped with events not yet stored");
             return ExitCode::FAILURE;
         }
-        tracing::info!("stopped cleanly");
+        tracing::info!(dead_letters = stopped.dead_letters, "stopped cleanly");
         ExitCode::SUCCESS
     })
 }

@@ -23,34 +23,9 @@ const MAX_TRACKED: usize = 100_000;
 /// The least time between two sweeps of the table.
 const SWEEP_EVERY_MS: u64 = 1_000;
 
-/// The address a connection comes from, as axum's connect info.
+/// The address a connection comes from, as axum's connect info (set by `serve`).
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub std::net::SocketAddr);
-
-/// A listener whose connections tell their [`Peer`]: TCP here, the simulation's network in `sim`.
-pub struct Peered<L>(pub L);
-
-impl<L: axum::serve::Listener<Addr = std::net::SocketAddr>> axum::serve::Listener for Peered<L> {
-    type Io = L::Io;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (L::Io, std::net::SocketAddr) {
-        self.0.accept().await
-    }
-
-    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.0.local_addr()
-    }
-}
-
-impl<L> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Peered<L>>> for Peer
-where
-    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, Peered<L>>) -> Peer {
-        Peer(*stream.remote_addr())
-    }
-}
 
 pub struct PeerBudget {
     per_minute: u32,

@@ -1,5 +1,5 @@
-//! What a client may hold before it is authenticated: a connection that never sends its
-//! Socket.IO CONNECT is closed after `HANDSHAKE_TIMEOUT_MS`, and `HANDSHAKES_PER_IP_PER_MINUTE`
+//! What a client may hold before it is authenticated: a connection that never finishes its HTTP
+//! request, or never sends its Socket.IO CONNECT, is closed after `HANDSHAKE_TIMEOUT_MS`, and `HANDSHAKES_PER_IP_PER_MINUTE`
 //! meters handshakes per client address (read from `X-Forwarded-For` only behind
 //! `TRUSTED_PROXIES`).
 
@@ -34,6 +34,28 @@ async fn a_connection_that_never_sends_connect_is_closed() {
     assert!(closed.is_ok(), "the silent connection is closed");
     assert!(started.elapsed() >= Duration::from_millis(250), "not before its time");
     // One that connected in time is not touched.
+    assert_eq!(honest.call("get-online-readers", Value::Null).await["ok"], true);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_request_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = alice_shell::start(settings(dir.path(), &[("HANDSHAKE_TIMEOUT_MS", "300")])).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(
+        b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n",
+    )
+    .await
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), half.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the half-sent request's connection is closed");
+    assert!(started.elapsed() >= Duration::from_millis(250), "not before its time");
+    // Requests that arrive whole are served as before.
+    let mut honest = Client::connect(server.addr, &token("whole", "consultant")).await.unwrap();
     assert_eq!(honest.call("get-online-readers", Value::Null).await["ok"], true);
     server.shutdown().await;
 }

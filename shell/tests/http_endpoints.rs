@@ -47,6 +47,8 @@ async fn health_stats_metrics_and_their_guards() {
     assert!(text.contains("alice_connections 1"), "{text}");
     assert!(text.contains("alice_events_refused_total{code=\"RATE_LIMITED\"} 0"), "{text}");
     assert!(text.contains("alice_store_batches_total"), "{text}");
+    let tasks = text.lines().find_map(|l| l.strip_prefix("alice_runtime_tasks ")).map(|n| n.parse::<u64>());
+    assert!(matches!(tasks, Some(Ok(n)) if n > 0), "the server's own tasks are counted: {text}");
 
     assert_eq!(http(addr, "POST", "/admin/dlq/replay", Some(&token("c", "consultant"))).await.0, 403);
     let (status, body) = http(addr, "POST", "/admin/dlq/replay", Some(&token("a", "admin"))).await;

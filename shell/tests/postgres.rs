@@ -202,7 +202,7 @@ async fn after_a_restart_recent_events_and_dashboard_come_from_postgres() {
         let ack = r.call("reader-event", json!({"eventType": "RESTART", "data": {"i": i}})).await;
         ids.push(ack["eventId"].as_str().unwrap().to_owned());
     }
-    assert_eq!(server.shutdown().await, 0);
+    assert_eq!(server.shutdown().await.unstored, 0);
 
     // History holds two events, so older pages must be read from PostgreSQL.
     let dir2 = tempfile::tempdir().unwrap();

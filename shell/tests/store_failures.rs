@@ -1,5 +1,6 @@
 //! The store failing: accepted events wait and are stored exactly once when it returns; a poison
-//! event is dead-lettered without blocking the rest and stored after a replay; a full queue
+//! event is dead-lettered without blocking the rest and stored after a replay, kept across a
+//! restart and counted by a graceful stop; a full queue
 //! refuses with UNAVAILABLE and `/health` says so; a connect storm writes reader sessions one at a
 //! time.
 
@@ -82,6 +83,40 @@ async fn a_poison_event_is_dead_lettered_alone_and_replayed_once_fixed() {
 }
 
 #[tokio::test]
+async fn dead_letters_are_counted_by_a_graceful_stop_and_kept_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [("STORE_RETRY_BASE_MS", "10"), ("STORE_RETRY_MAX_MS", "20"), ("STORE_MAX_ATTEMPTS", "2")];
+    let store = FlakyStore::open(dir.path()).await;
+    *store.poison_type.lock().unwrap() = Some("POISON".into());
+    let server = alice_shell::start_with_store(settings(dir.path(), &vars), store.clone()).await.unwrap();
+    let mut r = Client::connect(server.addr, &token("r1", "reader")).await.unwrap();
+    for t in ["POISON", "GOOD", "POISON"] {
+        assert_eq!(r.call("reader-event", json!({"eventType": t})).await["ok"], true);
+    }
+    wait_stats(server.addr, |s| s["queueStats"]["dlqSize"] == 2 && s["queueStats"]["queueSize"] == 0).await;
+    drop(r);
+    let stopped = server.shutdown().await;
+    assert_eq!(stopped, alice_shell::Stopped { unstored: 0, dead_letters: 2 });
+    drop(store);
+
+    // The next start finds them, and a replay stores them once the store takes them.
+    let store = FlakyStore::open(dir.path()).await;
+    let server = alice_shell::start_with_store(settings(dir.path(), &vars), store.clone()).await.unwrap();
+    wait_stats(server.addr, |s| s["queueStats"]["dlqSize"] == 2).await;
+    let (status, body) = http(server.addr, "POST", "/admin/dlq/replay", Some(&token("a", "admin"))).await;
+    assert_eq!((status, body), (200, json!({"replayed": 2})));
+    wait_stats(server.addr, |s| s["queueStats"]["dlqSize"] == 0 && s["queueStats"]["queueSize"] == 0).await;
+    let poison = alice_core::HistoryQuery {
+        limit: 10,
+        user_id: None,
+        since: None,
+        event_types: vec!["POISON".into()],
+    };
+    assert_eq!(store.recent(&poison).await.unwrap().0.len(), 2);
+    assert_eq!(server.shutdown().await, alice_shell::Stopped::default());
+}
+
+#[tokio::test]
 async fn a_full_queue_refuses_new_events_and_health_is_unhealthy() {
     let dir = tempfile::tempdir().unwrap();
     let store = FlakyStore::open(dir.path()).await;
@@ -121,7 +156,7 @@ async fn shutdown_flushes_the_queue() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         store2.down.store(false, Ordering::SeqCst);
     });
-    assert_eq!(server.shutdown().await, 0, "nothing left unstored");
+    assert_eq!(server.shutdown().await.unstored, 0, "nothing left unstored");
     let q = alice_core::HistoryQuery { limit: 10, user_id: None, since: None, event_types: vec![] };
     assert_eq!(store.recent(&q).await.unwrap().0.len(), 5);
 }

@@ -266,6 +266,8 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
     fn on_disconnect(&self, socket: Arc<EIoSocket<SocketData<A>>>, reason: EIoDisconnectReason) {
         #[cfg(feature = "tracing")]
         tracing::debug!("eio socket disconnected");
+        // End the connect timeout task now: it holds the socket until it fires otherwise.
+        socket.data.connect_recv_tx.lock().unwrap().take();
         let socks: Vec<_> = self
             .nsps
             .read()
@@ -483,6 +485,35 @@ mod test {
             .unwrap();
         // applied in case of ns timeout
         assert_eq!(res, Some(EIoDisconnectReason::TransportClose));
+    }
+
+    /// A socket that goes away before connecting to a namespace is not held until the connect
+    /// timeout would have fired.
+    #[tokio::test]
+    async fn connect_timeout_task_lets_go_of_a_disconnected_socket() {
+        // A timeout that cannot fire during the test.
+        let config = crate::SocketIoConfig {
+            connect_timeout: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let client = Arc::new(Client::<LocalAdapter>::new(
+            config,
+            (),
+            #[cfg(feature = "state")]
+            Default::default(),
+        ));
+        client.clone().add_ns("/".into(), async || ());
+        let close_fn = Box::new(move |_, _| {});
+        let sock = EIoSocket::new_dummy(Sid::new(), close_fn);
+        let alone = Arc::strong_count(&sock);
+        client.clone().on_connect(sock.clone());
+        tokio::task::yield_now().await;
+        assert_eq!(Arc::strong_count(&sock), alone + 1, "the timeout task holds the socket");
+        client.on_disconnect(sock.clone(), EIoDisconnectReason::TransportClose);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(Arc::strong_count(&sock), alone, "the timeout task let go of it");
     }
 
     #[tokio::test]

@@ -702,6 +702,14 @@ impl<A: Adapter> Socket<A> {
         self.connected.load(Ordering::SeqCst)
     }
 
+    /// # Return true if the underlying engine.io connection is closed.
+    ///
+    /// Unlike [`connected`](Self::connected), this also tells, while connect middlewares are still
+    /// running, whether the client has already gone away.
+    pub fn transport_closed(&self) -> bool {
+        self.esocket.is_closed()
+    }
+
     // Socket operators
 
     #[doc = include_str!("../docs/operators/to.md")]

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use socketioxide::{SocketIo, extract::SocketRef, socket::DisconnectReason};
+use socketioxide::{SocketIo, extract::SocketRef, handler::ConnectHandler, socket::DisconnectReason};
 use socketioxide_core::adapter::Room;
 use tokio::sync::mpsc;
 
@@ -96,6 +96,42 @@ pub async fn ws_transport_closed() {
         .unwrap();
 
     assert_eq!(data, DisconnectReason::TransportClose);
+}
+
+/// A client that closes its connection while a connect middleware runs: the middleware's socket
+/// is not connected, and `transport_closed` tells that the client is gone.
+#[tokio::test]
+pub async fn ws_transport_closed_during_a_connect_middleware() {
+    let (svc, io) = create_server().await;
+    let (tx, mut rx) = mpsc::channel::<SocketRef>(1);
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let held = release.clone();
+    let middleware = move |s: SocketRef| {
+        let (tx, held) = (tx.clone(), held.clone());
+        async move {
+            tx.send(s).await.unwrap();
+            held.notified().await;
+            Ok::<_, std::convert::Infallible>(())
+        }
+    };
+    io.ns("/", { async || () }.with(middleware));
+    let mut stream = create_ws_connection(&svc).await;
+    let socket = tokio::time::timeout(Duration::from_millis(500), rx.recv())
+        .await
+        .expect("the middleware runs")
+        .unwrap();
+    assert!(!socket.transport_closed());
+
+    stream.send(Message::Text("1".into())).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_millis(500), async {
+        while !socket.transport_closed() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the middleware can tell the client is gone");
+    assert!(!socket.connected());
+    release.notify_one();
 }
 
 #[tokio::test]
