@@ -140,11 +140,9 @@ struct Connecting {
 const MAX_PENDING: usize = 1024;
 /// How often backlogs behind replays are drained.
 const DRAIN_EVERY: Duration = Duration::from_millis(5);
-/// How long after its acceptance a socket must be connected in socketioxide. One whose client
-/// left while the handshake was being decided never is, and never reports a disconnect either;
-/// it is let go as soon as its closed transport is seen, and after this at the latest.
-const CONNECTED_WITHIN_MS: u64 = 5_000;
-/// How often sockets accepted and not yet ready are looked at for a closed transport.
+/// How often sockets accepted and not yet ready are looked at for a closed transport. One whose
+/// client left while the handshake was being decided is never connected by socketioxide and never
+/// reports a disconnect either; a live one, however long the driver took, is connected and ready.
 const GHOSTS_EVERY: Duration = Duration::from_millis(100);
 
 /// A handle to send commands to the driver.
@@ -206,8 +204,8 @@ pub struct Driver {
     /// Sockets with a backlog to drain.
     draining: std::collections::BTreeSet<ConnId>,
     connecting: HashMap<ConnId, Connecting>,
-    /// Accepted sockets not yet reported ready, in the order of their deadlines.
-    unready: VecDeque<(Millis, ConnId)>,
+    /// Accepted sockets not yet reported ready.
+    unready: Vec<ConnId>,
     /// When `unready` was last looked through for closed transports.
     ghosts_seen: Millis,
     /// Acknowledgement callbacks waiting for the core's answer, by socket: a socket that leaves
@@ -244,7 +242,7 @@ impl Driver {
             sockets: HashMap::new(),
             draining: std::collections::BTreeSet::new(),
             connecting: HashMap::new(),
-            unready: VecDeque::new(),
+            unready: Vec::new(),
             ghosts_seen: Millis(0),
             acks: BTreeMap::new(),
             next_ack: 0,
@@ -416,7 +414,7 @@ impl Driver {
                         let slot =
                             Slot { socket, session, pending: Some(Vec::new()), backlog: Backlog::default() };
                         self.sockets.insert(conn, slot);
-                        self.unready.push_back((self.clock.now().plus(CONNECTED_WITHIN_MS), conn));
+                        self.unready.push(conn);
                         let _ = reply.send(Ok(pid));
                     }
                 }
@@ -660,9 +658,9 @@ impl Driver {
     /// Sockets the core accepted whose client left before socketioxide connected them: they
     /// never become ready and no disconnect is ever reported, so they are let go here (else the
     /// reader would stay online and hold a connection slot until its token expired).
-    /// Lets go of accepted sockets whose client left before socketioxide connected them: their
-    /// transport is closed, or they are still not connected `CONNECTED_WITHIN_MS` later. Looks
-    /// through them at most every `GHOSTS_EVERY`; sockets that became ready leave the list then.
+    /// Lets go of accepted sockets whose client left before socketioxide connected them (their
+    /// transport is closed). Looks through them at most every `GHOSTS_EVERY`; sockets that became
+    /// ready leave the list then.
     fn forget_ghosts(&mut self) {
         if self.unready.is_empty() {
             return;
@@ -674,12 +672,12 @@ impl Driver {
         self.ghosts_seen = now;
         let mut ghosts = Vec::new();
         let sockets = &self.sockets;
-        self.unready.retain(|&(at, conn)| {
+        self.unready.retain(|&conn| {
             let Some(slot) = sockets.get(&conn) else { return false };
             if slot.pending.is_none() || slot.socket.connected() {
                 return false;
             }
-            if at <= now || slot.socket.transport_closed() {
+            if slot.socket.transport_closed() {
                 ghosts.push(conn);
                 return false;
             }
