@@ -18,6 +18,8 @@ BIN=${ALICE_BIN:-target/release/alice-realtime}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
+# The attackers open thousands of sockets at once, and the server accepts them.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 port=$(free_port)
 jwks_port=$(free_port)
 data=$(mktemp -d)
@@ -29,8 +31,6 @@ server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$data"' EXIT
 wait_port "$port"
 
-# The attackers open thousands of sockets at once.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 target/release/hostile --url "http://127.0.0.1:$port" --server-pid "$server" --secret $SECRET \
   --jwks-port "$jwks_port" ${ATTACKS:+--attacks "$ATTACKS"} ${CYCLES:+--cycles "$CYCLES"} \
   ${ATTACK_SECONDS:+--attack-seconds "$ATTACK_SECONDS"} ${SETTLE_SECONDS:+--settle-seconds "$SETTLE_SECONDS"} \

@@ -655,12 +655,10 @@ impl Driver {
         self.execute();
     }
 
-    /// Sockets the core accepted whose client left before socketioxide connected them: they
-    /// never become ready and no disconnect is ever reported, so they are let go here (else the
-    /// reader would stay online and hold a connection slot until its token expired).
     /// Lets go of accepted sockets whose client left before socketioxide connected them (their
-    /// transport is closed). Looks through them at most every `GHOSTS_EVERY`; sockets that became
-    /// ready leave the list then.
+    /// transport is closed): they never become ready and no disconnect is ever reported, else the
+    /// reader would stay online and hold a connection slot until its token expired. Looks through
+    /// them at most every `GHOSTS_EVERY`; sockets that became ready leave the list then.
     fn forget_ghosts(&mut self) {
         if self.unready.is_empty() {
             return;

@@ -212,13 +212,10 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
     }
     let Some(snap) = state.driver.snapshot().await else { return unavailable() };
     let mut text = render_metrics(&snap);
-    let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
-    let _ = writeln!(
-        text,
-        "# HELP alice_runtime_tasks Tasks alive in the server's runtime.\n# TYPE alice_runtime_tasks gauge\nalice_runtime_tasks {tasks}"
-    );
+    let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks() as u64;
+    let mut gauges = vec![("alice_runtime_tasks", "Tasks alive in the server's runtime.", tasks)];
     if let Some(r) = &state.redis {
-        let gauges = [
+        gauges.extend([
             ("alice_redis_up", "Whether this node reaches Redis.", u64::from(r.is_up())),
             (
                 "alice_redis_unstored",
@@ -231,11 +228,11 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
                 "Events in this node's store group's dead-letter stream.",
                 r.dlq_len.get(),
             ),
-        ];
-        for (name, help, value) in gauges {
-            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
-            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        }
+        ]);
+    }
+    for (name, help, value) in gauges {
+        let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -74,7 +74,9 @@ pub struct Stopped {
     /// ended (a local outbox keeps them for the next start).
     pub unstored: usize,
     /// Events dead-lettered and not yet replayed: kept durably (the outbox's table, or the store
-    /// group's Redis stream) for `POST /admin/dlq/replay`, after a restart too.
+    /// group's Redis stream) for `POST /admin/dlq/replay`, after a restart too. In a cluster,
+    /// the stream's length as last read (`/health`'s figure), which is the whole group's: every
+    /// node sharing one PostgreSQL store reports the same.
     pub dead_letters: u64,
 }
 
@@ -353,7 +355,7 @@ where
 
 impl<A> Running<A> {
     /// Stops accepting, tells the cluster, flushes the queue to the store (within the grace
-    /// period) and stops. Returns how many events were still waiting to be stored.
+    /// period) and stops. Returns what it leaves behind.
     pub async fn shutdown(self) -> Stopped {
         let _ = self.stop_http.send(true);
         let (reply, rx) = oneshot::channel();
@@ -366,7 +368,8 @@ impl<A> Running<A> {
             stopped.dead_letters += redis.dlq_len.get();
         }
         let _ = self.driver_task.await;
-        // Open websockets keep the HTTP server's graceful shutdown waiting; do not wait on them.
+        // Requests in progress (long polls of up to a ping interval) keep the HTTP server's
+        // graceful stop waiting; the driver has stopped, so do not wait on them.
         self.http.abort();
         stopped
     }

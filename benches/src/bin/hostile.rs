@@ -17,7 +17,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use alice_benches::honest::{self, Load};
@@ -243,10 +243,11 @@ async fn serve_jwks(listener: TcpListener, delay: Duration) {
 }
 
 fn es256(kid: &str, sub: &str, role: &str) -> String {
+    static KEY: OnceLock<EncodingKey> = OnceLock::new();
+    let key = KEY.get_or_init(|| EncodingKey::from_ec_pem(PRIVATE_KEY).expect("the fixture key parses"));
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(kid.into());
-    let key = EncodingKey::from_ec_pem(PRIVATE_KEY).expect("the fixture key parses");
-    sign(&header, &claims(sub, role), &key)
+    sign(&header, &claims(sub, role), key)
 }
 
 /// Reads `alice_runtime_tasks` and `alice_connections` from `/metrics`.
@@ -662,7 +663,7 @@ async fn main() {
     let sides = run.sides.lock().unwrap_or_else(|e| e.into_inner());
     let mut phases = Vec::new();
     eprintln!(
-        "| phase | delivered/s | p99 | lost, dup | handshake p99 HS256 / ES256 | probes failed | RSS MiB start / max / end | tasks start / max / end | connections max | online list clean after |"
+        "| phase | delivered/s | p99 | lost, dup | handshake p99 HS256 / ES256 | probes failed | RSS MiB start / max / end | tasks start / max / end | connections max | online list right after |"
     );
     eprintln!("|---|---|---|---|---|---|---|---|---|---|");
     for (i, side) in sides.iter().enumerate().skip(1) {
