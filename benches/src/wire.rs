@@ -25,6 +25,11 @@ pub fn sign(header: &Header, claims: &Value, key: &EncodingKey) -> String {
     jsonwebtoken::encode(header, claims, key).expect("claims serialize and the key signs")
 }
 
+/// `host:port` of a server's base URL (http://host:port), for plain TCP connections.
+pub fn authority(url: &str) -> &str {
+    url.trim_start_matches("http://").trim_end_matches('/')
+}
+
 /// The websocket address of a server's Engine.IO endpoint.
 pub fn ws_url(url: &str) -> String {
     format!("{}/socket.io/?EIO=4&transport=websocket", url.replacen("http", "ws", 1))

@@ -252,7 +252,7 @@ fn es256(kid: &str, sub: &str, role: &str) -> String {
 
 /// Reads `alice_runtime_tasks` and `alice_connections` from `/metrics`.
 async fn server_gauges(url: &str) -> Option<(u64, u64)> {
-    let authority = url.trim_start_matches("http://").trim_end_matches('/');
+    let authority = wire::authority(url);
     let mut conn = TcpStream::connect(authority).await.ok()?;
     conn.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {authority}\r\n\r\n").as_bytes()).await.ok()?;
     let mut text = String::new();
@@ -398,7 +398,7 @@ struct Stalled {
 
 async fn stall(run: &Arc<Run>) -> Stalled {
     let args = &run.args;
-    let authority = args.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let authority = wire::authority(&args.url).to_owned();
     let mut unfinished = Vec::new();
     for _ in 0..args.unfinished {
         let Ok(mut conn) = TcpStream::connect(&authority).await else { continue };
