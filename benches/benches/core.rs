@@ -40,7 +40,7 @@ fn routing() -> Routing {
     let mut r = Routing::default();
     for i in 0..10_000u64 {
         let conn = ConnId(i);
-        r.add_socket(conn, &format!("c{i}"), true);
+        r.add_socket(conn, &format!("c{i}"), true, None);
         let filter: Vec<String> =
             if i % 10 == 0 { vec![] } else { vec![TYPES[(i % 10) as usize].to_owned()] };
         r.set_subscription(conn, None, Some(&filter));
@@ -49,16 +49,36 @@ fn routing() -> Routing {
     r
 }
 
+/// The same sockets under consultant scope `assigned`: 1,000 consultants with ten sockets each,
+/// all subscribed to every type; what an event costs follows the consultants its reader is
+/// assigned to, not the 10,000 sockets.
+fn scoped_routing() -> Routing {
+    let mut r = Routing::default();
+    for i in 0..10_000u64 {
+        let conn = ConnId(i);
+        let consultant: std::sync::Arc<str> = format!("c{}", i / 10).into();
+        r.add_socket(conn, &consultant, true, Some(&consultant));
+        r.set_subscription(conn, None, Some(&[]));
+    }
+    r
+}
+
 fn recipients(c: &mut Criterion) {
     let r = routing();
     let mut g = c.benchmark_group("recipients");
     g.bench_function("10k subscribers, typed event, 2 rooms", |b| {
-        b.iter(|| r.recipients(None, black_box("reader-1"), black_box("T3"), false, ["room1", "room2"]).len())
+        b.iter(|| {
+            r.recipients(None, black_box("reader-1"), black_box("T3"), false, &["room1", "room2"], []).len()
+        })
     });
     g.bench_function("10k subscribers, support event", |b| {
+        b.iter(|| r.recipients(None, black_box("reader-1"), black_box("HELP_REQUEST"), true, &[], []).len())
+    });
+    let scoped = scoped_routing();
+    g.bench_function("10k scoped consultant sockets, reader assigned to 3 consultants", |b| {
         b.iter(|| {
-            r.recipients(None, black_box("reader-1"), black_box("HELP_REQUEST"), true, std::iter::empty())
-                .len()
+            let assigned = black_box(["c1", "c500", "c999"]);
+            scoped.recipients(None, "reader-1", "T3", false, &[], assigned).len()
         })
     });
     g.finish();

@@ -40,6 +40,9 @@ pub enum BusBody {
     Heartbeat { readers: BTreeMap<String, ReaderPresence> },
     /// The origin is shutting down; forget its readers now.
     Leaving,
+    /// An admin replaced a consultant's active assignments on the origin (which wrote them to
+    /// its table before announcing them).
+    Assigned { consultant_id: String, readers: std::collections::BTreeSet<String> },
 }
 
 /// A reader event as it travels between nodes.

@@ -1,12 +1,11 @@
 //! This node as one of many: reading the cluster's streams, presence from other nodes, duplicate and gap handling,
 //! heartbeats, expiry of silent nodes, and the coalesced `online-readers` pushes.
 
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 use crate::bus::Sequencing;
 use crate::readers::{Reader, Stream};
-use crate::replies::{self, names};
+
 use crate::timers::Timer;
 use crate::{BusBody, BusMessage, Core, Millis, Output};
 
@@ -116,6 +115,9 @@ impl Core {
             BusBody::Heartbeat { readers } => self.presence.remote_snapshot(&msg.origin, readers),
             // Its sequence is remembered: a late repeat of its messages stays a duplicate.
             BusBody::Leaving => self.presence.forget(&msg.origin),
+            BusBody::Assigned { consultant_id, readers } => {
+                self.on_assigned_elsewhere(consultant_id, readers)
+            }
         }
     }
 
@@ -168,8 +170,6 @@ impl Core {
             return;
         }
         self.last_presence_push = Some(now);
-        let payload = replies::payload(&Value::Object(self.online_readers()));
-        let to = self.subscribed.iter().copied().collect();
-        self.emit(to, names::ONLINE_READERS, payload);
+        self.push_online_readers();
     }
 }

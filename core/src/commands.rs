@@ -29,7 +29,7 @@ impl Core {
         let (user, role) = (c.principal.user_id.clone(), c.principal.role);
         let parsed = protocol::parse(name, args, has_binary, role, &self.config);
         let echoed = protocol::echoed_name(name);
-        let command = parsed.result.and_then(|cmd| self.authorize(&user, role, cmd));
+        let command = parsed.result.and_then(|cmd| self.authorize(conn, &user, role, cmd));
         let result = command.and_then(|cmd| {
             let event = parsed.event.unwrap_or(ClientEvent::GetOnlineReaders);
             self.charge(now, &user, event).map(|()| cmd)
@@ -46,8 +46,9 @@ impl Core {
         }
     }
 
-    /// The caller's right to the ids it names: its own consultant id, its own events.
-    fn authorize(&self, user: &str, role: Role, cmd: Command) -> Result<Command, CommandError> {
+    /// The caller's right to the ids it names: its own consultant id, its own events, and for a
+    /// scoped consultant its assigned readers' events only.
+    fn authorize(&self, conn: ConnId, user: &str, role: Role, cmd: Command) -> Result<Command, CommandError> {
         match cmd {
             Command::Subscribe { ref consultant_id, .. } | Command::Unsubscribe { ref consultant_id }
                 if role == Role::Consultant && consultant_id != user =>
@@ -60,6 +61,19 @@ impl Core {
                     q.user_id = Some(user.to_owned());
                     Ok(Command::GetRecentEvents(q))
                 }
+            },
+            Command::GetRecentEvents(mut q) => match self.scope_of(conn) {
+                Some(consultant) => match &q.user_id {
+                    Some(reader) if !self.assignments.is_assigned(consultant, reader) => {
+                        Err(forbidden("Unauthorized access to events"))
+                    }
+                    Some(_) => Ok(Command::GetRecentEvents(q)),
+                    None => {
+                        q.readers = Some(self.assignments.readers_of(consultant));
+                        Ok(Command::GetRecentEvents(q))
+                    }
+                },
+                None => Ok(Command::GetRecentEvents(q)),
             },
             cmd => Ok(cmd),
         }
@@ -101,10 +115,7 @@ impl Core {
             Command::Unsubscribe { consultant_id } => self.unsubscribe(conn, ack, consultant_id),
             Command::JoinRoom { room } => self.join_room(conn, ack, room),
             Command::LeaveRoom { room } => self.leave_room(conn, ack, room),
-            Command::GetOnlineReaders => {
-                let body = self.online_readers();
-                self.reply(conn, ack, names::ONLINE_READERS, body);
-            }
+            Command::GetOnlineReaders => self.send_online_readers(conn, ack),
             Command::GetRecentEvents(q) => self.recent_events(conn, ack, q),
             Command::RefreshToken { token } => {
                 // Expiry waits for this answer: a refresh sent in time is judged, not raced.
@@ -202,12 +213,19 @@ impl Core {
     /// whose resume waits for the store gets it after the replay; a staff socket reached through
     /// a room remembers it, so that a resume does not send it again.
     pub(crate) fn deliver(&mut self, sender: Option<ConnId>, event: &Arc<ReaderEvent>, rooms: &[String]) {
-        let rooms = || rooms.iter().map(String::as_str);
-        let mut to =
-            self.routing.recipients(sender, &event.user_id, &event.event_type, event.is_support(), rooms());
-        if rooms().next().is_some() {
+        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+        let assigned = || self.assignments.consultants_of(&event.user_id);
+        let mut to = self.routing.recipients(
+            sender,
+            &event.user_id,
+            &event.event_type,
+            event.is_support(),
+            &rooms,
+            assigned(),
+        );
+        if !rooms.is_empty() {
             let cap = self.config.resume_max_events;
-            for conn in self.routing.staff_in_rooms(rooms()) {
+            for conn in self.routing.staff_in_rooms(&rooms, assigned()) {
                 if let Some(sent) = self.conns.get_mut(&conn).and_then(|c| c.sent.as_deref_mut()) {
                     sent.through_room(event.position, cap);
                 }
@@ -294,8 +312,7 @@ impl Core {
         body.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
         self.save_session(conn);
         self.reply(conn, ack, names::SUBSCRIBED, body);
-        let snapshot = replies::payload(&Value::Object(self.online_readers()));
-        self.emit(vec![conn], names::ONLINE_READERS, snapshot);
+        self.send_online_readers(conn, None);
     }
 
     fn unsubscribe(&mut self, conn: ConnId, ack: Option<AckId>, consultant_id: String) {
@@ -355,6 +372,10 @@ impl Core {
     }
 
     fn recent_events(&mut self, conn: ConnId, ack: Option<AckId>, query: HistoryQuery) {
+        if query.readers.as_ref().is_some_and(Vec::is_empty) {
+            // A scoped consultant with no assigned reader: nothing to read, nothing to ask.
+            return self.reply(conn, ack, names::RECENT_EVENTS, replies::recent_events(&[], false));
+        }
         match self.history.query(&query) {
             HistoryAnswer::Events { events, has_more } => {
                 self.reply(conn, ack, names::RECENT_EVENTS, replies::recent_events(&events, has_more))

@@ -67,6 +67,13 @@ pub struct Config {
     /// In a cluster, the newest stretch of the log kept even when stored, so that a node cut off
     /// from Redis for less than this reads on where it stopped.
     pub log_retain_ms: u64,
+    /// Whether consultants see every reader or only those assigned to them.
+    pub consultant_scope: crate::scope::ConsultantScope,
+    /// Under `assigned`, how often the assignments table is read again.
+    pub assignment_refresh_ms: u64,
+    /// In a cluster whose nodes each keep their own store (embedded SQLite), each also keeps its
+    /// own assignments table: a change another node announces is written to this node's too.
+    pub assignments_per_node: bool,
 }
 
 /// Where an accepted event becomes durable (PROTOCOL.md, "Durability and order"). Until then it
@@ -130,6 +137,9 @@ impl Default for Config {
             log_read_pace_ms: 3,
             claim_idle_ms: 30_000,
             log_retain_ms: 60_000,
+            consultant_scope: crate::scope::ConsultantScope::All,
+            assignment_refresh_ms: 5_000,
+            assignments_per_node: false,
         }
     }
 }

@@ -92,24 +92,73 @@ pub fn bus_message(data: &[u8]) {
 /// One step of a core fuzzing run.
 #[derive(Arbitrary, Debug)]
 pub enum Op {
-    Connect { user: u8, role: u8, ttl_s: u8, names: bool },
-    Disconnect { conn: u8 },
-    Event { conn: u8, kind: u8, a: u8, b: u8, ack: bool },
-    Raw { conn: u8, name: String, payload: String },
-    Remote { bytes: Vec<u8> },
-    RemoteEvent { node: u8, seq: u8, user: u8, kind: u8, rooms: u8 },
-    StoreResult { ok: bool, rejected: bool },
-    AppendResult { ok: bool },
-    Advance { ms: u16 },
-    Refresh { conn: u8, user: u8, role: u8, ttl_s: u8 },
+    Connect {
+        user: u8,
+        role: u8,
+        ttl_s: u8,
+        names: bool,
+    },
+    Disconnect {
+        conn: u8,
+    },
+    Event {
+        conn: u8,
+        kind: u8,
+        a: u8,
+        b: u8,
+        ack: bool,
+    },
+    Raw {
+        conn: u8,
+        name: String,
+        payload: String,
+    },
+    Remote {
+        bytes: Vec<u8>,
+    },
+    RemoteEvent {
+        node: u8,
+        seq: u8,
+        user: u8,
+        kind: u8,
+        rooms: u8,
+    },
+    StoreResult {
+        ok: bool,
+        rejected: bool,
+    },
+    AppendResult {
+        ok: bool,
+    },
+    Advance {
+        ms: u16,
+    },
+    Refresh {
+        conn: u8,
+        user: u8,
+        role: u8,
+        ttl_s: u8,
+    },
     Replay,
+    /// An admin replaces a consultant's readers (a bit per user).
+    Assign {
+        consultant: u8,
+        readers: u8,
+    },
 }
 
 /// Runs arbitrary operations against a core and checks, after every step, that deliveries go
 /// to each socket at most once, never to a reader other than the author, never to a closed
 /// socket; that every acknowledgement is answered at most once, and at once unless it waits for
-/// the log; and that nothing is shown before the log holds it.
+/// the log; that nothing is shown before the log holds it; and, when the first byte is odd
+/// (consultant scope `assigned`), that no consultant is shown or listed a reader not assigned to
+/// it at that moment.
 pub fn core_ops(data: &[u8]) {
+    let scope = if data.first().is_some_and(|b| b & 1 == 1) {
+        crate::ConsultantScope::Assigned
+    } else {
+        crate::ConsultantScope::All
+    };
     let mut u = Unstructured::new(data);
     let Ok(ops) = Vec::<Op>::arbitrary(&mut u) else { return };
     let config = Config {
@@ -119,9 +168,12 @@ pub fn core_ops(data: &[u8]) {
         max_connections: 12,
         max_connections_per_user: 4,
         store_max_attempts: 3,
+        consultant_scope: scope,
         ..Config::default()
     };
     let mut core = Core::new(config, "fuzz-node", 7);
+    // Who is assigned to whom, as the admin last set it.
+    let mut assigned: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut now = Millis(1_767_225_600_000);
     let mut next_conn = 0u64;
     let mut next_ack = 0u64;
@@ -266,6 +318,22 @@ pub fn core_ops(data: &[u8]) {
                 core.replay_dead_letters(now);
                 Input::Tick
             }
+            Op::Assign { consultant, readers } => {
+                let consultant = users[usize::from(consultant) % 4].to_owned();
+                let readers: BTreeSet<String> =
+                    (0..4).filter(|i| readers & (1 << i) != 0).map(|i| users[i].to_owned()).collect();
+                assigned.insert(consultant.clone(), readers.clone());
+                Input::Assign { consultant_id: consultant, readers }
+            }
+        };
+        // Whether a socket may see a reader, as the scope stands now (its own user's other
+        // sockets, rule 3, are never scoped).
+        let may_see = |open: &BTreeMap<ConnId, (String, Role)>, conn: &ConnId, reader: &str| {
+            let (user, role) = &open[conn];
+            scope == crate::ConsultantScope::All
+                || *role != Role::Consultant
+                || user == reader
+                || assigned.get(user).is_some_and(|r| r.contains(reader))
         };
         let mut answered: BTreeSet<AckId> = BTreeSet::new();
         // The shell answers token checks and store queries later; here, at once (as failures).
@@ -299,6 +367,11 @@ pub fn core_ops(data: &[u8]) {
                                     "a reader got another reader's activity"
                                 );
                             }
+                            let reader = activity["userId"].as_str().unwrap_or_default();
+                            assert!(
+                                may_see(&open, c, reader),
+                                "a consultant got an unassigned reader's activity"
+                            );
                         }
                     }
                     Output::Emit { to, event, payload } => {
@@ -309,6 +382,15 @@ pub fn core_ops(data: &[u8]) {
                             assert!(durable.contains(&id), "an event was shown before the log held it");
                         }
                         for c in &to {
+                            if event == "online-readers" {
+                                for r in activity["readers"].as_array().into_iter().flatten() {
+                                    let reader = r["userId"].as_str().unwrap_or_default();
+                                    assert!(
+                                        may_see(&open, c, reader),
+                                        "a consultant listed an unassigned reader"
+                                    );
+                                }
+                            }
                             let (user, role) = open.get(c).expect("no delivery to a closed socket");
                             if event == "reader-activity" && *role == Role::Reader {
                                 assert_eq!(
@@ -358,6 +440,10 @@ pub fn core_ops(data: &[u8]) {
                         );
                         for e in &events {
                             assert!(durable.contains(&e.id.to_string()), "replayed before the log held it");
+                            assert!(
+                                may_see(&open, &conn, &e.user_id),
+                                "a consultant replayed an unassigned reader"
+                            );
                         }
                     }
                     Output::Pid { conn, pid } => {
@@ -371,7 +457,9 @@ pub fn core_ops(data: &[u8]) {
                     | Output::DeadLettered { .. }
                     | Output::Read { .. }
                     | Output::Consume(_)
-                    | Output::Broadcast { .. } => {}
+                    | Output::Broadcast { .. }
+                    | Output::LoadAssignments
+                    | Output::SaveAssignments { .. } => {}
                 }
             }
         }

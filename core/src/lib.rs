@@ -54,6 +54,7 @@ pub mod recovery;
 pub mod replies;
 mod resume;
 pub mod routing;
+pub mod scope;
 mod session;
 mod storage;
 pub mod time;
@@ -78,7 +79,8 @@ pub use queue::{BatchId, StoreFailure};
 pub use readers::{ReadFrom, Stream};
 pub use recovery::{Recovery, SavedSession};
 pub use replies::Payload;
-pub use resume::{ReplayFilter, ReplayFrom};
+pub use resume::{ReplayFilter, ReplayFrom, ReplayTypes};
+pub use scope::{AssignmentTable, ConsultantScope};
 pub use time::{Millis, Now};
 
 use bus_outbox::BusOutbox;
@@ -91,6 +93,7 @@ use queue::DurableQueue;
 use rate_limit::TokenBucket;
 use readers::Reader;
 use routing::Routing;
+use scope::Assignments;
 use timers::{Timer, Timers};
 
 /// A socket, numbered by the shell in the order sockets arrive (never by its random sid).
@@ -170,6 +173,14 @@ pub enum Input {
     StoreQueryAnswered { conn: ConnId, ack: Option<AckId>, answer: Option<(Vec<Arc<ReaderEvent>>, bool)> },
     /// The node is shutting down: tell the other nodes.
     Shutdown,
+    /// The answer to [`Output::LoadAssignments`]: every active assignment in the table, or
+    /// `None` when the read failed (the core keeps what it had and asks again later).
+    AssignmentsLoaded { table: Option<AssignmentTable> },
+    /// The assignments table changed (the database said so): read it again now.
+    AssignmentsTouched,
+    /// An admin replaced a consultant's active set through this node, which wrote it to the
+    /// table: it takes effect now, and the other nodes are told.
+    Assign { consultant_id: String, readers: std::collections::BTreeSet<String> },
 }
 
 /// Everything the core asks the shell to do.
@@ -226,6 +237,12 @@ pub enum Output {
     /// Send each of these events to one socket as `reader-activity`, in this order, before
     /// anything sent to it afterwards; at the pace the socket takes them.
     Replay { conn: ConnId, events: Vec<Arc<ReaderEvent>> },
+    /// Read every active assignment from the table, then report [`Input::AssignmentsLoaded`].
+    /// One read is out at a time.
+    LoadAssignments,
+    /// Write this consultant's active set to this node's own table: another node's admin
+    /// changed it, and this node's table is its own (`assignments_per_node`).
+    SaveAssignments { consultant_id: String, readers: std::collections::BTreeSet<String> },
 }
 
 /// A socket's subscription: whose events and which types (empty: every type).
@@ -353,9 +370,16 @@ pub struct Core {
     /// Admitted sockets whose recovery waits for the store's replay before they are accepted.
     recovering: BTreeMap<ConnId, recovery::PendingRecovery>,
     routing: Routing,
+    /// Who is assigned to whom, under consultant scope `assigned`.
+    assignments: Assignments,
+    /// A read of the assignments table is out; `true` when a change came in meanwhile, so that
+    /// its (older) answer is dropped.
+    assignments_loading: Option<bool>,
     users: HashMap<Arc<str>, UserLimits>,
     presence: Presence,
     last_presence_push: Option<Millis>,
+    /// The `online-readers` each scoped consultant's subscribed socket was last sent.
+    shown_views: HashMap<ConnId, Payload>,
     history: History,
     /// Accepted events on their way into the log: not yet acknowledged or shown.
     log: Log,
@@ -416,9 +440,12 @@ impl Core {
             seen_up_to: BTreeMap::new(),
             keyed: HashMap::new(),
             routing: Routing::default(),
+            assignments: Assignments::default(),
+            assignments_loading: None,
             users: HashMap::new(),
             presence: Presence::default(),
             last_presence_push: None,
+            shown_views: HashMap::new(),
             ids: EventIds::default(),
             bus_seq: 0,
             seen: bus::SeqTracker::default(),
@@ -487,9 +514,14 @@ impl Core {
         self.log.len() + behind_log >= self.config.event_queue_capacity
     }
 
-    /// The `online-readers` fields as of now.
+    /// The `online-readers` fields as of now, as an unscoped socket sees them.
     pub fn online_readers(&self) -> Map<String, Value> {
         replies::online_readers(&self.presence.online())
+    }
+
+    /// The readers assigned to `consultant`, sorted (what the core holds, as of the last input).
+    pub fn assigned_readers(&self, consultant: &str) -> Vec<String> {
+        self.assignments.readers_of(consultant)
     }
 
     // ---- input ----
@@ -506,6 +538,9 @@ impl Core {
             self.started = true;
             self.timers.set(Timer::Heartbeat, now);
             self.timers.set(Timer::ForgetIdleUsers, now.plus(60_000));
+            if self.config.consultant_scope == ConsultantScope::Assigned {
+                self.timers.set(Timer::AssignmentRefresh, now);
+            }
         }
         while let Some(timer) = self.timers.pop_due(now) {
             self.on_timer(now, timer);
@@ -550,6 +585,9 @@ impl Core {
             Input::StoreQueryAnswered { conn, ack, answer } => self.on_store_answer(conn, ack, answer),
             Input::ReplayAnswered { conn, answer } => self.on_replay_answered(conn, answer),
             Input::Shutdown => self.publish(BusBody::Leaving),
+            Input::AssignmentsLoaded { table } => self.on_assignments_loaded(table),
+            Input::AssignmentsTouched => self.reload_assignments(),
+            Input::Assign { consultant_id, readers } => self.assign(consultant_id, readers),
         }
         if starting {
             // After the first input, which may be the history that tells where reading opens.
@@ -572,6 +610,7 @@ impl Core {
             Timer::Heartbeat => self.heartbeat(now),
             Timer::NodeExpiry => self.expire_nodes(now),
             Timer::ForgetIdleUsers => self.forget_idle_users(now),
+            Timer::AssignmentRefresh => self.refresh_assignments(now),
         }
     }
 

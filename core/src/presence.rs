@@ -201,6 +201,11 @@ impl Presence {
         std::mem::take(&mut self.changed)
     }
 
+    /// Something that decides who sees the list changed: push it again.
+    pub fn mark_changed(&mut self) {
+        self.changed = true;
+    }
+
     pub fn is_changed(&self) -> bool {
         self.changed
     }

@@ -130,6 +130,9 @@ pub struct HistoryQuery {
     pub since: Option<Uuid>,
     /// Empty means every type.
     pub event_types: Vec<String>,
+    /// Only these readers' events (sorted): a scoped consultant's assigned readers. `None` means
+    /// anyone's. Set by the core after parsing, never by the client.
+    pub readers: Option<Vec<String>>,
 }
 
 /// A client event after parsing: which event it was (when known), and the command or the error.
@@ -364,5 +367,6 @@ fn history_query(payload: Option<&Value>, config: &Config) -> Result<HistoryQuer
         user_id: optional_id(o.get("userId"), "userId")?,
         since: event_id(o.get("since"))?,
         event_types: event_types(o.get("eventTypes"), config)?,
+        readers: None,
     })
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::event::ReaderEvent;
 use crate::position::LogPosition;
-use crate::resume::{ReplayFilter, ReplayFrom};
+use crate::resume::{ReplayFilter, ReplayFrom, ReplayTypes};
 use crate::{ConnId, Core, Output, Principal, Role, Subscription};
 
 /// What a session keeps for recovery, as the shell stores it.
@@ -119,11 +119,14 @@ impl Core {
         });
         let subscription = subscription
             .map(|consultant_id| Subscription { consultant_id, event_types: session.event_types.clone() });
-        let filter = match &subscription {
-            Some(s) => Some(ReplayFilter::Subscription(s.event_types.clone())),
-            None if principal.role.is_staff() => Some(ReplayFilter::Support),
+        let types = match &subscription {
+            Some(s) => Some(ReplayTypes::Subscription(s.event_types.clone())),
+            None if principal.role.is_staff() => Some(ReplayTypes::Support),
             None => None,
         };
+        // The scope as it stands now decides what the replay may hold.
+        let readers = self.readers_visible_to(principal);
+        let filter = types.map(|types| ReplayFilter { types, readers });
         let rooms = session.rooms.into_iter().take(self.config.max_rooms_per_socket).collect();
         let recovered = Recovered { pid: r.pid, subscription, rooms, replay: Vec::new(), offset };
         let Some(filter) = filter else { return Check::Recover(recovered) };

@@ -106,21 +106,37 @@ pub enum ReplayFrom {
     Position(LogPosition),
 }
 
-/// Which events a replay wants.
+/// Which types of event a replay wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReplayFilter {
+pub enum ReplayTypes {
     /// A subscription's: events of these types (of every type when empty), and support events.
     Subscription(Vec<String>),
     /// Support events only: what a staff socket without a subscription receives (rule 2).
     Support,
 }
 
+/// Which events a replay wants: by type, and, for a scoped consultant, by reader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayFilter {
+    pub types: ReplayTypes,
+    /// Only these readers' events (sorted), as the consultant's scope stands at the replay;
+    /// `None` means anyone's.
+    pub readers: Option<Vec<String>>,
+}
+
 impl ReplayFilter {
+    /// Every reader's events of these types.
+    pub fn unscoped(types: ReplayTypes) -> ReplayFilter {
+        ReplayFilter { types, readers: None }
+    }
+
     pub fn lets_through(&self, e: &ReaderEvent) -> bool {
-        match self {
-            ReplayFilter::Subscription(types) => matches(types, e) || e.is_support(),
-            ReplayFilter::Support => e.is_support(),
-        }
+        let by_type = match &self.types {
+            ReplayTypes::Subscription(types) => matches(types, e) || e.is_support(),
+            ReplayTypes::Support => e.is_support(),
+        };
+        by_type
+            && self.readers.as_ref().is_none_or(|rs| rs.binary_search_by(|r| (**r).cmp(&*e.user_id)).is_ok())
     }
 }
 
@@ -190,7 +206,9 @@ impl Core {
                 let pending = PendingResume { ack, consultant_id, event_types: event_types.clone(), held };
                 self.resuming.insert(conn, pending);
                 let limit = self.config.resume_max_events + 1;
-                let (from, filter) = (ReplayFrom::Event(since), ReplayFilter::Subscription(event_types));
+                let readers = self.conns.get(&conn).and_then(|c| self.readers_visible_to(&c.principal));
+                let filter = ReplayFilter { types: ReplayTypes::Subscription(event_types), readers };
+                let from = ReplayFrom::Event(since);
                 self.outputs.push_back(Output::QueryReplay { conn, from, filter, limit });
             }
         }
@@ -267,7 +285,8 @@ impl Core {
         let current = c.subscription.as_ref().map(|s| s.event_types.as_slice());
         let mut replay = Vec::new();
         for e in found {
-            if (matches(event_types, &e) || e.is_support()) && !sent.was_sent(&e, current) {
+            let wanted = (matches(event_types, &e) || e.is_support()) && self.sees(conn, &e.user_id);
+            if wanted && !sent.was_sent(&e, current) {
                 if replay.len() == self.config.resume_max_events {
                     return Outcome::NotResumed;
                 }
@@ -314,9 +333,11 @@ impl Core {
     }
 
     /// Sends a replay and the live deliveries held behind it, in log order, each once.
+    /// What the scope no longer lets the socket see (an assignment ended while they waited) stays.
     fn send_held(&mut self, conn: ConnId, held: Vec<Arc<ReaderEvent>>, replay: Vec<Arc<ReaderEvent>>) {
         let mut events = replay;
         events.extend(held);
+        events.retain(|e| self.sees(conn, &e.user_id));
         events.sort_by_key(|e| e.position);
         events.dedup_by_key(|e| e.position);
         if !events.is_empty() && self.conns.contains_key(&conn) {

@@ -1,9 +1,30 @@
 //! Who receives a reader event. Indexes sockets by subscription filter, role, user and room so
 //! the recipient set costs time in proportion to its size, never a scan of every socket.
+//!
+//! Under `CONSULTANT_SCOPE=assigned` a consultant's sockets sit apart, under their consultant:
+//! an event reaches them only through its reader's assignments, so the cost stays in proportion
+//! to the sockets of the consultants assigned that reader.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::ConnId;
+
+/// What rules 1 and 4 need to know of a scoped consultant's socket.
+#[derive(Debug, Default)]
+struct ScopedSocket {
+    /// Its subscription's filter (empty: every type), if it holds one.
+    subscription: Option<Vec<String>>,
+    rooms: BTreeSet<String>,
+}
+
+impl ScopedSocket {
+    fn receives(&self, event_type: &str, support: bool, sender_rooms: &[&str]) -> bool {
+        support
+            || self.subscription.as_ref().is_some_and(|t| t.is_empty() || t.iter().any(|t| t == event_type))
+            || sender_rooms.iter().any(|r| self.rooms.contains(*r))
+    }
+}
 
 /// The delivery indexes over this node's sockets.
 #[derive(Debug, Default)]
@@ -18,6 +39,10 @@ pub struct Routing {
     by_user: HashMap<String, BTreeSet<ConnId>>,
     /// Consultant and admin sockets by the rooms they are in (rule 4).
     staff_by_room: HashMap<String, BTreeSet<ConnId>>,
+    /// Scoped consultants' sockets, by consultant; none of them is in the indexes above except
+    /// `by_user`.
+    scoped: HashMap<Arc<str>, BTreeMap<ConnId, ScopedSocket>>,
+    scoped_owner: HashMap<ConnId, Arc<str>>,
 }
 
 fn remove_from<K: std::hash::Hash + Eq + ?Sized>(
@@ -36,9 +61,18 @@ fn remove_from<K: std::hash::Hash + Eq + ?Sized>(
 }
 
 impl Routing {
-    pub fn add_socket(&mut self, conn: ConnId, user: &str, staff: bool) {
-        if staff {
-            self.staff.insert(conn);
+    /// A socket arrives; `scoped_to` names the consultant whose assignments limit what it
+    /// receives (a consultant under `assigned`).
+    pub fn add_socket(&mut self, conn: ConnId, user: &str, staff: bool, scoped_to: Option<&Arc<str>>) {
+        match scoped_to {
+            Some(consultant) => {
+                self.scoped.entry(consultant.clone()).or_default().insert(conn, ScopedSocket::default());
+                self.scoped_owner.insert(conn, consultant.clone());
+            }
+            None if staff => {
+                self.staff.insert(conn);
+            }
+            None => {}
         }
         self.by_user.entry(user.to_owned()).or_default().insert(conn);
     }
@@ -46,10 +80,27 @@ impl Routing {
     pub fn remove_socket(&mut self, conn: ConnId, user: &str) {
         self.staff.remove(&conn);
         remove_from(&mut self.by_user, user, conn);
+        if let Some(consultant) = self.scoped_owner.remove(&conn) {
+            if let Some(sockets) = self.scoped.get_mut(&consultant) {
+                sockets.remove(&conn);
+                if sockets.is_empty() {
+                    self.scoped.remove(&consultant);
+                }
+            }
+        }
+    }
+
+    fn scoped_socket(&mut self, conn: ConnId) -> Option<&mut ScopedSocket> {
+        let consultant = self.scoped_owner.get(&conn)?;
+        self.scoped.get_mut(consultant)?.get_mut(&conn)
     }
 
     /// Replaces a socket's subscription filter; `None` removes the subscription.
     pub fn set_subscription(&mut self, conn: ConnId, old: Option<&[String]>, new: Option<&[String]>) {
+        if let Some(s) = self.scoped_socket(conn) {
+            s.subscription = new.map(<[String]>::to_vec);
+            return;
+        }
         match old {
             Some([]) => {
                 self.subscribed_to_all.remove(&conn);
@@ -74,25 +125,32 @@ impl Routing {
 
     /// Records that a socket entered a room. Only staff sockets receive through rooms.
     pub fn join_room(&mut self, conn: ConnId, room: &str, staff: bool) {
-        if staff {
+        if let Some(s) = self.scoped_socket(conn) {
+            s.rooms.insert(room.to_owned());
+        } else if staff {
             self.staff_by_room.entry(room.to_owned()).or_default().insert(conn);
         }
     }
 
     pub fn leave_room(&mut self, conn: ConnId, room: &str) {
+        if let Some(s) = self.scoped_socket(conn) {
+            s.rooms.remove(room);
+        }
         remove_from(&mut self.staff_by_room, room, conn);
     }
 
     /// The sockets on this node that receive an event of `event_type` from `user`, sent on
     /// `sender` (a socket of this node, or `None` when it came from another node) which is in
-    /// `sender_rooms`. Sorted, each socket once, never the sender.
-    pub fn recipients<'a>(
+    /// `sender_rooms`, whose reader is assigned to the consultants `assigned_to` (which matters
+    /// only for scoped consultants' sockets). Sorted, each socket once, never the sender.
+    pub fn recipients<'a, 'b>(
         &self,
         sender: Option<ConnId>,
         user: &str,
         event_type: &str,
         support: bool,
-        sender_rooms: impl IntoIterator<Item = &'a str>,
+        sender_rooms: &[&'a str],
+        assigned_to: impl IntoIterator<Item = &'b str>,
     ) -> Vec<ConnId> {
         let mut out: Vec<ConnId> = Vec::new();
         out.extend(&self.subscribed_to_all);
@@ -106,8 +164,15 @@ impl Routing {
             out.extend(set);
         }
         for room in sender_rooms {
-            if let Some(set) = self.staff_by_room.get(room) {
+            if let Some(set) = self.staff_by_room.get(*room) {
                 out.extend(set);
+            }
+        }
+        for consultant in assigned_to {
+            for (conn, s) in self.scoped.get(consultant).into_iter().flatten() {
+                if s.receives(event_type, support, sender_rooms) {
+                    out.push(*conn);
+                }
             }
         }
         out.sort_unstable();
@@ -118,9 +183,23 @@ impl Routing {
         out
     }
 
-    /// The staff sockets in any of `rooms` (rule 4), each once.
-    pub fn staff_in_rooms<'a>(&self, rooms: impl IntoIterator<Item = &'a str>) -> BTreeSet<ConnId> {
-        rooms.into_iter().filter_map(|r| self.staff_by_room.get(r)).flatten().copied().collect()
+    /// The staff sockets in any of `rooms` (rule 4) that an event of a reader assigned to
+    /// `assigned_to` reaches, each once.
+    pub fn staff_in_rooms<'a, 'b>(
+        &self,
+        rooms: &[&'a str],
+        assigned_to: impl IntoIterator<Item = &'b str>,
+    ) -> BTreeSet<ConnId> {
+        let mut found: BTreeSet<ConnId> =
+            rooms.iter().filter_map(|r| self.staff_by_room.get(*r)).flatten().copied().collect();
+        for consultant in assigned_to {
+            for (conn, s) in self.scoped.get(consultant).into_iter().flatten() {
+                if rooms.iter().any(|r| s.rooms.contains(*r)) {
+                    found.insert(*conn);
+                }
+            }
+        }
+        found
     }
 
     /// Whether every index is empty (no socket left behind after all disconnected).
@@ -130,5 +209,7 @@ impl Routing {
             && self.subscribed_by_type.is_empty()
             && self.by_user.is_empty()
             && self.staff_by_room.is_empty()
+            && self.scoped.is_empty()
+            && self.scoped_owner.is_empty()
     }
 }

@@ -84,7 +84,8 @@ impl Core {
         recovered: Option<Recovered>,
     ) {
         let pid = self.give_pid(conn, recovered.as_ref());
-        self.routing.add_socket(conn, &principal.user_id, principal.role.is_staff());
+        let scoped_to = crate::scope::scoped_consultant(self.config.consultant_scope, &principal);
+        self.routing.add_socket(conn, &principal.user_id, principal.role.is_staff(), scoped_to);
         self.timers.set(Timer::TokenExpiry(conn), self.mono_at(principal.expires_at));
         if principal.role == crate::Role::Reader {
             let reader = self
@@ -138,6 +139,7 @@ impl Core {
             self.routing.set_subscription(conn, Some(&sub.event_types), None);
         }
         self.subscribed.remove(&conn);
+        self.shown_views.remove(&conn);
         self.refreshing.remove(&conn);
         self.timers.cancel(Timer::TokenExpiry(conn));
         if let Some(limits) = self.users.get_mut(user) {

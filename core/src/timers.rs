@@ -31,6 +31,8 @@ pub enum Timer {
     NodeExpiry,
     /// Forget idle per-user rate limit state.
     ForgetIdleUsers,
+    /// Read the assignments table again (consultant scope `assigned`).
+    AssignmentRefresh,
 }
 
 /// Deadlines by timer, ordered by time.

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use alice_core::{
-    Config, ConnId, Input, LogPosition, Output, ReaderEvent, Recovery, ReplayFilter, ReplayFrom,
+    Config, ConnId, Input, LogPosition, Output, ReaderEvent, Recovery, ReplayFilter, ReplayFrom, ReplayTypes,
     SavedSession, TokenCheck,
 };
 use common::*;
@@ -257,7 +257,7 @@ fn past_memory_the_store_replays_and_the_socket_is_accepted_only_then() {
 
     let recovery = Recovery { pid: pid.clone(), offset: Some(offset.to_string()), session: Some(session) };
     let (back, out) = reconnect(&mut node, "c1", "consultant", recovery);
-    let subscription = ReplayFilter::Subscription(vec!["A".into()]);
+    let subscription = ReplayFilter::unscoped(ReplayTypes::Subscription(vec!["A".into()]));
     assert_eq!(query(&out), Some((back, ReplayFrom::Position(offset), subscription, 10_001)));
     assert!(!out.contains(&Output::Accept { conn: back }), "not before the store answers");
     // Meanwhile an event the replay will hold (memory has it) comes and goes live elsewhere.

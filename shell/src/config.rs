@@ -180,6 +180,15 @@ impl Settings {
             log_read_pace_ms: num(&get, "LOG_READ_PACE_MS", d.log_read_pace_ms, 0)?,
             claim_idle_ms: num(&get, "REDIS_CLAIM_IDLE_MS", d.claim_idle_ms, 100)?,
             log_retain_ms: num(&get, "REDIS_LOG_RETAIN_MS", d.log_retain_ms, 0)?,
+            consultant_scope: match get("CONSULTANT_SCOPE") {
+                None => d.consultant_scope,
+                Some(v) => v.parse().map_err(|()| {
+                    ConfigError(format!("CONSULTANT_SCOPE must be all or assigned, got {v:?}"))
+                })?,
+            },
+            assignment_refresh_ms: num(&get, "ASSIGNMENT_REFRESH_MS", d.assignment_refresh_ms, 100)?,
+            // Decided at start from Redis and the store (`lib.rs`).
+            assignments_per_node: false,
         };
         if core.max_event_depth >= crate::arguments::STAND_IN_DEPTH {
             return Err(ConfigError(format!(
@@ -312,6 +321,18 @@ mod tests {
         assert!(e.0.contains("REDIS_HOST"), "{e}");
         let e = settings(&[("REDIS_HOST", "redis"), ("REDIS_PORT", "x")]).unwrap_err();
         assert!(e.0.contains("REDIS_PORT"), "{e}");
+    }
+
+    #[test]
+    fn consultant_scope_is_all_or_assigned_and_a_bad_value_names_the_variable() {
+        use alice_core::ConsultantScope;
+        assert_eq!(settings(&[]).unwrap().core.consultant_scope, ConsultantScope::All);
+        let s = settings(&[("CONSULTANT_SCOPE", "assigned"), ("ASSIGNMENT_REFRESH_MS", "250")]).unwrap();
+        assert_eq!((s.core.consultant_scope, s.core.assignment_refresh_ms), (ConsultantScope::Assigned, 250));
+        let e = settings(&[("CONSULTANT_SCOPE", "mine")]).unwrap_err();
+        assert!(e.0.contains("CONSULTANT_SCOPE must be all or assigned"), "{e}");
+        let e = settings(&[("ASSIGNMENT_REFRESH_MS", "5")]).unwrap_err();
+        assert!(e.0.contains("ASSIGNMENT_REFRESH_MS"), "{e}");
     }
 
     #[test]

@@ -63,6 +63,13 @@ pub enum Command {
     ReplayDeadLetters {
         reply: oneshot::Sender<usize>,
     },
+    /// An admin replaced a consultant's active set, already written to the table: answered once
+    /// the core applies it, so that it holds on this node before the admin hears back.
+    Assign {
+        consultant_id: String,
+        readers: std::collections::BTreeSet<String>,
+        reply: oneshot::Sender<()>,
+    },
     /// Tell the cluster, flush the queue to the store (up to `grace`), then stop.
     Shutdown {
         grace: Duration,
@@ -353,6 +360,10 @@ impl Driver {
                 }
                 let _ = reply.send(n);
             }
+            Command::Assign { consultant_id, readers, reply } => {
+                self.feed(Input::Assign { consultant_id, readers });
+                let _ = reply.send(());
+            }
             Command::Shutdown { grace, reply } => {
                 let deadline = self.clock.now().plus(grace.as_millis() as u64);
                 self.feed(Input::Shutdown);
@@ -543,6 +554,30 @@ impl Driver {
                             }
                         };
                         let _ = tx.send(Command::Input(Input::ReplayAnswered { conn, answer })).await;
+                    });
+                }
+                Output::LoadAssignments => {
+                    let (store, tx) = (self.store.clone(), self.tx.clone());
+                    tokio::spawn(async move {
+                        let table = match store.assignments(None).await {
+                            Ok(table) => Some(table),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not read the consultant assignments");
+                                None
+                            }
+                        };
+                        let _ = tx.send(Command::Input(Input::AssignmentsLoaded { table })).await;
+                    });
+                }
+                Output::SaveAssignments { consultant_id, readers } => {
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = store.assign(&consultant_id, &readers).await {
+                            // It holds here until the next refresh reads this node's table
+                            // without it; the admin's next PUT announces it again.
+                            tracing::warn!(error = %e, consultant = %consultant_id,
+                                "could not record another node's assignment change");
+                        }
                     });
                 }
                 Output::QueryStore { conn, ack, query } => {

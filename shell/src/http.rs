@@ -1,5 +1,6 @@
-//! HTTP for operators: `/health`, `/stats`, `/metrics` and the dead-letter replay. Reads the
-//! core through the driver's snapshot; never exposes internal errors to callers.
+//! HTTP for operators: `/health`, `/stats`, `/metrics`, the dead-letter replay and (in
+//! `admin_assignments.rs`) consultant assignments. Reads the core through the driver's snapshot;
+//! never exposes internal errors to callers.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -56,19 +57,24 @@ pub fn router(state: HttpState) -> Router {
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/admin/dlq/replay", post(replay))
+        .merge(crate::admin_assignments::router())
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-fn unavailable() -> Response {
+pub(crate) fn unavailable() -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down")
 }
 
 /// The caller's principal from `Authorization: Bearer`, if it holds one of `roles`.
-async fn authorize(state: &HttpState, headers: &HeaderMap, roles: &[Role]) -> Result<Principal, Response> {
+pub(crate) async fn authorize(
+    state: &HttpState,
+    headers: &HeaderMap,
+    roles: &[Role],
+) -> Result<Principal, Response> {
     let header = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
     let token = token_from(None, header);
     let claims = match state.verifier.verify(token.as_deref()).await {

@@ -1,6 +1,7 @@
 //! Alice Realtime's production server: the deterministic core behind socketioxide, an event
 //! store and HTTP. Every decision is the core's; this crate only moves bytes and time.
 
+mod admin_assignments;
 pub mod arguments;
 pub mod auth;
 mod backlog;
@@ -179,8 +180,21 @@ where
         ),
         None => None,
     };
-    let core_config = alice_core::Config { deployment, ..settings.core.clone() };
+    // A cluster whose nodes each keep their own file keeps one assignments table per node too.
+    let assignments_per_node = deployment == Deployment::Cluster && store.is_embedded();
+    let core_config = alice_core::Config { deployment, assignments_per_node, ..settings.core.clone() };
+    let scoped = core_config.consultant_scope == alice_core::ConsultantScope::Assigned;
     let mut core = Core::new(core_config, &settings.node_id, seed);
+    if scoped {
+        // Before the first socket: a consultant is never shown what its assignments would hide.
+        match store.assignments(None).await {
+            Ok(table) => {
+                tracing::info!(consultants = table.len(), "consultant assignments loaded");
+                core.handle(clock.reading(), Input::AssignmentsLoaded { table: Some(table) });
+            }
+            Err(e) => tracing::error!(error = %e, "could not read the consultant assignments; retrying"),
+        }
+    }
 
     let outbox = match deployment {
         Deployment::SingleOutbox => {
@@ -267,6 +281,17 @@ where
     };
     let (driver, handle) = Driver::new(core, links, DRIVER_QUEUE);
     let driver_task = tokio::spawn(driver.run());
+    if scoped {
+        let wake = handle.clone();
+        store.watch_assignments(Box::new(move || {
+            // A full queue is busy enough (the refresh timer reads the table anyway); a closed
+            // one means the server stopped, and so does the watch.
+            match wake.try_send(driver::Command::Input(Input::AssignmentsTouched)) {
+                Ok(()) => true,
+                Err(e) => matches!(*e, tokio::sync::mpsc::error::TrySendError::Full(_)),
+            }
+        }));
+    }
     let dead_letters = match (&redis, executors) {
         (Some(link), Some(executors)) => {
             // A store of this node's own keeps every event of the cluster: its own group.

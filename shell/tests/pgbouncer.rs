@@ -120,6 +120,7 @@ async fn the_store_works_through_a_transaction_pooler() {
                 user_id: Some(format!("user-{}", n % 3)),
                 since: None,
                 event_types: vec![],
+                readers: None,
             };
             store.recent(&q).await.unwrap();
             store.dashboard(Millis(0)).await.unwrap();
@@ -132,7 +133,7 @@ async fn the_store_works_through_a_transaction_pooler() {
     for t in tasks {
         t.await.unwrap();
     }
-    let q = HistoryQuery { limit: 200, user_id: None, since: None, event_types: vec![] };
+    let q = HistoryQuery { limit: 200, user_id: None, since: None, event_types: vec![], readers: None };
     let (all, more) = store.recent(&q).await.unwrap();
     assert_eq!((all.len(), more), (24, false));
     let rows = store.dashboard(Millis(0)).await.unwrap();

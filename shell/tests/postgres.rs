@@ -78,14 +78,26 @@ async fn migrations_apply_twice_and_over_the_original_schema() {
     let now = 1_767_225_600_000 + 3_600_000 * 24 * 365 * 10;
     let e = event(user, "PAGE_TURN", now);
     store.insert(&[e.clone(), e.clone()]).await.unwrap();
-    let q = HistoryQuery { limit: 10, user_id: Some(user.into()), since: None, event_types: vec![] };
+    let q = HistoryQuery {
+        limit: 10,
+        user_id: Some(user.into()),
+        since: None,
+        event_types: vec![],
+        readers: None,
+    };
     let (found, more) = store.recent(&q).await.unwrap();
     assert_eq!((found.len(), more), (1, false), "idempotent by id, on the original uuid column");
     assert_eq!(found[0].id, e.id);
     assert_eq!(found[0].data.value(), json!({"page": 3}));
     assert_eq!(found[0].timestamp, Millis(now));
     // A non-uuid user id cannot match the original schema's uuid column: no rows, no error.
-    let q = HistoryQuery { limit: 10, user_id: Some("dev-reader".into()), since: None, event_types: vec![] };
+    let q = HistoryQuery {
+        limit: 10,
+        user_id: Some("dev-reader".into()),
+        since: None,
+        event_types: vec![],
+        readers: None,
+    };
     assert!(store.recent(&q).await.unwrap().0.is_empty());
 
     let session = Session { user_id: user.into(), session_id: "sid-1".into(), at: Millis(now) };
@@ -330,6 +342,78 @@ async fn events_stored_before_positions_are_placed_by_time_then_id() {
         old.iter().map(|e| (e.id, alice_core::LogPosition { ms: e.timestamp.0, seq: rank(e.id) })).collect();
     expected.sort_by_key(|(_, p)| std::cmp::Reverse(*p));
     assert_eq!(placed, expected);
+    pool.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn replaces_a_consultants_assignments_and_narrows_history_to_them() {
+    let Some(db) = TestDb::create().await else { return };
+    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
+    store.migrate().await.unwrap();
+    let store = store.inspect().await.unwrap();
+    common::assignments::replaces_a_consultants_set(&store, ["r1", "r2", "r3"]).await;
+    common::assignments::narrows_history_and_replays_to_readers(&store, ["r1", "r2", "r3"]).await;
+    db.drop_db().await;
+}
+
+/// The Alice Suite's own table (uuid ids, a book per row) is kept as it is: read and written
+/// through casts, and every change to it, made by anyone, is announced to listeners.
+#[tokio::test]
+async fn works_on_the_suites_own_table_and_announces_changes_to_it() {
+    let Some((db, pool)) = original_with_reader().await else { return };
+    sqlx::raw_sql(
+        "CREATE TABLE consultant_assignments (
+             id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+             consultant_id UUID NOT NULL, user_id UUID NOT NULL, book_id UUID,
+             active BOOLEAN DEFAULT true,
+             created_at TIMESTAMPTZ DEFAULT now(), updated_at TIMESTAMPTZ DEFAULT now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
+    store.migrate().await.unwrap();
+    let store = store.inspect().await.unwrap();
+    let ty: String = sqlx::query_scalar(
+        "SELECT data_type FROM information_schema.columns
+         WHERE table_name = 'consultant_assignments' AND column_name = 'consultant_id'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(ty, "uuid", "the suite's table is left as it was");
+    let [c, r1, r2, r3] = [
+        "11111111-1111-4111-8111-111111111111",
+        "22222222-2222-4222-8222-222222222222",
+        "33333333-3333-4333-8333-333333333333",
+        "44444444-4444-4444-8444-444444444444",
+    ];
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
+    listener.listen("alice_realtime_assignments").await.unwrap();
+    // As the suite's trigger would: a row written straight into the table.
+    sqlx::query("INSERT INTO consultant_assignments (consultant_id, user_id) VALUES ($1::uuid, $2::uuid)")
+        .bind(c)
+        .bind(r1)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+    assert!(heard.is_ok_and(|n| n.is_ok()), "a direct change is announced");
+    assert_eq!(store.assignments(Some(c)).await.unwrap().get(c).map(|s| s.len()), Some(1));
+    let readers: std::collections::BTreeSet<String> = [r2, r3].iter().map(|r| r.to_string()).collect();
+    store.assign(c, &readers).await.unwrap();
+    assert_eq!(store.assignments(None).await.unwrap().get(c), Some(&readers));
+    let ended: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM consultant_assignments WHERE NOT active")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ended, 1, "the replaced assignment is ended, not deleted");
+    // An id the suite's uuid column cannot hold is the data's fault: refused, nothing changed.
+    let bad: std::collections::BTreeSet<String> = ["not-a-uuid".to_owned()].into();
+    assert!(matches!(store.assign(c, &bad).await, Err(alice_shell::store::StoreError::Rejected(_))));
+    assert_eq!(store.assignments(None).await.unwrap().get(c), Some(&readers));
+    drop(listener);
     pool.close().await;
     db.drop_db().await;
 }

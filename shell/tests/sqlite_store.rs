@@ -111,7 +111,13 @@ async fn a_file_from_before_positions_places_its_events_by_time_then_storing_ord
                 ("A", LogPosition { ms: 1_767_225_600_000, seq: 1 }),
             ]
         );
-        let q = HistoryQuery { limit: 10, user_id: None, since: Some(events[2].id), event_types: Vec::new() };
+        let q = HistoryQuery {
+            limit: 10,
+            user_id: None,
+            since: Some(events[2].id),
+            event_types: Vec::new(),
+            readers: None,
+        };
         let (after, _) = store.recent(&q).await.unwrap();
         assert_eq!(after.iter().map(|e| e.id).collect::<Vec<_>>(), [events[1].id, events[0].id]);
     }
@@ -151,4 +157,18 @@ async fn the_write_ahead_log_stays_small_under_a_stream_of_small_commits() {
     assert!(largest > 0, "the store writes ahead");
     assert!(largest < 2 << 20, "the write-ahead log reached {largest} bytes");
     assert_eq!(store.newest(1).await.unwrap().0[0].position, LogPosition { ms: base + 2_999, seq: 0 });
+}
+
+#[tokio::test]
+async fn replaces_a_consultants_assignments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(None, dir.path()).await.unwrap();
+    common::assignments::replaces_a_consultants_set(&store, ["r1", "r2", "r3"]).await;
+}
+
+#[tokio::test]
+async fn narrows_history_and_replays_to_a_consultants_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(None, dir.path()).await.unwrap();
+    common::assignments::narrows_history_and_replays_to_readers(&store, ["r1", "r2", "r3"]).await;
 }

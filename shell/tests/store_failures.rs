@@ -36,8 +36,13 @@ async fn an_outage_loses_nothing_and_stores_each_event_once() {
 
     store.down.store(false, Ordering::SeqCst);
     wait_stats(addr, |s| s["queueStats"]["queueSize"] == 0).await;
-    let q =
-        alice_core::HistoryQuery { limit: 200, user_id: Some("r1".into()), since: None, event_types: vec![] };
+    let q = alice_core::HistoryQuery {
+        limit: 200,
+        user_id: Some("r1".into()),
+        since: None,
+        event_types: vec![],
+        readers: None,
+    };
     let (stored, more) = store.recent(&q).await.unwrap();
     let mut stored: Vec<String> = stored.iter().map(|e| e.id.to_string()).collect();
     stored.reverse();
@@ -62,8 +67,13 @@ async fn a_poison_event_is_dead_lettered_alone_and_replayed_once_fixed() {
     let stats =
         wait_stats(addr, |s| s["queueStats"]["dlqSize"] == 1 && s["queueStats"]["queueSize"] == 0).await;
     assert_eq!(stats["queueStats"]["dlqSize"], 1);
-    let good =
-        alice_core::HistoryQuery { limit: 10, user_id: None, since: None, event_types: vec!["GOOD".into()] };
+    let good = alice_core::HistoryQuery {
+        limit: 10,
+        user_id: None,
+        since: None,
+        event_types: vec!["GOOD".into()],
+        readers: None,
+    };
     assert_eq!(store.recent(&good).await.unwrap().0.len(), 2, "the good events were stored");
     let (_, metrics) = http(addr, "GET", "/metrics", None).await;
     assert!(metrics.as_str().unwrap().contains("alice_dlq_size 1"));
@@ -77,6 +87,7 @@ async fn a_poison_event_is_dead_lettered_alone_and_replayed_once_fixed() {
         user_id: None,
         since: None,
         event_types: vec!["POISON".into()],
+        readers: None,
     };
     assert_eq!(store.recent(&poison).await.unwrap().0.len(), 1);
     server.shutdown().await;
@@ -111,6 +122,7 @@ async fn dead_letters_are_counted_by_a_graceful_stop_and_kept_for_the_next_start
         user_id: None,
         since: None,
         event_types: vec!["POISON".into()],
+        readers: None,
     };
     assert_eq!(store.recent(&poison).await.unwrap().0.len(), 2);
     assert_eq!(server.shutdown().await, alice_shell::Stopped::default());
@@ -157,7 +169,13 @@ async fn shutdown_flushes_the_queue() {
         store2.down.store(false, Ordering::SeqCst);
     });
     assert_eq!(server.shutdown().await.unstored, 0, "nothing left unstored");
-    let q = alice_core::HistoryQuery { limit: 10, user_id: None, since: None, event_types: vec![] };
+    let q = alice_core::HistoryQuery {
+        limit: 10,
+        user_id: None,
+        since: None,
+        event_types: vec![],
+        readers: None,
+    };
     assert_eq!(store.recent(&q).await.unwrap().0.len(), 5);
 }
 

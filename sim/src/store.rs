@@ -2,11 +2,13 @@
 //! write, and fails on demand.
 
 use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use alice_core::{HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom};
+use alice_core::{
+    AssignmentTable, HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom,
+};
 use alice_shell::store::{DashboardRow, EventStore, Page, StoreError};
 use uuid::Uuid;
 
@@ -21,6 +23,8 @@ struct Rows {
     writes: BTreeMap<Uuid, u32>,
     /// Accepted `clientEventId`s, by user and key: the event that has it and when.
     keys: BTreeMap<(String, String), (Uuid, u64)>,
+    /// The `consultant_assignments` table's active rows.
+    assignments: AssignmentTable,
 }
 
 /// A shared in-memory store.
@@ -108,6 +112,7 @@ impl EventStore for SimStore {
         let rows = self.rows.lock().unwrap();
         let wanted = |e: &&Arc<ReaderEvent>| {
             query.user_id.as_deref().is_none_or(|u| &*e.user_id == u)
+                && query.readers.as_ref().is_none_or(|rs| rs.iter().any(|r| **r == *e.user_id))
                 && (query.event_types.is_empty() || query.event_types.contains(&e.event_type))
         };
         // Newest first; with `since`, the oldest after it in the log first.
@@ -196,6 +201,27 @@ impl EventStore for SimStore {
         let events: Vec<_> =
             rows.by_position.values().rev().take(n).map(|id| rows.events[id].clone()).collect();
         Ok((events, rows.events.len() > n))
+    }
+
+    async fn assignments(&self, consultant: Option<&str>) -> Result<AssignmentTable, StoreError> {
+        self.check()?;
+        let rows = self.rows.lock().unwrap();
+        Ok(match consultant {
+            Some(c) => rows.assignments.get(c).map(|r| (c.to_owned(), r.clone())).into_iter().collect(),
+            None => rows.assignments.clone(),
+        })
+    }
+
+    async fn assign(&self, consultant: &str, readers: &BTreeSet<String>) -> Result<(), StoreError> {
+        self.check()?;
+        self.trace.line(format!("assign {consultant} {readers:?}"));
+        let mut rows = self.rows.lock().unwrap();
+        if readers.is_empty() {
+            rows.assignments.remove(consultant);
+        } else {
+            rows.assignments.insert(consultant.to_owned(), readers.clone());
+        }
+        Ok(())
     }
 
     async fn dashboard(&self, _since: Millis) -> Result<Vec<DashboardRow>, StoreError> {

@@ -4,10 +4,12 @@
 pub mod postgres;
 pub mod sqlite;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use alice_core::{
-    HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom, StoreFailure,
+    AssignmentTable, HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom,
+    ReplayTypes, StoreFailure,
 };
 use uuid::Uuid;
 
@@ -102,8 +104,9 @@ pub(crate) fn push_log_order<'a, DB>(
     };
 }
 
-/// Narrows a replay's query to what `filter` lets through (support types matched
-/// case-sensitively by `contains`, the database's name for it), after `after` in log order.
+/// Narrows a replay's query to what `filter` lets through by type (support types matched
+/// case-sensitively by `contains`, the database's name for it), after `after` in log order. The
+/// store narrows it by reader itself first, in its own SQL.
 pub(crate) fn push_replay_filter<'a, DB>(
     q: &mut sqlx::QueryBuilder<'a, DB>,
     filter: &ReplayFilter,
@@ -117,9 +120,9 @@ pub(crate) fn push_replay_filter<'a, DB>(
 {
     let support =
         format!("{contains}(event_type, 'HELP_REQUEST') > 0 OR {contains}(event_type, 'FEEDBACK') > 0");
-    match filter {
-        ReplayFilter::Subscription(types) if types.is_empty() => {}
-        ReplayFilter::Subscription(types) => {
+    match &filter.types {
+        ReplayTypes::Subscription(types) if types.is_empty() => {}
+        ReplayTypes::Subscription(types) => {
             q.push(" AND (event_type IN (");
             let mut list = q.separated(", ");
             for t in types {
@@ -127,12 +130,21 @@ pub(crate) fn push_replay_filter<'a, DB>(
             }
             q.push(format!(") OR {support})"));
         }
-        ReplayFilter::Support => {
+        ReplayTypes::Support => {
             q.push(format!(" AND ({support})"));
         }
     }
     push_log_order(q, Some(after));
     q.push(" LIMIT ").push_bind(limit as i64);
+}
+
+/// Rows of (consultant, reader) as the table of every consultant's set.
+pub(crate) fn table_of(rows: Vec<(String, String)>) -> AssignmentTable {
+    let mut table = AssignmentTable::new();
+    for (consultant, reader) in rows {
+        table.entry(consultant).or_default().insert(reader);
+    }
+    table
 }
 
 /// What the server needs of a database.
@@ -172,6 +184,15 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Option<Replay>, StoreError>;
     /// The newest `n` events, newest first, and whether they are all there is.
     async fn newest(&self, n: usize) -> Result<Page, StoreError>;
+    /// Active consultant assignments (consultant scope), all of them or one consultant's.
+    async fn assignments(&self, consultant: Option<&str>) -> Result<AssignmentTable, StoreError>;
+    /// Replaces one consultant's active set in one transaction: assignments to readers not in
+    /// `readers` end (`active` false), the others are active, missing ones are added.
+    async fn assign(&self, consultant: &str, readers: &BTreeSet<String>) -> Result<(), StoreError>;
+    /// Calls `wake` whenever the assignments table may have changed, where the database can say
+    /// so (PostgreSQL's `LISTEN`), until it returns false (the server stopped). Other stores say
+    /// nothing; the refresh timer reads them anyway.
+    fn watch_assignments(&self, _wake: Box<dyn Fn() -> bool + Send + Sync>) {}
     /// Hourly counts by event type since `since`.
     async fn dashboard(&self, since: Millis) -> Result<Vec<DashboardRow>, StoreError>;
     /// Where a single node keeps sessions for connection state recovery, if this store can.

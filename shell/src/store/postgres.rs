@@ -8,15 +8,57 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::replies::Json;
-use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom};
+use alice_core::{AssignmentTable, HistoryQuery, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 use super::{DashboardRow, EventStore, Page, Replay, Session, StoreError};
 
 /// The migrations embedded in the binary (`alice-realtime migrate`, and at start).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The channel the migration's trigger notifies on every change to `consultant_assignments`.
+const ASSIGNMENTS_CHANNEL: &str = "alice_realtime_assignments";
+
+/// How long a listener that failed waits before it connects again.
+const LISTEN_RETRY: Duration = Duration::from_secs(5);
+
+/// Wakes the core on every notification of the assignments trigger. Polling stays underneath:
+/// a notification is lost while the listener reconnects (so a reconnect wakes the core too), and
+/// never arrives through a transaction pooler, which cannot hold a `LISTEN`.
+async fn listen_for_assignments(pool: PgPool, wake: Box<dyn Fn() -> bool + Send + Sync>) {
+    while wake() {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot listen for assignment changes; polling only for now");
+                tokio::time::sleep(LISTEN_RETRY).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(ASSIGNMENTS_CHANNEL).await {
+            tracing::debug!(error = %e, "LISTEN for assignment changes failed; polling only for now");
+            tokio::time::sleep(LISTEN_RETRY).await;
+            continue;
+        }
+        tracing::info!("listening for consultant assignment changes");
+        loop {
+            // A notification, or a dropped connection (the listener reconnects on the next call,
+            // and whatever changed meanwhile went unheard): either way, read the table again.
+            match listener.try_recv().await {
+                Ok(_) if wake() => {}
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "the assignments listener failed");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(LISTEN_RETRY).await;
+    }
+}
 
 /// Pool and timeout settings.
 #[derive(Clone, Debug)]
@@ -31,6 +73,8 @@ pub struct PgStore {
     timeout: Duration,
     /// `uuid` on a Supabase database with the original schema, `text` on ours.
     user_id_type: &'static str,
+    /// The same for `consultant_assignments` (the Alice Suite's table has uuid ids).
+    assignment_id_type: &'static str,
 }
 
 /// Data and constraint errors are the data's fault: retry those events alone. Everything else
@@ -64,7 +108,7 @@ impl PgStore {
             .max_connections(settings.pool_size)
             .acquire_timeout(settings.timeout)
             .connect_lazy_with(options);
-        Ok(PgStore { pool, timeout: settings.timeout, user_id_type: "text" })
+        Ok(PgStore { pool, timeout: settings.timeout, user_id_type: "text", assignment_id_type: "text" })
     }
 
     /// Applies the embedded migrations.
@@ -72,23 +116,41 @@ impl PgStore {
         MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
     }
 
-    /// Reads how the existing schema types `user_id` (uuid on the original Supabase schema).
+    /// Reads how the existing schema types user ids (uuid on the original Supabase schema and in
+    /// the Alice Suite's `consultant_assignments`).
     pub async fn inspect(mut self) -> Result<PgStore, StoreError> {
+        self.user_id_type = self.id_type("real_time_events").await?;
+        self.assignment_id_type = self.id_type("consultant_assignments").await?;
+        Ok(self)
+    }
+
+    async fn id_type(&self, table: &str) -> Result<&'static str, StoreError> {
         let mut tx = self.begin().await?;
         let ty: Option<String> = self
             .bounded(
                 sqlx::query_scalar(
                     "SELECT data_type FROM information_schema.columns
-                     WHERE table_schema = current_schema() AND table_name = 'real_time_events'
+                     WHERE table_schema = current_schema() AND table_name = $1
                        AND column_name = 'user_id'",
                 )
+                .bind(table)
                 .persistent(false)
                 .fetch_optional(&mut *tx),
             )
             .await?;
         self.bounded(tx.commit()).await?;
-        self.user_id_type = if ty.as_deref() == Some("uuid") { "uuid" } else { "text" };
-        Ok(self)
+        Ok(if ty.as_deref() == Some("uuid") { "uuid" } else { "text" })
+    }
+
+    /// The pool, for a `LISTEN` of its own.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Narrows a query to these readers' events (a scoped consultant's).
+    fn push_readers(&self, q: &mut QueryBuilder<'_, Postgres>, readers: &[String]) {
+        let possible: Vec<String> = readers.iter().filter(|r| self.possible_user(r)).cloned().collect();
+        q.push(" AND user_id = ANY(CAST(").push_bind(possible).push(format!(" AS {}[]))", self.user_id_type));
     }
 
     /// Every call runs in an explicit transaction: a transaction pooler keeps one server
@@ -222,6 +284,9 @@ impl EventStore for PgStore {
                 .push_bind(user.clone())
                 .push(format!(" AS {})", self.user_id_type));
         }
+        if let Some(readers) = &query.readers {
+            self.push_readers(&mut q, readers);
+        }
         if !query.event_types.is_empty() {
             q.push(" AND event_type = ANY(").push_bind(query.event_types.clone()).push(")");
         }
@@ -248,9 +313,63 @@ impl EventStore for PgStore {
             },
         };
         let mut q = self.select();
+        if let Some(readers) = &filter.readers {
+            self.push_readers(&mut q, readers);
+        }
         super::push_replay_filter(&mut q, filter, "strpos", after, limit);
         let events = self.fetch(q).await?.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
         Ok(Some((after, events)))
+    }
+
+    async fn assignments(&self, consultant: Option<&str>) -> Result<AssignmentTable, StoreError> {
+        let mut tx = self.begin().await?;
+        let rows: Vec<(String, String)> = self
+            .bounded(
+                sqlx::query_as(
+                    "SELECT consultant_id::text, user_id::text FROM consultant_assignments
+                     WHERE active AND ($1::text IS NULL OR consultant_id::text = $1)",
+                )
+                .bind(consultant)
+                .persistent(false)
+                .fetch_all(&mut *tx),
+            )
+            .await?;
+        self.bounded(tx.commit()).await?;
+        Ok(super::table_of(rows))
+    }
+
+    async fn assign(&self, consultant: &str, readers: &BTreeSet<String>) -> Result<(), StoreError> {
+        let ty = self.assignment_id_type;
+        let readers: Vec<String> = readers.iter().cloned().collect();
+        let mut tx = self.begin().await?;
+        // Two replacements of one consultant's set at once take turns.
+        let lock =
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('alice-assign:' || $1))").bind(consultant);
+        self.bounded(lock.persistent(false).execute(&mut *tx)).await?;
+        for sql in [
+            format!(
+                "UPDATE consultant_assignments SET active = false, updated_at = now()
+                 WHERE consultant_id = CAST($1 AS {ty}) AND active AND NOT (user_id = ANY(CAST($2 AS {ty}[])))"
+            ),
+            format!(
+                "UPDATE consultant_assignments SET active = true, updated_at = now()
+                 WHERE consultant_id = CAST($1 AS {ty}) AND NOT active AND user_id = ANY(CAST($2 AS {ty}[]))"
+            ),
+            format!(
+                "INSERT INTO consultant_assignments (consultant_id, user_id, active)
+                 SELECT CAST($1 AS {ty}), r, true FROM unnest(CAST($2 AS {ty}[])) r
+                 WHERE NOT EXISTS (SELECT 1 FROM consultant_assignments a
+                                   WHERE a.consultant_id = CAST($1 AS {ty}) AND a.user_id = r)"
+            ),
+        ] {
+            let q = sqlx::query(&sql).bind(consultant).bind(&readers).persistent(false);
+            self.bounded(q.execute(&mut *tx)).await?;
+        }
+        self.bounded(tx.commit()).await
+    }
+
+    fn watch_assignments(&self, wake: Box<dyn Fn() -> bool + Send + Sync>) {
+        tokio::spawn(listen_for_assignments(self.pool.clone(), wake));
     }
 
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::replies::Json;
-use alice_core::{HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom};
+use alice_core::{
+    AssignmentTable, HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 use super::{DashboardRow, EventStore, Page, Replay, StoreError};
@@ -50,7 +53,23 @@ CREATE TABLE IF NOT EXISTS log_end (
     log_ms      INTEGER NOT NULL,
     log_seq     INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS consultant_assignments (
+    id            TEXT PRIMARY KEY DEFAULT (lower(hex(randomblob(16)))),
+    consultant_id TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    book_id       TEXT,
+    active        INTEGER NOT NULL DEFAULT 1,
+    created_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS idx_consultant_assignments_consultant ON consultant_assignments (consultant_id);
 ";
+
+/// Narrows a query to these readers' events (a scoped consultant's), passed as one JSON array.
+fn push_readers(q: &mut QueryBuilder<'_, Sqlite>, readers: &[String]) {
+    let list = serde_json::to_string(readers).unwrap_or_else(|_| "[]".into());
+    q.push(" AND user_id IN (SELECT value FROM json_each(").push_bind(list).push("))");
+}
 
 /// Files written before events had log positions: each old event is placed at its time, then in
 /// the order it was stored. Idempotent; the caller runs it only when the columns are missing.
@@ -398,6 +417,9 @@ impl EventStore for SqliteStore {
         if let Some(user) = &query.user_id {
             q.push(" AND user_id = ").push_bind(user.clone());
         }
+        if let Some(readers) = &query.readers {
+            push_readers(&mut q, readers);
+        }
         if !query.event_types.is_empty() {
             q.push(" AND event_type IN (");
             let mut list = q.separated(", ");
@@ -434,10 +456,43 @@ impl EventStore for SqliteStore {
             },
         };
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM real_time_events WHERE 1 = 1");
+        if let Some(readers) = &filter.readers {
+            push_readers(&mut q, readers);
+        }
         super::push_replay_filter(&mut q, filter, "instr", after, limit);
         let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
         let events = rows.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
         Ok(Some((after, events)))
+    }
+
+    async fn assignments(&self, consultant: Option<&str>) -> Result<AssignmentTable, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT consultant_id, user_id FROM consultant_assignments
+             WHERE active = 1 AND (?1 IS NULL OR consultant_id = ?1)",
+        )
+        .bind(consultant)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(super::table_of(rows))
+    }
+
+    async fn assign(&self, consultant: &str, readers: &BTreeSet<String>) -> Result<(), StoreError> {
+        let list = serde_json::to_string(readers).unwrap_or_else(|_| "[]".into());
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for sql in [
+            "UPDATE consultant_assignments SET active = 0, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE consultant_id = ?1 AND active = 1 AND user_id NOT IN (SELECT value FROM json_each(?2))",
+            "UPDATE consultant_assignments SET active = 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE consultant_id = ?1 AND active = 0 AND user_id IN (SELECT value FROM json_each(?2))",
+            "INSERT INTO consultant_assignments (consultant_id, user_id)
+             SELECT ?1, r.value FROM json_each(?2) r
+             WHERE NOT EXISTS (SELECT 1 FROM consultant_assignments a
+                               WHERE a.consultant_id = ?1 AND a.user_id = r.value)",
+        ] {
+            sqlx::query(sql).bind(consultant).bind(&list).execute(&mut *tx).await.map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {

@@ -15,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod assignments;
 pub mod cluster;
 pub mod positions;
 
@@ -122,6 +123,18 @@ impl EventStore for FlakyStore {
     async fn dashboard(&self, since: Millis) -> Result<Vec<DashboardRow>, StoreError> {
         self.check()?;
         self.inner.dashboard(since).await
+    }
+    async fn assignments(&self, consultant: Option<&str>) -> Result<alice_core::AssignmentTable, StoreError> {
+        self.check()?;
+        self.inner.assignments(consultant).await
+    }
+    async fn assign(
+        &self,
+        consultant: &str,
+        readers: &std::collections::BTreeSet<String>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.assign(consultant, readers).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()?;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom};
+use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom, ReplayTypes};
 use alice_shell::store::EventStore;
 use uuid::Uuid;
 
@@ -20,7 +20,13 @@ pub fn placed(id_ms: u64, at: LogPosition, user: &str) -> Arc<ReaderEvent> {
 }
 
 fn query(since: Option<Uuid>, user: Option<&str>) -> HistoryQuery {
-    HistoryQuery { limit: 10, user_id: user.map(str::to_owned), since, event_types: Vec::new() }
+    HistoryQuery {
+        limit: 10,
+        user_id: user.map(str::to_owned),
+        since,
+        event_types: Vec::new(),
+        readers: None,
+    }
 }
 
 fn ids(events: &[Arc<ReaderEvent>]) -> Vec<Uuid> {
@@ -92,7 +98,9 @@ pub async fn replays_after_an_event(store: &dyn EventStore) {
         [typed("A", 0), typed("B", 1), typed("X_HELP_REQUEST", 2), typed("A", 3), typed("x_feedback", 4)];
     store.insert(&events).await.unwrap();
     let from = ReplayFrom::Event(events[0].id);
-    let only = |types: &[&str]| ReplayFilter::Subscription(types.iter().map(|t| t.to_string()).collect());
+    let only = |types: &[&str]| {
+        ReplayFilter::unscoped(ReplayTypes::Subscription(types.iter().map(|t| t.to_string()).collect()))
+    };
     let (at, found) = store.replay(from, &only(&["A"]), 10).await.unwrap().expect("held");
     assert_eq!(at, events[0].position);
     assert_eq!(ids(&found), [events[2].id, events[3].id], "its types and support types, case-sensitively");
@@ -100,7 +108,8 @@ pub async fn replays_after_an_event(store: &dyn EventStore) {
     assert_eq!(ids(&all), ids(&events[1..]));
     let (_, two) = store.replay(from, &only(&[]), 2).await.unwrap().unwrap();
     assert_eq!(ids(&two), ids(&events[1..3]));
-    let (_, support) = store.replay(from, &ReplayFilter::Support, 10).await.unwrap().unwrap();
+    let (_, support) =
+        store.replay(from, &ReplayFilter::unscoped(ReplayTypes::Support), 10).await.unwrap().unwrap();
     assert_eq!(ids(&support), [events[2].id], "support types only");
     let (at, after_one) = store
         .replay(ReplayFrom::Position(events[1].position), &only(&[]), 10)
