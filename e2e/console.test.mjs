@@ -81,3 +81,25 @@ test("errors are shown in words", { skip: !haveChromium }, async () => {
   assert.match(await page.textContent("#message"), /for consultants and admins/);
   await page.close();
 });
+
+test("an admin edits a consultant's assignments, and the consultant sees its readers", { skip: !haveChromium }, async () => {
+  const admin = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  await signIn(admin, token("console-admin-2", "admin"));
+  await admin.waitForSelector("#assignments-card:not([hidden])", { timeout: 5000 });
+  await admin.fill("#assign-consultant", "console-cleo");
+  await admin.fill("#assign-readers", "reader-ada\nreader-bo");
+  await admin.click("#assignments-form button[type=submit]");
+  await admin.waitForSelector("#message:has-text('Saved: console-cleo has 2 reader(s).')", { timeout: 3000 });
+  await admin.fill("#assign-readers", "");
+  await admin.click("#assign-load");
+  await admin.waitForFunction(() => document.querySelector("#assign-readers").value === "reader-ada\nreader-bo");
+  await admin.screenshot({ path: join(artifacts, "console-assignments.png"), fullPage: true });
+  await admin.close();
+
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  await signIn(page, token("console-cleo", "consultant"));
+  await page.waitForSelector("#assigned-card:not([hidden]) li", { timeout: 5000 });
+  assert.deepEqual(await page.$$eval("#assigned li", (lis) => lis.map((li) => li.textContent)), ["reader-ada", "reader-bo"]);
+  assert.equal(await page.textContent("#assigned-count"), "2");
+  await page.close();
+});

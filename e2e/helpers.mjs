@@ -270,3 +270,54 @@ export async function flakyProxy(url, { minMs = 150, maxMs = 700 } = {}) {
     },
   };
 }
+
+/**
+ * A PostgreSQL database of the caller's own on the server of `ALICE_TEST_DATABASE_URL` (or the
+ * local one), made and dropped with psql; `null` when there is none, said loudly (a failure with
+ * ALICE_REQUIRE_SERVICES=1). `sql(text)` runs a statement in it, as an admin tool would.
+ */
+export function postgresDb(what) {
+  const admin = process.env.ALICE_TEST_DATABASE_URL ?? "postgres://root@127.0.0.1:5432/test";
+  const psql = (url, sql) => spawnSync("psql", [url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], { encoding: "utf8" });
+  const probe = psql(admin, "SELECT 1");
+  if (probe.error || probe.status !== 0) {
+    if (process.env.ALICE_REQUIRE_SERVICES === "1") throw new Error(`PostgreSQL is required at ${admin}`);
+    console.log(`\n*** SKIPPED: no PostgreSQL at ${admin} (or no psql); ${what} did not run ***\n`);
+    return null;
+  }
+  const name = `alice_e2e_${process.pid}_${Math.floor(Math.random() * 1e9)}`;
+  const made = psql(admin, `CREATE DATABASE ${name}`);
+  if (made.status !== 0) throw new Error(`cannot create a database: ${made.stderr}`);
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    sql(text) {
+      const r = psql(url.toString(), text);
+      if (r.status !== 0) throw new Error(`psql failed: ${r.stderr}`);
+      return r.stdout.trim();
+    },
+    drop() {
+      psql(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+  };
+}
+
+/** GET/PUT/POST JSON with a body. */
+export async function httpJson(server, path, { method = "GET", bearer, body } = {}) {
+  const headers = { "content-type": "application/json" };
+  if (bearer) headers.authorization = `Bearer ${bearer}`;
+  const res = await fetch(server.url + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = text;
+  }
+  return { status: res.status, body: parsed };
+}

@@ -64,7 +64,10 @@ impl Assignments {
         if readers.is_empty() {
             return true;
         }
-        let set: BTreeSet<Arc<str>> = readers.iter().map(|r| Arc::from(r.as_str())).collect();
+        // One copy of each reader's id however many consultants it has.
+        let known = |r: &String| self.consultants_of.get_key_value(r.as_str()).map(|(k, _)| k.clone());
+        let set: BTreeSet<Arc<str>> =
+            readers.iter().map(|r| known(r).unwrap_or_else(|| r.as_str().into())).collect();
         for reader in &set {
             self.consultants_of.entry(reader.clone()).or_default().insert(consultant.clone());
         }

@@ -1,6 +1,7 @@
 //! `GET` and `PUT /admin/assignments/:consultantId` (PROTOCOL.md, "Consultant scope"): an admin
 //! reads or replaces a consultant's active readers. A `PUT` is written to the table first, then
-//! applied by this node's core before the answer; a bad body changes nothing.
+//! applied by this node's core before the answer; a bad body changes nothing. And
+//! `GET /assignments/mine`: a consultant reads its own (as the suite's row-level security lets it).
 
 use std::collections::BTreeSet;
 
@@ -22,7 +23,9 @@ use crate::store::StoreError;
 pub const MAX_ASSIGNED_READERS: usize = 10_000;
 
 pub fn router() -> Router<HttpState> {
-    Router::new().route("/admin/assignments/{consultant_id}", get(read).put(replace))
+    Router::new()
+        .route("/admin/assignments/{consultant_id}", get(read).put(replace))
+        .route("/assignments/mine", get(mine))
 }
 
 fn valid_id(id: &str) -> bool {
@@ -73,6 +76,17 @@ async fn read(
     }
     match state.store.assignments(Some(&consultant_id)).await {
         Ok(mut table) => answer(&consultant_id, table.remove(&consultant_id).unwrap_or_default()),
+        Err(e) => store_failed(&e),
+    }
+}
+
+async fn mine(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let consultant = match authorize(&state, &headers, &[Role::Consultant]).await {
+        Ok(p) => p.user_id,
+        Err(r) => return r,
+    };
+    match state.store.assignments(Some(&consultant)).await {
+        Ok(mut table) => answer(&consultant, table.remove(&*consultant).unwrap_or_default()),
         Err(e) => store_failed(&e),
     }
 }

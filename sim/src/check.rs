@@ -23,6 +23,8 @@ pub struct ConsultantView {
     pub received: BTreeMap<Uuid, u32>,
     /// `reader-activity` ids in the order they came.
     pub order: Vec<Uuid>,
+    /// Whose each of them was, and when it came (simulated ms), in the same order.
+    pub arrivals: Vec<(String, u64)>,
     /// The readers `get-online-readers` listed at the check, if this socket asked.
     pub online: Option<BTreeSet<String>>,
     /// It asked for the online list and got no answer.
@@ -44,6 +46,42 @@ pub struct Observations {
     pub online_readers: BTreeSet<String>,
     /// `reader-activity` that reached a reader about another reader.
     pub leaks: Vec<String>,
+    /// Under consultant scope `assigned`: the assignments table from each moment (simulated ms)
+    /// it was written on, in time order. Empty when the run is not scoped.
+    pub assignments: Vec<(u64, alice_core::AssignmentTable)>,
+}
+
+/// How long after the table changes a node may still follow the old assignments: its refresh
+/// interval, and the time the read and the deliveries after it take.
+const SCOPE_ALLOWANCE_MS: u64 = crate::scenario::ASSIGNMENT_REFRESH_MS + 500;
+
+impl Observations {
+    /// Whether `consultant` may be shown `reader`'s activity at `at`: assigned then, or within the
+    /// allowance after an assignment that has since ended. Always, when the run is not scoped.
+    fn may_see(&self, consultant: &str, reader: &str, at: u64) -> bool {
+        if self.assignments.is_empty() {
+            return true;
+        }
+        self.assignments.iter().enumerate().any(|(i, (from, table))| {
+            let until = self.assignments.get(i + 1).map_or(u64::MAX, |(next, _)| next + SCOPE_ALLOWANCE_MS);
+            *from <= at && at <= until && table.get(consultant).is_some_and(|r| r.contains(reader))
+        })
+    }
+
+    /// Whether `consultant` had `reader` assigned for the whole run (or the run is not scoped):
+    /// only then must it receive every one of that reader's events.
+    fn always_sees(&self, consultant: &str, reader: &str) -> bool {
+        self.assignments.iter().all(|(_, table)| table.get(consultant).is_some_and(|r| r.contains(reader)))
+    }
+
+    /// The accepted events `consultant` must receive, by id.
+    fn owed_to(&self, consultant: &str) -> Vec<&Uuid> {
+        self.accepted
+            .iter()
+            .filter(|(_, (user, _))| self.always_sees(consultant, user))
+            .map(|(id, _)| id)
+            .collect()
+    }
 }
 
 /// Returns the broken invariants and a summary line.
@@ -176,14 +214,35 @@ pub fn invariants(
         }
         let lasted = chain.last().is_some_and(|v| !v.lost);
         if chain.len() > 1 && first.early && lasted {
-            let missing: Vec<_> = obs.accepted.keys().filter(|id| !seen.contains_key(*id)).collect();
+            let owed = obs.owed_to(&consultant_name(first.consultant));
+            let missing: Vec<_> = owed.iter().filter(|id| !seen.contains_key(**id)).collect();
             if let Some(id) = missing.first() {
                 broken.push(format!(
                     "{} resumed but its stream missed {} of {} accepted events, first {id}",
                     chain.last().map_or("?", |v| v.name.as_str()),
                     missing.len(),
-                    obs.accepted.len()
+                    owed.len()
                 ));
+            }
+        }
+    }
+
+    // Consultant scope: nobody is shown a reader who was not assigned to it then.
+    if !obs.assignments.is_empty() {
+        let name = |c: &ConsultantView| consultant_name(c.consultant);
+        let denied =
+            obs.consultants.iter().any(|c| obs.accepted.values().any(|(u, _)| !obs.always_sees(&name(c), u)));
+        if !denied {
+            broken.push("every reader was assigned to every consultant: the scope was not tested".into());
+        }
+        for c in &obs.consultants {
+            for ((reader, at), id) in c.arrivals.iter().zip(&c.order) {
+                if !obs.may_see(&name(c), reader, *at) {
+                    broken.push(format!(
+                        "{} was shown {id} of {reader} at {at} ms, not assigned to it",
+                        c.name
+                    ));
+                }
             }
         }
     }
@@ -197,13 +256,14 @@ pub fn invariants(
             }
         }
         if c.throughout {
-            let missing: Vec<_> = obs.accepted.keys().filter(|id| !c.received.contains_key(*id)).collect();
+            let owed = obs.owed_to(&consultant_name(c.consultant));
+            let missing: Vec<_> = owed.iter().filter(|id| !c.received.contains_key(**id)).collect();
             if !missing.is_empty() {
                 broken.push(format!(
-                    "{} (subscribed throughout) missed {} of {} accepted events, first {}",
+                    "{} (subscribed throughout) missed {} of {} events owed to it, first {}",
                     c.name,
                     missing.len(),
-                    obs.accepted.len(),
+                    owed.len(),
                     missing[0]
                 ));
             }
@@ -215,11 +275,20 @@ pub fn invariants(
             broken.push(format!("{} asked for the online readers and got no answer", c.name));
         }
         if let Some(online) = &c.online {
-            if *online != obs.online_readers {
-                broken.push(format!(
-                    "{} sees online {:?}; connected readers are {:?}",
-                    c.name, online, obs.online_readers
-                ));
+            // Under scope, the connected readers assigned to it at the end.
+            let expected: BTreeSet<String> = match obs.assignments.last() {
+                Some((_, table)) => {
+                    let mine = table.get(&consultant_name(c.consultant));
+                    obs.online_readers
+                        .iter()
+                        .filter(|r| mine.is_some_and(|m| m.contains(*r)))
+                        .cloned()
+                        .collect()
+                }
+                None => obs.online_readers.clone(),
+            };
+            if *online != expected {
+                broken.push(format!("{} sees online {:?}; it should see {:?}", c.name, online, expected));
             }
         }
     }
@@ -240,6 +309,10 @@ pub fn invariants(
         streams
     );
     (broken, summary)
+}
+
+fn consultant_name(j: usize) -> String {
+    format!("consultant-{j}")
 }
 
 /// Each consultant's views, cut into streams: a view that resumed continues the one before it.

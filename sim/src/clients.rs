@@ -411,5 +411,7 @@ fn received(ctx: &Ctx, who: &str, view: &mut ConsultantView, name: &str, payload
         ctx.trace.line(format!("{who} got {id}"));
         *view.received.entry(id).or_default() += 1;
         view.order.push(id);
+        let reader = payload["userId"].as_str().unwrap_or_default().to_owned();
+        view.arrivals.push((reader, ctx.now_ms()));
     }
 }

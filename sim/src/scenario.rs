@@ -28,6 +28,9 @@ pub enum Fault {
     },
     StoreDown,
     StoreUp,
+    /// The consultant assignments table is rewritten behind the nodes' backs, as the Alice
+    /// Suite's trigger or an admin tool would (consultant scope `assigned`).
+    Reassign(alice_core::AssignmentTable),
 }
 
 /// A cluster, its clients and a fault plan drawn from the seed.
@@ -44,6 +47,8 @@ pub struct Scenario {
     pub events_per_reader: usize,
     /// Readers and consultants that come and go during the active phase.
     pub churn: bool,
+    /// Nodes run with `CONSULTANT_SCOPE=assigned`, starting from [`initial_assignments`].
+    pub scoped: bool,
     /// Faults at simulated milliseconds, drawn from the seed; all repaired by [`HEALED_BY_MS`].
     pub plan: fn(&mut ChaCha8Rng, &Scenario) -> Vec<(u64, Fault)>,
 }
@@ -64,6 +69,7 @@ impl Scenario {
             consultants: 4,
             events_per_reader: 12,
             churn: true,
+            scoped: false,
             plan,
         }
     }
@@ -89,6 +95,20 @@ pub const CHECK_AT_MS: u64 = QUIET_FROM_MS + PRESENCE_TTL_MS + 1_000;
 pub const END_MS: u64 = CHECK_AT_MS + 1_000;
 /// The presence TTL the nodes run with.
 pub const PRESENCE_TTL_MS: u64 = 3_000;
+
+/// How often scoped nodes read the assignments table.
+pub const ASSIGNMENT_REFRESH_MS: u64 = 500;
+
+/// Who is assigned to whom when a scoped run starts: each consultant half the readers, every
+/// reader two consultants.
+pub fn initial_assignments(scenario: &Scenario) -> alice_core::AssignmentTable {
+    (0..scenario.consultants)
+        .map(|j| {
+            let readers = (0..scenario.readers).filter(|k| (k + j) % 2 == 0).map(|k| format!("reader-{k}"));
+            (format!("consultant-{j}"), readers.collect())
+        })
+        .collect()
+}
 
 /// A random time in the active phase, leaving `room` before the healing deadline.
 pub fn during(rng: &mut ChaCha8Rng, room: u64) -> u64 {

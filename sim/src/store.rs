@@ -58,6 +58,12 @@ impl SimStore {
         self.rows.lock().unwrap().events.clone()
     }
 
+    /// Rewrites the assignments table, as the Alice Suite (not a node) would.
+    pub fn set_assignments(&self, table: AssignmentTable) {
+        self.trace.line(format!("assignments set to {table:?}"));
+        self.rows.lock().unwrap().assignments = table;
+    }
+
     /// How often each id was written (retries write again; the store keeps one row).
     pub fn writes(&self) -> BTreeMap<Uuid, u32> {
         self.rows.lock().unwrap().writes.clone()

@@ -89,8 +89,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
         trace.line(format!("plan {at} {fault:?}"));
     }
     let store = SimStore::new(trace.clone());
-    let redis = FakeRedis::new(Arc::new(sim_now_ms), seed ^ 0x5eed_f00d);
     let observations = Arc::new(Mutex::new(Observations::default()));
+    if scenario.scoped {
+        let table = crate::scenario::initial_assignments(scenario);
+        store.set_assignments(table.clone());
+        observations.lock().unwrap().assignments.push((0, table));
+    }
+    let redis = FakeRedis::new(Arc::new(sim_now_ms), seed ^ 0x5eed_f00d);
 
     // One latency for every message of a run. With latencies drawn per message, a crash would
     // make the run depend on the order its sockets close, which follows tokio's task ids (a
@@ -122,6 +127,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
         let boots = Arc::new(AtomicU64::new(0));
         let store = store.clone().embedded(!scenario.redis);
         let redis_url = scenario.redis.then(|| "redis://redis:6379".to_owned());
+        let scoped = scenario.scoped;
         sim.host(*name, move || {
             // A restarted process draws new randomness; here it comes from the seed and the boot.
             let boot = boots.fetch_add(1, Ordering::SeqCst);
@@ -129,7 +135,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
             let store = store.clone();
             let redis_url = redis_url.clone();
             async move {
-                let settings = node_settings(name, redis_url)?;
+                let settings = node_settings(name, redis_url, scoped)?;
                 let deps = Deps {
                     store: Arc::new(store),
                     clock: Arc::new(SimClock),
@@ -157,6 +163,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
         trace.set_now(now);
         while let Some((_, fault)) = faults.next_if(|(at, _)| *at <= now) {
             trace.line(format!("fault {fault:?}"));
+            if let Fault::Reassign(table) = &fault {
+                observations.lock().unwrap().assignments.push((now, table.clone()));
+            }
             apply(&mut sim, &redis, &store, fault);
         }
         match sim.step() {
@@ -191,12 +200,14 @@ fn apply(sim: &mut turmoil::Sim<'_>, redis: &FakeRedis, store: &SimStore, fault:
         Fault::NodeRestart { node } => sim.bounce(NODES[node]),
         Fault::StoreDown => store.set_down(true),
         Fault::StoreUp => store.set_down(false),
+        Fault::Reassign(table) => store.set_assignments(table),
     }
 }
 
 fn node_settings(
     name: &str,
     redis_url: Option<String>,
+    scoped: bool,
 ) -> Result<Settings, alice_shell::config::ConfigError> {
     let mut vars: BTreeMap<&str, String> = [
         ("JWT_SECRET", SECRET.to_owned()),
@@ -218,6 +229,10 @@ fn node_settings(
     .collect();
     if let Some(url) = redis_url {
         vars.insert("REDIS_URL", url);
+    }
+    if scoped {
+        vars.insert("CONSULTANT_SCOPE", "assigned".to_owned());
+        vars.insert("ASSIGNMENT_REFRESH_MS", crate::scenario::ASSIGNMENT_REFRESH_MS.to_string());
     }
     Settings::from_vars(|key| vars.get(key).cloned())
 }

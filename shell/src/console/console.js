@@ -156,6 +156,40 @@ async function subscribe() {
   $("who").querySelector(".filter").textContent = reply.eventTypes.length ? reply.eventTypes.join(", ") : "every type";
 }
 
+async function api(path, init = {}) {
+  const headers = { authorization: `Bearer ${state.token}`, "content-type": "application/json" };
+  const res = await fetch(path, { ...init, headers }).catch(() => null);
+  if (!res) return { ok: false, error: "The server could not be reached." };
+  const body = await res.json().catch(() => ({}));
+  return res.ok ? { ok: true, body } : { ok: false, error: body.error ?? `The server answered ${res.status}.` };
+}
+
+/** A consultant's own assigned readers. */
+async function loadMine() {
+  const reply = await api("/assignments/mine");
+  if (!reply.ok) return say(reply.error);
+  $("assigned-card").hidden = false;
+  $("assigned-count").textContent = reply.body.readers.length;
+  $("assigned").replaceChildren(...reply.body.readers.map((r) => text("li", r)));
+}
+
+const assignmentsPath = () => `/admin/assignments/${encodeURIComponent($("assign-consultant").value.trim())}`;
+
+async function loadAssignments() {
+  const reply = await api(assignmentsPath());
+  if (!reply.ok) return say(reply.error);
+  say("");
+  $("assign-readers").value = reply.body.readers.join("\n");
+}
+
+async function saveAssignments() {
+  const readers = $("assign-readers").value.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
+  const reply = await api(assignmentsPath(), { method: "PUT", body: JSON.stringify({ readers }) });
+  if (!reply.ok) return say(reply.error);
+  $("assign-readers").value = reply.body.readers.join("\n");
+  say(`Saved: ${reply.body.consultantId} has ${reply.body.readers.length} reader(s).`);
+}
+
 async function refreshStats() {
   const res = await fetch("/stats", { headers: { authorization: `Bearer ${state.token}` } }).catch(() => null);
   if (!res || !res.ok) return;
@@ -198,7 +232,9 @@ function signIn(token) {
       );
       await subscribe();
       await loadRecent();
+      if (role === "consultant") await loadMine();
       if (role === "admin") {
+        $("assignments-card").hidden = false;
         $("stats-card").hidden = false;
         await refreshStats();
         clearInterval(state.statsTimer);
@@ -241,3 +277,8 @@ $("filter-form").addEventListener("submit", (e) => {
   subscribe();
 });
 $("reload-recent").addEventListener("click", () => loadRecent());
+$("assign-load").addEventListener("click", () => loadAssignments());
+$("assignments-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  saveAssignments();
+});
