@@ -207,16 +207,45 @@ async function reachesWithin(consultant, reader, ms) {
   throw new Error(`the reader's events did not reach the consultant within ${ms} ms`);
 }
 
-/** Two nodes' consultant and reader; the consultant on B is assigned nobody at first. */
+/**
+ * Two nodes' consultant (on B, assigned nobody at first), the reader it will be assigned (on A),
+ * and a reader on A it never is.
+ */
 async function twoNodes(a, b, prefix) {
   const consultant = await as(b, `${prefix}-c`, "consultant");
   await consultant.emitWithAck("subscribe-consultant", { consultantId: `${prefix}-c` });
   const reader = await as(a, `${prefix}-r`, "reader");
+  const stranger = await as(a, `${prefix}-x`, "reader");
   const id = await send(reader, "PROBE");
   await sleep(REFRESH_MS * 2);
   await barrier(consultant);
   assert.ok(!got(consultant, "reader-activity").some((e) => e.id === id), "nothing before the assignment");
-  return { consultant, reader };
+  return { consultant, reader, stranger };
+}
+
+/**
+ * Nothing of `stranger` reached `consultant` (live, listed, in history), and a dashboard of the
+ * same consultant resuming on `other` after `since` replays only the assigned reader's events.
+ */
+async function nothingOfTheStranger({ consultant, reader, stranger }, other, prefix) {
+  await send(stranger, "PAGE_TURN");
+  await send(stranger, "HELP_REQUEST");
+  const seen = await send(reader, "PAGE_TURN");
+  await until(() => got(consultant, "reader-activity").some((e) => e.id === seen), 3000, "the assigned reader's event");
+  await barrier(consultant);
+  assert.deepEqual(activityFrom(consultant, `${prefix}-x`), [], "delivery");
+  for (const list of got(consultant, "online-readers")) {
+    assert.ok(list.readers.every((r) => r.userId !== `${prefix}-x`), "presence pushes");
+  }
+  assert.deepEqual(listed(await consultant.emitWithAck("get-online-readers")), [`${prefix}-r`]);
+  const recent = await consultant.emitWithAck("get-recent-events", { limit: 200 });
+  assert.ok(recent.events.length > 0 && recent.events.every((e) => e.userId === `${prefix}-r`), "history");
+  const missed = [await send(stranger, "PAGE_TURN"), await send(reader, "PAGE_TURN"), await send(stranger, "FEEDBACK")];
+  const resumed = await as(other, `${prefix}-c`, "consultant");
+  const reply = await resumed.emitWithAck("subscribe-consultant", { consultantId: `${prefix}-c`, since: seen });
+  assert.deepEqual([reply.resumed, reply.replayed], [true, 1], "a resume on the other node");
+  await barrier(resumed);
+  assert.deepEqual(got(resumed, "reader-activity").map((e) => e.id), [missed[1]]);
 }
 
 const haveRedis = redisOnPath("the two-node consultant scope tests");
@@ -229,10 +258,12 @@ test("two nodes sharing PostgreSQL: a PUT on A and a change made in the table re
   const env = { ...scoped, REDIS_URL: redis.url, DATABASE_URL: pg.url };
   const a = await server({ ...env, NODE_ID: "sp-a" });
   const b = await server({ ...env, NODE_ID: "sp-b" });
-  const { consultant, reader } = await twoNodes(a, b, "sp");
+  const nodes = await twoNodes(a, b, "sp");
+  const { consultant, reader } = nodes;
   assert.equal((await assign(a, "sp-c", ["sp-r"])).status, 200);
   await reachesWithin(consultant, reader, REFRESH_MS + 1000);
   assert.deepEqual(await assigned(b, "sp-c"), ["sp-r"], "one table");
+  await nothingOfTheStranger(nodes, a, "sp");
 
   // As the suite's trigger or an admin tool would: straight into the table.
   pg.sql("UPDATE consultant_assignments SET active = false WHERE consultant_id = 'sp-c'");
@@ -253,9 +284,11 @@ test("two nodes with files of their own: a PUT on A reaches B through the bus an
   const env = { ...scoped, REDIS_URL: redis.url };
   const a = await server({ ...env, NODE_ID: "so-a" });
   const b = await server({ ...env, NODE_ID: "so-b" });
-  const { consultant, reader } = await twoNodes(a, b, "so");
+  const nodes = await twoNodes(a, b, "so");
+  const { consultant, reader } = nodes;
   assert.equal((await assign(a, "so-c", ["so-r"])).status, 200);
   await reachesWithin(consultant, reader, REFRESH_MS + 1000);
+  await nothingOfTheStranger(nodes, a, "so");
   // B wrote it to its own file: its refreshes keep it, and its API reads it.
   await sleep(REFRESH_MS * 2);
   assert.deepEqual(await assigned(b, "so-c"), ["so-r"]);
