@@ -115,9 +115,7 @@ impl Core {
             BusBody::Heartbeat { readers } => self.presence.remote_snapshot(&msg.origin, readers),
             // Its sequence is remembered: a late repeat of its messages stays a duplicate.
             BusBody::Leaving => self.presence.forget(&msg.origin),
-            BusBody::Assigned { consultant_id, readers } => {
-                self.on_assigned_elsewhere(consultant_id, readers)
-            }
+            BusBody::Assigned { consultant_id, readers } => self.apply_assignment(&consultant_id, &readers),
         }
     }
 

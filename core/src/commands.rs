@@ -394,7 +394,9 @@ impl Core {
             return;
         }
         match answer {
-            Some((events, has_more)) => {
+            Some((mut events, has_more)) => {
+                // The scope as it stands now: an assignment may have ended while the store answered.
+                events.retain(|e| self.sees(conn, &e.user_id));
                 self.reply(conn, ack, names::RECENT_EVENTS, replies::recent_events(&events, has_more))
             }
             None => {

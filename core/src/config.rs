@@ -71,9 +71,6 @@ pub struct Config {
     pub consultant_scope: crate::scope::ConsultantScope,
     /// Under `assigned`, how often the assignments table is read again.
     pub assignment_refresh_ms: u64,
-    /// In a cluster whose nodes each keep their own store (embedded SQLite), each also keeps its
-    /// own assignments table: a change another node announces is written to this node's too.
-    pub assignments_per_node: bool,
 }
 
 /// Where an accepted event becomes durable (PROTOCOL.md, "Durability and order"). Until then it
@@ -139,7 +136,6 @@ impl Default for Config {
             log_retain_ms: 60_000,
             consultant_scope: crate::scope::ConsultantScope::All,
             assignment_refresh_ms: 5_000,
-            assignments_per_node: false,
         }
     }
 }

@@ -458,8 +458,7 @@ pub fn core_ops(data: &[u8]) {
                     | Output::Read { .. }
                     | Output::Consume(_)
                     | Output::Broadcast { .. }
-                    | Output::LoadAssignments
-                    | Output::SaveAssignments { .. } => {}
+                    | Output::LoadAssignments => {}
                 }
             }
         }

@@ -240,9 +240,6 @@ pub enum Output {
     /// Read every active assignment from the table, then report [`Input::AssignmentsLoaded`].
     /// One read is out at a time.
     LoadAssignments,
-    /// Write this consultant's active set to this node's own table: another node's admin
-    /// changed it, and this node's table is its own (`assignments_per_node`).
-    SaveAssignments { consultant_id: String, readers: std::collections::BTreeSet<String> },
 }
 
 /// A socket's subscription: whose events and which types (empty: every type).
@@ -372,9 +369,8 @@ pub struct Core {
     routing: Routing,
     /// Who is assigned to whom, under consultant scope `assigned`.
     assignments: Assignments,
-    /// A read of the assignments table is out; `true` when a change came in meanwhile, so that
-    /// its (older) answer is dropped.
-    assignments_loading: Option<bool>,
+    /// A read of the assignments table, when one is out, and what came in meanwhile.
+    assignments_loading: Option<scope::Reading>,
     users: HashMap<Arc<str>, UserLimits>,
     presence: Presence,
     last_presence_push: Option<Millis>,

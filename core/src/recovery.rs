@@ -208,12 +208,15 @@ impl Core {
             c.subscription = Some(s);
             self.subscribed.insert(conn);
         }
-        self.stats.replayed += r.replay.len() as u64;
+        let mut replay = r.replay;
+        // The scope as it stands now: an assignment may have ended while the store answered.
+        replay.retain(|e| self.sees(conn, &e.user_id));
+        self.stats.replayed += replay.len() as u64;
         if r.offset > LogPosition::START {
             self.seen_up_to.insert(conn, r.offset);
         }
-        if !r.replay.is_empty() {
-            self.outputs.push_back(Output::Replay { conn, events: r.replay });
+        if !replay.is_empty() {
+            self.outputs.push_back(Output::Replay { conn, events: replay });
         }
         self.save_session(conn);
     }

@@ -33,6 +33,17 @@ impl std::str::FromStr for ConsultantScope {
     }
 }
 
+/// A read of the assignments table that is out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reading {
+    /// Nothing came in meanwhile: its answer is applied.
+    Current,
+    /// The table changed meanwhile: its answer is applied, then the table read again.
+    ThenAgain,
+    /// This node applied a change meanwhile, which the answer may predate: dropped, read again.
+    Overtaken,
+}
+
 /// Every consultant's active set, by consultant id: what the table holds.
 pub type AssignmentTable = BTreeMap<String, BTreeSet<String>>;
 
@@ -200,33 +211,38 @@ impl Core {
 
     fn load_assignments(&mut self) {
         if self.assignments_loading.is_none() {
-            self.assignments_loading = Some(false);
+            self.assignments_loading = Some(Reading::Current);
             self.outputs.push_back(Output::LoadAssignments);
         }
     }
 
-    /// The table changed: read it now, or, with a read out that may have missed the change,
-    /// again as soon as that one answers.
+    /// The table changed (the database said so): read it now, or, with a read out that may have
+    /// begun before the change, once more when that one answers. That answer still holds:
+    /// nothing newer than the table came in meanwhile.
     pub(crate) fn reload_assignments(&mut self) {
         if self.config.consultant_scope != ConsultantScope::Assigned {
             return;
         }
         match &mut self.assignments_loading {
-            Some(overtaken) => *overtaken = true,
+            Some(reading @ Reading::Current) => *reading = Reading::ThenAgain,
+            Some(_) => {}
             None => self.load_assignments(),
         }
     }
 
-    /// The table as read. A read that a change overtook is dropped and made again at once.
+    /// The table as read: applied, unless a change this node applied meanwhile may be newer than
+    /// it (that read is dropped); either way read again at once when asked to.
     pub(crate) fn on_assignments_loaded(&mut self, table: Option<AssignmentTable>) {
-        let overtaken = self.assignments_loading.take().unwrap_or(false);
-        if overtaken {
-            return self.load_assignments();
-        }
-        if let Some(table) = table {
-            if !self.assignments.load(&table).is_empty() {
-                self.assignments_changed();
+        let reading = self.assignments_loading.take().unwrap_or(Reading::Current);
+        if reading != Reading::Overtaken {
+            if let Some(table) = table {
+                if !self.assignments.load(&table).is_empty() {
+                    self.assignments_changed();
+                }
             }
+        }
+        if reading != Reading::Current {
+            self.load_assignments();
         }
     }
 
@@ -236,17 +252,11 @@ impl Core {
         self.publish(BusBody::Assigned { consultant_id, readers });
     }
 
-    /// Another node's admin changed a consultant's set; a table of this node's own records it.
-    pub(crate) fn on_assigned_elsewhere(&mut self, consultant_id: String, readers: BTreeSet<String>) {
-        self.apply_assignment(&consultant_id, &readers);
-        if self.config.assignments_per_node {
-            self.outputs.push_back(Output::SaveAssignments { consultant_id, readers });
-        }
-    }
-
-    fn apply_assignment(&mut self, consultant: &str, readers: &BTreeSet<String>) {
-        if let Some(overtaken) = &mut self.assignments_loading {
-            *overtaken = true;
+    /// A change applied ahead of the table's next read: this node's `PUT`, or another node's
+    /// announced on the bus (already in the table they share).
+    pub(crate) fn apply_assignment(&mut self, consultant: &str, readers: &BTreeSet<String>) {
+        if let Some(reading) = &mut self.assignments_loading {
+            *reading = Reading::Overtaken;
         }
         if self.assignments.replace(consultant, readers) {
             self.assignments_changed();

@@ -151,28 +151,23 @@ fn a_reassignment_takes_effect_at_once_and_is_announced() {
 }
 
 #[test]
-fn another_nodes_change_applies_here_and_a_table_of_our_own_records_it() {
-    for per_node in [false, true] {
-        let config = Config { assignments_per_node: per_node, ..scoped() };
-        let mut node = Node::named("node-a", config, 1);
-        let c1 = subscribed(&mut node, "c1", "consultant", json!({"consultantId": "c1"}));
-        let r1 = node.connect("r1", "reader");
-        let body = BusBody::Assigned { consultant_id: "c1".into(), readers: set(&["r1"]) };
-        let out =
-            node.input(Input::Bus(BusMessage { origin: "node-b".into(), incarnation: 1, seq: 1, body }));
-        let saved = out
-            .iter()
-            .any(|o| *o == Output::SaveAssignments { consultant_id: "c1".into(), readers: set(&["r1"]) });
-        assert_eq!(saved, per_node);
-        let (_, out) = event(&mut node, r1, "PAGE_TURN");
-        assert_eq!(counts(&out, &[c1]), [1]);
-    }
+fn another_nodes_change_applies_here_at_once() {
+    let mut node = node_with(ConsultantScope::Assigned);
+    let c1 = subscribed(&mut node, "c1", "consultant", json!({"consultantId": "c1"}));
+    let r2 = node.connect("r2", "reader");
+    let body = BusBody::Assigned { consultant_id: "c1".into(), readers: set(&["r2"]) };
+    node.input(Input::Bus(BusMessage { origin: "node-b".into(), incarnation: 1, seq: 1, body }));
+    let (_, out) = event(&mut node, r2, "PAGE_TURN");
+    assert_eq!(counts(&out, &[c1]), [1]);
 }
 
 #[test]
 fn the_table_is_read_at_start_and_every_refresh_and_a_read_a_change_overtook_is_dropped() {
     let mut node = Node::with_config(Config { assignment_refresh_ms: 5_000, ..scoped() });
-    // The first input asked for the table (the harness fed a tick at construction).
+    let mut fresh = alice_core::Core::new(Config { assignment_refresh_ms: 5_000, ..scoped() }, "node-b", 1);
+    fresh.handle(START, Input::Tick);
+    let first: Vec<Output> = std::iter::from_fn(|| fresh.poll_output()).collect();
+    assert!(first.contains(&Output::LoadAssignments), "the first input asks for the table: {first:?}");
     let out = node.advance(4_999);
     assert!(!out.contains(&Output::LoadAssignments), "one read out at a time, none due yet");
     node.input(Input::AssignmentsLoaded { table: Some([("c1".to_owned(), set(&["r1"]))].into()) });
@@ -189,6 +184,16 @@ fn the_table_is_read_at_start_and_every_refresh_and_a_read_a_change_overtook_is_
     // The database says the table changed: read at once, not at the next refresh.
     let out = node.input(Input::AssignmentsTouched);
     assert!(out.contains(&Output::LoadAssignments), "{out:?}");
+    node.input(Input::AssignmentsLoaded { table: Some([("c1".to_owned(), set(&["r2", "r4"]))].into()) });
+    assert_eq!(node.core.assigned_readers("c1"), ["r2", "r4"]);
+    // Told again while a read is out: that read's answer still holds (nothing newer came in), and
+    // the table is read once more after it; changes faster than a read never starve the reads.
+    node.input(Input::AssignmentsTouched);
+    let out = node.input(Input::AssignmentsTouched);
+    assert!(!out.contains(&Output::LoadAssignments), "one read out at a time");
+    let out = node.input(Input::AssignmentsLoaded { table: Some([("c1".to_owned(), set(&["r5"]))].into()) });
+    assert_eq!(node.core.assigned_readers("c1"), ["r5"], "applied");
+    assert!(out.contains(&Output::LoadAssignments), "and read again");
     node.input(Input::AssignmentsLoaded { table: Some([("c1".to_owned(), set(&["r2", "r4"]))].into()) });
     assert_eq!(node.core.assigned_readers("c1"), ["r2", "r4"]);
     // A failed read keeps what was there.
@@ -423,4 +428,122 @@ fn scope_all_ignores_assignments_entirely() {
     assert_eq!(listed(&received(&out, c1, "online-readers")[0]), ["r9"]);
     let (_, out) = event(&mut node, r9, "PAGE_TURN");
     assert_eq!(counts(&out, &[c1]), [1]);
+}
+
+#[test]
+fn an_assignment_that_ends_while_the_store_answers_holds_for_that_answer() {
+    // get-recent-events answered by the store.
+    let mut node = node_with(ConsultantScope::Assigned);
+    node.input(Input::HistoryLoaded { events: Vec::new(), complete: false });
+    let c1 = staff(&mut node, "c1", "consultant");
+    let out = node.send(c1, "get-recent-events", json!(null));
+    let Some(Output::QueryStore { conn, ack, .. }) =
+        out.iter().find(|o| matches!(o, Output::QueryStore { .. })).cloned()
+    else {
+        panic!("asked the store: {out:?}")
+    };
+    node.input(Input::Assign { consultant_id: "c1".into(), readers: set(&["r9"]) });
+    let stored = |user: &str, n: u64| {
+        std::sync::Arc::new(alice_core::ReaderEvent {
+            id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + u128::from(n)),
+            user_id: user.into(),
+            event_type: "A".into(),
+            data: alice_core::replies::Json::from_text("null".into()).unwrap(),
+            timestamp: START,
+            session_id: "s".into(),
+            position: alice_core::LogPosition { ms: START.0 - 1000, seq: n },
+        })
+    };
+    let out = node.input(Input::StoreQueryAnswered {
+        conn,
+        ack,
+        answer: Some((vec![stored("r1", 1), stored("r9", 2)], false)),
+    });
+    assert_eq!(recent_ids(&received(&out, c1, "recent-events")[0]), set(&["r9"]));
+
+    // A recovery that waits for the store's replay.
+    let mut node = Node::with_config(Config { history_capacity: 1, ..scoped() });
+    node.input(Input::AssignmentsLoaded { table: Some([("c1".to_owned(), set(&["r1", "r2"]))].into()) });
+    let r1 = node.connect("r1", "reader");
+    let c = node.next_conn();
+    let token = TokenCheck::Verified(claims("c1", "consultant"));
+    let out = node.input(Input::Connect { conn: c, sid: "s".into(), token, recovery: None });
+    let pid = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Pid { pid, .. } => Some(pid.clone()),
+            _ => None,
+        })
+        .unwrap();
+    node.send(c, "subscribe-consultant", json!({"consultantId": "c1"}));
+    let (_, out) = event(&mut node, r1, "A");
+    let offset = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Activity { to, position, .. } if to.contains(&c) => Some(*position),
+            _ => None,
+        })
+        .unwrap();
+    let session = node
+        .disconnect(c)
+        .iter()
+        .find_map(|o| match o {
+            Output::SaveSession { session, .. } => Some(session.clone()),
+            _ => None,
+        })
+        .unwrap();
+    event(&mut node, r1, "A");
+    event(&mut node, r1, "A");
+    let again = node.next_conn();
+    let recovery = Recovery { pid, offset: Some(offset.to_string()), session: Some(session) };
+    let token = TokenCheck::Verified(claims("c1", "consultant"));
+    let out = node.input(Input::Connect {
+        conn: again,
+        sid: "s2".into(),
+        token,
+        recovery: Some(Box::new(recovery)),
+    });
+    assert!(out.iter().any(|o| matches!(o, Output::QueryReplay { .. })), "the store is asked: {out:?}");
+    node.input(Input::Assign { consultant_id: "c1".into(), readers: set(&["r2"]) });
+    let out = node.input(Input::ReplayAnswered {
+        conn: again,
+        answer: Some(Some((offset, vec![stored("r1", 7), stored("r2", 8)]))),
+    });
+    assert!(out.contains(&Output::Accept { conn: again }), "{out:?}");
+    let users: Vec<String> = out
+        .iter()
+        .flat_map(|o| match o {
+            Output::Replay { conn, events } if *conn == again => {
+                events.iter().map(|e| e.user_id.to_string()).collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(users.iter().all(|u| u == "r2"), "nothing of r1 once it is no longer c1's: {users:?}");
+}
+
+#[test]
+fn deliveries_held_for_a_new_socket_follow_an_assignment_that_ends_meanwhile() {
+    let mut node = node_with(ConsultantScope::Assigned);
+    let r1 = node.connect("r1", "reader");
+    let c1 = node.connect("c1", "consultant");
+    // c1 has sent no command yet: its deliveries wait (for a possible resume).
+    event(&mut node, r1, "HELP_REQUEST");
+    node.input(Input::Assign { consultant_id: "c1".into(), readers: set(&[]) });
+    let out = node.send(c1, "get-online-readers", json!(null));
+    assert!(activity_ids(&out, c1).is_empty(), "{out:?}");
+    assert!(listed(&received(&out, c1, "online-readers")[0]).is_empty());
+}
+
+#[test]
+fn an_ended_assignment_leaves_the_next_push() {
+    let mut node = node_with(ConsultantScope::Assigned);
+    node.connect("r1", "reader");
+    let c1 = subscribed(&mut node, "c1", "consultant", json!({"consultantId": "c1"}));
+    node.advance(2_000);
+    let mut out = node.input(Input::Assign { consultant_id: "c1".into(), readers: set(&[]) });
+    out.extend(node.advance(2_000));
+    let pushes = received(&out, c1, "online-readers");
+    assert_eq!(pushes.len(), 1, "{out:?}");
+    assert_eq!((listed(&pushes[0]), pushes[0]["count"].clone()), (Vec::<String>::new(), json!(0)));
 }

@@ -74,7 +74,7 @@ async fn read(
     if !valid_id(&consultant_id) {
         return error(StatusCode::BAD_REQUEST, "consultantId must be 1 to 128 characters");
     }
-    match state.store.assignments(Some(&consultant_id)).await {
+    match state.assignments.load(Some(&consultant_id)).await {
         Ok(mut table) => answer(&consultant_id, table.remove(&consultant_id).unwrap_or_default()),
         Err(e) => store_failed(&e),
     }
@@ -85,7 +85,7 @@ async fn mine(State(state): State<HttpState>, headers: HeaderMap) -> Response {
         Ok(p) => p.user_id,
         Err(r) => return r,
     };
-    match state.store.assignments(Some(&consultant)).await {
+    match state.assignments.load(Some(&consultant)).await {
         Ok(mut table) => answer(&consultant, table.remove(&*consultant).unwrap_or_default()),
         Err(e) => store_failed(&e),
     }
@@ -107,7 +107,7 @@ async fn replace(
         Ok(readers) => readers,
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
-    if let Err(e) = state.store.assign(&consultant_id, &readers).await {
+    if let Err(e) = state.assignments.replace(&consultant_id, &readers).await {
         return store_failed(&e);
     }
     let (reply, applied) = tokio::sync::oneshot::channel();

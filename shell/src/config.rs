@@ -187,8 +187,6 @@ impl Settings {
                 })?,
             },
             assignment_refresh_ms: num(&get, "ASSIGNMENT_REFRESH_MS", d.assignment_refresh_ms, 100)?,
-            // Decided at start from Redis and the store (`lib.rs`).
-            assignments_per_node: false,
         };
         if core.max_event_depth >= crate::arguments::STAND_IN_DEPTH {
             return Err(ConfigError(format!(

@@ -191,6 +191,8 @@ pub struct Links {
     pub verifier: Verifier,
     /// Where the core's session changes go (`sessions.rs`).
     pub sessions: mpsc::Sender<Change>,
+    /// Where consultant assignments are read.
+    pub assignments: crate::assignments::AssignmentSource,
 }
 
 pub struct Driver {
@@ -204,6 +206,7 @@ pub struct Driver {
     bus: Bus,
     verifier: Verifier,
     sessions: mpsc::Sender<Change>,
+    assignments: crate::assignments::AssignmentSource,
     reader_sessions: SessionRecorder,
     rx: mpsc::Receiver<Command>,
     tx: mpsc::Sender<Command>,
@@ -230,7 +233,8 @@ pub struct Driver {
 impl Driver {
     pub fn new(core: Core, links: Links, capacity: usize) -> (Driver, DriverHandle) {
         let (tx, rx) = mpsc::channel(capacity);
-        let Links { clock, store, log, outbox, readers, consumer, bus, verifier, sessions } = links;
+        let Links { clock, store, log, outbox, readers, consumer, bus, verifier, sessions, assignments } =
+            links;
         let reader_sessions = SessionRecorder::spawn(store.clone());
         let driver = Driver {
             core,
@@ -244,6 +248,7 @@ impl Driver {
             reader_sessions,
             verifier,
             sessions,
+            assignments,
             rx,
             tx: tx.clone(),
             sockets: HashMap::new(),
@@ -557,9 +562,9 @@ impl Driver {
                     });
                 }
                 Output::LoadAssignments => {
-                    let (store, tx) = (self.store.clone(), self.tx.clone());
+                    let (source, tx) = (self.assignments.clone(), self.tx.clone());
                     tokio::spawn(async move {
-                        let table = match store.assignments(None).await {
+                        let table = match source.load(None).await {
                             Ok(table) => Some(table),
                             Err(e) => {
                                 tracing::warn!(error = %e, "could not read the consultant assignments");
@@ -567,17 +572,6 @@ impl Driver {
                             }
                         };
                         let _ = tx.send(Command::Input(Input::AssignmentsLoaded { table })).await;
-                    });
-                }
-                Output::SaveAssignments { consultant_id, readers } => {
-                    let store = self.store.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = store.assign(&consultant_id, &readers).await {
-                            // It holds here until the next refresh reads this node's table
-                            // without it; the admin's next PUT announces it again.
-                            tracing::warn!(error = %e, consultant = %consultant_id,
-                                "could not record another node's assignment change");
-                        }
                     });
                 }
                 Output::QueryStore { conn, ack, query } => {

@@ -30,6 +30,8 @@ pub struct HttpState {
     pub driver: DriverHandle,
     pub verifier: Verifier,
     pub store: Arc<dyn EventStore>,
+    /// Where consultant assignments are read and written.
+    pub assignments: crate::assignments::AssignmentSource,
     /// This node's consumer group's dead letters, in a cluster.
     pub dead_letters: Option<Arc<DeadLetters>>,
     /// Present when the node is part of a Redis cluster.

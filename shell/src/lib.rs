@@ -3,6 +3,7 @@
 
 mod admin_assignments;
 pub mod arguments;
+pub mod assignments;
 pub mod auth;
 mod backlog;
 pub mod bus;
@@ -37,6 +38,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::assignments::{AssignmentSource, RedisAssignments};
 use crate::auth::Verifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
@@ -180,21 +182,14 @@ where
         ),
         None => None,
     };
-    // A cluster whose nodes each keep their own file keeps one assignments table per node too.
-    let assignments_per_node = deployment == Deployment::Cluster && store.is_embedded();
-    let core_config = alice_core::Config { deployment, assignments_per_node, ..settings.core.clone() };
+    let core_config = alice_core::Config { deployment, ..settings.core.clone() };
     let scoped = core_config.consultant_scope == alice_core::ConsultantScope::Assigned;
     let mut core = Core::new(core_config, &settings.node_id, seed);
-    if scoped {
-        // Before the first socket: a consultant is never shown what its assignments would hide.
-        match store.assignments(None).await {
-            Ok(table) => {
-                tracing::info!(consultants = table.len(), "consultant assignments loaded");
-                core.handle(clock.reading(), Input::AssignmentsLoaded { table: Some(table) });
-            }
-            Err(e) => tracing::error!(error = %e, "could not read the consultant assignments; retrying"),
-        }
-    }
+    // A cluster whose nodes each keep their own file shares no table: its assignments live in Redis.
+    let assignments = match (&redis, store.is_embedded()) {
+        (Some(link), true) => AssignmentSource::Redis(Arc::new(RedisAssignments::new(link.clone()))),
+        _ => AssignmentSource::Table(store.clone()),
+    };
 
     let outbox = match deployment {
         Deployment::SingleOutbox => {
@@ -226,6 +221,16 @@ where
         history.extend(u.events.iter().chain(&u.dead).cloned());
     }
     core.handle(clock.reading(), Input::HistoryLoaded { events: history, complete });
+    if scoped {
+        // Before the first socket: a consultant is never shown what its assignments would hide.
+        match assignments.load(None).await {
+            Ok(table) => {
+                tracing::info!(consultants = table.len(), "consultant assignments loaded");
+                core.handle(clock.reading(), Input::AssignmentsLoaded { table: Some(table) });
+            }
+            Err(e) => tracing::error!(error = %e, "could not read the consultant assignments; retrying"),
+        }
+    }
     if let Some(u) = unstored {
         if !u.events.is_empty() || !u.dead.is_empty() {
             tracing::info!(
@@ -278,10 +283,11 @@ where
         bus,
         verifier: verifier.clone(),
         sessions: sessions::spawn_writer(sessions.clone()),
+        assignments: assignments.clone(),
     };
     let (driver, handle) = Driver::new(core, links, DRIVER_QUEUE);
     let driver_task = tokio::spawn(driver.run());
-    if scoped {
+    if scoped && matches!(assignments, AssignmentSource::Table(_)) {
         let wake = handle.clone();
         store.watch_assignments(Box::new(move || {
             // A full queue is busy enough (the refresh timer reads the table anyway); a closed
@@ -345,6 +351,7 @@ where
         driver: handle.clone(),
         verifier,
         store,
+        assignments,
         dead_letters,
         redis: redis_health.clone(),
         clock,

@@ -366,8 +366,7 @@ async fn works_on_the_suites_own_table_and_announces_changes_to_it() {
         "CREATE TABLE consultant_assignments (
              id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
              consultant_id UUID NOT NULL, user_id UUID NOT NULL, book_id UUID,
-             active BOOLEAN DEFAULT true,
-             created_at TIMESTAMPTZ DEFAULT now(), updated_at TIMESTAMPTZ DEFAULT now())",
+             active BOOLEAN DEFAULT true, created_at TIMESTAMPTZ DEFAULT now())",
     )
     .execute(&pool)
     .await

@@ -25,6 +25,8 @@ pub struct ConsultantView {
     pub order: Vec<Uuid>,
     /// Whose each of them was, and when it came (simulated ms), in the same order.
     pub arrivals: Vec<(String, u64)>,
+    /// Each reader an `online-readers` push or snapshot listed, and when it came.
+    pub listed: Vec<(String, u64)>,
     /// The readers `get-online-readers` listed at the check, if this socket asked.
     pub online: Option<BTreeSet<String>>,
     /// It asked for the online list and got no answer.
@@ -240,6 +242,14 @@ pub fn invariants(
                 if !obs.may_see(&name(c), reader, *at) {
                     broken.push(format!(
                         "{} was shown {id} of {reader} at {at} ms, not assigned to it",
+                        c.name
+                    ));
+                }
+            }
+            for (reader, at) in &c.listed {
+                if !obs.may_see(&name(c), reader, *at) {
+                    broken.push(format!(
+                        "{} was listed {reader} online at {at} ms, not assigned to it",
                         c.name
                     ));
                 }

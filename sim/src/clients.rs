@@ -402,8 +402,15 @@ async fn consultant(ctx: Ctx, j: usize, mut rng: ChaCha8Rng) {
     ctx.obs.lock().unwrap().consultants.extend(views);
 }
 
-/// Counts a `reader-activity` a consultant socket received.
+/// Counts a `reader-activity` a consultant socket received, and notes whom each `online-readers`
+/// it was sent listed.
 fn received(ctx: &Ctx, who: &str, view: &mut ConsultantView, name: &str, payload: &Value) {
+    if name == "online-readers" {
+        let listed = payload["readers"].as_array().into_iter().flatten();
+        let at = ctx.now_ms();
+        view.listed.extend(listed.filter_map(|r| r["userId"].as_str()).map(|u| (u.to_owned(), at)));
+        return;
+    }
     if name != "reader-activity" {
         return;
     }

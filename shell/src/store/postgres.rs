@@ -28,9 +28,12 @@ const LISTEN_RETRY: Duration = Duration::from_secs(5);
 /// Wakes the core on every notification of the assignments trigger. Polling stays underneath:
 /// a notification is lost while the listener reconnects (so a reconnect wakes the core too), and
 /// never arrives through a transaction pooler, which cannot hold a `LISTEN`.
-async fn listen_for_assignments(pool: PgPool, wake: Box<dyn Fn() -> bool + Send + Sync>) {
+///
+/// The listener holds a connection of its own, outside the pool: the pool's are for the store's
+/// calls (a pool of one would otherwise be left with none).
+async fn listen_for_assignments(url: String, wake: Box<dyn Fn() -> bool + Send + Sync>) {
     while wake() {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+        let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot listen for assignment changes; polling only for now");
@@ -75,6 +78,10 @@ pub struct PgStore {
     user_id_type: &'static str,
     /// The same for `consultant_assignments` (the Alice Suite's table has uuid ids).
     assignment_id_type: &'static str,
+    /// Whether that table has `updated_at` (ours does; the suite's may not).
+    assignment_updated_at: bool,
+    /// For a `LISTEN` connection of its own, outside the pool.
+    url: String,
 }
 
 /// Data and constraint errors are the data's fault: retry those events alone. Everything else
@@ -108,7 +115,14 @@ impl PgStore {
             .max_connections(settings.pool_size)
             .acquire_timeout(settings.timeout)
             .connect_lazy_with(options);
-        Ok(PgStore { pool, timeout: settings.timeout, user_id_type: "text", assignment_id_type: "text" })
+        Ok(PgStore {
+            pool,
+            timeout: settings.timeout,
+            user_id_type: "text",
+            assignment_id_type: "text",
+            assignment_updated_at: true,
+            url: settings.url.clone(),
+        })
     }
 
     /// Applies the embedded migrations.
@@ -119,32 +133,31 @@ impl PgStore {
     /// Reads how the existing schema types user ids (uuid on the original Supabase schema and in
     /// the Alice Suite's `consultant_assignments`).
     pub async fn inspect(mut self) -> Result<PgStore, StoreError> {
-        self.user_id_type = self.id_type("real_time_events").await?;
-        self.assignment_id_type = self.id_type("consultant_assignments").await?;
+        let id_type = |ty: Option<String>| if ty.as_deref() == Some("uuid") { "uuid" } else { "text" };
+        self.user_id_type = id_type(self.column_type("real_time_events", "user_id").await?);
+        self.assignment_id_type = id_type(self.column_type("consultant_assignments", "user_id").await?);
+        self.assignment_updated_at =
+            self.column_type("consultant_assignments", "updated_at").await?.is_some();
         Ok(self)
     }
 
-    async fn id_type(&self, table: &str) -> Result<&'static str, StoreError> {
+    /// A column's data type, if the table has it.
+    async fn column_type(&self, table: &str, column: &str) -> Result<Option<String>, StoreError> {
         let mut tx = self.begin().await?;
         let ty: Option<String> = self
             .bounded(
                 sqlx::query_scalar(
                     "SELECT data_type FROM information_schema.columns
-                     WHERE table_schema = current_schema() AND table_name = $1
-                       AND column_name = 'user_id'",
+                     WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
                 )
                 .bind(table)
+                .bind(column)
                 .persistent(false)
                 .fetch_optional(&mut *tx),
             )
             .await?;
         self.bounded(tx.commit()).await?;
-        Ok(if ty.as_deref() == Some("uuid") { "uuid" } else { "text" })
-    }
-
-    /// The pool, for a `LISTEN` of its own.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+        Ok(ty)
     }
 
     /// Narrows a query to these readers' events (a scoped consultant's).
@@ -340,6 +353,7 @@ impl EventStore for PgStore {
 
     async fn assign(&self, consultant: &str, readers: &BTreeSet<String>) -> Result<(), StoreError> {
         let ty = self.assignment_id_type;
+        let touched = if self.assignment_updated_at { ", updated_at = now()" } else { "" };
         let readers: Vec<String> = readers.iter().cloned().collect();
         let mut tx = self.begin().await?;
         // Two replacements of one consultant's set at once take turns.
@@ -348,11 +362,11 @@ impl EventStore for PgStore {
         self.bounded(lock.persistent(false).execute(&mut *tx)).await?;
         for sql in [
             format!(
-                "UPDATE consultant_assignments SET active = false, updated_at = now()
+                "UPDATE consultant_assignments SET active = false{touched}
                  WHERE consultant_id = CAST($1 AS {ty}) AND active AND NOT (user_id = ANY(CAST($2 AS {ty}[])))"
             ),
             format!(
-                "UPDATE consultant_assignments SET active = true, updated_at = now()
+                "UPDATE consultant_assignments SET active = true{touched}
                  WHERE consultant_id = CAST($1 AS {ty}) AND NOT active AND user_id = ANY(CAST($2 AS {ty}[]))"
             ),
             format!(
@@ -369,7 +383,7 @@ impl EventStore for PgStore {
     }
 
     fn watch_assignments(&self, wake: Box<dyn Fn() -> bool + Send + Sync>) {
-        tokio::spawn(listen_for_assignments(self.pool.clone(), wake));
+        tokio::spawn(listen_for_assignments(self.url.clone(), wake));
     }
 
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {

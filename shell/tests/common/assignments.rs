@@ -22,7 +22,7 @@ pub async fn replaces_a_consultants_set(store: &dyn EventStore, r: [&str; 3]) {
     assert!(store.assignments(Some("c9")).await.unwrap().is_empty());
     store.assign("c1", &set(&[])).await.unwrap();
     assert!(!store.assignments(None).await.unwrap().contains_key("c1"), "an empty set ends them all");
-    // An ended assignment made active again is the same row, not a second one.
+    // An ended assignment is active again, and a repeated replacement changes nothing.
     store.assign("c1", &set(&[r[0]])).await.unwrap();
     store.assign("c1", &set(&[r[0]])).await.unwrap();
     assert_eq!(store.assignments(Some("c1")).await.unwrap().get("c1"), Some(&set(&[r[0]])));
