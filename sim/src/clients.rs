@@ -59,6 +59,10 @@ pub async fn run_all(scenario: Scenario, seed: u64, obs: Arc<Mutex<Observations>
         let rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc0c0_0000 ^ j as u64);
         scripts.push(consultant(ctx.clone(), j, rng).boxed_local());
     }
+    if scenario.scoped {
+        let rng = ChaCha8Rng::seed_from_u64(seed ^ 0xad31_0000);
+        scripts.push(admin(ctx.clone(), rng).boxed_local());
+    }
     join_all(scripts).await;
 }
 
@@ -400,6 +404,64 @@ async fn consultant(ctx: Ctx, j: usize, mut rng: ChaCha8Rng) {
         break;
     }
     ctx.obs.lock().unwrap().consultants.extend(views);
+}
+
+/// When the admin replaces a consultant's readers through the API, in a scoped run: after the
+/// table's own rewrites (`tests/consultant_scope.rs`), while readers still send.
+pub const ADMIN_PUT_MS: u64 = 4_500;
+
+/// An admin who replaces consultant-2's readers with `PUT /admin/assignments/consultant-2` on a
+/// node drawn from the seed: one assigned reader out, one other in. From the moment the request
+/// leaves until the node answers (and the allowance after), either set is within the rules.
+async fn admin(ctx: Ctx, mut rng: ChaCha8Rng) {
+    sleep_until(ctx.at(ADMIN_PUT_MS + rng.random_range(0..500))).await;
+    let Some((_, table)) = ctx.obs.lock().unwrap().assignments.last().cloned() else { return };
+    let mut mine = table.get("consultant-2").cloned().unwrap_or_default();
+    let all: Vec<String> = (0..ctx.scenario.readers).map(|k| format!("reader-{k}")).collect();
+    let out = mine.iter().nth(rng.random_range(0..mine.len().max(1))).cloned();
+    let others: Vec<&String> = all.iter().filter(|r| !mine.contains(*r)).collect();
+    let into = others.get(rng.random_range(0..others.len().max(1))).map(|r| (*r).clone());
+    mine.extend(into);
+    if let Some(out) = out {
+        mine.remove(&out);
+    }
+    let mut next = table.clone();
+    next.insert("consultant-2".into(), mine.clone());
+    // From the request on, either set may hold; from the answer on, the new one.
+    let mut either = next.clone();
+    either
+        .get_mut("consultant-2")
+        .expect("just set")
+        .extend(table.get("consultant-2").into_iter().flatten().cloned());
+    let node = ctx.node(rng.random_range(0..ctx.scenario.nodes));
+    ctx.obs.lock().unwrap().assignments.push((ctx.now_ms(), either));
+    ctx.trace.line(format!("admin puts consultant-2 {mine:?} on {node}"));
+    let body = json!({ "readers": mine }).to_string();
+    match put(node, "/admin/assignments/consultant-2", &token("admin-0", "admin"), &body).await {
+        Ok(status) if status.contains(" 200 ") => {
+            ctx.trace.line(format!("admin's put answered {status}"));
+            ctx.obs.lock().unwrap().assignments.push((ctx.now_ms(), next));
+        }
+        other => ctx.obs.lock().unwrap().leaks.push(format!("the admin's PUT on {node} failed: {other:?}")),
+    }
+}
+
+/// One HTTP/1.1 request over the simulated network; the status line of its answer.
+async fn put(node: &str, path: &str, token: &str, body: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp =
+        turmoil::net::TcpStream::connect(format!("{node}:3000")).await.map_err(|e| e.to_string())?;
+    let request = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {node}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut answer)).await;
+    read.map_err(|_| "no answer".to_owned())?.map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&answer);
+    Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
 /// Counts a `reader-activity` a consultant socket received, and notes whom each `online-readers`
