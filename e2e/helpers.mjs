@@ -156,20 +156,23 @@ export const next = (socket, event, ms = 3000) =>
 /** A round trip that proves every earlier message from this socket was handled. */
 export const barrier = (socket) => socket.emitWithAck("leave-room", "barrier");
 
-/** GET/POST JSON from the server. */
-export async function http(server, path, { method = "GET", bearer } = {}) {
+/** GET/PUT/POST JSON from the server; `body` (a value, or text as it is) is sent as JSON. */
+export async function http(server, path, { method = "GET", bearer, body } = {}) {
+  const headers = bearer ? { authorization: `Bearer ${bearer}` } : {};
+  if (body !== undefined) headers["content-type"] = "application/json";
   const res = await fetch(server.url + path, {
     method,
-    headers: bearer ? { authorization: `Bearer ${bearer}` } : {},
+    headers,
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
   });
   const text = await res.text();
-  let body;
+  let answer;
   try {
-    body = JSON.parse(text);
+    answer = JSON.parse(text);
   } catch {
-    body = text;
+    answer = text;
   }
-  return { status: res.status, body };
+  return { status: res.status, body: answer };
 }
 
 /**
@@ -303,21 +306,3 @@ export function postgresDb(what) {
   };
 }
 
-/** GET/PUT/POST JSON with a body. */
-export async function httpJson(server, path, { method = "GET", bearer, body } = {}) {
-  const headers = { "content-type": "application/json" };
-  if (bearer) headers.authorization = `Bearer ${bearer}`;
-  const res = await fetch(server.url + path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let parsed;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = text;
-  }
-  return { status: res.status, body: parsed };
-}

@@ -16,7 +16,7 @@ import {
   sleep,
   barrier,
   token,
-  httpJson,
+  http,
   flakyProxy,
   haveRedis as redisOnPath,
   redisServer,
@@ -39,9 +39,9 @@ async function server(env) {
 }
 
 const assign = (server, consultant, readers, bearer = admin) =>
-  httpJson(server, `/admin/assignments/${encodeURIComponent(consultant)}`, { method: "PUT", bearer, body: { readers } });
+  http(server, `/admin/assignments/${encodeURIComponent(consultant)}`, { method: "PUT", bearer, body: { readers } });
 const assigned = async (server, consultant) =>
-  (await httpJson(server, `/admin/assignments/${encodeURIComponent(consultant)}`, { bearer: admin })).body.readers;
+  (await http(server, `/admin/assignments/${encodeURIComponent(consultant)}`, { bearer: admin })).body.readers;
 
 const activityFrom = (socket, user) => got(socket, "reader-activity").filter((e) => e.userId === user);
 const send = async (reader, eventType, data = {}) => (await reader.emitWithAck("reader-event", { eventType, data })).eventId;
@@ -59,12 +59,12 @@ test("one node: the admin API replaces and reads a consultant's readers, and ref
     [await assign(s, "api-c", ["x"], null), 401],
     [await assign(s, "api-c", ["x"], token("api-c", "consultant")), 403],
     [await assign(s, "api-c", ["x"], token("api-r1", "reader")), 403],
-    [await httpJson(s, "/admin/assignments/api-c", { bearer: token("api-c", "consultant") }), 403],
-    [await httpJson(s, "/admin/assignments/api-c", { method: "PUT", bearer: admin, body: "not json" }), 400],
-    [await httpJson(s, "/admin/assignments/api-c", { method: "PUT", bearer: admin, body: { reader: ["x"] } }), 400],
-    [await httpJson(s, "/admin/assignments/api-c", { method: "PUT", bearer: admin, body: { readers: [7] } }), 400],
-    [await httpJson(s, "/admin/assignments/api-c", { method: "PUT", bearer: admin, body: { readers: ["x".repeat(129)] } }), 400],
-    [await httpJson(s, `/admin/assignments/${"c".repeat(129)}`, { method: "PUT", bearer: admin, body: { readers: [] } }), 400],
+    [await http(s, "/admin/assignments/api-c", { bearer: token("api-c", "consultant") }), 403],
+    [await http(s, "/admin/assignments/api-c", { method: "PUT", bearer: admin, body: "not json" }), 400],
+    [await http(s, "/admin/assignments/api-c", { method: "PUT", bearer: admin, body: { reader: ["x"] } }), 400],
+    [await http(s, "/admin/assignments/api-c", { method: "PUT", bearer: admin, body: { readers: [7] } }), 400],
+    [await http(s, "/admin/assignments/api-c", { method: "PUT", bearer: admin, body: { readers: ["x".repeat(129)] } }), 400],
+    [await http(s, `/admin/assignments/${"c".repeat(129)}`, { method: "PUT", bearer: admin, body: { readers: [] } }), 400],
   ];
   for (const [res, status] of refusals) {
     assert.equal(res.status, status, JSON.stringify(res.body));

@@ -373,49 +373,45 @@ fn a_resume_from_the_store_asks_for_the_scope_as_it_stands() {
     assert_eq!(filters[0].readers, Some(vec!["r1".to_owned()]));
 }
 
+/// A c1 dashboard, subscribed, that was shown one event of `reader` and left: what its official
+/// client presents when it reconnects (its pid, that event's offset, and the saved session).
+fn dashboard_that_left(node: &mut Node, reader: ConnId) -> Recovery {
+    let c = node.next_conn();
+    let token = TokenCheck::Verified(claims("c1", "consultant"));
+    let out = node.input(Input::Connect { conn: c, sid: "s".into(), token, recovery: None });
+    let pid = out.iter().find_map(|o| match o {
+        Output::Pid { pid, .. } => Some(pid.clone()),
+        _ => None,
+    });
+    node.send(c, "subscribe-consultant", json!({"consultantId": "c1"}));
+    let (_, out) = event(node, reader, "A");
+    let offset = out.iter().find_map(|o| match o {
+        Output::Activity { to, position, .. } if to.contains(&c) => Some(position.to_string()),
+        _ => None,
+    });
+    let session = node.disconnect(c).iter().find_map(|o| match o {
+        Output::SaveSession { session, .. } => Some(session.clone()),
+        _ => None,
+    });
+    Recovery { pid: pid.expect("a pid"), offset: Some(offset.expect("an offset")), session }
+}
+
+/// Reconnects c1 with `recovery`.
+fn recover(node: &mut Node, recovery: Recovery) -> (ConnId, Vec<Output>) {
+    let conn = node.next_conn();
+    let token = TokenCheck::Verified(claims("c1", "consultant"));
+    (conn, node.input(Input::Connect { conn, sid: "s2".into(), token, recovery: Some(Box::new(recovery)) }))
+}
+
 #[test]
 fn a_recovery_replays_only_what_the_scope_allows_at_the_time_of_the_replay() {
     let mut node = node_with(ConsultantScope::Assigned);
     let (r1, r2) = (node.connect("r1", "reader"), node.connect("r2", "reader"));
-    let c = node.next_conn();
-    let token = TokenCheck::Verified(claims("c1", "consultant"));
-    let out = node.input(Input::Connect { conn: c, sid: "s".into(), token, recovery: None });
-    let pid = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Pid { pid, .. } => Some(pid.clone()),
-            _ => None,
-        })
-        .unwrap();
-    node.send(c, "subscribe-consultant", json!({"consultantId": "c1"}));
-    let (_, out) = event(&mut node, r1, "A");
-    let offset = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Activity { to, position, .. } if to.contains(&c) => Some(*position),
-            _ => None,
-        })
-        .unwrap();
-    let out = node.disconnect(c);
-    let session = out
-        .iter()
-        .find_map(|o| match o {
-            Output::SaveSession { session, .. } => Some(session.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let recovery = dashboard_that_left(&mut node, r1);
     let (mine, _) = event(&mut node, r1, "A");
     event(&mut node, r2, "A");
     event(&mut node, r2, "HELP_REQUEST");
-    let again = node.next_conn();
-    let recovery = Recovery { pid, offset: Some(offset.to_string()), session: Some(session) };
-    let token = TokenCheck::Verified(claims("c1", "consultant"));
-    let out = node.input(Input::Connect {
-        conn: again,
-        sid: "s2".into(),
-        token,
-        recovery: Some(Box::new(recovery)),
-    });
+    let (again, out) = recover(&mut node, recovery);
     assert_eq!(activity_ids(&out, again), [mine]);
 }
 
@@ -465,44 +461,11 @@ fn an_assignment_that_ends_while_the_store_answers_holds_for_that_answer() {
     let mut node = Node::with_config(Config { history_capacity: 1, ..scoped() });
     node.input(Input::AssignmentsLoaded { table: Some([("c1".to_owned(), set(&["r1", "r2"]))].into()) });
     let r1 = node.connect("r1", "reader");
-    let c = node.next_conn();
-    let token = TokenCheck::Verified(claims("c1", "consultant"));
-    let out = node.input(Input::Connect { conn: c, sid: "s".into(), token, recovery: None });
-    let pid = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Pid { pid, .. } => Some(pid.clone()),
-            _ => None,
-        })
-        .unwrap();
-    node.send(c, "subscribe-consultant", json!({"consultantId": "c1"}));
-    let (_, out) = event(&mut node, r1, "A");
-    let offset = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Activity { to, position, .. } if to.contains(&c) => Some(*position),
-            _ => None,
-        })
-        .unwrap();
-    let session = node
-        .disconnect(c)
-        .iter()
-        .find_map(|o| match o {
-            Output::SaveSession { session, .. } => Some(session.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let recovery = dashboard_that_left(&mut node, r1);
+    let offset = recovery.offset.as_deref().unwrap().parse().unwrap();
     event(&mut node, r1, "A");
     event(&mut node, r1, "A");
-    let again = node.next_conn();
-    let recovery = Recovery { pid, offset: Some(offset.to_string()), session: Some(session) };
-    let token = TokenCheck::Verified(claims("c1", "consultant"));
-    let out = node.input(Input::Connect {
-        conn: again,
-        sid: "s2".into(),
-        token,
-        recovery: Some(Box::new(recovery)),
-    });
+    let (again, out) = recover(&mut node, recovery);
     assert!(out.iter().any(|o| matches!(o, Output::QueryReplay { .. })), "the store is asked: {out:?}");
     node.input(Input::Assign { consultant_id: "c1".into(), readers: set(&["r2"]) });
     let out = node.input(Input::ReplayAnswered {
