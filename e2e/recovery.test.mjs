@@ -44,7 +44,11 @@ const send = async (reader, type, n) => {
 /** Drops the dashboard's link, sends while it is away, and checks what the reconnect brings. */
 async function dropAndRecover({ proxy, dash, reader, type, beforeReconnect }) {
   const before = await send(reader, type, 3);
-  await until(() => dash.got.length === 3, 3000, "events before the drop");
+  await until(() => dash.got.length >= 3, 5000, "events before the drop").catch((e) => {
+    throw new Error(`${e.message}: got ${JSON.stringify(dash.got)} of ${JSON.stringify(before)}`);
+  });
+  await sleep(100);
+  assert.deepEqual(dash.got, before, "each once, in order, before the drop");
   const reconnected = new Promise((resolve) => dash.io.once("reconnect", resolve));
   // Hold reconnects off while events are sent: the proxy refuses nothing, so aim it first.
   await beforeReconnect?.();
