@@ -21,6 +21,7 @@ use crate::bus::Bus;
 use crate::clock::Clock;
 use crate::log::consumer::ConsumerLink;
 use crate::log::{EventLog, Outbox};
+use crate::metrics::Metrics;
 use crate::reader_sessions::SessionRecorder;
 use crate::redis_stream::StreamReader;
 use crate::sessions::Change;
@@ -97,13 +98,11 @@ pub struct Snapshot {
     pub store: WriteTimings,
 }
 
-/// How writes of one kind have gone, for `/metrics`.
+/// How many writes of one kind succeeded and failed, for `/metrics` (their times are histograms).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WriteTimings {
     pub ok: u64,
     pub failed: u64,
-    /// Total time spent in them, in microseconds.
-    pub micros: u64,
 }
 
 /// Counts writes from the tasks that run them.
@@ -111,17 +110,15 @@ pub struct WriteTimings {
 struct WriteCounters {
     ok: Counter,
     failed: Counter,
-    micros: Counter,
 }
 
 impl WriteCounters {
-    fn record(&self, started: Instant, ok: bool) {
-        self.micros.add(started.elapsed().as_micros() as u64);
+    fn record(&self, ok: bool) {
         if ok { &self.ok } else { &self.failed }.add(1);
     }
 
     fn timings(&self) -> WriteTimings {
-        WriteTimings { ok: self.ok.get(), failed: self.failed.get(), micros: self.micros.get() }
+        WriteTimings { ok: self.ok.get(), failed: self.failed.get() }
     }
 }
 
@@ -193,6 +190,8 @@ pub struct Links {
     pub sessions: mpsc::Sender<Change>,
     /// Where consultant assignments are read.
     pub assignments: crate::assignments::AssignmentSource,
+    /// The latency histograms.
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct Driver {
@@ -207,6 +206,9 @@ pub struct Driver {
     verifier: Verifier,
     sessions: mpsc::Sender<Change>,
     assignments: crate::assignments::AssignmentSource,
+    metrics: Arc<Metrics>,
+    /// When the input being handled arrived: what the core shows now became visible then.
+    handled_at: Instant,
     reader_sessions: SessionRecorder,
     rx: mpsc::Receiver<Command>,
     tx: mpsc::Sender<Command>,
@@ -233,8 +235,19 @@ pub struct Driver {
 impl Driver {
     pub fn new(core: Core, links: Links, capacity: usize) -> (Driver, DriverHandle) {
         let (tx, rx) = mpsc::channel(capacity);
-        let Links { clock, store, log, outbox, readers, consumer, bus, verifier, sessions, assignments } =
-            links;
+        let Links {
+            clock,
+            store,
+            log,
+            outbox,
+            readers,
+            consumer,
+            bus,
+            verifier,
+            sessions,
+            assignments,
+            metrics,
+        } = links;
         let reader_sessions = SessionRecorder::spawn(store.clone());
         let driver = Driver {
             core,
@@ -249,6 +262,8 @@ impl Driver {
             verifier,
             sessions,
             assignments,
+            metrics,
+            handled_at: Instant::now(),
             rx,
             tx: tx.clone(),
             sockets: HashMap::new(),
@@ -300,6 +315,7 @@ impl Driver {
 
     fn feed(&mut self, input: Input) {
         let now = self.clock.reading();
+        self.handled_at = Instant::now();
         self.core.handle(now, input);
         self.execute();
         while let Some(msg) = self.loopback.pop_front() {
@@ -449,6 +465,8 @@ impl Driver {
                         self.any_socket(&to).and_then(|s| Frame::activity(s, &payload, position))
                     {
                         self.deliver_to(&to, &frame);
+                        let took = self.handled_at.elapsed().as_secs_f64();
+                        to.iter().for_each(|_| self.metrics.delivered.observe(took));
                     }
                 }
                 Output::Ack { conn, ack, payload } => {
@@ -481,12 +499,26 @@ impl Driver {
                 Output::Append { append, entries } => {
                     let (log, tx) = (self.log.clone(), self.tx.clone());
                     let counters = self.append_counters.clone();
+                    let (metrics, clock) = (self.metrics.clone(), self.clock.clone());
+                    let cluster = self.core.config().deployment.reads_back();
                     tokio::spawn(async move {
                         let started = Instant::now();
                         let result = log.append(&entries).await;
-                        counters.record(started, result.is_ok());
+                        counters.record(result.is_ok());
+                        Metrics::observe(&metrics.append, started.elapsed());
+                        if cluster {
+                            metrics.redis_command("log_append", started.elapsed());
+                        }
                         let input = match result {
-                            Ok(repeats) => Input::Appended { append, repeats },
+                            Ok(repeats) => {
+                                // Accepted at its timestamp (the wall clock, to the millisecond).
+                                let now = clock.wall();
+                                for e in entries.iter() {
+                                    let waited = now.since(e.event.timestamp);
+                                    metrics.durable.observe(waited as f64 / 1000.0);
+                                }
+                                Input::Appended { append, repeats }
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, events = entries.len(), "append to the log failed");
                                 Input::AppendFailed { append }
@@ -498,10 +530,12 @@ impl Driver {
                 Output::StoreBatch { batch, events } => {
                     let (store, outbox, tx) = (self.store.clone(), self.outbox.clone(), self.tx.clone());
                     let counters = self.store_counters.clone();
+                    let metrics = self.metrics.clone();
                     tokio::spawn(async move {
                         let started = Instant::now();
                         let result = store.insert(&events).await;
-                        counters.record(started, result.is_ok());
+                        counters.record(result.is_ok());
+                        Metrics::observe(&metrics.store_batch, started.elapsed());
                         let input = match result {
                             Ok(()) => {
                                 if let Some(outbox) = outbox {

@@ -2,11 +2,10 @@
 //! `admin_assignments.rs`) consultant assignments. Reads the core through the driver's snapshot;
 //! never exposes internal errors to callers.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alice_core::{ErrorCode, Principal, Role, TokenCheck};
+use alice_core::{Principal, Role, TokenCheck};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +31,8 @@ pub struct HttpState {
     pub store: Arc<dyn EventStore>,
     /// Where consultant assignments are read and written.
     pub assignments: crate::assignments::AssignmentSource,
+    /// The histograms the server observes.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// This node's consumer group's dead letters, in a cluster.
     pub dead_letters: Option<Arc<DeadLetters>>,
     /// Present when the node is part of a Redis cluster.
@@ -219,108 +220,24 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
         }
     }
     let Some(snap) = state.driver.snapshot().await else { return unavailable() };
-    let mut text = render_metrics(&snap);
-    let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks() as u64;
-    let mut gauges = vec![("alice_runtime_tasks", "Tasks alive in the server's runtime.", tasks)];
+    let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks() as i64;
+    let mut gauges = vec![("runtime_tasks", "Tasks alive in the server's runtime", tasks)];
     if let Some(r) = &state.redis {
         gauges.extend([
-            ("alice_redis_up", "Whether this node reaches Redis.", u64::from(r.is_up())),
+            ("redis_up", "Whether this node reaches Redis", i64::from(r.is_up())),
             (
-                "alice_redis_unstored",
-                "Entries of the cluster's log this node's store has not taken yet.",
-                r.unstored.get(),
+                "redis_unstored",
+                "Entries of the cluster's log this node's store has not taken yet",
+                r.unstored.get() as i64,
             ),
-            ("alice_redis_log_length", "Entries in the cluster's log stream.", r.log_len.get()),
+            ("redis_log_length", "Entries in the cluster's log stream", r.log_len.get() as i64),
             (
-                "alice_redis_dlq_length",
-                "Events in this node's store group's dead-letter stream.",
-                r.dlq_len.get(),
+                "redis_dlq_length",
+                "Events in this node's store group's dead-letter stream",
+                r.dlq_len.get() as i64,
             ),
         ]);
     }
-    for (name, help, value) in gauges {
-        let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
-        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-}
-
-/// Prometheus text format of a snapshot.
-pub fn render_metrics(snap: &Snapshot) -> String {
-    let s = &snap.stats;
-    let mut out = String::new();
-    let gauges: [(&str, &str, f64); 6] = [
-        ("alice_connections", "Sockets connected to this node.", s.connections as f64),
-        ("alice_online_readers", "Distinct readers online in the cluster.", s.online_readers as f64),
-        (
-            "alice_queue_size",
-            "Accepted events this node holds: waiting for the log or the store.",
-            s.queue_size as f64,
-        ),
-        ("alice_dlq_size", "Dead-lettered events awaiting replay.", s.dlq_size as f64),
-        ("alice_history_size", "Recent events held in memory.", s.history_size as f64),
-        ("alice_bus_outbox", "Bus messages waiting for Redis on this node.", s.bus_outbox as f64),
-    ];
-    let counters: [(&str, &str, f64); 20] = [
-        ("alice_events_accepted_total", "Reader events accepted by this node.", s.events_accepted as f64),
-        ("alice_deliveries_total", "reader-activity messages sent to sockets.", s.deliveries as f64),
-        (
-            "alice_events_dead_lettered_total",
-            "Events moved to the dead-letter queue.",
-            s.events_dead_lettered as f64,
-        ),
-        ("alice_connects_refused_total", "Handshakes refused.", s.connects_refused as f64),
-        (
-            "alice_slow_consumers_disconnected_total",
-            "Sockets closed for not keeping up.",
-            snap.slow_consumers_disconnected as f64,
-        ),
-        ("alice_log_appends_total", "Appends to the log that succeeded.", snap.appends.ok as f64),
-        ("alice_log_append_failures_total", "Appends to the log that failed.", snap.appends.failed as f64),
-        (
-            "alice_log_append_seconds_total",
-            "Time spent appending to the log.",
-            snap.appends.micros as f64 / 1e6,
-        ),
-        (
-            "alice_store_batches_total",
-            "Store batch writes from the outbox that succeeded.",
-            snap.store.ok as f64,
-        ),
-        ("alice_store_batch_failures_total", "Store batch writes that failed.", snap.store.failed as f64),
-        (
-            "alice_store_write_seconds_total",
-            "Time spent writing batches to the store.",
-            snap.store.micros as f64 / 1e6,
-        ),
-        ("alice_bus_duplicates_total", "Bus messages dropped as duplicates.", s.bus_duplicates as f64),
-        ("alice_bus_gaps_total", "Bus messages missed (sequence gaps).", s.bus_gaps as f64),
-        ("alice_log_duplicates_total", "Log entries dropped as repeats.", s.log_duplicates as f64),
-        ("alice_bus_dropped_total", "Bus messages dropped from a full outbox.", s.bus_dropped as f64),
-        (
-            "alice_bus_repairs_total",
-            "Times a silent bus was read over a fresh connection.",
-            s.bus_repairs as f64,
-        ),
-        ("alice_log_gaps_total", "Log entries missed (trimmed before read).", s.log_gaps as f64),
-        ("alice_remote_events_total", "Events received from other nodes.", s.remote_events as f64),
-        ("alice_replayed_events_total", "Events sent by resumes (subscribe with since).", s.replayed as f64),
-        (
-            "alice_duplicate_events_total",
-            "Reader events not accepted again: their clientEventId was accepted before.",
-            s.duplicates as f64,
-        ),
-    ];
-    for (kind, list) in [("gauge", &gauges[..]), ("counter", &counters[..])] {
-        for (name, help, value) in list {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        }
-    }
-    let _ = writeln!(out, "# HELP alice_events_refused_total Client events refused, by code.");
-    let _ = writeln!(out, "# TYPE alice_events_refused_total counter");
-    for code in ErrorCode::ALL {
-        let n = s.refused.get(&code).copied().unwrap_or(0);
-        let _ = writeln!(out, "alice_events_refused_total{{code=\"{}\"}} {n}", code.as_str());
-    }
-    out
+    let text = state.metrics.render(&snap, gauges);
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod handshake;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod peer_budget;
 mod reader_sessions;
 pub mod redis_link;
@@ -182,6 +183,7 @@ where
         ),
         None => None,
     };
+    let metrics = Arc::new(metrics::Metrics::new());
     let core_config = alice_core::Config { deployment, ..settings.core.clone() };
     let scoped = core_config.consultant_scope == alice_core::ConsultantScope::Assigned;
     let mut core = Core::new(core_config, &settings.node_id, seed);
@@ -284,6 +286,7 @@ where
         verifier: verifier.clone(),
         sessions: sessions::spawn_writer(sessions.clone()),
         assignments: assignments.clone(),
+        metrics: metrics.clone(),
     };
     let (driver, handle) = Driver::new(core, links, DRIVER_QUEUE);
     let driver_task = tokio::spawn(driver.run());
@@ -313,10 +316,11 @@ where
             let (h, c) = (handle.clone(), clock.clone());
             redis_stream::spawn(link.clone(), alice_core::Stream::Bus, None, h, c, bus_requests);
             let keep = Duration::from_millis(10 * settings.core.presence_ttl_ms);
-            bus::redis::spawn_publisher(link.clone(), clock.clone(), keep, handle.clone(), bus_batches);
+            let m = metrics.clone();
+            bus::redis::spawn_publisher(link.clone(), clock.clone(), keep, handle.clone(), bus_batches, m);
             let names =
                 log::consumer::ConsumerNames { group: group.clone(), consumer: settings.node_id.clone() };
-            log::consumer::spawn(link.clone(), names, handle.clone(), consumer_requests);
+            log::consumer::spawn(link.clone(), names, handle.clone(), consumer_requests, metrics.clone());
             Some(Arc::new(log::consumer::DeadLetters::new(link.clone(), store.clone(), &group)))
         }
         _ => None,
@@ -342,6 +346,7 @@ where
                 clock.clone(),
             )
             .map(Arc::new),
+            metrics: metrics.clone(),
         })
         .build_layer();
     socket::attach(&io);
@@ -352,6 +357,7 @@ where
         verifier,
         store,
         assignments,
+        metrics,
         dead_letters,
         redis: redis_health.clone(),
         clock,

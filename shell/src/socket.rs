@@ -31,6 +31,7 @@ pub struct SocketState {
     pub next_conn: Arc<Ids>,
     /// Handshakes per client address, when limited.
     pub peer_budget: Option<Arc<PeerBudget>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Registers the handlers on the default namespace.
@@ -38,13 +39,21 @@ pub fn attach(io: &SocketIo) {
     io.ns("/", on_connect.with(authenticate));
 }
 
-/// The handshake: find the token, check its signature, look up the session a recovering client
-/// names, and let the core admit or refuse (and name the `pid` for the CONNECT reply).
+/// The handshake, timed for `alice_handshake_seconds`.
 async fn authenticate(
     socket: SocketRef,
     TryData(auth): TryData<Value>,
     State(state): State<SocketState>,
 ) -> Result<(), ConnectRefusal> {
+    let started = std::time::Instant::now();
+    let answer = admit(socket, auth.ok(), &state).await;
+    crate::metrics::Metrics::observe(&state.metrics.handshake, started.elapsed());
+    answer
+}
+
+/// Finds the token, checks its signature, looks up the session a recovering client names, and
+/// lets the core admit or refuse (and name the `pid` for the CONNECT reply).
+async fn admit(socket: SocketRef, auth: Option<Value>, state: &SocketState) -> Result<(), ConnectRefusal> {
     if let Some(budget) = &state.peer_budget {
         let parts = socket.req_parts();
         if let Some(ConnectInfo(Peer(peer))) = parts.extensions.get::<ConnectInfo<Peer>>() {
@@ -53,7 +62,6 @@ async fn authenticate(
             }
         }
     }
-    let auth = auth.ok();
     let header = socket.req_parts().headers.get("authorization").and_then(|h| h.to_str().ok());
     let token = token_from(auth.as_ref(), header);
     let token = state.verifier.verify(token.as_deref()).await;

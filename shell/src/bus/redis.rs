@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::driver::{Command, DriverHandle};
+use crate::metrics::Metrics;
 use crate::redis_link::{RedisLink, BUS_STREAM};
 
 /// Where the driver sends the core's batches of bus messages.
@@ -29,8 +30,9 @@ pub fn spawn_publisher(
     keep: Duration,
     driver: DriverHandle,
     batches: Batches,
+    metrics: Arc<Metrics>,
 ) {
-    tokio::spawn(publish(link, clock, keep, driver, batches));
+    tokio::spawn(publish(link, clock, keep, driver, batches, metrics));
 }
 
 async fn publish(
@@ -39,6 +41,7 @@ async fn publish(
     keep: Duration,
     driver: DriverHandle,
     mut batches: Batches,
+    metrics: Arc<Metrics>,
 ) {
     let mut conn: Option<MultiplexedConnection> = None;
     while let Some(messages) = batches.recv().await {
@@ -57,6 +60,7 @@ async fn publish(
                 .arg(m.encode())
                 .ignore();
         }
+        let started = std::time::Instant::now();
         let result = match conn.as_mut() {
             Some(c) => pipe.query_async::<()>(c).await,
             None => match link.connect(Duration::from_secs(2)).await {
@@ -64,6 +68,7 @@ async fn publish(
                 Err(e) => Err(e),
             },
         };
+        metrics.redis_command("bus_publish", started.elapsed());
         let input = match result {
             Ok(()) => Input::Broadcasted,
             Err(e) => {

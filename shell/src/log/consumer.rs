@@ -23,6 +23,7 @@ use redis::AsyncCommands;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::driver::{Command, DriverHandle};
+use crate::metrics::Metrics;
 use crate::redis_link::{RedisLink, DLQ_PREFIX, LOG_STREAM};
 use crate::store::{EventStore, StoreError};
 
@@ -60,17 +61,44 @@ impl ConsumerNames {
 }
 
 /// Runs the consumer's commands until the driver goes away.
-pub fn spawn(link: RedisLink, names: ConsumerNames, driver: DriverHandle, requests: ConsumerRequests) {
-    tokio::spawn(run(link, names, driver, requests));
+pub fn spawn(
+    link: RedisLink,
+    names: ConsumerNames,
+    driver: DriverHandle,
+    requests: ConsumerRequests,
+    metrics: Arc<Metrics>,
+) {
+    tokio::spawn(run(link, names, driver, requests, metrics));
 }
 
-async fn run(link: RedisLink, names: ConsumerNames, driver: DriverHandle, mut requests: ConsumerRequests) {
+/// The name a command's latency is filed under (`log_read_new` includes its wait for entries).
+fn kind(command: &ConsumerCommand) -> &'static str {
+    match command {
+        ConsumerCommand::ReadPending { .. } => "log_read_pending",
+        ConsumerCommand::ReadNew { .. } => "log_read_new",
+        ConsumerCommand::Claim { .. } => "log_claim",
+        ConsumerCommand::Acknowledge { .. } => "log_acknowledge",
+        ConsumerCommand::DeadLetter { .. } => "log_dead_letter",
+        ConsumerCommand::Trim { .. } => "log_trim",
+    }
+}
+
+async fn run(
+    link: RedisLink,
+    names: ConsumerNames,
+    driver: DriverHandle,
+    mut requests: ConsumerRequests,
+    metrics: Arc<Metrics>,
+) {
     let mut conn: Option<MultiplexedConnection> = None;
     while let Some(command) = requests.0.recv().await {
         if let ConsumerCommand::ReadPending { fresh: true } = command {
             conn = None;
         }
-        let input = match execute(&link, &mut conn, &names, command).await {
+        let (kind, started) = (kind(&command), std::time::Instant::now());
+        let result = execute(&link, &mut conn, &names, command).await;
+        metrics.redis_command(kind, started.elapsed());
+        let input = match result {
             Ok(entries) => Input::Consumed { entries },
             Err(e) => {
                 tracing::warn!(error = %e, "log consumer command failed");
