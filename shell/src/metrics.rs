@@ -139,9 +139,25 @@ impl Collector for SnapshotFigures {
             ("history_size", "Recent events held in memory", s.history_size as i64),
             ("bus_outbox", "Bus messages waiting for Redis on this node", s.bus_outbox as i64),
         ];
-        for (name, help, value) in gauges.iter().chain(&self.extra) {
+        let capacity = [(
+            "queue_capacity",
+            "Events the queue holds before new ones are refused",
+            s.queue_capacity as i64,
+        )];
+        for (name, help, value) in gauges.iter().chain(&capacity).chain(&self.extra) {
             let gauge = ConstGauge::new(*value);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        if let Some(heard) = s.bus_last_self_heard {
+            // This node's own heartbeats come back over the bus three times per presence TTL.
+            let silence = ConstGauge::new(snap.now.since(heard) as f64 / 1000.0);
+            let help = "Time since this node last heard its own message on the bus";
+            silence.encode(encoder.encode_descriptor(
+                "bus_silence",
+                help,
+                Some(&Unit::Seconds),
+                silence.metric_type(),
+            )?)?;
         }
         let counters: [(&str, &str, u64); 18] = [
             ("events_accepted", "Reader events accepted by this node", s.events_accepted),
