@@ -88,6 +88,12 @@ impl Settings {
         Settings::from_vars(|k| std::env::var(k).ok())
     }
 
+    /// Reads settings as clap found them (`variables.rs`): each variable's flag, else its
+    /// environment variable.
+    pub fn from_matches(matches: &clap::ArgMatches) -> Result<Settings, ConfigError> {
+        Settings::from_vars(|k| crate::variables::value(matches, k))
+    }
+
     /// Reads settings through `var`, so tests can supply their own environment.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
         let get = |k: &str| var(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());

@@ -25,6 +25,7 @@ mod serve;
 pub mod sessions;
 pub mod socket;
 pub mod store;
+pub mod variables;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

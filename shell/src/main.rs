@@ -4,10 +4,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use alice_shell::config::Settings;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+/// The command line; every setting is also an environment variable, listed by `--help`
+/// (`alice_shell::variables`).
 #[derive(Parser)]
-#[command(name = "alice-realtime", version, about = "The Alice Realtime Socket.IO event server")]
+#[command(
+    name = "alice-realtime",
+    version,
+    about = "The Alice Realtime Socket.IO event server",
+    after_help = "Every option is also read from the environment variable it names (see .env.example)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -34,8 +41,12 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let settings = match Settings::from_env() {
+    let matches = alice_shell::variables::with_variables(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let settings = match Settings::from_matches(&matches) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("alice-realtime: {e}");
