@@ -43,6 +43,8 @@ test("a consultant signs in and sees readers and their activity live", { skip: !
   await signIn(page, token("console-consultant", "consultant", { firstName: "Cleo" }));
   await page.waitForSelector("#state.on", { timeout: 5000 });
   assert.equal(await page.textContent("#state"), "Live");
+  // The page talks through the vendored official client (its `io` and `io.Manager`), not one of ours.
+  assert.equal(await page.evaluate(() => typeof io === "function" && typeof io.Manager), "function");
 
   const reader = await as(server, "reader-ada", "reader");
   await reader.emitWithAck("reader-event", { eventType: "PAGE_TURN", data: { bookId: "moby-dick", page: 42 } });

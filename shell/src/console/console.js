@@ -1,63 +1,31 @@
-// The Alice Realtime console: a small Socket.IO v4 client over the browser's WebSocket, and the
-// views a consultant or admin needs. It speaks the same protocol as any client.
+// The Alice Realtime console: the views a consultant or admin needs, over the official Socket.IO
+// browser client. It speaks the same protocol as any client.
 "use strict";
 
-// ---- A minimal Engine.IO 4 / Socket.IO 4 client (websocket transport, namespace "/") ----
+// ---- The connection: the official Socket.IO client (vendor/socket.io.min.js) ----
 class Realtime {
   constructor(token, handlers) {
-    this.token = token;
     this.on = handlers; // { connect, connectError, disconnect, event(name, payload) }
-    this.acks = new Map();
-    this.nextAck = 0;
     this.closedByUs = false;
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    this.ws = new WebSocket(`${scheme}://${location.host}/socket.io/?EIO=4&transport=websocket`);
-    this.ws.onmessage = (m) => this.receive(String(m.data));
-    this.ws.onclose = () => {
-      for (const [, reject] of this.acks.values()) reject(new Error("connection closed"));
-      this.acks.clear();
+    // The page signs in again itself after a drop (`signIn`), so the client does not reconnect.
+    this.socket = io({ auth: { token }, transports: ["websocket"], reconnection: false });
+    this.socket.on("connect", () => this.on.connect());
+    this.socket.on("connect_error", (err) => this.on.connectError(err.message));
+    this.socket.on("disconnect", () => {
       if (!this.closedByUs) this.on.disconnect();
-    };
-    this.ws.onerror = () => {};
-  }
-
-  receive(frame) {
-    const type = frame[0];
-    if (type === "0") return this.ws.send(`40${JSON.stringify({ token: this.token })}`); // open
-    if (type === "2") return this.ws.send("3"); // ping
-    if (type === "1") return this.ws.close(); // server close
-    if (type !== "4") return;
-    const packet = frame[1];
-    const body = frame.slice(2);
-    if (packet === "0") return this.on.connect();
-    if (packet === "4") return this.on.connectError(JSON.parse(body).message);
-    if (packet === "1") return this.ws.close();
-    if (packet === "2") {
-      const [name, payload] = JSON.parse(body);
-      return this.on.event(name, payload);
-    }
-    if (packet === "3") {
-      const id = Number(body.match(/^\d+/)[0]);
-      const [reply] = JSON.parse(body.slice(String(id).length));
-      const pending = this.acks.get(id);
-      this.acks.delete(id);
-      if (pending) pending[0](reply);
-    }
-  }
-
-  /** Emits an event and resolves with its acknowledgement. */
-  call(name, payload) {
-    const id = this.nextAck++;
-    return new Promise((resolve, reject) => {
-      this.acks.set(id, [resolve, reject]);
-      const args = payload === undefined ? [name] : [name, payload];
-      this.ws.send(`42${id}${JSON.stringify(args)}`);
     });
+    this.socket.onAny((name, payload) => this.on.event(name, payload));
+  }
+
+  /** Emits an event and resolves with its acknowledgement (rejects after 10 s without one). */
+  call(name, payload) {
+    const socket = this.socket.timeout(10_000);
+    return payload === undefined ? socket.emitWithAck(name) : socket.emitWithAck(name, payload);
   }
 
   close() {
     this.closedByUs = true;
-    this.ws.close();
+    this.socket.disconnect();
   }
 }
 
