@@ -58,6 +58,13 @@ pub enum Command {
     },
     /// An input produced by a task of the driver's (store results, token checks).
     Input(Input),
+    /// An input that makes events visible (an append confirmed, entries read from the cluster's
+    /// log), with the moment its task got it: `alice_delivery_seconds` counts from there, the
+    /// wait in the driver's queue included.
+    Visible {
+        input: Input,
+        at: Instant,
+    },
     Snapshot {
         reply: oneshot::Sender<Snapshot>,
     },
@@ -207,8 +214,9 @@ pub struct Driver {
     sessions: mpsc::Sender<Change>,
     assignments: crate::assignments::AssignmentSource,
     metrics: Arc<Metrics>,
-    /// When the input being handled arrived: what the core shows now became visible then.
-    handled_at: Instant,
+    /// When the events the core is showing now became visible, while a [`Command::Visible`] is
+    /// being handled.
+    visible_at: Option<Instant>,
     reader_sessions: SessionRecorder,
     rx: mpsc::Receiver<Command>,
     tx: mpsc::Sender<Command>,
@@ -263,7 +271,7 @@ impl Driver {
             sessions,
             assignments,
             metrics,
-            handled_at: Instant::now(),
+            visible_at: None,
             rx,
             tx: tx.clone(),
             sockets: HashMap::new(),
@@ -315,7 +323,6 @@ impl Driver {
 
     fn feed(&mut self, input: Input) {
         let now = self.clock.reading();
-        self.handled_at = Instant::now();
         self.core.handle(now, input);
         self.execute();
         while let Some(msg) = self.loopback.pop_front() {
@@ -352,6 +359,11 @@ impl Driver {
                 self.feed(Input::ClientEvent { conn, name, args, has_binary, ack });
             }
             Command::Input(input) => self.feed(input),
+            Command::Visible { input, at } => {
+                self.visible_at = Some(at);
+                self.feed(input);
+                self.visible_at = None;
+            }
             Command::Snapshot { reply } => {
                 let now = self.clock.now();
                 let _ = reply.send(Snapshot {
@@ -464,9 +476,12 @@ impl Driver {
                     if let Some(frame) =
                         self.any_socket(&to).and_then(|s| Frame::activity(s, &payload, position))
                     {
+                        if let Some(at) = self.visible_at {
+                            // One observation per delivery: each recipient waited as long.
+                            let took = at.elapsed().as_secs_f64();
+                            to.iter().for_each(|_| self.metrics.delivered.observe(took));
+                        }
                         self.deliver_to(&to, &frame);
-                        let took = self.handled_at.elapsed().as_secs_f64();
-                        to.iter().for_each(|_| self.metrics.delivered.observe(took));
                     }
                 }
                 Output::Ack { conn, ack, payload } => {
@@ -511,9 +526,13 @@ impl Driver {
                         }
                         let input = match result {
                             Ok(repeats) => {
-                                // Accepted at its timestamp (the wall clock, to the millisecond).
+                                // Accepted at its timestamp (the wall clock, to the millisecond);
+                                // a repeat of an earlier key was not accepted.
                                 let now = clock.wall();
-                                for e in entries.iter() {
+                                for e in entries
+                                    .iter()
+                                    .filter(|e| !repeats.iter().any(|(id, _)| *id == e.event.id))
+                                {
                                     let waited = now.since(e.event.timestamp);
                                     metrics.durable.observe(waited as f64 / 1000.0);
                                 }
@@ -524,7 +543,7 @@ impl Driver {
                                 Input::AppendFailed { append }
                             }
                         };
-                        let _ = tx.send(Command::Input(input)).await;
+                        let _ = tx.send(Command::Visible { input, at: Instant::now() }).await;
                     });
                 }
                 Output::StoreBatch { batch, events } => {

@@ -90,7 +90,9 @@ async fn run(
                 Input::ReadFailed { stream }
             }
         };
-        if !driver.send(Command::Input(input)).await {
+        // The log's entries become visible with this read.
+        let visible = Command::Visible { input, at: tokio::time::Instant::now() };
+        if !driver.send(visible).await {
             return;
         }
     }

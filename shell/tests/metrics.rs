@@ -53,6 +53,13 @@ async fn metrics_parse_under_load_and_the_histograms_count_what_happened() {
             let ack = reader.call("reader-event", json!({"eventType": "PAGE_TURN", "data": {"n": n}})).await;
             assert_eq!(ack["ok"], true, "{ack}");
         }
+        if k == 0 {
+            // A repeat of a key is answered, not accepted again: it is no event made durable.
+            for _ in 0..2 {
+                let body = json!({"eventType": "PAGE_TURN", "clientEventId": "m-key"});
+                assert_eq!(reader.call("reader-event", body).await["ok"], true);
+            }
+        }
         reader
     });
     let scrapes = async {
@@ -67,9 +74,10 @@ async fn metrics_parse_under_load_and_the_histograms_count_what_happened() {
     let (readers, parsed) = tokio::join!(futures_util::future::join_all(readers), scrapes);
     assert_eq!(parsed, 20, "every scrape under load parsed");
 
-    let s = wait_for(addr, |s| value(s, "alice_deliveries_total") >= 100.0).await;
-    assert_eq!(value(&s, "alice_events_accepted_total"), 100.0);
-    assert_eq!(observations(&s, "alice_event_durable_seconds"), 100.0, "each accepted event once");
+    let s = wait_for(addr, |s| value(s, "alice_deliveries_total") >= 101.0).await;
+    assert_eq!(value(&s, "alice_events_accepted_total"), 101.0);
+    assert_eq!(value(&s, "alice_duplicate_events_total"), 1.0);
+    assert_eq!(observations(&s, "alice_event_durable_seconds"), 101.0, "each accepted event once");
     assert_eq!(observations(&s, "alice_delivery_seconds"), value(&s, "alice_deliveries_total"));
     assert_eq!(observations(&s, "alice_handshake_seconds"), 5.0, "five sockets connected");
     assert!(observations(&s, "alice_log_append_seconds") >= 1.0);

@@ -107,8 +107,10 @@ test("a dashboard whose link drops resumes where it stopped: each event once, in
   await eventually("every event", () => got.length >= ids.length);
   await sleep(200);
   assert.ok(reconnects > 0, "the link dropped and the dashboard came back");
-  // The server recovers the connection itself, or the dashboard resumes with `since`.
-  assert.equal(recovered + subscriptions.length - 1, reconnects, JSON.stringify(subscriptions));
+  // The server recovers the connection itself, or the dashboard resumes with `since`; a connection
+  // cut again before either answered counts a reconnect with neither (the next one does it).
+  assert.ok(recovered + subscriptions.length - 1 <= reconnects, JSON.stringify({ recovered, reconnects, subscriptions }));
+  assert.ok(recovered + subscriptions.length - 1 > 0, "recovered or resumed at least once");
   assert.ok(subscriptions.slice(1).every((r) => r.resumed === true), JSON.stringify(subscriptions));
   assert.deepEqual(got, ids);
 });
