@@ -126,7 +126,7 @@ impl History {
     pub fn query(&self, q: &HistoryQuery) -> HistoryAnswer {
         let matches = |e: &&Arc<ReaderEvent>| {
             q.user_id.as_deref().is_none_or(|u| *e.user_id == *u)
-                && q.readers.as_ref().is_none_or(|rs| rs.binary_search_by(|r| (**r).cmp(&*e.user_id)).is_ok())
+                && crate::scope::lets_through(q.readers.as_deref(), &e.user_id)
                 && (q.event_types.is_empty() || q.event_types.iter().any(|t| *t == e.event_type))
         };
         let mut found: Vec<Arc<ReaderEvent>> = match q.since {

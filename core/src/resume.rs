@@ -135,8 +135,7 @@ impl ReplayFilter {
             ReplayTypes::Subscription(types) => matches(types, e) || e.is_support(),
             ReplayTypes::Support => e.is_support(),
         };
-        by_type
-            && self.readers.as_ref().is_none_or(|rs| rs.binary_search_by(|r| (**r).cmp(&*e.user_id)).is_ok())
+        by_type && crate::scope::lets_through(self.readers.as_deref(), &e.user_id)
     }
 }
 

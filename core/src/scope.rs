@@ -109,6 +109,12 @@ impl Assignments {
     }
 }
 
+/// Whether a sorted list of readers (a scoped consultant's, carried by a query or a replay) lets
+/// `user`'s events through; no list lets everyone's through.
+pub fn lets_through(readers: Option<&[String]>, user: &str) -> bool {
+    readers.is_none_or(|rs| rs.binary_search_by(|r| r.as_str().cmp(user)).is_ok())
+}
+
 /// Whose events a socket's principal may see: everyone's, or only those of the readers assigned
 /// to it (a consultant under [`ConsultantScope::Assigned`]).
 pub fn scoped_consultant(scope: ConsultantScope, principal: &Principal) -> Option<&Arc<str>> {

@@ -63,6 +63,14 @@ pub fn readers_of(body: &[u8]) -> Result<BTreeSet<String>, String> {
         .collect()
 }
 
+/// One consultant's active readers, as `GET` answers them.
+async fn read_one(state: &HttpState, consultant: &str) -> Response {
+    match state.assignments.load(Some(consultant)).await {
+        Ok(mut table) => answer(consultant, table.remove(consultant).unwrap_or_default()),
+        Err(e) => store_failed(&e),
+    }
+}
+
 async fn read(
     State(state): State<HttpState>,
     headers: HeaderMap,
@@ -74,10 +82,7 @@ async fn read(
     if !valid_id(&consultant_id) {
         return error(StatusCode::BAD_REQUEST, "consultantId must be 1 to 128 characters");
     }
-    match state.assignments.load(Some(&consultant_id)).await {
-        Ok(mut table) => answer(&consultant_id, table.remove(&consultant_id).unwrap_or_default()),
-        Err(e) => store_failed(&e),
-    }
+    read_one(&state, &consultant_id).await
 }
 
 async fn mine(State(state): State<HttpState>, headers: HeaderMap) -> Response {
@@ -85,10 +90,7 @@ async fn mine(State(state): State<HttpState>, headers: HeaderMap) -> Response {
         Ok(p) => p.user_id,
         Err(r) => return r,
     };
-    match state.assignments.load(Some(&consultant)).await {
-        Ok(mut table) => answer(&consultant, table.remove(&*consultant).unwrap_or_default()),
-        Err(e) => store_failed(&e),
-    }
+    read_one(&state, &consultant).await
 }
 
 async fn replace(
