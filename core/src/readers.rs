@@ -21,9 +21,10 @@ pub enum Stream {
 pub enum ReadFrom {
     /// Learn where this run's reading starts, reading nothing. The log's reading starts after
     /// the older of `stored` (the newest event the node's history loaded from its store) and
-    /// the last entry before the first one its storing group has not stored yet, so that no
-    /// entry between what the store gave and what Redis still holds is skipped; with neither
-    /// known (and always for the bus), after the newest entry (`0-0` for an empty stream).
+    /// the last entry before the first one its storing group has not stored yet (a group that
+    /// does not exist yet is created from the log's beginning), so that no entry between what
+    /// the store gave and what Redis still holds is skipped; with neither known (and always for
+    /// the bus), after the newest entry (`0-0` for an empty stream).
     Opening { stored: Option<String> },
     /// The entries after this id, waiting a moment for new ones when there are none.
     After(String),

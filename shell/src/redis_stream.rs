@@ -149,18 +149,24 @@ fn parse(id: Option<&str>) -> Option<LogPosition> {
 }
 
 /// The last entry before the first one `group` has not stored (its oldest pending entry, or the
-/// first after the last it was given); `None` when the group does not exist yet.
+/// first after the last it was given).
+///
+/// The group is created here when it does not exist yet, from the log's beginning, as its
+/// consumer creates it: otherwise a node's first opening could run before its consumer's and
+/// start after entries that other nodes appended while this one was starting, which the group
+/// then stores but this node never shows.
 async fn stored_to(
     c: &mut MultiplexedConnection,
     key: &str,
     group: &str,
 ) -> redis::RedisResult<Option<LogPosition>> {
-    let groups: StreamInfoGroupsReply = match c.xinfo_groups(key).await {
-        Ok(groups) => groups,
-        // No stream yet: nothing to read back.
-        Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
+    let created: redis::RedisResult<()> = c.xgroup_create_mkstream(key, group, "0").await;
+    if let Err(e) = created {
+        if e.code() != Some("BUSYGROUP") {
+            return Err(e);
+        }
+    }
+    let groups: StreamInfoGroupsReply = c.xinfo_groups(key).await?;
     let Some(g) = groups.groups.iter().find(|g| g.name == group) else { return Ok(None) };
     if g.pending > 0 {
         if let StreamPendingReply::Data(d) = c.xpending(key, group).await? {
