@@ -105,3 +105,48 @@ test("an admin edits a consultant's assignments, and the consultant sees its rea
   assert.equal(await page.textContent("#assigned-count"), "2");
   await page.close();
 });
+
+/** The console's charts as drawn: each chart's series labels and data (uPlot's own). */
+const drawn = (page) => page.evaluate(() => Object.fromEntries(Object.entries(charts.plots).map(([id, { plot }]) => [
+  id, { labels: plot.series.slice(1).map((s) => s.label), data: plot.data.slice(1), width: plot.width },
+])));
+const total = (series) => series.flat().reduce((a, v) => a + (v ?? 0), 0);
+
+test("the last hour is charted with data, and fits a phone", { skip: !haveChromium }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  await signIn(page, token("console-admin-charts", "admin"));
+  await page.waitForSelector("#chart-events .uplot canvas", { timeout: 5000 });
+  const reader = await as(server, "reader-chart", "reader");
+  for (const eventType of ["PAGE_TURN", "PAGE_TURN", "PAGE_TURN", "WORD_LOOKUP"]) {
+    await reader.emitWithAck("reader-event", { eventType, data: { bookId: "moby-dick" } });
+  }
+  // The page refreshes within a second of new activity.
+  await page.waitForFunction(() => {
+    const events = charts.plots["chart-events"]?.plot;
+    return events && events.series.some((s) => s.label === "WORD_LOOKUP");
+  }, null, { timeout: 5000 });
+  await page.waitForFunction(() => charts.plots["chart-delivery"].plot.data[1].some((v) => v !== null), null, { timeout: 5000 });
+  const charted = await drawn(page);
+  const events = charted["chart-events"];
+  const byType = Object.fromEntries(events.labels.map((label, i) => [label, total(events.data[i])]));
+  assert.ok(byType.PAGE_TURN >= 3 && byType.WORD_LOOKUP >= 1, JSON.stringify(byType));
+  assert.ok(charted["chart-online"].data[0].at(-1) >= 1, "the reader is online this minute");
+  assert.ok(total(charted["chart-delivery"].data) > 0, "deliveries to this page were timed");
+  assert.deepEqual(charted["chart-delivery"].labels, ["p50", "p99"]);
+  for (const id of ["chart-events", "chart-online", "chart-delivery"]) {
+    assert.equal(await page.locator(`#${id} canvas`).count(), 1, `${id} is drawn`);
+  }
+  // The reader's row carries a sparkline of its events.
+  const spark = page.locator("#readers td.spark[data-user='reader-chart'] svg");
+  await spark.waitFor({ timeout: 5000 });
+  assert.match(await spark.getAttribute("aria-label"), /^[1-9]\d* events in the last hour$/);
+  await page.screenshot({ path: join(artifacts, "console-charts.png"), fullPage: true });
+
+  // At phone width the charts shrink to the screen and nothing scrolls sideways.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForFunction(() => charts.plots["chart-events"].plot.width < 390, null, { timeout: 3000 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), "no sideways scrolling");
+  await page.screenshot({ path: join(artifacts, "console-charts-phone.png"), fullPage: true });
+  reader.close();
+  await page.close();
+});

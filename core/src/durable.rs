@@ -30,6 +30,9 @@ impl Core {
     /// is missing from its history.
     pub(crate) fn on_history_loaded(&mut self, events: Vec<Arc<ReaderEvent>>, complete: bool) {
         self.placed_before(&events);
+        for e in &events {
+            self.activity.record(self.wall, e.timestamp, &e.user_id, &e.event_type);
+        }
         self.history.warm(events, complete);
         if let (true, Some(newest)) = (self.config.deployment.reads_back(), self.history.newest()) {
             self.log_reader.stored_up_to(newest.to_string());
@@ -152,6 +155,7 @@ impl Core {
                 page.as_deref(),
             );
         }
+        self.activity.record(self.wall, event.timestamp, &event.user_id, &event.event_type);
         self.history.insert(event.clone());
     }
 }

@@ -28,6 +28,7 @@
 //! reads the event back from the shared log ([`Input::Log`]), in the log's one order.
 #![forbid(unsafe_code)]
 
+pub mod activity;
 mod backoff;
 pub mod bus;
 pub mod bus_outbox;
@@ -66,6 +67,7 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
+pub use activity::ActivitySeries;
 pub use bus::{BusBody, BusEvent, BusMessage};
 pub use config::{Config, Deployment};
 pub use consumer::ConsumerCommand;
@@ -83,6 +85,7 @@ pub use resume::{ReplayFilter, ReplayFrom, ReplayTypes};
 pub use scope::{AssignmentTable, ConsultantScope};
 pub use time::{Millis, Now};
 
+use activity::Activity;
 use bus_outbox::BusOutbox;
 use consumer::Consumer;
 use history::History;
@@ -401,6 +404,8 @@ pub struct Core {
     outputs: VecDeque<Output>,
     stats: Stats,
     minute: MinuteCounter,
+    /// The last hour, minute by minute, for the console's charts.
+    activity: Activity,
     started: bool,
 }
 
@@ -449,6 +454,7 @@ impl Core {
             outputs: VecDeque::new(),
             stats: Stats::default(),
             minute: MinuteCounter::default(),
+            activity: Activity::default(),
             started: false,
         }
     }
@@ -515,6 +521,20 @@ impl Core {
         replies::online_readers(&self.presence.online())
     }
 
+    /// The last hour of activity as `viewer` may see it (a scoped consultant: its readers only),
+    /// as of the wall clock `wall`, with a sparkline for each reader online that it may see.
+    pub fn activity(&self, viewer: &Principal, wall: Millis) -> ActivitySeries {
+        let only = self.readers_visible_to(viewer);
+        let online = self.presence.users();
+        self.activity.series(wall, only.as_deref(), &online, &online)
+    }
+
+    /// Samples who is online for the activity charts, and arms the next sample.
+    fn sample_activity(&mut self, now: Millis) {
+        self.activity.sample(self.wall, self.presence.users());
+        self.timers.set(Timer::ActivitySample, now.plus(activity::SAMPLE_MS));
+    }
+
     /// The readers assigned to `consultant`, sorted (what the core holds, as of the last input).
     pub fn assigned_readers(&self, consultant: &str) -> Vec<String> {
         self.assignments.readers_of(consultant)
@@ -534,6 +554,7 @@ impl Core {
             self.started = true;
             self.timers.set(Timer::Heartbeat, now);
             self.timers.set(Timer::ForgetIdleUsers, now.plus(60_000));
+            self.timers.set(Timer::ActivitySample, now);
             if self.config.consultant_scope == ConsultantScope::Assigned {
                 self.timers.set(Timer::AssignmentRefresh, now);
             }
@@ -607,6 +628,7 @@ impl Core {
             Timer::NodeExpiry => self.expire_nodes(now),
             Timer::ForgetIdleUsers => self.forget_idle_users(now),
             Timer::AssignmentRefresh => self.refresh_assignments(now),
+            Timer::ActivitySample => self.sample_activity(now),
         }
     }
 

@@ -228,12 +228,17 @@ impl Presence {
         list
     }
 
-    /// The number of distinct online readers in the cluster.
-    pub fn count(&self) -> usize {
+    /// The distinct online readers in the cluster, sorted.
+    pub fn users(&self) -> Vec<&str> {
         let mut users: Vec<&str> = self.local.keys().map(String::as_str).collect();
         users.extend(self.remote.values().flat_map(|n| n.readers.keys().map(String::as_str)));
         users.sort_unstable();
         users.dedup();
-        users.len()
+        users
+    }
+
+    /// The number of distinct online readers in the cluster.
+    pub fn count(&self) -> usize {
+        self.users().len()
     }
 }

@@ -33,6 +33,8 @@ pub enum Timer {
     ForgetIdleUsers,
     /// Read the assignments table again (consultant scope `assigned`).
     AssignmentRefresh,
+    /// Sample who is online, for the activity charts.
+    ActivitySample,
 }
 
 /// Deadlines by timer, ordered by time.

@@ -510,3 +510,31 @@ fn an_ended_assignment_leaves_the_next_push() {
     assert_eq!(pushes.len(), 1, "{out:?}");
     assert_eq!((listed(&pushes[0]), pushes[0]["count"].clone()), (Vec::<String>::new(), json!(0)));
 }
+
+#[test]
+fn the_activity_charts_of_a_scoped_consultant_count_only_its_readers() {
+    for scope in [ConsultantScope::Assigned, ConsultantScope::All] {
+        let mut node = node_with(scope);
+        let c1 = staff(&mut node, "c1", "consultant");
+        let admin = staff(&mut node, "boss", "admin");
+        let (r1, r9) = (node.connect("r1", "reader"), node.connect("r9", "reader"));
+        event(&mut node, r1, "PAGE_TURN");
+        event(&mut node, r9, "PAGE_TURN");
+        event(&mut node, r9, "LOOKUP");
+        node.advance(alice_core::activity::SAMPLE_MS);
+        let now = node.now;
+        let seen_by = |conn| {
+            let series = node.core.activity(node.core.principal(conn).unwrap(), now);
+            let events: u32 = series.by_type.iter().flat_map(|(_, n)| n).sum();
+            let readers: Vec<String> = series.readers.into_iter().map(|(user, _)| user).collect();
+            (events, *series.online.last().unwrap(), readers)
+        };
+        let everything = (3, 2, vec!["r1".to_owned(), "r9".to_owned()]);
+        assert_eq!(seen_by(admin), everything, "an admin sees everyone under {scope:?}");
+        let consultant = match scope {
+            ConsultantScope::Assigned => (1, 1, vec!["r1".to_owned()]),
+            ConsultantScope::All => everything,
+        };
+        assert_eq!(seen_by(c1), consultant, "under {scope:?}");
+    }
+}

@@ -71,6 +71,11 @@ pub enum Command {
     ReplayDeadLetters {
         reply: oneshot::Sender<usize>,
     },
+    /// The last hour of activity as `viewer` may see it, for the console's charts.
+    Activity {
+        viewer: alice_core::Principal,
+        reply: oneshot::Sender<alice_core::ActivitySeries>,
+    },
     /// An admin replaced a consultant's active set, already written to the table: answered once
     /// the core applies it, so that it holds on this node before the admin hears back.
     Assign {
@@ -392,6 +397,9 @@ impl Driver {
                     });
                 }
                 let _ = reply.send(n);
+            }
+            Command::Activity { viewer, reply } => {
+                let _ = reply.send(self.core.activity(&viewer, self.clock.wall()));
             }
             Command::Assign { consultant_id, readers, reply } => {
                 self.feed(Input::Assign { consultant_id, readers });

@@ -33,6 +33,8 @@ pub struct HttpState {
     pub assignments: crate::assignments::AssignmentSource,
     /// The histograms the server observes.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The delivery histogram minute by minute, for the console's chart.
+    pub delivery_minutes: Arc<crate::delivery_minutes::DeliveryMinutes>,
     /// This node's consumer group's dead letters, in a cluster.
     pub dead_letters: Option<Arc<DeadLetters>>,
     /// Present when the node is part of a Redis cluster.
@@ -61,6 +63,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/dlq/replay", post(replay))
         .merge(crate::admin_assignments::router())
+        .merge(crate::console_activity::router())
         .with_state(state)
 }
 

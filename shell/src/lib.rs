@@ -10,6 +10,8 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod console;
+mod console_activity;
+pub mod delivery_minutes;
 pub mod driver;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -353,12 +355,15 @@ where
     socket::attach(&io);
 
     let redis_health = redis.map(|l| l.health.clone());
+    let delivery_minutes = Arc::new(delivery_minutes::DeliveryMinutes::new(metrics.delivered.clone()));
+    delivery_minutes::spawn_sampler(&delivery_minutes, clock.clone());
     let app = http::router(http::HttpState {
         driver: handle.clone(),
         verifier,
         store,
         assignments,
         metrics,
+        delivery_minutes,
         dead_letters,
         redis: redis_health.clone(),
         clock,

@@ -32,6 +32,11 @@ class Realtime {
 // ---- The page ----
 const $ = (id) => document.getElementById(id);
 const state = { rt: null, claims: null, token: null, statsTimer: null, reconnectTimer: null };
+const CHARTS_EVERY_MS = 10_000;
+const charts = new Charts(async () => {
+  const reply = await api("/console/activity");
+  return reply.ok ? reply.body : null;
+});
 const MAX_FEED = 200;
 
 function setState(text, kind) {
@@ -89,6 +94,11 @@ function showReaders({ count, readers }) {
       text("td", time(r.lastActivity)),
       text("td", r.connections),
     );
+    const spark = document.createElement("td");
+    spark.className = "spark";
+    spark.dataset.user = r.userId;
+    charts.fillSparkline(spark);
+    tr.append(spark);
     return tr;
   });
   $("readers").replaceChildren(...rows);
@@ -200,6 +210,7 @@ function signIn(token) {
       );
       await subscribe();
       await loadRecent();
+      charts.start(CHARTS_EVERY_MS);
       if (role === "consultant") await loadMine();
       if (role === "admin") {
         $("assignments-card").hidden = false;
@@ -210,6 +221,7 @@ function signIn(token) {
       }
     },
     connectError: (message) => {
+      charts.stop();
       setState("Signed out", "off");
       $("signin").hidden = false;
       say(`Could not sign in: ${message}.`);
@@ -221,12 +233,17 @@ function signIn(token) {
       state.reconnectTimer = setTimeout(() => signIn(state.token), 2000);
     },
     event: (name, payload) => {
-      if (name === "reader-activity") addActivity(payload);
-      else if (name === "online-readers") showReaders(payload);
-      else if (name === "event-error") {
+      if (name === "reader-activity") {
+        addActivity(payload);
+        charts.nudge();
+      } else if (name === "online-readers") {
+        showReaders(payload);
+        charts.nudge();
+      } else if (name === "event-error") {
         if (payload.code === "TOKEN_EXPIRED") {
           clearTimeout(state.reconnectTimer);
           state.rt.closedByUs = true;
+          charts.stop();
           setState("Signed out", "off");
           $("signin").hidden = false;
         }
