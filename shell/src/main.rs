@@ -41,6 +41,10 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    if let Some(name) = alice_shell::variables::not_text() {
+        eprintln!("alice-realtime: {name} is not valid UTF-8 text");
+        return ExitCode::from(2);
+    }
     let matches = alice_shell::variables::with_variables(Cli::command()).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

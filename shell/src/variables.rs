@@ -106,6 +106,12 @@ pub fn arguments() -> impl Iterator<Item = Arg> {
     })
 }
 
+/// The first variable whose value in the environment is not text (not valid UTF-8): clap would
+/// refuse it without saying which one it was.
+pub fn not_text() -> Option<&'static str> {
+    VARIABLES.iter().map(|v| v.name).find(|name| std::env::var_os(name).is_some_and(|v| v.to_str().is_none()))
+}
+
 /// `command` with every variable added.
 pub fn with_variables(command: Command) -> Command {
     command.args(arguments())

@@ -37,3 +37,17 @@ fn a_bad_value_stops_the_start_and_names_its_variable() {
     let (code, _, err) = run(&["--no-such-option"], &[]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_value_that_is_not_text_is_named_too() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(env!("CARGO_BIN_EXE_alice-realtime"))
+        .env_clear()
+        .env("REDIS_URL", std::ffi::OsStr::from_bytes(b"redis://\xff\xfe"))
+        .output()
+        .expect("the binary runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("REDIS_URL is not valid UTF-8 text"), "{err}");
+}
