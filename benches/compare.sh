@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the same load against Alice Realtime and the Node reference server, alternating, on one
-# node and on two nodes over Redis, then prints each figure side by side and the ratios.
+# node and on two nodes over Redis, and on one node against the floor (benches/src/bin/floor.rs:
+# tungstenite and the frames, nothing else), then prints each figure side by side and the ratios.
 #
 #   bash benches/compare.sh                  # defaults below
 #   ROUNDS=3 RATE=4000 DURATION=20 bash benches/compare.sh
@@ -26,6 +27,7 @@ cargo build --release -q -p alice-shell -p alice-benches
 (cd benches/reference && npm ci --no-audit --no-fund --silent)
 BIN=${ALICE_BIN:-target/release/alice-realtime}
 LOADGEN=target/release/loadgen
+FLOOR=target/release/floor
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
@@ -43,6 +45,8 @@ start_server() {
       NODE_ID="alice-$port" ${redis:+REDIS_URL=$redis} ${ALICE_ENV:-} \
       READER_EVENT_RATE=1000 READER_EVENT_BURST=2000 MAX_CONNECTIONS_PER_USER=100 \
       "$BIN" >/dev/null 2>&1 &
+  elif [ "$kind" = floor ]; then
+    env -i REALTIME_PORT="$port" "$FLOOR" >/dev/null 2>&1 &
   else
     env -i PATH="$PATH" JWT_SECRET=$SECRET REALTIME_PORT="$port" ${redis:+REDIS_URL=$redis} \
       DATA_DIR="$data" node benches/reference/server.js >/dev/null 2>&1 &
@@ -77,7 +81,10 @@ run() {
 echo "load: $READERS readers, $CONSULTANTS consultants, $RATE events/s, ${DURATION}s measured, $IDLE idle connections; results in $OUT"
 for round in $(seq "$ROUNDS"); do
   for nodes in 1 2; do
-    for kind in alice node; do
+    kinds="alice node"
+    # The floor does not cluster: it runs on one node only.
+    [ "$nodes" = 1 ] && kinds="alice node floor"
+    for kind in $kinds; do
       run "$kind-${nodes}node-r$round" "$kind" "$nodes" "$RATE"
     done
   done

@@ -1,5 +1,6 @@
 // Summarizes a compare.sh results directory: median of each figure per server and setup, and the
-// ratios Alice / Node. Lower is better for CPU, latency and memory; higher for throughput.
+// ratios Alice / Node and, where the floor ran, Alice / floor. Lower is better for CPU, latency and
+// memory; higher for throughput.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -21,16 +22,23 @@ const figures = {
   "generator µs CPU/delivery": (r) => r.generator.cpuMicrosPerDelivery,
   "Redis commands/event": (r) => r.redisCommandsPerAccepted ?? 0,
 };
-const setups = [...new Set(runs.map((r) => r.label.replace(/^(alice|node)-/, "").replace(/-r\d+$/, "")))].sort();
+const setups = [...new Set(runs.map((r) => r.label.replace(/^(alice|node|floor)-/, "").replace(/-r\d+$/, "")))].sort();
 for (const setup of setups) {
   const of = (kind) => runs.filter((r) => r.label.startsWith(`${kind}-${setup}`));
-  const [a, n] = [of("alice"), of("node")];
+  const [a, n, f] = [of("alice"), of("node"), of("floor")];
   if (!a.length || !n.length) continue;
+  const floor = f.length > 0;
   console.log(`\n${setup} (${a.length} run(s) each, medians)`);
-  console.log(`${"figure".padEnd(28)}${"alice".padStart(12)}${"node".padStart(12)}${"alice/node".padStart(12)}`);
-  for (const [name, f] of Object.entries(figures)) {
-    const [x, y] = [median(a.map(f)), median(n.map(f))];
-    const ratio = y ? (x / y).toFixed(3) : "—";
-    console.log(`${name.padEnd(28)}${x.toFixed(2).padStart(12)}${y.toFixed(2).padStart(12)}${String(ratio).padStart(12)}`);
+  const head = ["alice", "node", "alice/node", ...(floor ? ["floor", "alice/floor"] : [])];
+  console.log(`${"figure".padEnd(28)}${head.map((h) => h.padStart(12)).join("")}`);
+  const ratio = (x, y) => (y ? (x / y).toFixed(3) : "—");
+  for (const [name, get] of Object.entries(figures)) {
+    const [x, y] = [median(a.map(get)), median(n.map(get))];
+    const cells = [x.toFixed(2), y.toFixed(2), ratio(x, y)];
+    if (floor) {
+      const z = median(f.map(get));
+      cells.push(z.toFixed(2), ratio(x, z));
+    }
+    console.log(`${name.padEnd(28)}${cells.map((c) => String(c).padStart(12)).join("")}`);
   }
 }
