@@ -18,11 +18,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 const OPEN: &str =
     r#"0{"sid":"floor","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
 const PING_EVERY: Duration = Duration::from_secs(25);
+const READ_BUFFER: usize = 4 * 1024;
 
 /// The sockets subscribed to every event, by connection number.
 #[derive(Default)]
@@ -60,7 +62,9 @@ async fn main() {
 /// One connection: a task reading it (this one) and a task writing it, one write per frame.
 async fn serve(stream: TcpStream, hub: Arc<Hub>) {
     let _ = stream.set_nodelay(true);
-    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+    // tungstenite reserves 128 KiB to read into by default; these frames are small.
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else { return };
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Utf8Bytes>();
     let writer = tokio::spawn(async move {
