@@ -1,6 +1,8 @@
 //! Executes the core's reads of one of the cluster's streams (the log, the bus): one read at a
-//! time, over a connection kept until a read fails or the core asks for a fresh one. It decides
-//! nothing: where each read starts and when to try again are the core's (`core/src/readers.rs`).
+//! time, over a connection kept until a read fails or the core asks for a fresh one. Where each
+//! read starts and when to try again are the core's (`core/src/readers.rs`); the one thing done
+//! here on its own is creating the node's storing group before the log's opening read asks it
+//! where it stands, as the consumer would.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,22 +115,7 @@ async fn read(
     let Some(c) = conn.as_mut() else { return Ok((None, Vec::new())) };
     match from {
         ReadFrom::Opening { stored } => {
-            let unstored = match group {
-                Some(group) => stored_to(c, key, group).await?,
-                None => None,
-            };
-            let opening = match (parse(stored.as_deref()), unstored) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let id = match opening {
-                Some(p) => p.to_string(),
-                None => {
-                    let newest: StreamRangeReply = c.xrevrange_count(key, "+", "-", 1).await?;
-                    newest.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone())
-                }
-            };
-            Ok((Some(id), Vec::new()))
+            Ok((Some(opening(c, key, group, stored.as_deref()).await?), Vec::new()))
         }
         ReadFrom::After(after) => {
             let options = StreamReadOptions::default().block(READ_BLOCK_MS).count(READ_COUNT);
@@ -142,6 +129,32 @@ async fn read(
             Ok((position, entries))
         }
     }
+}
+
+/// Where reading `key` opens (see [`ReadFrom::Opening`]): after the older of `stored` and what
+/// `group` has stored, creating `group` from the stream's beginning if it does not exist yet; with
+/// neither, after the newest entry (`0-0` for an empty stream).
+pub async fn opening(
+    c: &mut MultiplexedConnection,
+    key: &str,
+    group: Option<&str>,
+    stored: Option<&str>,
+) -> redis::RedisResult<String> {
+    let unstored = match group {
+        Some(group) => stored_to(c, key, group).await?,
+        None => None,
+    };
+    let opening = match (parse(stored), unstored) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(match opening {
+        Some(p) => p.to_string(),
+        None => {
+            let newest: StreamRangeReply = c.xrevrange_count(key, "+", "-", 1).await?;
+            newest.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone())
+        }
+    })
 }
 
 fn parse(id: Option<&str>) -> Option<LogPosition> {

@@ -110,3 +110,23 @@ async fn answer_alike(nodes: &[Running]) {
         assert_eq!(&answers[0], other, "every node answers alike");
     }
 }
+
+/// The race the second test can only sometimes hit, made certain: a log that already holds
+/// entries and has no storing group yet opens at its beginning, not after its newest entry, and
+/// the group exists afterwards, from the beginning too.
+#[tokio::test]
+async fn a_log_without_its_group_yet_opens_at_its_beginning() {
+    let Some(redis) = RedisServer::start(None) else { return };
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    for n in 0..3 {
+        let _: String = redis::AsyncCommands::xadd(&mut c, "t:log", "*", &[("m", n)]).await.unwrap();
+    }
+    let opened = alice_shell::redis_stream::opening(&mut c, "t:log", Some("t:group"), None).await.unwrap();
+    assert_eq!(opened, "0-0", "reading opens before the first entry");
+    let again = alice_shell::redis_stream::opening(&mut c, "t:log", Some("t:group"), None).await.unwrap();
+    assert_eq!(again, "0-0", "the group now exists, and has stored nothing");
+    let without_group = alice_shell::redis_stream::opening(&mut c, "t:log", None, None).await.unwrap();
+    assert_ne!(without_group, "0-0", "the bus (no group) opens after its newest entry");
+    drop(redis);
+}
