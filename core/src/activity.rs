@@ -9,9 +9,10 @@
 //! minute if a sample found them online in it.
 //!
 //! Memory is bounded. Types: at most [`MAX_TYPES`] distinct ones within the hour, the rest count as
-//! "other". Readers: only those online or active within the hour are kept, each with at most one
+//! [`OTHER_TYPE`]. Readers: only those online or active within the hour are kept, each with at most one
 //! count per minute and type (8 bytes each, so at most 7.7 KB for a reader sending every type every
-//! minute; a reader turning pages costs about 0.5 KB) and 16 bytes of online minutes.
+//! minute, 480 bytes for one sending one type every minute) and 16 bytes of online minutes. An
+//! answer carries at most [`MAX_SPARKLINES`] sparklines.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,10 +25,15 @@ pub const MINUTES: usize = 60;
 pub const MAX_TYPES: usize = 15;
 /// How often the readers online are sampled.
 pub const SAMPLE_MS: u64 = 15_000;
-/// The name the types beyond [`MAX_TYPES`] are charted under.
-pub const OTHER_TYPE: &str = "other";
+/// Most readers given a sparkline in one answer (the first asked for: the most recently active).
+pub const MAX_SPARKLINES: usize = 200;
+/// The name the types beyond [`MAX_TYPES`] are charted under: no event type can be called so
+/// (parentheses and spaces are not allowed in one).
+pub const OTHER_TYPE: &str = "(other types)";
 
 const MINUTE_MS: u64 = 60_000;
+/// How far ahead of this node's clock an event's own may be and still count (in this minute).
+const AHEAD_MINUTES: Minute = 2;
 const OTHER: u8 = MAX_TYPES as u8;
 const SLOTS: usize = MAX_TYPES + 1;
 
@@ -43,12 +49,19 @@ fn in_hour(m: Minute, now: Minute) -> bool {
     m <= now && now - m < MINUTES as u64
 }
 
-/// Events of one type index in one minute, for one reader.
+/// Events of one type index in one minute, for one reader: 8 bytes (minutes since the epoch fit
+/// a `u32` for another 8,000 years).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Count {
-    minute: Minute,
+    minute: u32,
     kind: u8,
     n: u16,
+}
+
+impl Count {
+    fn minute(&self) -> Minute {
+        Minute::from(self.minute)
+    }
 }
 
 /// One reader's hour.
@@ -63,8 +76,9 @@ struct ReaderHour {
 
 impl ReaderHour {
     fn add(&mut self, minute: Minute, kind: u8, now: Minute) {
-        let stale = self.counts.iter().take_while(|c| !in_hour(c.minute, now)).count();
+        let stale = self.counts.iter().take_while(|c| !in_hour(c.minute(), now)).count();
         self.counts.drain(..stale);
+        let minute = minute as u32;
         match self.counts.binary_search_by(|c| (c.minute, c.kind).cmp(&(minute, kind))) {
             Ok(i) => self.counts[i].n = self.counts[i].n.saturating_add(1),
             Err(i) => self.counts.insert(i, Count { minute, kind, n: 1 }),
@@ -90,11 +104,18 @@ impl ReaderHour {
     }
 
     fn is_idle(&self, now: Minute) -> bool {
-        !self.counts.iter().any(|c| in_hour(c.minute, now)) && !in_hour(self.online_to, now)
+        !self.counts.iter().any(|c| in_hour(c.minute(), now)) && !in_hour(self.online_to, now)
     }
 
-    fn events_in(&self, minute: Minute) -> u32 {
-        self.counts.iter().filter(|c| c.minute == minute).map(|c| u32::from(c.n)).sum()
+    /// Events per minute over the hour starting at minute `first`, in one pass over the counts.
+    fn per_minute(&self, first: Minute) -> PerMinute {
+        let mut minutes = vec![0u32; MINUTES];
+        for c in &self.counts {
+            if let Some(slot) = c.minute().checked_sub(first).and_then(|i| minutes.get_mut(i as usize)) {
+                *slot = slot.saturating_add(u32::from(c.n));
+            }
+        }
+        minutes
     }
 }
 
@@ -128,7 +149,12 @@ pub struct Activity {
 impl Activity {
     /// Counts one event of `user`'s, stamped `at`, as of the wall clock `now`.
     pub fn record(&mut self, now: Millis, at: Millis, user: &Arc<str>, event_type: &str) {
-        let (now, minute) = (minute_of(now), minute_of(at));
+        let now = minute_of(now);
+        // An event stamped by a node whose clock runs a little ahead counts now, not never.
+        let minute = match minute_of(at) {
+            m if m > now && m - now <= AHEAD_MINUTES => now,
+            m => m,
+        };
         if !in_hour(minute, now) {
             return;
         }
@@ -162,7 +188,7 @@ impl Activity {
             return (self.types.len() - 1) as u8;
         }
         // A type unseen for an hour has no count left in the hour: its index can be reused.
-        match self.types.iter().position(|(_, seen)| !in_hour(*seen, now)) {
+        match self.types.iter().position(|(_, seen)| *seen <= now && now - seen >= MINUTES as u64) {
             Some(i) => {
                 self.types[i] = fresh;
                 i as u8
@@ -191,7 +217,8 @@ impl Activity {
     /// The hour ending with the wall clock `now`'s minute. `only`: the readers a scoped viewer
     /// may see (sorted), whose events and presence alone are counted; `None` counts everyone.
     /// `online_now`: who is online now, counted in the current minute whatever the last sample
-    /// found. `sparklines`: the readers whose own events per minute are wanted.
+    /// found. `sparklines`: the readers whose own events per minute are wanted, most wanted first;
+    /// at most [`MAX_SPARKLINES`] of those the viewer may see get one.
     pub fn series(
         &self,
         now: Millis,
@@ -216,8 +243,8 @@ impl Activity {
             }
             Some(readers) => {
                 for hour in readers.iter().filter_map(|r| self.readers.get(r.as_str())) {
-                    for c in hour.counts.iter().filter(|c| in_hour(c.minute, now)) {
-                        by_kind[usize::from(c.kind)][(c.minute - first) as usize] += u32::from(c.n);
+                    for c in hour.counts.iter().filter(|c| in_hour(c.minute(), now)) {
+                        by_kind[usize::from(c.kind)][(c.minute() - first) as usize] += u32::from(c.n);
                     }
                 }
             }
@@ -254,11 +281,10 @@ impl Activity {
         let readers = sparklines
             .iter()
             .filter(|u| visible(u))
+            .take(MAX_SPARKLINES)
             .map(|user| {
-                let counts = match self.readers.get(*user) {
-                    Some(hour) => (0..MINUTES).map(|i| hour.events_in(first + i as u64)).collect(),
-                    None => vec![0; MINUTES],
-                };
+                let counts =
+                    self.readers.get(*user).map_or_else(|| vec![0; MINUTES], |h| h.per_minute(first));
                 ((*user).to_owned(), counts)
             })
             .collect();
@@ -311,7 +337,7 @@ mod tests {
         let mut a = Activity::default();
         let now = at(100, 0);
         a.record(now, at(40, 0), &user("ada"), "OLD");
-        a.record(now, at(101, 0), &user("ada"), "FUTURE");
+        a.record(now, at(103, 0), &user("ada"), "FUTURE");
         a.record(now, at(41, 0), &user("ada"), "EDGE");
         let s = a.series(now, None, &[], &[]);
         assert_eq!(s.by_type.len(), 1);
@@ -390,9 +416,44 @@ mod tests {
             hour.add(second / 10, (second % 3) as u8, 49);
         }
         assert_eq!(hour.counts.len(), 50 * 3);
-        assert_eq!(hour.events_in(7), 10);
+        assert_eq!(hour.per_minute(0)[7], 10);
+        assert_eq!(std::mem::size_of::<Count>(), 8);
         hour.add(120, 0, 120);
         assert_eq!(hour.counts.len(), 1, "the hour before was dropped");
+    }
+
+    #[test]
+    fn an_event_from_a_clock_a_little_ahead_counts_now_and_one_far_ahead_not_at_all() {
+        let mut a = Activity::default();
+        let now = at(10, 0);
+        a.record(now, at(12, 0), &user("ada"), "AHEAD");
+        a.record(now, at(13, 0), &user("ada"), "FAR");
+        let s = a.series(now, None, &[], &["ada"]);
+        assert_eq!(s.by_type, vec![("AHEAD".to_owned(), last_only(1))]);
+        assert_eq!(s.readers, vec![("ada".to_owned(), last_only(1))]);
+    }
+
+    #[test]
+    fn a_clock_stepping_back_does_not_free_a_type_still_charted() {
+        let mut a = Activity::default();
+        for k in 0..MAX_TYPES {
+            a.record(at(10, 0), at(10, 0), &user("ada"), &format!("T{k}"));
+        }
+        // The wall clock went back five minutes: T0..T14 are still in the hour.
+        a.record(at(5, 0), at(5, 0), &user("ada"), "NEW");
+        let s = a.series(at(10, 0), None, &[], &[]);
+        assert!(s.by_type.iter().any(|(t, _)| t == "T0"), "{s:?}");
+        assert!(s.by_type.iter().any(|(t, _)| t == OTHER_TYPE), "{s:?}");
+    }
+
+    #[test]
+    fn sparklines_are_capped() {
+        let a = Activity::default();
+        let names: Vec<String> = (0..MAX_SPARKLINES + 5).map(|n| format!("r{n}")).collect();
+        let asked: Vec<&str> = names.iter().map(String::as_str).collect();
+        let s = a.series(at(0, 0), None, &[], &asked);
+        assert_eq!(s.readers.len(), MAX_SPARKLINES);
+        assert_eq!(s.readers[0].0, "r0", "the first asked for come first");
     }
 
     #[test]

@@ -522,10 +522,12 @@ impl Core {
     }
 
     /// The last hour of activity as `viewer` may see it (a scoped consultant: its readers only),
-    /// as of the wall clock `wall`, with a sparkline for each reader online that it may see.
+    /// as of the wall clock `wall`, with sparklines for the readers online that it may see, the
+    /// most recently active first.
     pub fn activity(&self, viewer: &Principal, wall: Millis) -> ActivitySeries {
         let only = self.readers_visible_to(viewer);
-        let online = self.presence.users();
+        let online = self.presence.online();
+        let online: Vec<&str> = online.iter().map(|(user, _)| user.as_str()).collect();
         self.activity.series(wall, only.as_deref(), &online, &online)
     }
 

@@ -526,7 +526,8 @@ fn the_activity_charts_of_a_scoped_consultant_count_only_its_readers() {
         let seen_by = |conn| {
             let series = node.core.activity(node.core.principal(conn).unwrap(), now);
             let events: u32 = series.by_type.iter().flat_map(|(_, n)| n).sum();
-            let readers: Vec<String> = series.readers.into_iter().map(|(user, _)| user).collect();
+            let mut readers: Vec<String> = series.readers.into_iter().map(|(user, _)| user).collect();
+            readers.sort();
             (events, *series.online.last().unwrap(), readers)
         };
         let everything = (3, 2, vec!["r1".to_owned(), "r9".to_owned()]);

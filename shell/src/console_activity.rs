@@ -23,12 +23,14 @@ async fn activity(State(state): State<HttpState>, headers: HeaderMap) -> Respons
         Ok(p) => p,
         Err(r) => return r,
     };
+    // One reading of the clock, so that both halves of the answer cover the same minutes.
+    let wall = state.clock.wall();
     let (reply, answer) = tokio::sync::oneshot::channel();
-    if !state.driver.send(Command::Activity { viewer, reply }).await {
+    if !state.driver.send(Command::Activity { viewer, wall, reply }).await {
         return unavailable();
     }
     let Ok(series) = answer.await else { return unavailable() };
-    let (p50, p99) = state.delivery_minutes.quantiles(state.clock.wall().0);
+    let (p50, p99) = state.delivery_minutes.quantiles(wall.0);
     Json(body(&series, &p50, &p99)).into_response()
 }
 

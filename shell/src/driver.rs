@@ -71,9 +71,11 @@ pub enum Command {
     ReplayDeadLetters {
         reply: oneshot::Sender<usize>,
     },
-    /// The last hour of activity as `viewer` may see it, for the console's charts.
+    /// The last hour of activity as `viewer` may see it, as of the wall clock `wall`, for the
+    /// console's charts.
     Activity {
         viewer: alice_core::Principal,
+        wall: Millis,
         reply: oneshot::Sender<alice_core::ActivitySeries>,
     },
     /// An admin replaced a consultant's active set, already written to the table: answered once
@@ -398,8 +400,8 @@ impl Driver {
                 }
                 let _ = reply.send(n);
             }
-            Command::Activity { viewer, reply } => {
-                let _ = reply.send(self.core.activity(&viewer, self.clock.wall()));
+            Command::Activity { viewer, wall, reply } => {
+                let _ = reply.send(self.core.activity(&viewer, wall));
             }
             Command::Assign { consultant_id, readers, reply } => {
                 self.feed(Input::Assign { consultant_id, readers });

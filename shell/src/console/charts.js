@@ -6,6 +6,8 @@
 const PALETTE = ["#1d4ed8", "#15803d", "#b91c1c", "#7e22ce", "#c2410c", "#0e7490", "#a16207", "#be185d",
   "#4b5563", "#4d7c0f", "#6d28d9", "#0f766e", "#9f1239", "#1e40af", "#854d0e", "#6b7280"];
 const CHART_HEIGHT = 170;
+/** Refreshes after new activity come at most this often. */
+const NUDGE_EVERY_MS = 3000;
 
 class Charts {
   /** `fetchActivity()` resolves with the endpoint's body, or null when it could not be read. */
@@ -13,8 +15,11 @@ class Charts {
     this.fetchActivity = fetchActivity;
     this.plots = {}; // by container id: { plot, labels }
     this.sparklines = new Map(); // userId -> events per minute
+    this.colours = new Map(); // series label -> colour, kept for the page's life
     this.timer = null;
     this.soon = null;
+    this.last = 0; // when the last refresh started
+    this.generation = 0; // a refresh started before the last start or stop draws nothing
     window.addEventListener("resize", () => this.resize());
   }
 
@@ -26,19 +31,26 @@ class Charts {
   }
 
   stop() {
+    this.generation += 1;
     clearInterval(this.timer);
     clearTimeout(this.soon);
+    this.timer = null;
     this.soon = null;
   }
 
-  /** Something happened: refresh within a second (once, however many events come meanwhile). */
+  /** Something happened: refresh soon, once however many events come meanwhile, and at most
+   *  every NUDGE_EVERY_MS. */
   nudge() {
-    if (this.soon === null) this.soon = setTimeout(() => { this.soon = null; this.refresh(); }, 1000);
+    if (this.soon !== null || this.timer === null) return;
+    const wait = Math.max(1000, this.last + NUDGE_EVERY_MS - Date.now());
+    this.soon = setTimeout(() => { this.soon = null; this.refresh(); }, wait);
   }
 
   async refresh() {
+    const generation = this.generation;
+    this.last = Date.now();
     const a = await this.fetchActivity();
-    if (!a) return;
+    if (!a || generation !== this.generation) return;
     const types = a.eventsByType.map((t) => t.eventType);
     this.draw("chart-events", a.minutes, types, a.eventsByType.map((t) => t.perMinute), "events");
     this.draw("chart-online", a.minutes, ["online"], [a.onlineReaders], "readers");
@@ -58,9 +70,9 @@ class Charts {
       return;
     }
     current?.plot.destroy();
-    const series = [{}, ...labels.map((label, i) => ({
-      label, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: false,
-      points: { show: dots, size: 5, fill: PALETTE[i % PALETTE.length] },
+    const series = [{}, ...labels.map((label) => ({
+      label, stroke: this.colour(label), width: 2, spanGaps: false,
+      points: { show: dots, size: 5, fill: this.colour(label) },
       value: (_, v) => (v === null || v === undefined ? "—" : `${v} ${unit}`),
     }))];
     const opts = {
@@ -72,6 +84,12 @@ class Charts {
       legend: { live: false },
     };
     this.plots[id] = { plot: new uPlot(opts, data, el), labels };
+  }
+
+  /** A series' colour: the next free one the first time its label is seen, the same after. */
+  colour(label) {
+    if (!this.colours.has(label)) this.colours.set(label, PALETTE[this.colours.size % PALETTE.length]);
+    return this.colours.get(label);
   }
 
   resize() {

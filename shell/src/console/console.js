@@ -208,9 +208,9 @@ function signIn(token) {
         text("span", ` · ${role} · showing `),
         text("span", "every type", "filter"),
       );
+      charts.start(CHARTS_EVERY_MS);
       await subscribe();
       await loadRecent();
-      charts.start(CHARTS_EVERY_MS);
       if (role === "consultant") await loadMine();
       if (role === "admin") {
         $("assignments-card").hidden = false;
