@@ -35,6 +35,8 @@ pub struct HttpState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The delivery histogram minute by minute, for the console's chart.
     pub delivery_minutes: Arc<crate::delivery_minutes::DeliveryMinutes>,
+    /// The console's last activity answer per view.
+    pub activity_answers: Arc<crate::console_activity::Answers>,
     /// This node's consumer group's dead letters, in a cluster.
     pub dead_letters: Option<Arc<DeadLetters>>,
     /// Present when the node is part of a Redis cluster.

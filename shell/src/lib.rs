@@ -10,7 +10,7 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod console;
-mod console_activity;
+pub mod console_activity;
 pub mod delivery_minutes;
 pub mod driver;
 #[cfg(feature = "fuzzing")]
@@ -364,6 +364,7 @@ where
         assignments,
         metrics,
         delivery_minutes,
+        activity_answers: Arc::default(),
         dead_letters,
         redis: redis_health.clone(),
         clock,

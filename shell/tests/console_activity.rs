@@ -26,12 +26,14 @@ fn totals(body: &Value) -> (BTreeMap<String, u64>, u64, Vec<String>) {
         })
         .collect();
     let online = body["onlineReaders"].as_array().unwrap().last().unwrap().as_u64().unwrap();
-    let readers = body["readers"]
+    // Sparklines come most recently active first; the order is not what is checked here.
+    let mut readers: Vec<String> = body["readers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["userId"].as_str().unwrap().to_owned())
         .collect();
+    readers.sort();
     (by_type, online, readers)
 }
 
