@@ -39,7 +39,7 @@ impl Answers {
     fn fresh(&self, view: &str, now: Millis) -> Option<Value> {
         let kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let (at, answer) = kept.get(view)?;
-        (now >= *at && now.since(*at) < ANSWER_KEPT_MS).then(|| answer.clone())
+        is_fresh(*at, now).then(|| answer.clone())
     }
 
     /// Keeps `view`'s answer worked out at `now`; when too many views are kept, the stale ones go
@@ -47,13 +47,18 @@ impl Answers {
     fn keep(&self, view: String, now: Millis, answer: &Value) {
         let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() >= MAX_KEPT && !kept.contains_key(&view) {
-            kept.retain(|_, (at, _)| now >= *at && now.since(*at) < ANSWER_KEPT_MS);
+            kept.retain(|_, (at, _)| is_fresh(*at, now));
             if kept.len() >= MAX_KEPT {
                 return;
             }
         }
         kept.insert(view, (now, answer.clone()));
     }
+}
+
+/// An answer worked out `at` may be given again `now` (a clock stepped back makes it stale).
+fn is_fresh(at: Millis, now: Millis) -> bool {
+    now >= at && now.since(at) < ANSWER_KEPT_MS
 }
 
 async fn activity(State(state): State<HttpState>, headers: HeaderMap) -> Response {
