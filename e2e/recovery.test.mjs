@@ -171,3 +171,87 @@ test("two nodes: the reconnect lands on the other node and recovers there", { sk
   const dash = await dashboard(proxy.url, "rc-c4", "RC4");
   await dropAndRecover({ proxy, dash, reader, type: "RC4", beforeReconnect: () => proxy.retarget(b.url) });
 });
+
+/** The official client as an app would use it, reconnection on, for any role. */
+async function recovering(url, user, role) {
+  const socket = io(url, {
+    auth: { token: token(user, role) },
+    transports: ["websocket"],
+    forceNew: true,
+    reconnectionDelay: 100,
+    reconnectionDelayMax: 300,
+  });
+  cleanups.push(() => socket.close());
+  socket.got = [];
+  socket.on("reader-activity", (e) => socket.got.push(e.id));
+  await new Promise((resolve) => socket.once("connect", resolve));
+  return socket;
+}
+
+/**
+ * A reader's tab and a consultant in a room drop together and recover: the tab gets what the
+ * reader's other tab sent meanwhile (never what it sent itself), the consultant what came through
+ * its room; neither gets another reader's events. `other` is the node of the other tab.
+ */
+async function tabAndRoomRecover({ via, other, proxy, prefix, beforeReconnect }) {
+  const reader = `${prefix}-r1`;
+  const tab = await recovering(proxy.url, reader, "reader");
+  const room = await recovering(proxy.url, `${prefix}-c1`, "consultant");
+  const otherTab = await as(other, reader, "reader");
+  const stranger = await as(via, `${prefix}-r2`, "reader");
+  for (const s of [room, otherTab, stranger]) assert.equal((await s.emitWithAck("join-room", `${prefix}-class`)).ok ?? true, true);
+  const sendOn = async (socket, n) => {
+    const ids = [];
+    for (let i = 0; i < n; i++) ids.push((await socket.emitWithAck("reader-event", { eventType: `${prefix}-T` })).eventId);
+    return ids;
+  };
+  const first = await sendOn(otherTab, 1);
+  await until(() => tab.got.length === 1 && room.got.length === 1, 5000, "the first event, to both");
+  // The tab's own event: its other tab gets it, the room does not (the tab is not in it).
+  await sendOn(tab, 1);
+  await sleep(200);
+  assert.deepEqual([tab.got, room.got], [first, first]);
+
+  const reconnected = Promise.all([tab, room].map((s) => new Promise((resolve) => s.io.once("reconnect", resolve))));
+  await beforeReconnect?.();
+  proxy.cutAll();
+  await until(() => !tab.connected && !room.connected, 3000, "the drop");
+  const missed = await sendOn(otherTab, 3);
+  await sendOn(stranger, 2);
+  await reconnected;
+  await until(() => tab.got.length >= 4 && room.got.length >= 4 + 2, 5000, "the missed events").catch((e) => {
+    throw new Error(`${e.message}: tab ${JSON.stringify(tab.got)}, room ${JSON.stringify(room.got)}`);
+  });
+  assert.equal(tab.recovered, true, "the reader's tab recovered");
+  assert.equal(room.recovered, true, "the consultant recovered");
+  const live = await sendOn(otherTab, 1);
+  await sendOn(tab, 1);
+  await until(() => tab.got.length >= 5, 3000, "live events");
+  await sleep(200);
+  assert.deepEqual(tab.got, [...first, ...missed, ...live], "the other tab's events, each once, in order");
+  // The stranger is in the room too: the consultant gets its 2 events through the room (the tab
+  // never does), but not the tab's own 2, whose socket is in no room.
+  await until(() => room.got.length >= 7, 3000, "the room's live event");
+  assert.equal(room.got.length, 7, `room: ${JSON.stringify(room.got)}`);
+  assert.deepEqual([...room.got.slice(0, 4), room.got[6]], [...first, ...missed, ...live]);
+}
+
+test("one node: a reader's tab recovers its other tab's events, a consultant its room's", async () => {
+  const server = await startServer();
+  cleanups.push(() => server.stop());
+  const proxy = await flakyProxy(server.url);
+  cleanups.push(() => proxy.close());
+  await tabAndRoomRecover({ via: server, other: server, proxy, prefix: "tr1" });
+});
+
+test("two nodes: a reader's tab and a consultant recover on the other node", { skip: !haveRedis }, async () => {
+  const redis = await redisServer();
+  cleanups.push(() => redis.stop());
+  const a = await startServer({ REDIS_URL: redis.url, NODE_ID: "tr-a" });
+  const b = await startServer({ REDIS_URL: redis.url, NODE_ID: "tr-b" });
+  cleanups.push(() => a.stop());
+  cleanups.push(() => b.stop());
+  const proxy = await flakyProxy(a.url);
+  cleanups.push(() => proxy.close());
+  await tabAndRoomRecover({ via: a, other: b, proxy, prefix: "tr2", beforeReconnect: () => proxy.retarget(b.url) });
+});

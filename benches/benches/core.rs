@@ -68,17 +68,17 @@ fn recipients(c: &mut Criterion) {
     let mut g = c.benchmark_group("recipients");
     g.bench_function("10k subscribers, typed event, 2 rooms", |b| {
         b.iter(|| {
-            r.recipients(None, black_box("reader-1"), black_box("T3"), false, &["room1", "room2"], []).len()
+            r.recipients(&[], black_box("reader-1"), black_box("T3"), false, &["room1", "room2"], []).len()
         })
     });
     g.bench_function("10k subscribers, support event", |b| {
-        b.iter(|| r.recipients(None, black_box("reader-1"), black_box("HELP_REQUEST"), true, &[], []).len())
+        b.iter(|| r.recipients(&[], black_box("reader-1"), black_box("HELP_REQUEST"), true, &[], []).len())
     });
     let scoped = scoped_routing();
     g.bench_function("10k scoped consultant sockets, reader assigned to 3 consultants", |b| {
         b.iter(|| {
             let assigned = black_box(["c1", "c500", "c999"]);
-            scoped.recipients(None, "reader-1", "T3", false, &[], assigned).len()
+            scoped.recipients(&[], "reader-1", "T3", false, &[], assigned).len()
         })
     });
     g.finish();
@@ -178,7 +178,7 @@ fn bus(c: &mut Criterion) {
             timestamp: NOW,
             session_id: "AbCdEfGhIjKlMnOp".into(),
             sender_rooms: vec!["class-1".into()],
-            sender_conn: 42,
+            sender_pid: "pid-42".into(),
         }),
     };
     let bytes = msg.encode();

@@ -9,14 +9,18 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::event::ReaderEvent;
+use crate::event::{ReaderEvent, SentFrom};
 use crate::position::LogPosition;
 use crate::presence::ReaderPresence;
 use crate::replies::Json;
 use crate::time::Millis;
 
 /// The codec version this build writes and reads.
-pub const BUS_VERSION: u8 = 2;
+pub const BUS_VERSION: u8 = 3;
+
+/// The version before, still read from the log: an upgraded node stores and shows the entries
+/// its predecessors appended (their senders are known by their rooms only).
+const LOG_VERSION_2: u8 = 2;
 
 /// One message on the bus.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,10 +60,65 @@ pub struct BusEvent {
     pub data: String,
     pub timestamp: Millis,
     pub session_id: String,
-    /// The rooms the sending socket had joined (delivery rule 4).
+    /// The sending socket's `pid`, which no socket receiving it may have (rule 3).
+    pub sender_pid: String,
+    /// The rooms the sending socket had joined, sorted (rule 4).
     pub sender_rooms: Vec<String>,
-    /// The sending socket's number on its origin, left out of the delivery there (rule 3).
-    pub sender_conn: u64,
+}
+
+/// What version 2 wrote on the log: the same, but with the sender's socket number on its
+/// origin instead of its `pid`.
+mod v2 {
+    use serde::Deserialize;
+
+    use crate::time::Millis;
+
+    #[derive(Deserialize)]
+    pub(super) struct LogMessage {
+        pub origin: String,
+        pub incarnation: u64,
+        pub seq: u64,
+        pub body: LogBody,
+    }
+
+    /// The log carried only events (the first variant, as postcard numbers them).
+    #[derive(Deserialize)]
+    pub(super) enum LogBody {
+        Event(Event),
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Event {
+        pub id: [u8; 16],
+        pub user_id: String,
+        pub event_type: String,
+        pub data: String,
+        pub timestamp: Millis,
+        pub session_id: String,
+        pub sender_rooms: Vec<String>,
+        pub _sender_conn: u64,
+    }
+
+    impl LogMessage {
+        pub(super) fn upgraded(self) -> super::BusMessage {
+            let LogBody::Event(e) = self.body;
+            super::BusMessage {
+                origin: self.origin,
+                incarnation: self.incarnation,
+                seq: self.seq,
+                body: super::BusBody::Event(super::BusEvent {
+                    id: e.id,
+                    user_id: e.user_id,
+                    event_type: e.event_type,
+                    data: e.data,
+                    timestamp: e.timestamp,
+                    session_id: e.session_id,
+                    sender_pid: String::new(),
+                    sender_rooms: e.sender_rooms,
+                }),
+            }
+        }
+    }
 }
 
 impl BusEvent {
@@ -73,6 +132,7 @@ impl BusEvent {
             timestamp: self.timestamp,
             session_id: self.session_id.clone(),
             position,
+            sent_from: SentFrom { pid: self.sender_pid.as_str().into(), rooms: self.sender_rooms.clone() },
         })
     }
 }
@@ -95,12 +155,16 @@ impl BusMessage {
 
     pub fn decode(bytes: &[u8]) -> Result<BusMessage, DecodeError> {
         let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
-        if version != BUS_VERSION {
-            return Err(DecodeError::UnknownVersion(version));
-        }
-        match postcard::take_from_bytes::<BusMessage>(body) {
-            Ok((msg, [])) => Ok(msg),
-            _ => Err(DecodeError::Malformed),
+        match version {
+            BUS_VERSION => match postcard::take_from_bytes::<BusMessage>(body) {
+                Ok((msg, [])) => Ok(msg),
+                _ => Err(DecodeError::Malformed),
+            },
+            LOG_VERSION_2 => match postcard::take_from_bytes::<v2::LogMessage>(body) {
+                Ok((msg, [])) => Ok(msg.upgraded()),
+                _ => Err(DecodeError::Malformed),
+            },
+            _ => Err(DecodeError::UnknownVersion(version)),
         }
     }
 }

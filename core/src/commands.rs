@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use crate::error::CommandError;
-use crate::event::ReaderEvent;
+use crate::event::{ReaderEvent, SentFrom};
 use crate::history::HistoryAnswer;
 use crate::protocol::{self, ClientEvent, Command, HistoryQuery};
 use crate::replies::{self, fields, names};
@@ -176,6 +176,7 @@ impl Core {
             timestamp: self.wall,
             session_id: session_id.unwrap_or_else(|| c.sid.clone()),
             position,
+            sent_from: SentFrom { pid: c.pid.clone(), rooms: c.rooms.iter().cloned().collect() },
         });
         self.log_seq += 1;
         let entry = LogEntry {
@@ -184,7 +185,6 @@ impl Core {
             incarnation: self.incarnation,
             seq: self.log_seq,
             sender: conn,
-            sender_rooms: c.rooms.iter().cloned().collect(),
             key: key.clone(),
         };
         if let Some(key) = key {
@@ -212,11 +212,17 @@ impl Core {
     /// Sends `reader-activity` to this node's recipients of `event`, serialized once. A socket
     /// whose resume waits for the store gets it after the replay; a staff socket reached through
     /// a room remembers it, so that a resume does not send it again.
-    pub(crate) fn deliver(&mut self, sender: Option<ConnId>, event: &Arc<ReaderEvent>, rooms: &[String]) {
-        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    pub(crate) fn deliver(&mut self, event: &Arc<ReaderEvent>) {
+        let rooms: Vec<&str> = event.sent_from.rooms.iter().map(String::as_str).collect();
         let assigned = || self.assignments.consultants_of(&event.user_id);
+        // The sending socket, known by its `pid` on whichever node and run it is now.
+        let senders: Vec<ConnId> = self
+            .routing
+            .sockets_of(&event.user_id)
+            .filter(|conn| self.conns.get(conn).is_some_and(|c| c.pid == event.sent_from.pid))
+            .collect();
         let mut to = self.routing.recipients(
-            sender,
+            &senders,
             &event.user_id,
             &event.event_type,
             event.is_support(),

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::bus::Sequencing;
 use crate::log::AppendId;
 use crate::timers::Timer;
-use crate::{BusBody, BusMessage, ConnId, Core, LogEntry, LogPosition, Millis, Output, ReaderEvent};
+use crate::{BusBody, BusMessage, Core, LogPosition, Millis, Output, ReaderEvent};
 
 impl Core {
     /// Hands the log its next append when none is in flight, and arms the retry timer.
@@ -75,7 +75,7 @@ impl Core {
                 // Shown when this node reads it back from the log, in the log's order.
                 continue;
             }
-            self.show(Some(entry.sender), &entry, true);
+            self.show(&entry.event, &entry.origin, true);
             if deployment.stores_after_log() {
                 self.queue.push(entry.event.clone());
             }
@@ -123,32 +123,20 @@ impl Core {
             self.timers.set_earliest(Timer::NodeExpiry, now.plus(self.config.presence_ttl_ms));
             self.stats.remote_events += 1;
         }
-        let entry = LogEntry {
-            event: Arc::new(event),
-            origin: Arc::from(msg.origin),
-            incarnation: msg.incarnation,
-            seq: msg.seq,
-            sender: ConnId(e.sender_conn),
-            sender_rooms: e.sender_rooms,
-            key: None,
-        };
-        // The sending socket is ours only if this very run of the node appended the entry; a
-        // previous run's socket numbers mean nothing now, and its readers are gone.
-        let sender = this_run.then_some(entry.sender);
-        self.show(sender, &entry, this_run);
+        self.show(&Arc::new(event), &msg.origin, this_run);
     }
 
-    /// Shows a durable event: delivers it to this node's recipients, records the reader's
-    /// activity (as this node's reader when `local`, else as the origin's) and keeps it in history.
-    fn show(&mut self, sender: Option<ConnId>, entry: &LogEntry, local: bool) {
-        let event = &entry.event;
-        self.deliver(sender, event, &entry.sender_rooms);
+    /// Shows a durable event that `origin` accepted: delivers it to this node's recipients,
+    /// records the reader's activity (as this node's reader when `local`, else as the origin's)
+    /// and keeps it in history.
+    fn show(&mut self, event: &Arc<ReaderEvent>, origin: &str, local: bool) {
+        self.deliver(event);
         let (book, page) = event.reading_position();
         if local {
             self.presence.local_activity(&event.user_id, self.wall, book.as_deref(), page.as_deref());
-        } else if *entry.origin != *self.node {
+        } else if origin != self.node.as_str() {
             self.presence.remote_activity(
-                &entry.origin,
+                origin,
                 &event.user_id,
                 event.timestamp,
                 book.as_deref(),

@@ -22,6 +22,26 @@ pub struct ReaderEvent {
     pub session_id: String,
     /// Where the log placed it ([`LogPosition::START`] until the log has).
     pub position: LogPosition,
+    /// The socket it was sent on, as far as deliveries and replays need it.
+    pub sent_from: SentFrom,
+}
+
+/// The socket an event was sent on, known after that socket is gone: by its `pid` (which a
+/// recovered socket keeps, on any node), so that no socket of that `pid` receives it (rule 3),
+/// and by the rooms it had joined, whose consultants and admins receive it (rule 4).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SentFrom {
+    /// Empty for events stored before senders were recorded.
+    pub pid: Arc<str>,
+    /// Sorted.
+    pub rooms: Vec<String>,
+}
+
+impl SentFrom {
+    /// Whether the sending socket had joined any of `rooms` (sorted).
+    pub fn in_any_of(&self, rooms: &[String]) -> bool {
+        self.rooms.iter().any(|r| rooms.binary_search(r).is_ok())
+    }
 }
 
 impl ReaderEvent {
@@ -99,6 +119,7 @@ mod tests {
             timestamp: Millis(0),
             session_id: "s".into(),
             position: LogPosition::START,
+            sent_from: SentFrom::default(),
         }
     }
 

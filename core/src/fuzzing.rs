@@ -275,7 +275,7 @@ pub fn core_ops(data: &[u8]) {
                             timestamp: now,
                             session_id: "s".into(),
                             sender_rooms: rooms,
-                            sender_conn: 0,
+                            sender_pid: "pid-0".into(),
                         }),
                     },
                 )

@@ -72,7 +72,7 @@ pub use bus::{BusBody, BusEvent, BusMessage};
 pub use config::{Config, Deployment};
 pub use consumer::ConsumerCommand;
 pub use error::{CommandError, ConnectRefusal, ErrorCode};
-pub use event::ReaderEvent;
+pub use event::{ReaderEvent, SentFrom};
 pub use log::{AppendId, LogEntry};
 pub use position::LogPosition;
 pub use principal::{Principal, Role};
@@ -81,7 +81,7 @@ pub use queue::{BatchId, StoreFailure};
 pub use readers::{ReadFrom, Stream};
 pub use recovery::{Recovery, SavedSession};
 pub use replies::Payload;
-pub use resume::{ReplayFilter, ReplayFrom, ReplayTypes};
+pub use resume::{ReplayFilter, ReplayFrom, ReplayRule};
 pub use scope::{AssignmentTable, ConsultantScope};
 pub use time::{Millis, Now};
 
@@ -259,9 +259,11 @@ struct Connection {
     sid: String,
     rooms: BTreeSet<String>,
     subscription: Option<Subscription>,
-    /// Its private session id, for connection state recovery, and whether a session is saved.
-    pid: String,
-    saved: bool,
+    /// Its private session id, for connection state recovery (and kept by a recovered socket).
+    pid: Arc<str>,
+    /// Where the log stood when it connected (or the offset it recovered from): a reader's
+    /// session is replayed from here when its client received nothing since.
+    connected_at: LogPosition,
     /// For a staff socket, what it was sent on this connection (for resumes).
     sent: Option<Box<resume::Sent>>,
 }

@@ -26,17 +26,15 @@ const RETRY_BASE_MS: u64 = 50;
 const RETRY_MAX_MS: u64 = 5_000;
 
 /// One accepted event as the log holds it: the event, where it came from (node, incarnation and
-/// that origin's log sequence, so repeats are dropped) and what delivery needs of its sender.
+/// that origin's log sequence, so repeats are dropped) and who waits for its receipt.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogEntry {
     pub event: Arc<ReaderEvent>,
     pub origin: Arc<str>,
     pub incarnation: u64,
     pub seq: u64,
-    /// The sending socket, left out of the delivery (rule 3).
+    /// The sending socket on this run of this node, told when the event is durable.
     pub sender: ConnId,
-    /// The rooms the sending socket had joined (rule 4).
-    pub sender_rooms: Vec<String>,
     /// The sender's `clientEventId`: the log takes the entry only if no entry of the same user
     /// with this key is younger than the idempotency window. Only the appending node knows it.
     pub key: Option<Arc<str>>,
@@ -57,8 +55,8 @@ impl LogEntry {
                 data: e.data.get().to_owned(),
                 timestamp: e.timestamp,
                 session_id: e.session_id.clone(),
-                sender_rooms: self.sender_rooms.clone(),
-                sender_conn: self.sender.0,
+                sender_pid: e.sent_from.pid.to_string(),
+                sender_rooms: e.sent_from.rooms.clone(),
             }),
         }
     }

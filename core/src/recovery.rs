@@ -1,21 +1,22 @@
 //! Connection state recovery, the official clients' own (PROTOCOL.md, "Connection state
-//! recovery"). Every socket is given a `pid` in its CONNECT reply; a socket with something to
-//! recover (a subscription, rooms) has its session saved under that `pid` whenever it changes and
-//! when it leaves, to expire `recovery_ttl_ms` later. A client that reconnects presents `{ pid,
-//! offset }`; the shell looks the session up, and the core recovers it only for the same user,
-//! unexpired, with a readable offset and at most `resume_max_events` to replay: it restores the
-//! subscription (as the token's role allows) and the rooms, replays what the socket would have
-//! received after the offset, and answers with the same `pid`. The replay comes from memory, or,
-//! when memory does not reach back to the offset, from the store, and the socket is accepted only
-//! once the store has answered. Otherwise the socket connects fresh; a `pid` shown with another
-//! user's token, or with a token that was refused, is forgotten.
+//! recovery"). Every socket is given a `pid` in its CONNECT reply and has its session saved under
+//! it when it is accepted, whenever its subscription or rooms change and when it leaves, to expire
+//! `recovery_ttl_ms` later. A client that reconnects presents `{ pid, offset }`; the shell looks the session up,
+//! and the core recovers it only for the same user, unexpired, with a readable offset and at most
+//! `resume_max_events` to replay: it restores the subscription (as the token's role allows) and
+//! the rooms, replays what the socket would have received after the offset (a staff socket's
+//! subscription or support events and its rooms' events; a reader's own events sent on its other
+//! sockets, told apart by the sender's `pid`), and answers with the same `pid`. The replay comes
+//! from memory, or, when memory does not reach back to the offset, from the store, and the socket
+//! is accepted only once the store has answered. Otherwise the socket connects fresh; a `pid`
+//! shown with another user's token, or with a token that was refused, is forgotten.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::event::ReaderEvent;
 use crate::position::LogPosition;
-use crate::resume::{ReplayFilter, ReplayFrom, ReplayTypes};
+use crate::resume::{ReplayFilter, ReplayFrom, ReplayRule};
 use crate::{ConnId, Core, Output, Principal, Role, Subscription};
 
 /// What a session keeps for recovery, as the shell stores it.
@@ -119,17 +120,31 @@ impl Core {
         });
         let subscription = subscription
             .map(|consultant_id| Subscription { consultant_id, event_types: session.event_types.clone() });
-        let types = match &subscription {
-            Some(s) => Some(ReplayTypes::Subscription(s.event_types.clone())),
-            None if principal.role.is_staff() => Some(ReplayTypes::Support),
-            None => None,
+        let mut rooms = session.rooms;
+        rooms.sort();
+        rooms.dedup();
+        rooms.truncate(self.config.max_rooms_per_socket);
+        // What the socket would have received: by its subscription or the support rule and
+        // through its rooms (staff, within the scope as it stands now), or its own events sent
+        // on its other sockets (a reader).
+        let filter = match (&subscription, principal.role.is_staff()) {
+            (Some(s), _) => ReplayFilter {
+                rule: ReplayRule::Subscription(s.event_types.clone()),
+                rooms: rooms.clone(),
+                readers: self.readers_visible_to(principal),
+            },
+            (None, true) => ReplayFilter {
+                rule: ReplayRule::Support,
+                rooms: rooms.clone(),
+                readers: self.readers_visible_to(principal),
+            },
+            (None, false) => ReplayFilter {
+                rule: ReplayRule::OtherSockets { pid: r.pid.clone() },
+                rooms: Vec::new(),
+                readers: Some(vec![principal.user_id.to_string()]),
+            },
         };
-        // The scope as it stands now decides what the replay may hold.
-        let readers = self.readers_visible_to(principal);
-        let filter = types.map(|types| ReplayFilter { types, readers });
-        let rooms = session.rooms.into_iter().take(self.config.max_rooms_per_socket).collect();
         let recovered = Recovered { pid: r.pid, subscription, rooms, replay: Vec::new(), offset };
-        let Some(filter) = filter else { return Check::Recover(recovered) };
         if offset < self.frontier() && !self.history.reaches_back_to(offset) {
             return Check::AskStore(recovered, filter);
         }
@@ -200,8 +215,9 @@ impl Core {
                 self.routing.join_room(conn, &room, staff);
             }
         }
+        c.connected_at = r.offset.min(frontier);
         if let Some(sent) = c.sent.as_deref_mut() {
-            sent.recovered_from(r.offset.min(frontier));
+            sent.recovered_from(c.connected_at);
         }
         if let Some(s) = r.subscription {
             self.routing.set_subscription(conn, None, Some(&s.event_types));
@@ -221,24 +237,18 @@ impl Core {
         self.save_session(conn);
     }
 
-    /// Saves a socket's session after a change (or as it leaves): what it has to recover, kept
-    /// for `recovery_ttl_ms` from now; one with nothing to recover is forgotten.
+    /// Saves a socket's session as it is accepted, after a change, or as it leaves, kept for
+    /// `recovery_ttl_ms` from now. Every socket has something to recover: a staff socket, at least the support
+    /// events; a reader's, its own events from its other sockets.
     pub(crate) fn save_session(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        let pid = c.pid.clone();
-        if c.subscription.is_none() && c.rooms.is_empty() {
-            if std::mem::take(&mut c.saved) {
-                self.outputs.push_back(Output::ForgetSession { pid });
-            }
-            return;
-        }
-        c.saved = true;
+        let pid = c.pid.to_string();
         let session = SavedSession {
             user_id: c.principal.user_id.to_string(),
             consultant_id: c.subscription.as_ref().map(|s| s.consultant_id.clone()),
             event_types: c.subscription.as_ref().map(|s| s.event_types.clone()).unwrap_or_default(),
             rooms: c.rooms.iter().cloned().collect(),
-            from: c.sent.as_deref().map_or(LogPosition::START, |s| s.current_from()),
+            from: c.sent.as_deref().map_or(c.connected_at, |s| s.current_from()),
             expires_ms: self.wall.0.saturating_add(self.config.recovery_ttl_ms),
         };
         self.outputs.push_back(Output::SaveSession { pid, session });

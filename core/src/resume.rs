@@ -106,36 +106,45 @@ pub enum ReplayFrom {
     Position(LogPosition),
 }
 
-/// Which types of event a replay wants.
+/// Which events a replay wants, by the delivery rule that would have sent them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReplayTypes {
-    /// A subscription's: events of these types (of every type when empty), and support events.
+pub enum ReplayRule {
+    /// A subscription's: events of these types (of every type when empty), and support events
+    /// (rules 1 and 2).
     Subscription(Vec<String>),
     /// Support events only: what a staff socket without a subscription receives (rule 2).
     Support,
+    /// A reader's: its own events sent on its other sockets, that is on any socket but the one
+    /// with this `pid` (rule 3). The filter's `readers` names the reader.
+    OtherSockets { pid: String },
 }
 
-/// Which events a replay wants: by type, and, for a scoped consultant, by reader.
+/// Which events a replay wants: by rule, also those sent on a socket in one of `rooms` (rule 4),
+/// and, for a scoped consultant, only by its readers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplayFilter {
-    pub types: ReplayTypes,
+    pub rule: ReplayRule,
+    /// A staff socket's rooms, sorted (a reader receives nothing through rooms).
+    pub rooms: Vec<String>,
     /// Only these readers' events (sorted), as the consultant's scope stands at the replay;
     /// `None` means anyone's.
     pub readers: Option<Vec<String>>,
 }
 
 impl ReplayFilter {
-    /// Every reader's events of these types.
-    pub fn unscoped(types: ReplayTypes) -> ReplayFilter {
-        ReplayFilter { types, readers: None }
+    /// Every reader's events by this rule, none through rooms.
+    pub fn unscoped(rule: ReplayRule) -> ReplayFilter {
+        ReplayFilter { rule, rooms: Vec::new(), readers: None }
     }
 
     pub fn lets_through(&self, e: &ReaderEvent) -> bool {
-        let by_type = match &self.types {
-            ReplayTypes::Subscription(types) => matches(types, e) || e.is_support(),
-            ReplayTypes::Support => e.is_support(),
+        let by_rule = match &self.rule {
+            ReplayRule::Subscription(types) => matches(types, e) || e.is_support(),
+            ReplayRule::Support => e.is_support(),
+            ReplayRule::OtherSockets { pid } => *e.sent_from.pid != **pid,
         };
-        by_type && crate::scope::lets_through(self.readers.as_deref(), &e.user_id)
+        (by_rule || e.sent_from.in_any_of(&self.rooms))
+            && crate::scope::lets_through(self.readers.as_deref(), &e.user_id)
     }
 }
 
@@ -206,7 +215,8 @@ impl Core {
                 self.resuming.insert(conn, pending);
                 let limit = self.config.resume_max_events + 1;
                 let readers = self.conns.get(&conn).and_then(|c| self.readers_visible_to(&c.principal));
-                let filter = ReplayFilter { types: ReplayTypes::Subscription(event_types), readers };
+                let filter =
+                    ReplayFilter { rule: ReplayRule::Subscription(event_types), rooms: Vec::new(), readers };
                 let from = ReplayFrom::Event(since);
                 self.outputs.push_back(Output::QueryReplay { conn, from, filter, limit });
             }

@@ -139,13 +139,14 @@ impl Routing {
         remove_from(&mut self.staff_by_room, room, conn);
     }
 
-    /// The sockets on this node that receive an event of `event_type` from `user`, sent on
-    /// `sender` (a socket of this node, or `None` when it came from another node) which is in
-    /// `sender_rooms`, whose reader is assigned to the consultants `assigned_to` (which matters
-    /// only for scoped consultants' sockets). Sorted, each socket once, never the sender.
+    /// The sockets on this node that receive an event of `event_type` from `user`, sent on a
+    /// socket which is in `sender_rooms` and which is, on this node, any of `senders` (its own
+    /// socket, and one that recovered its session), whose reader is assigned to the consultants
+    /// `assigned_to` (which matters only for scoped consultants' sockets). Sorted, each socket
+    /// once, never a sender.
     pub fn recipients<'a, 'b>(
         &self,
-        sender: Option<ConnId>,
+        senders: &[ConnId],
         user: &str,
         event_type: &str,
         support: bool,
@@ -177,10 +178,15 @@ impl Routing {
         }
         out.sort_unstable();
         out.dedup();
-        if let Some(sender) = sender {
-            out.retain(|c| *c != sender);
+        if !senders.is_empty() {
+            out.retain(|c| !senders.contains(c));
         }
         out
+    }
+
+    /// This node's sockets of `user`.
+    pub fn sockets_of(&self, user: &str) -> impl Iterator<Item = ConnId> + '_ {
+        self.by_user.get(user).into_iter().flatten().copied()
     }
 
     /// The staff sockets in any of `rooms` (rule 4) that an event of a reader assigned to

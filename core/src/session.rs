@@ -95,7 +95,8 @@ impl Core {
             self.publish(BusBody::Presence { user_id: principal.user_id.to_string(), reader: Some(reader) });
         }
         let staff = principal.role.is_staff();
-        let sent = staff.then(|| Box::new(crate::resume::Sent::new(self.frontier())));
+        let connected_at = self.frontier();
+        let sent = staff.then(|| Box::new(crate::resume::Sent::new(connected_at)));
         if staff && recovered.is_none() {
             // A recovered socket's replay comes first by itself; a new one's deliveries wait.
             self.first.insert(conn, Vec::new());
@@ -106,14 +107,16 @@ impl Core {
             sid,
             rooms: BTreeSet::new(),
             subscription: None,
-            pid,
-            saved: false,
+            pid: pid.into(),
+            connected_at,
             sent,
         };
         self.conns.insert(conn, c);
         self.outputs.push_back(Output::Accept { conn });
-        if let Some(r) = recovered {
-            self.restore(conn, r);
+        match recovered {
+            Some(r) => self.restore(conn, r),
+            // Saved at once, so that it can be recovered even if this node dies before it leaves.
+            None => self.save_session(conn),
         }
     }
 

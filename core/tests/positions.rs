@@ -78,6 +78,7 @@ fn stored(id: u128, position: LogPosition) -> Arc<ReaderEvent> {
         timestamp: Millis(position.ms),
         session_id: "s".into(),
         position,
+        sent_from: Default::default(),
     })
 }
 

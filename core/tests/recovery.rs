@@ -1,13 +1,14 @@
-//! Connection state recovery: every socket gets a `pid`; a session with something to recover is
-//! saved under it; a reconnect with `{ pid, offset }` restores the subscription and rooms and
-//! replays what was missed, for the same user only, within the TTL and the limit.
+//! Connection state recovery: every socket gets a `pid` and its session is saved under it; a
+//! reconnect with `{ pid, offset }` restores the subscription and rooms and replays what was
+//! missed (by subscription, support, room, or a reader's other tabs), for the same user only,
+//! within the TTL and the limit.
 
 mod common;
 
 use std::sync::Arc;
 
 use alice_core::{
-    Config, ConnId, Input, LogPosition, Output, ReaderEvent, Recovery, ReplayFilter, ReplayFrom, ReplayTypes,
+    Config, ConnId, Input, LogPosition, Output, ReaderEvent, Recovery, ReplayFilter, ReplayFrom, ReplayRule,
     SavedSession, TokenCheck,
 };
 use common::*;
@@ -257,7 +258,7 @@ fn past_memory_the_store_replays_and_the_socket_is_accepted_only_then() {
 
     let recovery = Recovery { pid: pid.clone(), offset: Some(offset.to_string()), session: Some(session) };
     let (back, out) = reconnect(&mut node, "c1", "consultant", recovery);
-    let subscription = ReplayFilter::unscoped(ReplayTypes::Subscription(vec!["A".into()]));
+    let subscription = ReplayFilter::unscoped(ReplayRule::Subscription(vec!["A".into()]));
     assert_eq!(query(&out), Some((back, ReplayFrom::Position(offset), subscription, 10_001)));
     assert!(!out.contains(&Output::Accept { conn: back }), "not before the store answers");
     // Meanwhile an event the replay will hold (memory has it) comes and goes live elsewhere.
@@ -314,4 +315,134 @@ fn a_socket_that_leaves_while_the_store_answers_frees_its_slot() {
     let token = TokenCheck::Verified(claims("c1", "consultant"));
     let out = node.input(Input::Connect { conn: again, sid: "s".into(), token, recovery: None });
     assert!(out.contains(&Output::Accept { conn: again }), "the user's one slot is free again");
+}
+
+/// Connects `sub` with `role` and returns the socket and its `pid`.
+fn connect_with_pid(node: &mut Node, sub: &str, role: &str) -> (ConnId, String) {
+    let conn = node.next_conn();
+    let token = TokenCheck::Verified(claims(sub, role));
+    let out = node.input(Input::Connect { conn, sid: format!("s{}", conn.0), token, recovery: None });
+    (conn, pid_of(&out, conn))
+}
+
+fn event_id(out: &[Output], sender: ConnId) -> String {
+    received(out, sender, "reader-event-received")[0]["eventId"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_reader_recovers_what_its_other_tabs_sent_and_never_its_own() {
+    let mut node = Node::new();
+    let (tab, pid) = connect_with_pid(&mut node, "r1", "reader");
+    let other_tab = node.connect("r1", "reader");
+    let someone_else = node.connect("r2", "reader");
+    let out = node.send(other_tab, "reader-event", json!({"eventType": "A"}));
+    let offset = last_offset(&out, tab);
+    // Its own last event, after the offset: never sent to it, so never replayed to it.
+    node.send(tab, "reader-event", json!({"eventType": "A"}));
+    let session = saved(&node.disconnect(tab)).remove(0).1;
+    assert_eq!((session.user_id.as_str(), session.consultant_id.as_deref()), ("r1", None), "saved");
+
+    let missed = event_id(&node.send(other_tab, "reader-event", json!({"eventType": "B"})), other_tab);
+    node.send(someone_else, "reader-event", json!({"eventType": "B"}));
+    let recovery = Recovery { pid: pid.clone(), offset: Some(offset.to_string()), session: Some(session) };
+    let (back, out) = reconnect(&mut node, "r1", "reader", recovery);
+    assert_eq!(pid_of(&out, back), pid, "recovered");
+    assert_eq!(activity_ids(&out, back), [missed], "the other tab's event only");
+
+    let out = node.send(back, "reader-event", json!({"eventType": "A"}));
+    assert!(activity_ids(&out, back).is_empty(), "not its own, live");
+    assert_eq!(activity_ids(&out, other_tab).len(), 1);
+    let out = node.send(other_tab, "reader-event", json!({"eventType": "A"}));
+    assert_eq!(activity_ids(&out, back).len(), 1, "its other tab's, live");
+}
+
+#[test]
+fn a_reader_that_received_nothing_is_replayed_from_where_it_connected() {
+    let mut node = Node::new();
+    let other_tab = node.connect("r1", "reader");
+    node.send(other_tab, "reader-event", json!({"eventType": "A"}));
+    let (tab, pid) = connect_with_pid(&mut node, "r1", "reader");
+    let session = saved(&node.disconnect(tab)).remove(0).1;
+    let missed = event_id(&node.send(other_tab, "reader-event", json!({"eventType": "A"})), other_tab);
+    let recovery = Recovery { pid: pid.clone(), offset: None, session: Some(session) };
+    let (back, out) = reconnect(&mut node, "r1", "reader", recovery);
+    assert_eq!(pid_of(&out, back), pid);
+    assert_eq!(activity_ids(&out, back), [missed], "what came after it connected, not before");
+}
+
+#[test]
+fn an_event_its_old_connection_sent_never_reaches_the_recovered_socket() {
+    // In a cluster an event is shown when the log gives it back, which may be after its sender
+    // dropped and came back under the same pid.
+    let config = Config { deployment: alice_core::Deployment::Cluster, ..Config::default() };
+    let mut node = Node::with_config(config);
+    node.auto_append = false;
+    node.input(log_opened());
+    let (tab, pid) = connect_with_pid(&mut node, "r1", "reader");
+    let other_tab = node.connect("r1", "reader");
+    let (_, entries) = appends(&node.send(tab, "reader-event", json!({"eventType": "A"}))).remove(0);
+    let session = saved(&node.disconnect(tab)).remove(0).1;
+    let recovery = Recovery { pid: pid.clone(), offset: None, session: Some(session) };
+    let (back, out) = reconnect(&mut node, "r1", "reader", recovery);
+    assert_eq!(pid_of(&out, back), pid);
+    let out = node.log(entries[0].to_message());
+    assert!(activity_ids(&out, back).is_empty(), "its own event: {out:?}");
+    assert_eq!(activity_ids(&out, other_tab).len(), 1, "the other tab's copy");
+}
+
+#[test]
+fn a_consultant_recovers_what_came_through_its_rooms() {
+    let mut node = Node::new();
+    let r = node.connect("r1", "reader");
+    let outsider = node.connect("r2", "reader");
+    node.send(r, "join-room", json!("class-1"));
+    let (c, pid) = connect_with_pid(&mut node, "c1", "consultant");
+    node.send(c, "subscribe-consultant", json!({"consultantId": "c1", "eventTypes": ["A"]}));
+    node.send(c, "join-room", json!("class-1"));
+    let out = node.send(r, "reader-event", json!({"eventType": "B"}));
+    let offset = last_offset(&out, c);
+    let session = saved(&node.disconnect(c)).remove(0).1;
+    assert_eq!(session.rooms, ["class-1"]);
+
+    let through_room = event_id(&node.send(r, "reader-event", json!({"eventType": "B"})), r);
+    node.send(outsider, "reader-event", json!({"eventType": "B"}));
+    let by_type = event_id(&node.send(outsider, "reader-event", json!({"eventType": "A"})), outsider);
+    let recovery = Recovery { pid: pid.clone(), offset: Some(offset.to_string()), session: Some(session) };
+    let (back, out) = reconnect(&mut node, "c1", "consultant", recovery);
+    assert_eq!(pid_of(&out, back), pid);
+    assert_eq!(activity_ids(&out, back), [through_room, by_type], "room and subscription, in log order");
+}
+
+#[test]
+fn past_memory_the_store_is_asked_for_the_readers_other_tabs_and_the_consultants_rooms() {
+    let mut node = Node::with_config(Config { history_capacity: 1, ..Config::default() });
+    let (tab, pid) = connect_with_pid(&mut node, "r1", "reader");
+    let other_tab = node.connect("r1", "reader");
+    node.send(tab, "join-room", json!("class-1"));
+    let offset = last_offset(&node.send(other_tab, "reader-event", json!({"eventType": "A"})), tab);
+    let (c, c_pid) = connect_with_pid(&mut node, "c1", "consultant");
+    node.send(c, "join-room", json!("class-1"));
+    let c_offset = last_offset(&node.send(tab, "reader-event", json!({"eventType": "A"})), c);
+    let reader_session = saved(&node.disconnect(tab)).remove(0).1;
+    let consultant_session = saved(&node.disconnect(c)).remove(0).1;
+    for _ in 0..2 {
+        node.send(other_tab, "reader-event", json!({"eventType": "A"}));
+    }
+
+    let recovery =
+        Recovery { pid: pid.clone(), offset: Some(offset.to_string()), session: Some(reader_session) };
+    let (back, out) = reconnect(&mut node, "r1", "reader", recovery);
+    let other_sockets = ReplayFilter {
+        rule: ReplayRule::OtherSockets { pid },
+        rooms: Vec::new(),
+        readers: Some(vec!["r1".into()]),
+    };
+    assert_eq!(query(&out), Some((back, ReplayFrom::Position(offset), other_sockets, 10_001)));
+
+    let recovery =
+        Recovery { pid: c_pid, offset: Some(c_offset.to_string()), session: Some(consultant_session) };
+    let (back, out) = reconnect(&mut node, "c1", "consultant", recovery);
+    let support_and_room =
+        ReplayFilter { rule: ReplayRule::Support, rooms: vec!["class-1".into()], readers: None };
+    assert_eq!(query(&out), Some((back, ReplayFrom::Position(c_offset), support_and_room, 10_001)));
 }

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use alice_core::{
-    AckId, Config, Input, LogPosition, Output, ReaderEvent, ReplayFilter, ReplayFrom, ReplayTypes,
+    AckId, Config, Input, LogPosition, Output, ReaderEvent, ReplayFilter, ReplayFrom, ReplayRule,
 };
 use common::*;
 use serde_json::{json, Value};
@@ -186,7 +186,7 @@ fn from_the_store_when_memory_does_not_reach_back_with_live_events_held_behind_t
         Output::QueryReplay { conn, from, filter, limit } => Some((*conn, *from, filter.clone(), *limit)),
         _ => None,
     });
-    let subscription = ReplayFilter::unscoped(ReplayTypes::Subscription(Vec::new()));
+    let subscription = ReplayFilter::unscoped(ReplayRule::Subscription(Vec::new()));
     assert_eq!(query, Some((c, ReplayFrom::Event(seen.id), subscription, 10_001)));
     assert!(out.iter().all(|o| !matches!(o, Output::Ack { .. })), "answered with the store");
 

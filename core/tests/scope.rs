@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use alice_core::{
     AssignmentTable, BusBody, BusMessage, Config, ConnId, ConsultantScope, Input, Output, Recovery,
-    ReplayTypes, TokenCheck,
+    ReplayRule, TokenCheck,
 };
 use common::*;
 use serde_json::{json, Value};
@@ -369,7 +369,7 @@ fn a_resume_from_the_store_asks_for_the_scope_as_it_stands() {
         })
         .collect();
     assert_eq!(filters.len(), 1, "{out:?}");
-    assert_eq!(filters[0].types, ReplayTypes::Subscription(Vec::new()));
+    assert_eq!(filters[0].rule, ReplayRule::Subscription(Vec::new()));
     assert_eq!(filters[0].readers, Some(vec!["r1".to_owned()]));
 }
 
@@ -448,6 +448,7 @@ fn an_assignment_that_ends_while_the_store_answers_holds_for_that_answer() {
             timestamp: START,
             session_id: "s".into(),
             position: alice_core::LogPosition { ms: START.0 - 1000, seq: n },
+            sent_from: Default::default(),
         })
     };
     let out = node.input(Input::StoreQueryAnswered {

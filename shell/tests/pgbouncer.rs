@@ -85,6 +85,7 @@ fn event(n: u64) -> Arc<ReaderEvent> {
         timestamp: Millis(ms),
         session_id: "s".into(),
         position: alice_core::LogPosition { ms, seq: 0 },
+        sent_from: Default::default(),
     })
 }
 

@@ -31,6 +31,7 @@ fn event(user: &str, ty: &str, ms: u64) -> Arc<ReaderEvent> {
         timestamp: Millis(ms),
         session_id: "s-1".into(),
         position: alice_core::LogPosition { ms, seq: 0 },
+        sent_from: Default::default(),
     })
 }
 
@@ -300,6 +301,32 @@ async fn replays_after_an_event() {
     store.migrate().await.unwrap();
     let store = store.inspect().await.unwrap();
     common::positions::replays_after_an_event(&store).await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn replays_by_sender() {
+    let Some(db) = TestDb::create().await else { return };
+    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
+    store.migrate().await.unwrap();
+    let store = store.inspect().await.unwrap();
+    common::positions::replays_by_sender(&store).await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn replays_by_sender_on_the_original_schema() {
+    let Some((db, pool)) = original_with_reader().await else { return };
+    sqlx::query("INSERT INTO auth.users (id, email) VALUES ($1::uuid, 'r2@example.org')")
+        .bind(common::positions::OTHER_USER)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
+    store.migrate().await.unwrap();
+    let store = store.inspect().await.unwrap();
+    common::positions::replays_by_sender(&store).await;
+    pool.close().await;
     db.drop_db().await;
 }
 

@@ -29,6 +29,13 @@ async fn replays_after_an_event() {
     common::positions::replays_after_an_event(&store).await;
 }
 
+#[tokio::test]
+async fn replays_by_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(None, dir.path()).await.unwrap();
+    common::positions::replays_by_sender(&store).await;
+}
+
 fn keyed(user: &str, key: Option<&str>, at_ms: u64, seq: u64) -> Arc<LogEntry> {
     let mut event = (*common::positions::placed(at_ms, LogPosition { ms: at_ms, seq }, user)).clone();
     event.id = uuid::Uuid::from_u128(u128::from(at_ms) << 64 | u128::from(seq) | 0x7000_0000_0000_0000);
@@ -38,7 +45,6 @@ fn keyed(user: &str, key: Option<&str>, at_ms: u64, seq: u64) -> Arc<LogEntry> {
         incarnation: 1,
         seq,
         sender: alice_core::ConnId(1),
-        sender_rooms: Vec::new(),
         key: key.map(Arc::from),
     })
 }
@@ -102,6 +108,7 @@ async fn a_file_from_before_positions_places_its_events_by_time_then_storing_ord
         let store = SqliteStore::open(Some(&url), dir.path()).await.unwrap();
         let (events, more) = store.newest(10).await.unwrap();
         assert!(!more);
+        assert!(events.iter().all(|e| e.sent_from == Default::default()), "no sender recorded then");
         let placed: Vec<_> = events.iter().map(|e| (e.event_type.as_str(), e.position)).collect();
         assert_eq!(
             placed,

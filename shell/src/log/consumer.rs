@@ -255,6 +255,8 @@ fn encode_dead(e: &ReaderEvent) -> String {
         "timestamp": e.timestamp.0,
         "sessionId": e.session_id,
         "position": e.position.to_string(),
+        "senderPid": &*e.sent_from.pid,
+        "senderRooms": e.sent_from.rooms,
     })
     .to_string()
 }
@@ -272,6 +274,11 @@ fn decode_dead(text: &str) -> Option<ReaderEvent> {
         position: match v["position"].as_str() {
             Some(p) => p.parse().ok()?,
             None => alice_core::LogPosition::at(alice_core::Millis(v["timestamp"].as_u64()?)),
+        },
+        // Dead letters from before senders were recorded: none.
+        sent_from: alice_core::SentFrom {
+            pid: v["senderPid"].as_str().unwrap_or_default().into(),
+            rooms: serde_json::from_value(v["senderRooms"].clone()).unwrap_or_default(),
         },
     })
 }

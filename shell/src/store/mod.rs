@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use alice_core::{
     AssignmentTable, HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom,
-    ReplayTypes, StoreFailure,
+    ReplayRule, StoreFailure,
 };
 use uuid::Uuid;
 
@@ -104,13 +104,15 @@ pub(crate) fn push_log_order<'a, DB>(
     };
 }
 
-/// Narrows a replay's query to what `filter` lets through by type (support types matched
-/// case-sensitively by `contains`, the database's name for it), after `after` in log order. The
-/// store narrows it by reader itself first, in its own SQL.
+/// Narrows a replay's query to what `filter` lets through by rule or, with `push_rooms` (the
+/// database's way of asking whether the sender's rooms meet a list), through rooms: support types
+/// are matched case-sensitively by `contains`, the database's name for it. After `after` in log
+/// order. The store narrows it by reader itself first, in its own SQL.
 pub(crate) fn push_replay_filter<'a, DB>(
     q: &mut sqlx::QueryBuilder<'a, DB>,
     filter: &ReplayFilter,
     contains: &str,
+    push_rooms: impl FnOnce(&mut sqlx::QueryBuilder<'a, DB>, &[String]),
     after: LogPosition,
     limit: usize,
 ) where
@@ -120,20 +122,24 @@ pub(crate) fn push_replay_filter<'a, DB>(
 {
     let support =
         format!("{contains}(event_type, 'HELP_REQUEST') > 0 OR {contains}(event_type, 'FEEDBACK') > 0");
-    match &filter.types {
-        ReplayTypes::Subscription(types) if types.is_empty() => {}
-        ReplayTypes::Subscription(types) => {
+    match &filter.rule {
+        ReplayRule::Subscription(types) if types.is_empty() => q.push(" AND (true"),
+        ReplayRule::Subscription(types) => {
             q.push(" AND (event_type IN (");
             let mut list = q.separated(", ");
             for t in types {
                 list.push_bind(t.clone());
             }
-            q.push(format!(") OR {support})"));
+            q.push(format!(") OR {support}"))
         }
-        ReplayTypes::Support => {
-            q.push(format!(" AND ({support})"));
-        }
+        ReplayRule::Support => q.push(format!(" AND ({support}")),
+        ReplayRule::OtherSockets { pid } => q.push(" AND (sender_pid <> ").push_bind(pid.clone()),
+    };
+    if !filter.rooms.is_empty() {
+        q.push(" OR ");
+        push_rooms(q, &filter.rooms);
     }
+    q.push(")");
     push_log_order(q, Some(after));
     q.push(" LIMIT ").push_bind(limit as i64);
 }

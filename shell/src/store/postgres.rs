@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::replies::Json;
-use alice_core::{AssignmentTable, HistoryQuery, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom};
+use alice_core::{
+    AssignmentTable, HistoryQuery, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom, SentFrom,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use std::collections::BTreeSet;
@@ -226,7 +228,8 @@ impl PgStore {
             "SELECT id::text AS id, user_id::text AS user_id, event_type::text AS event_type,
                     event_data::text AS event_data,
                     round(extract(epoch FROM timestamp) * 1000)::int8 AS ts,
-                    COALESCE(session_id, '')::text AS session_id, log_ms, log_seq
+                    COALESCE(session_id, '')::text AS session_id, log_ms, log_seq,
+                    sender_pid, sender_rooms
              FROM real_time_events WHERE true",
         )
     }
@@ -248,7 +251,16 @@ fn event_from(row: &PgRow) -> Result<Arc<ReaderEvent>, StoreError> {
         timestamp: Millis(u64::try_from(ts).map_err(|_| bad("timestamp"))?),
         session_id: get("session_id")?,
         position: LogPosition { ms: number("log_ms")?, seq: number("log_seq")? },
+        sent_from: SentFrom {
+            pid: Arc::from(get("sender_pid")?),
+            rooms: row.try_get::<Vec<String>, _>("sender_rooms").map_err(classify)?,
+        },
     }))
+}
+
+/// Narrows a replay's query to events sent on a socket in any of `rooms`.
+fn push_rooms(q: &mut QueryBuilder<'_, Postgres>, rooms: &[String]) {
+    q.push("sender_rooms && CAST(").push_bind(rooms.to_vec()).push(" AS text[])");
 }
 
 #[async_trait::async_trait]
@@ -272,19 +284,28 @@ impl EventStore for PgStore {
         let sessions: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
         let log_ms: Vec<i64> = events.iter().map(|e| e.position.ms as i64).collect();
         let log_seq: Vec<i64> = events.iter().map(|e| e.position.seq as i64).collect();
+        let pids: Vec<String> = events.iter().map(|e| e.sent_from.pid.to_string()).collect();
+        // One text per event (PostgreSQL arrays cannot nest rows of different lengths).
+        let rooms: Vec<String> = events
+            .iter()
+            .map(|e| serde_json::to_string(&e.sent_from.rooms).unwrap_or_else(|_| "[]".into()))
+            .collect();
         let sql = format!(
             "INSERT INTO real_time_events
-                 (id, user_id, event_type, event_data, timestamp, session_id, metadata, log_ms, log_seq)
+                 (id, user_id, event_type, event_data, timestamp, session_id, metadata, log_ms, log_seq,
+                  sender_pid, sender_rooms)
              SELECT id::uuid, user_id::{}, event_type, event_data::jsonb, to_timestamp(ts / 1000.0), session_id,
-                    '{{}}'::jsonb, log_ms, log_seq
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::int8[], $8::int8[])
-                  AS t(id, user_id, event_type, event_data, ts, session_id, log_ms, log_seq)
+                    '{{}}'::jsonb, log_ms, log_seq, sender_pid,
+                    ARRAY(SELECT jsonb_array_elements_text(sender_rooms::jsonb))
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::int8[], $8::int8[],
+                         $9::text[], $10::text[])
+                  AS t(id, user_id, event_type, event_data, ts, session_id, log_ms, log_seq, sender_pid, sender_rooms)
              ON CONFLICT (id) DO UPDATE SET log_ms = EXCLUDED.log_ms, log_seq = EXCLUDED.log_seq
              WHERE (EXCLUDED.log_ms, EXCLUDED.log_seq) < (real_time_events.log_ms, real_time_events.log_seq)",
             self.user_id_type
         );
         let q = sqlx::query(&sql).bind(ids).bind(users).bind(types).bind(data).bind(stamps).bind(sessions);
-        self.execute(q.bind(log_ms).bind(log_seq)).await
+        self.execute(q.bind(log_ms).bind(log_seq).bind(pids).bind(rooms)).await
     }
 
     async fn recent(&self, query: &HistoryQuery) -> Result<Page, StoreError> {
@@ -329,7 +350,7 @@ impl EventStore for PgStore {
         if let Some(readers) = &filter.readers {
             self.push_readers(&mut q, readers);
         }
-        super::push_replay_filter(&mut q, filter, "strpos", after, limit);
+        super::push_replay_filter(&mut q, filter, "strpos", push_rooms, after, limit);
         let events = self.fetch(q).await?.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
         Ok(Some((after, events)))
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use alice_core::replies::Json;
 use alice_core::{
     AssignmentTable, HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom,
+    SentFrom,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -30,7 +31,9 @@ CREATE TABLE IF NOT EXISTS real_time_events (
     session_id  TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     log_ms      INTEGER NOT NULL DEFAULT 0,
-    log_seq     INTEGER NOT NULL DEFAULT 0
+    log_seq     INTEGER NOT NULL DEFAULT 0,
+    sender_pid  TEXT NOT NULL DEFAULT '',
+    sender_rooms TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          TEXT PRIMARY KEY
@@ -78,6 +81,21 @@ ALTER TABLE real_time_events ADD COLUMN log_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE real_time_events ADD COLUMN log_seq INTEGER NOT NULL DEFAULT 0;
 UPDATE real_time_events SET log_ms = timestamp, log_seq = rowid;
 ";
+
+/// Files written before events recorded their sending socket (its `pid` and rooms, which a
+/// recovery's replay asks for): their events keep none.
+const ADD_SENDERS: &str = "
+ALTER TABLE real_time_events ADD COLUMN sender_pid TEXT NOT NULL DEFAULT '';
+ALTER TABLE real_time_events ADD COLUMN sender_rooms TEXT NOT NULL DEFAULT '[]';
+";
+
+/// Narrows a replay's query to events sent on a socket in any of `rooms`, both kept as JSON arrays.
+fn push_rooms(q: &mut QueryBuilder<'_, Sqlite>, rooms: &[String]) {
+    let list = serde_json::to_string(rooms).unwrap_or_else(|_| "[]".into());
+    q.push("EXISTS (SELECT 1 FROM json_each(sender_rooms) WHERE value IN (SELECT value FROM json_each(")
+        .push_bind(list)
+        .push(")))");
+}
 
 /// Paging follows the log's order, by position. Every index is one more page written per commit,
 /// and on a single node a commit is what each event waits for: time ranges use the position's
@@ -166,16 +184,19 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(unavailable)?;
-        let positioned: bool = sqlx::query_scalar(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('real_time_events') WHERE name = 'log_ms'",
-        )
-        .fetch_one(&pool)
-        .await
-        .map_err(unavailable)?;
-        if !positioned {
-            let mut tx = pool.begin().await.map_err(unavailable)?;
-            sqlx::raw_sql(ADD_POSITIONS).execute(&mut *tx).await.map_err(unavailable)?;
-            tx.commit().await.map_err(unavailable)?;
+        for (column, migration) in [("log_ms", ADD_POSITIONS), ("sender_pid", ADD_SENDERS)] {
+            let present: bool = sqlx::query_scalar(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('real_time_events') WHERE name = ?",
+            )
+            .bind(column)
+            .fetch_one(&pool)
+            .await
+            .map_err(unavailable)?;
+            if !present {
+                let mut tx = pool.begin().await.map_err(unavailable)?;
+                sqlx::raw_sql(migration).execute(&mut *tx).await.map_err(unavailable)?;
+                tx.commit().await.map_err(unavailable)?;
+            }
         }
         sqlx::raw_sql(INDEXES).execute(&pool).await.map_err(unavailable)?;
         let conn = options.pragma("wal_autocheckpoint", "10000").connect().await.map_err(unavailable)?;
@@ -315,6 +336,11 @@ fn event_from(row: &SqliteRow) -> Result<Arc<ReaderEvent>, StoreError> {
         timestamp: Millis(u64::try_from(timestamp).map_err(|_| bad("timestamp"))?),
         session_id: row.try_get("session_id").map_err(unavailable)?,
         position: LogPosition { ms: number("log_ms")?, seq: number("log_seq")? },
+        sent_from: SentFrom {
+            pid: Arc::from(row.try_get::<String, _>("sender_pid").map_err(unavailable)?),
+            rooms: serde_json::from_str(&row.try_get::<String, _>("sender_rooms").map_err(unavailable)?)
+                .map_err(|_| bad("sender_rooms"))?,
+        },
     }))
 }
 
@@ -459,7 +485,7 @@ impl EventStore for SqliteStore {
         if let Some(readers) = &filter.readers {
             push_readers(&mut q, readers);
         }
-        super::push_replay_filter(&mut q, filter, "instr", after, limit);
+        super::push_replay_filter(&mut q, filter, "instr", push_rooms, after, limit);
         let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
         let events = rows.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
         Ok(Some((after, events)))
@@ -548,7 +574,8 @@ fn insert_query(events: &[Arc<ReaderEvent>]) -> QueryBuilder<'static, Sqlite> {
     let created = chrono_ms();
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
         "INSERT INTO real_time_events
-         (id, user_id, event_type, event_data, timestamp, session_id, created_at, log_ms, log_seq) ",
+         (id, user_id, event_type, event_data, timestamp, session_id, created_at, log_ms, log_seq,
+          sender_pid, sender_rooms) ",
     );
     q.push_values(events, |mut b, e| {
         b.push_bind(e.id.to_string())
@@ -559,7 +586,9 @@ fn insert_query(events: &[Arc<ReaderEvent>]) -> QueryBuilder<'static, Sqlite> {
             .push_bind(e.session_id.clone())
             .push_bind(created)
             .push_bind(e.position.ms as i64)
-            .push_bind(e.position.seq as i64);
+            .push_bind(e.position.seq as i64)
+            .push_bind(e.sent_from.pid.to_string())
+            .push_bind(serde_json::to_string(&e.sent_from.rooms).unwrap_or_else(|_| "[]".into()));
     });
     q.push(
         " ON CONFLICT (id) DO UPDATE SET log_ms = excluded.log_ms, log_seq = excluded.log_seq

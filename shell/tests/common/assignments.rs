@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use alice_core::{HistoryQuery, LogPosition, ReplayFilter, ReplayFrom, ReplayTypes};
+use alice_core::{HistoryQuery, LogPosition, ReplayFilter, ReplayFrom, ReplayRule};
 use alice_shell::store::EventStore;
 
 fn set(readers: &[&str]) -> BTreeSet<String> {
@@ -55,11 +55,14 @@ pub async fn narrows_history_and_replays_to_readers(store: &dyn EventStore, r: [
     assert_eq!((found.len(), users(&found)), (4, set(&[r[0], r[2]])));
     let (found, _) = store.recent(&query(Vec::new())).await.unwrap();
     assert!(found.is_empty(), "no reader, no event");
-    let filter =
-        ReplayFilter { types: ReplayTypes::Subscription(Vec::new()), readers: Some(vec![r[1].into()]) };
+    let filter = ReplayFilter {
+        readers: Some(vec![r[1].into()]),
+        ..ReplayFilter::unscoped(ReplayRule::Subscription(Vec::new()))
+    };
     let (_, found) = store.replay(ReplayFrom::Event(events[0].id), &filter, 50).await.unwrap().unwrap();
     assert_eq!((found.len(), users(&found)), (2, set(&[r[1]])));
-    let filter = ReplayFilter { types: ReplayTypes::Support, readers: Some(vec![r[1].into()]) };
+    let filter =
+        ReplayFilter { readers: Some(vec![r[1].into()]), ..ReplayFilter::unscoped(ReplayRule::Support) };
     let (_, found) = store.replay(ReplayFrom::Event(events[0].id), &filter, 50).await.unwrap().unwrap();
     assert!(found.is_empty(), "no support event among them");
 }

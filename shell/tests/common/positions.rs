@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom, ReplayTypes};
+use alice_core::{HistoryQuery, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom, ReplayRule};
 use alice_shell::store::EventStore;
 use uuid::Uuid;
 
@@ -16,6 +16,7 @@ pub fn placed(id_ms: u64, at: LogPosition, user: &str) -> Arc<ReaderEvent> {
         timestamp: Millis(id_ms),
         session_id: "s".into(),
         position: at,
+        sent_from: Default::default(),
     })
 }
 
@@ -99,7 +100,7 @@ pub async fn replays_after_an_event(store: &dyn EventStore) {
     store.insert(&events).await.unwrap();
     let from = ReplayFrom::Event(events[0].id);
     let only = |types: &[&str]| {
-        ReplayFilter::unscoped(ReplayTypes::Subscription(types.iter().map(|t| t.to_string()).collect()))
+        ReplayFilter::unscoped(ReplayRule::Subscription(types.iter().map(|t| t.to_string()).collect()))
     };
     let (at, found) = store.replay(from, &only(&["A"]), 10).await.unwrap().expect("held");
     assert_eq!(at, events[0].position);
@@ -109,7 +110,7 @@ pub async fn replays_after_an_event(store: &dyn EventStore) {
     let (_, two) = store.replay(from, &only(&[]), 2).await.unwrap().unwrap();
     assert_eq!(ids(&two), ids(&events[1..3]));
     let (_, support) =
-        store.replay(from, &ReplayFilter::unscoped(ReplayTypes::Support), 10).await.unwrap().unwrap();
+        store.replay(from, &ReplayFilter::unscoped(ReplayRule::Support), 10).await.unwrap().unwrap();
     assert_eq!(ids(&support), [events[2].id], "support types only");
     let (at, after_one) = store
         .replay(ReplayFrom::Position(events[1].position), &only(&[]), 10)
@@ -119,4 +120,52 @@ pub async fn replays_after_an_event(store: &dyn EventStore) {
     assert_eq!((at, ids(&after_one)), (events[1].position, ids(&events[2..])));
     let never = ReplayFrom::Event(Uuid::from_u128(99));
     assert!(store.replay(never, &only(&[]), 10).await.unwrap().is_none(), "never issued");
+}
+
+/// A second reader, for [`replays_by_sender`].
+pub const OTHER_USER: &str = "7a1c2f2e-8a4b-4b7e-9d3a-0c1e2d3f4a5b";
+
+/// A recovery's replay by sender: a reader's own events sent on its other sockets (any `pid` but
+/// its own), and a consultant's events sent on a socket in one of its rooms, with or without a
+/// subscription; what the store reads back keeps its sender.
+pub async fn replays_by_sender(store: &dyn EventStore) {
+    let base = 1_767_225_900_000;
+    let sent = |seq: u64, user: &str, pid: &str, rooms: &[&str]| {
+        let mut e = (*placed(base + seq, LogPosition { ms: base, seq }, user)).clone();
+        e.sent_from =
+            alice_core::SentFrom { pid: pid.into(), rooms: rooms.iter().map(|r| r.to_string()).collect() };
+        Arc::new(e)
+    };
+    let events = [
+        sent(0, USER, "tab-1", &[]),
+        sent(1, USER, "tab-2", &["class-1"]),
+        sent(2, USER, "tab-1", &["class-2", "class-3"]),
+        sent(3, OTHER_USER, "tab-9", &["class-3"]),
+        sent(4, USER, "", &[]),
+    ];
+    store.insert(&events).await.unwrap();
+    let from = ReplayFrom::Position(events[0].position);
+
+    let other_tabs = ReplayFilter {
+        readers: Some(vec![USER.into()]),
+        ..ReplayFilter::unscoped(ReplayRule::OtherSockets { pid: "tab-1".into() })
+    };
+    let (_, found) = store.replay(from, &other_tabs, 10).await.unwrap().unwrap();
+    assert_eq!(ids(&found), [events[1].id, events[4].id], "the reader's other sockets, not tab-1");
+    assert_eq!(found[0].sent_from, events[1].sent_from, "the sender is read back");
+
+    let rooms = |rule: ReplayRule, rooms: &[&str]| ReplayFilter {
+        rooms: rooms.iter().map(|r| r.to_string()).collect(),
+        ..ReplayFilter::unscoped(rule)
+    };
+    let (_, found) =
+        store.replay(from, &rooms(ReplayRule::Support, &["class-3"]), 10).await.unwrap().unwrap();
+    assert_eq!(ids(&found), [events[2].id, events[3].id], "through a room it shares with the sender");
+    let typed = rooms(ReplayRule::Subscription(vec!["NONE".into()]), &["class-1", "class-2"]);
+    let (_, found) = store.replay(from, &typed, 10).await.unwrap().unwrap();
+    assert_eq!(ids(&found), [events[1].id, events[2].id], "its subscription matches none of them");
+    let scoped =
+        ReplayFilter { readers: Some(vec![USER.into()]), ..rooms(ReplayRule::Support, &["class-3"]) };
+    let (_, found) = store.replay(from, &scoped, 10).await.unwrap().unwrap();
+    assert_eq!(ids(&found), [events[2].id], "within the consultant's scope");
 }
