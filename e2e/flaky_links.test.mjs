@@ -1,11 +1,13 @@
 // Exactly once over flaky links: reader apps and dashboards use the client library
 // (`clients/js`, over the official socket.io-client) through TCP proxies that cut their
-// connections at random, in both directions, while readers send and dashboards watch. Every event
-// a reader app was asked to send must be stored exactly once and reach every dashboard exactly
-// once, in one order; on one node, and on two over a redis-server of this test's own (skipped
-// loudly without one, failing with ALICE_REQUIRE_SERVICES=1).
+// connections at random, in both directions, while readers send and dashboards watch; beside them
+// a dashboard written against the plain official client, which relies on its own connection state
+// recovery alone. Every event a reader app was asked to send must be stored exactly once and reach
+// every dashboard exactly once, in one order; on one node, and on two over a redis-server of this
+// test's own (skipped loudly without one, failing with ALICE_REQUIRE_SERVICES=1).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
+import { io } from "socket.io-client";
 import { ReaderClient, DashboardClient } from "../clients/js/index.js";
 import { startServer, as, sleep, token, flakyProxy, eventually, haveRedis as redisOnPath, redisServer } from "./helpers.mjs";
 
@@ -53,7 +55,30 @@ async function run(nodes, tag) {
     cleanups.push(() => client.close());
     return { client, view };
   });
+  // The plain official client, as an app would write it: it subscribes when a connection was not
+  // recovered (the first), and has its emits retried until answered; the rest is the client's own
+  // connection state recovery.
+  const plain = io(via(0), {
+    auth: { token: token(`${tag}-p`, "consultant") },
+    transports: ["websocket"],
+    forceNew: true,
+    retries: 100,
+    ackTimeout: 1000,
+    ...fast,
+  });
+  cleanups.push(() => plain.close());
+  const plainView = { ids: [], connects: 0, fresh: 0, subscribed: false };
+  plain.on("reader-activity", (e) => plainView.ids.push(e.id));
+  plain.on("connect", () => {
+    plainView.connects++;
+    if (plain.recovered) return;
+    plainView.fresh++;
+    plain
+      .emitWithAck("subscribe-consultant", { consultantId: `${tag}-p`, eventTypes: ["FL"] })
+      .then((reply) => (plainView.subscribed = reply.ok === true));
+  });
   await eventually("the dashboards to subscribe", () => dashboards.every((d) => d.view.resumes.length > 0), 30_000);
+  await eventually("the plain client to subscribe", () => plainView.subscribed, 30_000);
 
   for (const p of proxies) p.startCutting();
   const readers = [0, 1, 2].map((k) => {
@@ -61,6 +86,8 @@ async function run(nodes, tag) {
     cleanups.push(() => client.close());
     return client;
   });
+  // Halfway, every link of the first proxy drops at once, so the plain client surely has one cut.
+  const cutHalfway = sleep((EVENTS_PER_READER * 70) / 2).then(() => proxies[0].cutAll());
   const receipts = await Promise.all(
     readers.map(async (reader, k) => {
       const sent = [];
@@ -71,6 +98,7 @@ async function run(nodes, tag) {
       return Promise.all(sent);
     }),
   );
+  await cutHalfway;
   for (const p of proxies) p.stopCutting();
   const cuts = proxies.reduce((n, p) => n + p.cuts(), 0);
   assert.ok(cuts >= 5, `the links were cut (${cuts} times)`);
@@ -92,19 +120,27 @@ async function run(nodes, tag) {
     );
     assert.deepEqual(stored.sort(), expected, `reader ${k}: stored exactly once`);
   }
-  await eventually("every event on every dashboard", () => dashboards.every((d) => d.view.ids.length >= ids.length), 30_000);
+  const views = [...dashboards.map((d) => d.view), plainView];
+  await eventually("every event on every dashboard", () => views.every((v) => v.ids.length >= ids.length), 30_000).catch(
+    (e) => {
+      throw new Error(`${e.message}: ${views.map((v) => v.ids.length)} of ${ids.length}, plain ${JSON.stringify(plainView)}`);
+    },
+  );
   await sleep(300);
-  for (const { view } of dashboards) {
+  for (const view of views) {
     assert.equal(view.ids.length, ids.length, "nothing twice");
     assert.deepEqual([...view.ids].sort(), [...ids].sort(), "every acknowledged event");
   }
+  assert.ok(plainView.connects > 1, `the plain client's link was cut (${plainView.connects} connects)`);
+  assert.equal(plainView.fresh, 1, "every reconnect of the plain client recovered");
   if (dashboards.every((d) => d.view.resumes.every((r) => r !== false))) {
     assert.deepEqual(dashboards[0].view.ids, dashboards[1].view.ids, "one order");
+    assert.deepEqual(plainView.ids, dashboards[0].view.ids, "one order, the plain client's too");
   }
   const raw = dashboards.map((d) => d.view.raw - d.view.ids.length);
   console.log(
     `${tag}: ${ids.length} events, ${cuts} cuts, ${duplicates} answered as duplicates, ` +
-      `recovered ${dashboards.map((d) => d.view.recovered)}, ` +
+      `recovered ${dashboards.map((d) => d.view.recovered)} (plain client: ${plainView.connects - plainView.fresh} of ${plainView.connects - 1} reconnects), ` +
       `resumed with since ${dashboards.map((d) => d.view.resumes.length - 1)}, repeats the library dropped ${raw}`,
   );
   // The server itself repeats nothing to a dashboard that resumed.
