@@ -1,5 +1,6 @@
 //! A consultant that stops reading is disconnected once its bounded send queue and the backlog
 //! behind it are full, rather than growing the server's memory; everyone else keeps receiving.
+//! A long replay waits for its own socket alone.
 
 mod common;
 
@@ -54,5 +55,47 @@ async fn a_socket_that_stops_reading_is_disconnected() {
     let received = tokio::time::timeout(std::time::Duration::from_secs(30), healthy).await.unwrap().unwrap();
     assert_eq!(u64::from(received), EVENTS);
     drop(stalled);
+    server.shutdown().await;
+}
+
+/// A dashboard that resumes far back and does not read holds up no one: while its replay waits
+/// for its socket, the reader's events are acknowledged and delivered live to another dashboard.
+/// When it reads at last, it gets the replay and then the live events, each once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_that_waits_for_its_socket_holds_up_no_one() {
+    const REPLAYED: u64 = 4_000;
+    const LIVE: u64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [("READER_EVENT_RATE", "100000"), ("READER_EVENT_BURST", "100000")];
+    let server = alice_shell::start(settings(dir.path(), &vars)).await.unwrap();
+    let addr = server.addr;
+    let mut reader = Client::connect(addr, &token("r1", "reader")).await.unwrap();
+    // Far more than the kernel's buffers hold, so the replay really waits for the socket.
+    let page = "x".repeat(2_000);
+    let event = |i: u64| json!({"eventType": "BIG", "data": {"i": i, "text": page}});
+    let since = reader.call("reader-event", event(0)).await["eventId"].as_str().unwrap().to_owned();
+    for i in 1..REPLAYED {
+        reader.emit("reader-event", event(i)).await;
+    }
+    assert_eq!(reader.call("reader-event", event(REPLAYED)).await["ok"], true);
+
+    let mut healthy = Client::connect(addr, &token("fast", "consultant")).await.unwrap();
+    assert_eq!(healthy.call("subscribe-consultant", json!({"consultantId": "fast"})).await["ok"], true);
+    let mut slow = Client::connect(addr, &token("slow", "consultant")).await.unwrap();
+    let resume = slow.request("subscribe-consultant", json!({"consultantId": "slow", "since": since})).await;
+
+    // The slow dashboard reads nothing now; everyone else carries on.
+    for i in REPLAYED + 1..=REPLAYED + LIVE {
+        assert_eq!(reader.call("reader-event", event(i)).await["ok"], true, "acknowledged");
+        let live = healthy.next("reader-activity").await.expect("delivered live");
+        assert_eq!(live["data"]["i"], i);
+    }
+
+    let reply = slow.ack(resume).await;
+    assert_eq!((reply["resumed"].as_bool(), reply["replayed"].as_u64()), (Some(true), Some(REPLAYED)));
+    for i in 1..=REPLAYED + LIVE {
+        let got = slow.next("reader-activity").await.expect("the slow dashboard stays connected");
+        assert_eq!(got["data"]["i"], i, "the replay, then the live events, each once, in order");
+    }
     server.shutdown().await;
 }
