@@ -178,7 +178,7 @@ fn bus(c: &mut Criterion) {
             timestamp: NOW,
             session_id: "AbCdEfGhIjKlMnOp".into(),
             sender_rooms: vec!["class-1".into()],
-            sender_pid: "pid-42".into(),
+            sender_socket: "pid-42".into(),
         }),
     };
     let bytes = msg.encode();

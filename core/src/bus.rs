@@ -15,7 +15,7 @@ use crate::presence::ReaderPresence;
 use crate::replies::Json;
 use crate::time::Millis;
 
-/// The codec version this build writes and reads.
+/// The codec version this build writes, and reads (with the log entries of version 2).
 pub const BUS_VERSION: u8 = 3;
 
 /// The version before, still read from the log: an upgraded node stores and shows the entries
@@ -61,7 +61,7 @@ pub struct BusEvent {
     pub timestamp: Millis,
     pub session_id: String,
     /// The sending socket's `pid`, which no socket receiving it may have (rule 3).
-    pub sender_pid: String,
+    pub sender_socket: String,
     /// The rooms the sending socket had joined, sorted (rule 4).
     pub sender_rooms: Vec<String>,
 }
@@ -113,7 +113,7 @@ mod v2 {
                     data: e.data,
                     timestamp: e.timestamp,
                     session_id: e.session_id,
-                    sender_pid: String::new(),
+                    sender_socket: String::new(),
                     sender_rooms: e.sender_rooms,
                 }),
             }
@@ -132,7 +132,10 @@ impl BusEvent {
             timestamp: self.timestamp,
             session_id: self.session_id.clone(),
             position,
-            sent_from: SentFrom { pid: self.sender_pid.as_str().into(), rooms: self.sender_rooms.clone() },
+            sent_from: SentFrom {
+                socket: self.sender_socket.as_str().into(),
+                rooms: self.sender_rooms.clone(),
+            },
         })
     }
 }

@@ -176,7 +176,7 @@ impl Core {
             timestamp: self.wall,
             session_id: session_id.unwrap_or_else(|| c.sid.clone()),
             position,
-            sent_from: SentFrom { pid: c.pid.clone(), rooms: c.rooms.iter().cloned().collect() },
+            sent_from: SentFrom { socket: c.tag.clone(), rooms: c.rooms.iter().cloned().collect() },
         });
         self.log_seq += 1;
         let entry = LogEntry {
@@ -219,7 +219,7 @@ impl Core {
         let senders: Vec<ConnId> = self
             .routing
             .sockets_of(&event.user_id)
-            .filter(|conn| self.conns.get(conn).is_some_and(|c| c.pid == event.sent_from.pid))
+            .filter(|conn| self.conns.get(conn).is_some_and(|c| c.tag == event.sent_from.socket))
             .collect();
         let mut to = self.routing.recipients(
             &senders,

@@ -26,15 +26,25 @@ pub struct ReaderEvent {
     pub sent_from: SentFrom,
 }
 
-/// The socket an event was sent on, known after that socket is gone: by its `pid` (which a
-/// recovered socket keeps, on any node), so that no socket of that `pid` receives it (rule 3),
+/// The socket an event was sent on, known after that socket is gone: by a tag of its `pid` (which
+/// a recovered socket keeps, on any node), so that no socket with that `pid` receives it (rule 3),
 /// and by the rooms it had joined, whose consultants and admins receive it (rule 4).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SentFrom {
-    /// Empty for events stored before senders were recorded.
-    pub pid: Arc<str>,
+    /// [`socket_tag`] of the sending socket's `pid`; empty for events stored before senders were
+    /// recorded.
+    pub socket: Arc<str>,
     /// Sorted.
     pub rooms: Vec<String>,
+}
+
+/// What the log, history and the store know a socket by: the first 128 bits of the SHA-256 of
+/// its `pid`, in hex. The `pid` itself is a secret of the client's (it recovers the session), so
+/// it is kept nowhere anyone else can read it.
+pub fn socket_tag(pid: &str) -> Arc<str> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(pid.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect::<String>().into()
 }
 
 impl SentFrom {

@@ -275,7 +275,7 @@ pub fn core_ops(data: &[u8]) {
                             timestamp: now,
                             session_id: "s".into(),
                             sender_rooms: rooms,
-                            sender_pid: "pid-0".into(),
+                            sender_socket: "pid-0".into(),
                         }),
                     },
                 )

@@ -259,8 +259,10 @@ struct Connection {
     sid: String,
     rooms: BTreeSet<String>,
     subscription: Option<Subscription>,
-    /// Its private session id, for connection state recovery (and kept by a recovered socket).
+    /// Its private session id, for connection state recovery (and kept by a recovered socket),
+    /// and the tag its events carry ([`event::socket_tag`]).
     pid: Arc<str>,
+    tag: Arc<str>,
     /// Where the log stood when it connected (or the offset it recovered from): a reader's
     /// session is replayed from here when its client received nothing since.
     connected_at: LogPosition,

@@ -55,7 +55,7 @@ impl LogEntry {
                 data: e.data.get().to_owned(),
                 timestamp: e.timestamp,
                 session_id: e.session_id.clone(),
-                sender_pid: e.sent_from.pid.to_string(),
+                sender_socket: e.sent_from.socket.to_string(),
                 sender_rooms: e.sent_from.rooms.clone(),
             }),
         }

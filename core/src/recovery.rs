@@ -1,15 +1,16 @@
 //! Connection state recovery, the official clients' own (PROTOCOL.md, "Connection state
 //! recovery"). Every socket is given a `pid` in its CONNECT reply and has its session saved under
 //! it when it is accepted, whenever its subscription or rooms change and when it leaves, to expire
-//! `recovery_ttl_ms` later. A client that reconnects presents `{ pid, offset }`; the shell looks the session up,
-//! and the core recovers it only for the same user, unexpired, with a readable offset and at most
-//! `resume_max_events` to replay: it restores the subscription (as the token's role allows) and
-//! the rooms, replays what the socket would have received after the offset (a staff socket's
-//! subscription or support events and its rooms' events; a reader's own events sent on its other
-//! sockets, told apart by the sender's `pid`), and answers with the same `pid`. The replay comes
-//! from memory, or, when memory does not reach back to the offset, from the store, and the socket
-//! is accepted only once the store has answered. Otherwise the socket connects fresh; a `pid`
-//! shown with another user's token, or with a token that was refused, is forgotten.
+//! `recovery_ttl_ms` later. A client that reconnects presents `{ pid, offset }`; the shell looks
+//! the session up, and the core recovers it only for the same user, unexpired, with a readable
+//! offset and at most `resume_max_events` to replay: it restores the subscription (as the token's
+//! role allows) and the rooms, replays what the socket would have received after the offset (a
+//! staff socket's subscription or support events and its rooms' events; a reader's own events
+//! sent on its other sockets, told apart by the tag of the sender's `pid`), and answers with the
+//! same `pid`. The replay comes from memory, or, when memory does not reach back to the offset,
+//! from the store, and the socket is accepted only once the store has answered. Otherwise the
+//! socket connects fresh; a `pid` shown with another user's token, or with a token that was
+//! refused, is forgotten.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -139,7 +140,7 @@ impl Core {
                 readers: self.readers_visible_to(principal),
             },
             (None, false) => ReplayFilter {
-                rule: ReplayRule::OtherSockets { pid: r.pid.clone() },
+                rule: ReplayRule::OtherSockets { socket: crate::event::socket_tag(&r.pid).to_string() },
                 rooms: Vec::new(),
                 readers: Some(vec![principal.user_id.to_string()]),
             },
@@ -210,9 +211,9 @@ impl Core {
         let frontier = self.frontier();
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let staff = c.principal.role.is_staff();
-        for room in r.rooms {
+        for room in &r.rooms {
             if c.rooms.insert(room.clone()) {
-                self.routing.join_room(conn, &room, staff);
+                self.routing.join_room(conn, room, staff);
             }
         }
         c.connected_at = r.offset.min(frontier);
@@ -227,6 +228,14 @@ impl Core {
         let mut replay = r.replay;
         // The scope as it stands now: an assignment may have ended while the store answered.
         replay.retain(|e| self.sees(conn, &e.user_id));
+        // What the replay sends through a room is remembered, so that a resume does not send it
+        // again (the rest, its restored subscription covers).
+        let cap = self.config.resume_max_events;
+        if let Some(sent) = self.conns.get_mut(&conn).and_then(|c| c.sent.as_deref_mut()) {
+            for e in replay.iter().filter(|e| e.sent_from.in_any_of(&r.rooms)) {
+                sent.through_room(e.position, cap);
+            }
+        }
         self.stats.replayed += replay.len() as u64;
         if r.offset > LogPosition::START {
             self.seen_up_to.insert(conn, r.offset);
@@ -238,8 +247,8 @@ impl Core {
     }
 
     /// Saves a socket's session as it is accepted, after a change, or as it leaves, kept for
-    /// `recovery_ttl_ms` from now. Every socket has something to recover: a staff socket, at least the support
-    /// events; a reader's, its own events from its other sockets.
+    /// `recovery_ttl_ms` from now. Every socket has something to recover: a staff socket, at
+    /// least the support events; a reader's, its own events from its other sockets.
     pub(crate) fn save_session(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let pid = c.pid.to_string();

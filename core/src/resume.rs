@@ -63,7 +63,8 @@ impl Sent {
     }
 
     /// A recovered socket was sent, by its recovery's replay, everything its restored
-    /// subscription matches after `offset`.
+    /// subscription matches after `offset` (and what came through its rooms, recorded one by
+    /// one with [`Sent::through_room`]).
     pub(crate) fn recovered_from(&mut self, offset: LogPosition) {
         self.connected_at = offset;
         self.current_from = offset;
@@ -115,8 +116,9 @@ pub enum ReplayRule {
     /// Support events only: what a staff socket without a subscription receives (rule 2).
     Support,
     /// A reader's: its own events sent on its other sockets, that is on any socket but the one
-    /// with this `pid` (rule 3). The filter's `readers` names the reader.
-    OtherSockets { pid: String },
+    /// tagged `socket` (rule 3), and not those whose sender is unknown (stored before senders
+    /// were), which may be its own. The filter's `readers` names the reader.
+    OtherSockets { socket: String },
 }
 
 /// Which events a replay wants: by rule, also those sent on a socket in one of `rooms` (rule 4),
@@ -141,7 +143,9 @@ impl ReplayFilter {
         let by_rule = match &self.rule {
             ReplayRule::Subscription(types) => matches(types, e) || e.is_support(),
             ReplayRule::Support => e.is_support(),
-            ReplayRule::OtherSockets { pid } => *e.sent_from.pid != **pid,
+            ReplayRule::OtherSockets { socket } => {
+                !e.sent_from.socket.is_empty() && *e.sent_from.socket != **socket
+            }
         };
         (by_rule || e.sent_from.in_any_of(&self.rooms))
             && crate::scope::lets_through(self.readers.as_deref(), &e.user_id)

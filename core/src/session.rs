@@ -107,6 +107,7 @@ impl Core {
             sid,
             rooms: BTreeSet::new(),
             subscription: None,
+            tag: crate::event::socket_tag(&pid),
             pid: pid.into(),
             connected_at,
             sent,
@@ -124,7 +125,7 @@ impl Core {
         if self.abandon_recovery(conn) {
             return;
         }
-        // Kept for recovery from now on, if it has anything to recover.
+        // Kept for recovery from now on.
         self.save_session(conn);
         let Some(c) = self.conns.remove(&conn) else {
             return;

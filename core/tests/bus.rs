@@ -21,7 +21,7 @@ fn event_msg(seq: u64, user: &str, rooms: &[&str]) -> BusMessage {
             timestamp: Millis(START.0 + seq),
             session_id: "s".into(),
             sender_rooms: rooms.iter().map(|r| r.to_string()).collect(),
-            sender_pid: "pid-7".into(),
+            sender_socket: "pid-7".into(),
         }),
     }
 }
@@ -151,52 +151,27 @@ fn sequence_numbers_count_up_and_heartbeats_recur() {
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
 }
 
-/// Log entries version 2 wrote (the sender's socket number rather than its `pid`) are still read
+/// Log entries version 2 wrote (the sender's socket number rather than its tag) are still read
 /// after an upgrade, so none of them is lost; their sender is known by its rooms only.
 #[test]
 fn log_entries_of_the_previous_version_are_still_read() {
-    #[derive(serde::Serialize)]
-    struct V2 {
-        origin: String,
-        incarnation: u64,
-        seq: u64,
-        body: V2Body,
-    }
-    #[derive(serde::Serialize)]
-    enum V2Body {
-        Event {
-            id: [u8; 16],
-            user_id: String,
-            event_type: String,
-            data: String,
-            timestamp: Millis,
-            session_id: String,
-            sender_rooms: Vec<String>,
-            sender_conn: u64,
-        },
-    }
-    let old = V2 {
-        origin: "node-b".into(),
-        incarnation: 42,
-        seq: 9,
-        body: V2Body::Event {
-            id: uuid_bytes(9),
-            user_id: "r1".into(),
-            event_type: "PAGE_TURN".into(),
-            data: r#"{"page":1}"#.into(),
-            timestamp: Millis(START.0 + 9),
-            session_id: "s".into(),
-            sender_rooms: vec!["x".into()],
-            sender_conn: 7,
-        },
-    };
-    let mut bytes = vec![2];
-    bytes.extend(postcard::to_stdvec(&old).unwrap());
+    // `event_msg(9, "r1", &["x"])` with sender_conn 7, as the build before version 3 encoded it.
+    let golden = "02066e6f64652d622a09000000000000007000800000000000000902723109504147455f5455524e0a7b\
+                  2270616765223a317d89d0eab6b733017301017807";
+    let bytes: Vec<u8> =
+        (0..golden.len()).step_by(2).map(|i| u8::from_str_radix(&golden[i..i + 2], 16).unwrap()).collect();
     let mut expected = event_msg(9, "r1", &["x"]);
     if let BusBody::Event(e) = &mut expected.body {
-        e.sender_pid = String::new();
+        e.sender_socket = String::new();
     }
-    assert_eq!(BusMessage::decode(&bytes), Ok(expected));
+    assert_eq!(BusMessage::decode(&bytes), Ok(expected.clone()));
     // Only events were ever on the log: anything else of version 2 is not read.
     assert_eq!(BusMessage::decode(&[2, 0xff]), Err(DecodeError::Malformed));
+
+    // And the node shows it, to the consultants it reaches.
+    let mut node = cluster_node();
+    let c = node.connect("c1", "consultant");
+    node.send(c, "subscribe-consultant", json!({"consultantId": "c1"}));
+    let out = node.log(expected);
+    assert_eq!(received(&out, c, "reader-activity").len(), 1);
 }

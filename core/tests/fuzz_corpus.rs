@@ -60,7 +60,7 @@ fn write_bus_seeds() {
                 timestamp: Millis(1_767_225_600_000),
                 session_id: "s".into(),
                 sender_rooms: vec!["class".into()],
-                sender_pid: "pid-3".into(),
+                sender_socket: "pid-3".into(),
             }),
         ),
         ("presence", BusBody::Presence { user_id: "u1".into(), reader: Some(reader.clone()) }),

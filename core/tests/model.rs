@@ -272,7 +272,7 @@ fn run(ops: Vec<Op>) {
                     timestamp: node.now,
                     session_id: "s".into(),
                     sender_rooms: rooms.iter().map(|r| r.to_string()).collect(),
-                    sender_pid: "pid-1".into(),
+                    sender_socket: "pid-1".into(),
                 });
                 let out = node.input(log_msg(body));
                 model.expire(node.now);

@@ -400,17 +400,21 @@ fn a_consultant_recovers_what_came_through_its_rooms() {
     node.send(c, "subscribe-consultant", json!({"consultantId": "c1", "eventTypes": ["A"]}));
     node.send(c, "join-room", json!("class-1"));
     let out = node.send(r, "reader-event", json!({"eventType": "B"}));
-    let offset = last_offset(&out, c);
+    let (seen, offset) = (event_id(&out, r), last_offset(&out, c));
     let session = saved(&node.disconnect(c)).remove(0).1;
     assert_eq!(session.rooms, ["class-1"]);
 
     let through_room = event_id(&node.send(r, "reader-event", json!({"eventType": "B"})), r);
-    node.send(outsider, "reader-event", json!({"eventType": "B"}));
+    let never_sent = event_id(&node.send(outsider, "reader-event", json!({"eventType": "B"})), outsider);
     let by_type = event_id(&node.send(outsider, "reader-event", json!({"eventType": "A"})), outsider);
     let recovery = Recovery { pid: pid.clone(), offset: Some(offset.to_string()), session: Some(session) };
     let (back, out) = reconnect(&mut node, "c1", "consultant", recovery);
     assert_eq!(pid_of(&out, back), pid);
     assert_eq!(activity_ids(&out, back), [through_room, by_type], "room and subscription, in log order");
+
+    // A client that resumes from the same event for every type gets only what was never sent.
+    let out = node.send(back, "subscribe-consultant", json!({"consultantId": "c1", "since": seen}));
+    assert_eq!(activity_ids(&out, back), [never_sent], "the room's event was sent by the recovery");
 }
 
 #[test]
@@ -422,27 +426,31 @@ fn past_memory_the_store_is_asked_for_the_readers_other_tabs_and_the_consultants
     let offset = last_offset(&node.send(other_tab, "reader-event", json!({"eventType": "A"})), tab);
     let (c, c_pid) = connect_with_pid(&mut node, "c1", "consultant");
     node.send(c, "join-room", json!("class-1"));
-    let c_offset = last_offset(&node.send(tab, "reader-event", json!({"eventType": "A"})), c);
+    let own = placed(&mut node, tab, "A");
     let reader_session = saved(&node.disconnect(tab)).remove(0).1;
     let consultant_session = saved(&node.disconnect(c)).remove(0).1;
-    for _ in 0..2 {
-        node.send(other_tab, "reader-event", json!({"eventType": "A"}));
-    }
+    let others: Vec<_> = (0..2).map(|_| placed(&mut node, other_tab, "A")).collect();
 
     let recovery =
         Recovery { pid: pid.clone(), offset: Some(offset.to_string()), session: Some(reader_session) };
     let (back, out) = reconnect(&mut node, "r1", "reader", recovery);
     let other_sockets = ReplayFilter {
-        rule: ReplayRule::OtherSockets { pid },
+        rule: ReplayRule::OtherSockets { socket: alice_core::event::socket_tag(&pid).to_string() },
         rooms: Vec::new(),
         readers: Some(vec!["r1".into()]),
     };
     assert_eq!(query(&out), Some((back, ReplayFrom::Position(offset), other_sockets, 10_001)));
+    // The store lags: it has the tab's own event and the first of the other tab's; memory the last.
+    let stored = vec![own.clone(), others[0].clone()];
+    let out = node.input(Input::ReplayAnswered { conn: back, answer: Some(Some((offset, stored))) });
+    assert_eq!(pid_of(&out, back), pid, "recovered");
+    let expected: Vec<String> = others.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(activity_ids(&out, back), expected, "the other tab's, never its own");
 
     let recovery =
-        Recovery { pid: c_pid, offset: Some(c_offset.to_string()), session: Some(consultant_session) };
+        Recovery { pid: c_pid, offset: Some(own.position.to_string()), session: Some(consultant_session) };
     let (back, out) = reconnect(&mut node, "c1", "consultant", recovery);
     let support_and_room =
         ReplayFilter { rule: ReplayRule::Support, rooms: vec!["class-1".into()], readers: None };
-    assert_eq!(query(&out), Some((back, ReplayFrom::Position(c_offset), support_and_room, 10_001)));
+    assert_eq!(query(&out), Some((back, ReplayFrom::Position(own.position), support_and_room, 10_001)));
 }

@@ -416,6 +416,37 @@ fn a_recovery_replays_only_what_the_scope_allows_at_the_time_of_the_replay() {
 }
 
 #[test]
+fn a_recovery_replays_a_rooms_events_only_from_assigned_readers() {
+    let mut node = node_with(ConsultantScope::Assigned);
+    let (r1, r2) = (node.connect("r1", "reader"), node.connect("r2", "reader"));
+    let c = node.next_conn();
+    let token = TokenCheck::Verified(claims("c1", "consultant"));
+    let out = node.input(Input::Connect { conn: c, sid: "s".into(), token, recovery: None });
+    let pid = out.iter().find_map(|o| match o {
+        Output::Pid { pid, .. } => Some(pid.clone()),
+        _ => None,
+    });
+    for conn in [c, r1, r2] {
+        node.send(conn, "join-room", json!("class"));
+    }
+    let (_, out) = event(&mut node, r1, "B");
+    let offset = out.iter().find_map(|o| match o {
+        Output::Activity { to, position, .. } if to.contains(&c) => Some(position.to_string()),
+        _ => None,
+    });
+    let session = node.disconnect(c).iter().find_map(|o| match o {
+        Output::SaveSession { session, .. } => Some(session.clone()),
+        _ => None,
+    });
+    let (mine, _) = event(&mut node, r1, "B");
+    event(&mut node, r2, "B");
+    let recovery =
+        Recovery { pid: pid.expect("a pid"), offset: Some(offset.expect("through the room")), session };
+    let (again, out) = recover(&mut node, recovery);
+    assert_eq!(activity_ids(&out, again), [mine], "the room's events, from its assigned reader only");
+}
+
+#[test]
 fn scope_all_ignores_assignments_entirely() {
     let mut node = node_with(ConsultantScope::All);
     let c1 = subscribed(&mut node, "c1", "consultant", json!({"consultantId": "c1"}));

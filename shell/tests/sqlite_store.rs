@@ -179,3 +179,38 @@ async fn narrows_history_and_replays_to_a_consultants_readers() {
     let store = SqliteStore::open(None, dir.path()).await.unwrap();
     common::assignments::narrows_history_and_replays_to_readers(&store, ["r1", "r2", "r3"]).await;
 }
+
+/// Sessions for connection state recovery: a lookup never returns an expired one, and expired
+/// ones are deleted as new ones are saved (every so many saves, not on each).
+#[tokio::test]
+async fn expired_sessions_are_never_recovered_and_are_deleted_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(None, dir.path()).await.unwrap());
+    let sessions = store.clone().sessions().expect("a single node keeps sessions in its file");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let session = |expires_ms| alice_core::SavedSession {
+        user_id: "r1".into(),
+        consultant_id: None,
+        event_types: Vec::new(),
+        rooms: Vec::new(),
+        from: LogPosition::START,
+        expires_ms,
+    };
+    sessions.save("old", &session(now - 1)).await.unwrap();
+    assert_eq!(sessions.load("old").await.unwrap(), None, "expired");
+    let url = format!("sqlite://{}", dir.path().join("events.db").display());
+    let rows = || async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM recovery_sessions").fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    };
+    for i in 0..254 {
+        sessions.save(&format!("new-{i}"), &session(now + 60_000)).await.unwrap();
+    }
+    assert_eq!(rows().await, 255, "not yet deleted");
+    sessions.save("new-254", &session(now + 60_000)).await.unwrap();
+    assert_eq!(rows().await, 255, "the 256th save deleted the expired one");
+    assert_eq!(sessions.load("new-254").await.unwrap(), Some(session(now + 60_000)));
+}

@@ -255,7 +255,7 @@ fn encode_dead(e: &ReaderEvent) -> String {
         "timestamp": e.timestamp.0,
         "sessionId": e.session_id,
         "position": e.position.to_string(),
-        "senderPid": &*e.sent_from.pid,
+        "senderSocket": &*e.sent_from.socket,
         "senderRooms": e.sent_from.rooms,
     })
     .to_string()
@@ -277,7 +277,7 @@ fn decode_dead(text: &str) -> Option<ReaderEvent> {
         },
         // Dead letters from before senders were recorded: none.
         sent_from: alice_core::SentFrom {
-            pid: v["senderPid"].as_str().unwrap_or_default().into(),
+            socket: v["senderSocket"].as_str().unwrap_or_default().into(),
             rooms: serde_json::from_value(v["senderRooms"].clone()).unwrap_or_default(),
         },
     })

@@ -133,7 +133,10 @@ pub(crate) fn push_replay_filter<'a, DB>(
             q.push(format!(") OR {support}"))
         }
         ReplayRule::Support => q.push(format!(" AND ({support}")),
-        ReplayRule::OtherSockets { pid } => q.push(" AND (sender_pid <> ").push_bind(pid.clone()),
+        // Not an event whose sender is unknown (stored before senders were): it may be its own.
+        ReplayRule::OtherSockets { socket } => {
+            q.push(" AND (sender_socket NOT IN ('', ").push_bind(socket.clone()).push(")")
+        }
     };
     if !filter.rooms.is_empty() {
         q.push(" OR ");

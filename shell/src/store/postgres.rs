@@ -229,7 +229,7 @@ impl PgStore {
                     event_data::text AS event_data,
                     round(extract(epoch FROM timestamp) * 1000)::int8 AS ts,
                     COALESCE(session_id, '')::text AS session_id, log_ms, log_seq,
-                    sender_pid, sender_rooms
+                    sender_socket, sender_rooms
              FROM real_time_events WHERE true",
         )
     }
@@ -252,7 +252,7 @@ fn event_from(row: &PgRow) -> Result<Arc<ReaderEvent>, StoreError> {
         session_id: get("session_id")?,
         position: LogPosition { ms: number("log_ms")?, seq: number("log_seq")? },
         sent_from: SentFrom {
-            pid: Arc::from(get("sender_pid")?),
+            socket: Arc::from(get("sender_socket")?),
             rooms: row.try_get::<Vec<String>, _>("sender_rooms").map_err(classify)?,
         },
     }))
@@ -284,7 +284,7 @@ impl EventStore for PgStore {
         let sessions: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
         let log_ms: Vec<i64> = events.iter().map(|e| e.position.ms as i64).collect();
         let log_seq: Vec<i64> = events.iter().map(|e| e.position.seq as i64).collect();
-        let pids: Vec<String> = events.iter().map(|e| e.sent_from.pid.to_string()).collect();
+        let pids: Vec<String> = events.iter().map(|e| e.sent_from.socket.to_string()).collect();
         // One text per event (PostgreSQL arrays cannot nest rows of different lengths).
         let rooms: Vec<String> = events
             .iter()
@@ -293,13 +293,13 @@ impl EventStore for PgStore {
         let sql = format!(
             "INSERT INTO real_time_events
                  (id, user_id, event_type, event_data, timestamp, session_id, metadata, log_ms, log_seq,
-                  sender_pid, sender_rooms)
+                  sender_socket, sender_rooms)
              SELECT id::uuid, user_id::{}, event_type, event_data::jsonb, to_timestamp(ts / 1000.0), session_id,
-                    '{{}}'::jsonb, log_ms, log_seq, sender_pid,
+                    '{{}}'::jsonb, log_ms, log_seq, sender_socket,
                     ARRAY(SELECT jsonb_array_elements_text(sender_rooms::jsonb))
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::int8[], $8::int8[],
                          $9::text[], $10::text[])
-                  AS t(id, user_id, event_type, event_data, ts, session_id, log_ms, log_seq, sender_pid, sender_rooms)
+                  AS t(id, user_id, event_type, event_data, ts, session_id, log_ms, log_seq, sender_socket, sender_rooms)
              ON CONFLICT (id) DO UPDATE SET log_ms = EXCLUDED.log_ms, log_seq = EXCLUDED.log_seq
              WHERE (EXCLUDED.log_ms, EXCLUDED.log_seq) < (real_time_events.log_ms, real_time_events.log_seq)",
             self.user_id_type

@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS real_time_events (
     created_at  INTEGER NOT NULL,
     log_ms      INTEGER NOT NULL DEFAULT 0,
     log_seq     INTEGER NOT NULL DEFAULT 0,
-    sender_pid  TEXT NOT NULL DEFAULT '',
+    sender_socket  TEXT NOT NULL DEFAULT '',
     sender_rooms TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS recovery_sessions (
     session     TEXT NOT NULL,
     expires_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_recovery_sessions_expires ON recovery_sessions (expires_ms);
 CREATE TABLE IF NOT EXISTS log_end (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     log_ms      INTEGER NOT NULL,
@@ -85,7 +86,7 @@ UPDATE real_time_events SET log_ms = timestamp, log_seq = rowid;
 /// Files written before events recorded their sending socket (its `pid` and rooms, which a
 /// recovery's replay asks for): their events keep none.
 const ADD_SENDERS: &str = "
-ALTER TABLE real_time_events ADD COLUMN sender_pid TEXT NOT NULL DEFAULT '';
+ALTER TABLE real_time_events ADD COLUMN sender_socket TEXT NOT NULL DEFAULT '';
 ALTER TABLE real_time_events ADD COLUMN sender_rooms TEXT NOT NULL DEFAULT '[]';
 ";
 
@@ -120,7 +121,13 @@ pub struct SqliteStore {
     /// stays warm (no other connection writes the events table under it) and no pool check
     /// precedes each append.
     writer: Arc<tokio::sync::Mutex<Writer>>,
+    /// Sessions saved since expired ones were last deleted.
+    sessions_saved: Arc<std::sync::atomic::AtomicU32>,
 }
+
+/// Expired sessions are deleted once every this many saves (every socket saves one as it
+/// connects and as it leaves).
+const PURGE_SESSIONS_EVERY: u32 = 256;
 
 /// The appending connection, and how much it wrote since it last checkpointed.
 struct Writer {
@@ -178,31 +185,36 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
+        // The schema is brought up to date on a connection of its own, before any other opens: a
+        // connection that prepared a statement on the old schema would read rows of the new one
+        // with the old columns (sqlx keeps a statement's columns from when it was prepared).
+        let mut setup = options.clone().connect().await.map_err(unavailable)?;
+        sqlx::raw_sql(SCHEMA).execute(&mut setup).await.map_err(unavailable)?;
+        for (column, migration) in [("log_ms", ADD_POSITIONS), ("sender_socket", ADD_SENDERS)] {
+            let present: bool = sqlx::query_scalar(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('real_time_events') WHERE name = ?",
+            )
+            .bind(column)
+            .fetch_one(&mut setup)
+            .await
+            .map_err(unavailable)?;
+            if !present {
+                let mut tx = sqlx::Connection::begin(&mut setup).await.map_err(unavailable)?;
+                sqlx::raw_sql(migration).execute(&mut *tx).await.map_err(unavailable)?;
+                tx.commit().await.map_err(unavailable)?;
+            }
+        }
+        sqlx::raw_sql(INDEXES).execute(&mut setup).await.map_err(unavailable)?;
+        sqlx::Connection::close(setup).await.map_err(unavailable)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(unavailable)?;
-        for (column, migration) in [("log_ms", ADD_POSITIONS), ("sender_pid", ADD_SENDERS)] {
-            let present: bool = sqlx::query_scalar(
-                "SELECT COUNT(*) > 0 FROM pragma_table_info('real_time_events') WHERE name = ?",
-            )
-            .bind(column)
-            .fetch_one(&pool)
-            .await
-            .map_err(unavailable)?;
-            if !present {
-                let mut tx = pool.begin().await.map_err(unavailable)?;
-                sqlx::raw_sql(migration).execute(&mut *tx).await.map_err(unavailable)?;
-                tx.commit().await.map_err(unavailable)?;
-            }
-        }
-        sqlx::raw_sql(INDEXES).execute(&pool).await.map_err(unavailable)?;
         let conn = options.pragma("wal_autocheckpoint", "10000").connect().await.map_err(unavailable)?;
         let writer =
             Arc::new(tokio::sync::Mutex::new(Writer { conn, commits: 0, events: 0, keyed_commits: 0 }));
-        Ok(SqliteStore { pool, writer })
+        Ok(SqliteStore { pool, writer, sessions_saved: Arc::default() })
     }
 }
 
@@ -337,7 +349,7 @@ fn event_from(row: &SqliteRow) -> Result<Arc<ReaderEvent>, StoreError> {
         session_id: row.try_get("session_id").map_err(unavailable)?,
         position: LogPosition { ms: number("log_ms")?, seq: number("log_seq")? },
         sent_from: SentFrom {
-            pid: Arc::from(row.try_get::<String, _>("sender_pid").map_err(unavailable)?),
+            socket: Arc::from(row.try_get::<String, _>("sender_socket").map_err(unavailable)?),
             rooms: serde_json::from_str(&row.try_get::<String, _>("sender_rooms").map_err(unavailable)?)
                 .map_err(|_| bad("sender_rooms"))?,
         },
@@ -575,7 +587,7 @@ fn insert_query(events: &[Arc<ReaderEvent>]) -> QueryBuilder<'static, Sqlite> {
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
         "INSERT INTO real_time_events
          (id, user_id, event_type, event_data, timestamp, session_id, created_at, log_ms, log_seq,
-          sender_pid, sender_rooms) ",
+          sender_socket, sender_rooms) ",
     );
     q.push_values(events, |mut b, e| {
         b.push_bind(e.id.to_string())
@@ -587,7 +599,7 @@ fn insert_query(events: &[Arc<ReaderEvent>]) -> QueryBuilder<'static, Sqlite> {
             .push_bind(created)
             .push_bind(e.position.ms as i64)
             .push_bind(e.position.seq as i64)
-            .push_bind(e.sent_from.pid.to_string())
+            .push_bind(e.sent_from.socket.to_string())
             .push_bind(serde_json::to_string(&e.sent_from.rooms).unwrap_or_else(|_| "[]".into()));
     });
     q.push(
@@ -639,12 +651,15 @@ impl crate::sessions::Sessions for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
-        // Expired sessions go as new ones come.
-        sqlx::query("DELETE FROM recovery_sessions WHERE expires_ms < ?")
-            .bind(chrono_ms())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        // Expired sessions go as new ones come (a lookup never returns one).
+        let saved = self.sessions_saved.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if saved.is_multiple_of(PURGE_SESSIONS_EVERY) {
+            sqlx::query("DELETE FROM recovery_sessions WHERE expires_ms < ?")
+                .bind(chrono_ms())
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(())
     }
 

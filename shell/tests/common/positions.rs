@@ -125,15 +125,15 @@ pub async fn replays_after_an_event(store: &dyn EventStore) {
 /// A second reader, for [`replays_by_sender`].
 pub const OTHER_USER: &str = "7a1c2f2e-8a4b-4b7e-9d3a-0c1e2d3f4a5b";
 
-/// A recovery's replay by sender: a reader's own events sent on its other sockets (any `pid` but
-/// its own), and a consultant's events sent on a socket in one of its rooms, with or without a
-/// subscription; what the store reads back keeps its sender.
+/// A recovery's replay by sender: a reader's own events sent on its other sockets (any socket but
+/// its own, and not one unknown), and a consultant's events sent on a socket in one of its rooms,
+/// with or without a subscription; what the store reads back keeps its sender.
 pub async fn replays_by_sender(store: &dyn EventStore) {
     let base = 1_767_225_900_000;
     let sent = |seq: u64, user: &str, pid: &str, rooms: &[&str]| {
         let mut e = (*placed(base + seq, LogPosition { ms: base, seq }, user)).clone();
         e.sent_from =
-            alice_core::SentFrom { pid: pid.into(), rooms: rooms.iter().map(|r| r.to_string()).collect() };
+            alice_core::SentFrom { socket: pid.into(), rooms: rooms.iter().map(|r| r.to_string()).collect() };
         Arc::new(e)
     };
     let events = [
@@ -146,18 +146,26 @@ pub async fn replays_by_sender(store: &dyn EventStore) {
     store.insert(&events).await.unwrap();
     let from = ReplayFrom::Position(events[0].position);
 
-    let other_tabs = ReplayFilter {
-        readers: Some(vec![USER.into()]),
-        ..ReplayFilter::unscoped(ReplayRule::OtherSockets { pid: "tab-1".into() })
-    };
-    let (_, found) = store.replay(from, &other_tabs, 10).await.unwrap().unwrap();
-    assert_eq!(ids(&found), [events[1].id, events[4].id], "the reader's other sockets, not tab-1");
-    assert_eq!(found[0].sent_from, events[1].sent_from, "the sender is read back");
-
     let rooms = |rule: ReplayRule, rooms: &[&str]| ReplayFilter {
         rooms: rooms.iter().map(|r| r.to_string()).collect(),
         ..ReplayFilter::unscoped(rule)
     };
+    let other_tabs = ReplayFilter {
+        readers: Some(vec![USER.into()]),
+        ..ReplayFilter::unscoped(ReplayRule::OtherSockets { socket: "tab-1".into() })
+    };
+    let (_, found) = store.replay(from, &other_tabs, 10).await.unwrap().unwrap();
+    assert_eq!(ids(&found), [events[1].id], "the reader's other sockets: not tab-1, not unknown");
+    let (_, all) =
+        store.replay(from, &ReplayFilter::unscoped(ReplayRule::Support), 10).await.unwrap().unwrap();
+    assert!(all.is_empty());
+    let everything = rooms(ReplayRule::Subscription(Vec::new()), &["class-1"]);
+    let (_, all) = store.replay(from, &everything, 10).await.unwrap().unwrap();
+    assert_eq!(ids(&all), ids(&events[1..]), "every type: the rooms add nothing");
+    let senders: Vec<_> = all.iter().map(|e| e.sent_from.clone()).collect();
+    let expected: Vec<_> = events[1..].iter().map(|e| e.sent_from.clone()).collect();
+    assert_eq!(senders, expected, "every sender is read back, its rooms in order");
+
     let (_, found) =
         store.replay(from, &rooms(ReplayRule::Support, &["class-3"]), 10).await.unwrap().unwrap();
     assert_eq!(ids(&found), [events[2].id, events[3].id], "through a room it shares with the sender");
