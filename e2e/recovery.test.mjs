@@ -17,10 +17,10 @@ after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-/** A dashboard as an app would write it: the official client, reconnection on (its default). */
-async function dashboard(url, user, type) {
+/** The official client as an app would use it, reconnection on (its default), for any role. */
+async function recovering(url, user, role) {
   const socket = io(url, {
-    auth: { token: token(user, "consultant") },
+    auth: { token: token(user, role) },
     transports: ["websocket"],
     forceNew: true,
     reconnectionDelay: 100,
@@ -30,6 +30,12 @@ async function dashboard(url, user, type) {
   socket.got = [];
   socket.on("reader-activity", (e) => socket.got.push(e.id));
   await new Promise((resolve) => socket.once("connect", resolve));
+  return socket;
+}
+
+/** A dashboard: such a client, subscribed to one type. */
+async function dashboard(url, user, type) {
+  const socket = await recovering(url, user, "consultant");
   const reply = await socket.emitWithAck("subscribe-consultant", { consultantId: user, eventTypes: [type] });
   assert.equal(reply.ok, true);
   return socket;
@@ -171,22 +177,6 @@ test("two nodes: the reconnect lands on the other node and recovers there", { sk
   const dash = await dashboard(proxy.url, "rc-c4", "RC4");
   await dropAndRecover({ proxy, dash, reader, type: "RC4", beforeReconnect: () => proxy.retarget(b.url) });
 });
-
-/** The official client as an app would use it, reconnection on, for any role. */
-async function recovering(url, user, role) {
-  const socket = io(url, {
-    auth: { token: token(user, role) },
-    transports: ["websocket"],
-    forceNew: true,
-    reconnectionDelay: 100,
-    reconnectionDelayMax: 300,
-  });
-  cleanups.push(() => socket.close());
-  socket.got = [];
-  socket.on("reader-activity", (e) => socket.got.push(e.id));
-  await new Promise((resolve) => socket.once("connect", resolve));
-  return socket;
-}
 
 /** Events a node has sent by resumes and recoveries (`alice_replayed_events_total`). */
 async function replayedOn(server) {

@@ -373,9 +373,8 @@ fn a_resume_from_the_store_asks_for_the_scope_as_it_stands() {
     assert_eq!(filters[0].readers, Some(vec!["r1".to_owned()]));
 }
 
-/// A c1 dashboard, subscribed, that was shown one event of `reader` and left: what its official
-/// client presents when it reconnects (its pid, that event's offset, and the saved session).
-fn dashboard_that_left(node: &mut Node, reader: ConnId) -> Recovery {
+/// A c1 staff socket and its pid.
+fn c1_with_pid(node: &mut Node) -> (ConnId, String) {
     let c = node.next_conn();
     let token = TokenCheck::Verified(claims("c1", "consultant"));
     let out = node.input(Input::Connect { conn: c, sid: "s".into(), token, recovery: None });
@@ -383,9 +382,13 @@ fn dashboard_that_left(node: &mut Node, reader: ConnId) -> Recovery {
         Output::Pid { pid, .. } => Some(pid.clone()),
         _ => None,
     });
-    node.send(c, "subscribe-consultant", json!({"consultantId": "c1"}));
-    let (_, out) = event(node, reader, "A");
-    let offset = out.iter().find_map(|o| match o {
+    (c, pid.expect("a pid"))
+}
+
+/// What c1's official client presents when it reconnects after being shown `shown` (one event's
+/// outputs) on socket `c` and leaving: its pid, that event's offset, and the saved session.
+fn c1_leaves(node: &mut Node, c: ConnId, pid: String, shown: &[Output]) -> Recovery {
+    let offset = shown.iter().find_map(|o| match o {
         Output::Activity { to, position, .. } if to.contains(&c) => Some(position.to_string()),
         _ => None,
     });
@@ -393,7 +396,16 @@ fn dashboard_that_left(node: &mut Node, reader: ConnId) -> Recovery {
         Output::SaveSession { session, .. } => Some(session.clone()),
         _ => None,
     });
-    Recovery { pid: pid.expect("a pid"), offset: Some(offset.expect("an offset")), session }
+    Recovery { pid, offset: Some(offset.expect("an offset")), session }
+}
+
+/// A c1 dashboard, subscribed, that was shown one event of `reader` and left: what its official
+/// client presents when it reconnects.
+fn dashboard_that_left(node: &mut Node, reader: ConnId) -> Recovery {
+    let (c, pid) = c1_with_pid(node);
+    node.send(c, "subscribe-consultant", json!({"consultantId": "c1"}));
+    let (_, out) = event(node, reader, "A");
+    c1_leaves(node, c, pid, &out)
 }
 
 /// Reconnects c1 with `recovery`.
@@ -419,29 +431,14 @@ fn a_recovery_replays_only_what_the_scope_allows_at_the_time_of_the_replay() {
 fn a_recovery_replays_a_rooms_events_only_from_assigned_readers() {
     let mut node = node_with(ConsultantScope::Assigned);
     let (r1, r2) = (node.connect("r1", "reader"), node.connect("r2", "reader"));
-    let c = node.next_conn();
-    let token = TokenCheck::Verified(claims("c1", "consultant"));
-    let out = node.input(Input::Connect { conn: c, sid: "s".into(), token, recovery: None });
-    let pid = out.iter().find_map(|o| match o {
-        Output::Pid { pid, .. } => Some(pid.clone()),
-        _ => None,
-    });
+    let (c, pid) = c1_with_pid(&mut node);
     for conn in [c, r1, r2] {
         node.send(conn, "join-room", json!("class"));
     }
-    let (_, out) = event(&mut node, r1, "B");
-    let offset = out.iter().find_map(|o| match o {
-        Output::Activity { to, position, .. } if to.contains(&c) => Some(position.to_string()),
-        _ => None,
-    });
-    let session = node.disconnect(c).iter().find_map(|o| match o {
-        Output::SaveSession { session, .. } => Some(session.clone()),
-        _ => None,
-    });
+    let (_, through_room) = event(&mut node, r1, "B");
+    let recovery = c1_leaves(&mut node, c, pid, &through_room);
     let (mine, _) = event(&mut node, r1, "B");
     event(&mut node, r2, "B");
-    let recovery =
-        Recovery { pid: pid.expect("a pid"), offset: Some(offset.expect("through the room")), session };
     let (again, out) = recover(&mut node, recovery);
     assert_eq!(activity_ids(&out, again), [mine], "the room's events, from its assigned reader only");
 }
