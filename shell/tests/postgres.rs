@@ -20,6 +20,13 @@ fn pg_settings(url: &str) -> PgSettings {
     PgSettings { url: url.into(), pool_size: 4, timeout: Duration::from_secs(5) }
 }
 
+/// The store on the database at `url`, migrated and ready (as the server opens it).
+async fn migrated(url: &str) -> PgStore {
+    let store = PgStore::connect(&pg_settings(url)).unwrap();
+    store.migrate().await.unwrap();
+    store.inspect().await.unwrap()
+}
+
 fn event(user: &str, ty: &str, ms: u64) -> Arc<ReaderEvent> {
     let mut ids = alice_core::ids::EventIds::default();
     let mut rng = <rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(ms);
@@ -256,9 +263,7 @@ async fn original_with_reader() -> Option<(TestDb, sqlx::PgPool)> {
 #[tokio::test]
 async fn pages_in_the_logs_order_on_the_original_schema() {
     let Some((db, pool)) = original_with_reader().await else { return };
-    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
-    store.migrate().await.unwrap();
-    let store = store.inspect().await.unwrap();
+    let store = migrated(&db.url).await;
     common::positions::pages_in_the_logs_order(&store).await;
     pool.close().await;
     db.drop_db().await;
@@ -287,9 +292,7 @@ async fn the_positions_migration_accepts_the_original_schemas_null_timestamps() 
 #[tokio::test]
 async fn keeps_the_earliest_position_of_an_event() {
     let Some(db) = TestDb::create().await else { return };
-    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
-    store.migrate().await.unwrap();
-    let store = store.inspect().await.unwrap();
+    let store = migrated(&db.url).await;
     common::positions::keeps_the_earliest_position_of_an_event(&store).await;
     db.drop_db().await;
 }
@@ -297,9 +300,7 @@ async fn keeps_the_earliest_position_of_an_event() {
 #[tokio::test]
 async fn replays_after_an_event() {
     let Some(db) = TestDb::create().await else { return };
-    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
-    store.migrate().await.unwrap();
-    let store = store.inspect().await.unwrap();
+    let store = migrated(&db.url).await;
     common::positions::replays_after_an_event(&store).await;
     db.drop_db().await;
 }
@@ -307,9 +308,7 @@ async fn replays_after_an_event() {
 #[tokio::test]
 async fn replays_by_sender() {
     let Some(db) = TestDb::create().await else { return };
-    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
-    store.migrate().await.unwrap();
-    let store = store.inspect().await.unwrap();
+    let store = migrated(&db.url).await;
     common::positions::replays_by_sender(&store).await;
     db.drop_db().await;
 }
@@ -322,9 +321,7 @@ async fn replays_by_sender_on_the_original_schema() {
         .execute(&pool)
         .await
         .unwrap();
-    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
-    store.migrate().await.unwrap();
-    let store = store.inspect().await.unwrap();
+    let store = migrated(&db.url).await;
     common::positions::replays_by_sender(&store).await;
     pool.close().await;
     db.drop_db().await;
@@ -376,9 +373,7 @@ async fn events_stored_before_positions_are_placed_by_time_then_id() {
 #[tokio::test]
 async fn replaces_a_consultants_assignments_and_narrows_history_to_them() {
     let Some(db) = TestDb::create().await else { return };
-    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
-    store.migrate().await.unwrap();
-    let store = store.inspect().await.unwrap();
+    let store = migrated(&db.url).await;
     common::assignments::replaces_a_consultants_set(&store, ["r1", "r2", "r3"]).await;
     common::assignments::narrows_history_and_replays_to_readers(&store, ["r1", "r2", "r3"]).await;
     db.drop_db().await;
@@ -398,9 +393,7 @@ async fn works_on_the_suites_own_table_and_announces_changes_to_it() {
     .execute(&pool)
     .await
     .unwrap();
-    let store = PgStore::connect(&pg_settings(&db.url)).unwrap();
-    store.migrate().await.unwrap();
-    let store = store.inspect().await.unwrap();
+    let store = migrated(&db.url).await;
     let ty: String = sqlx::query_scalar(
         "SELECT data_type FROM information_schema.columns
          WHERE table_name = 'consultant_assignments' AND column_name = 'consultant_id'",
