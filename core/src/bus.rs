@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::event::{ReaderEvent, SentFrom};
+use crate::event::{ReaderEvent, Reading, SentFrom};
 use crate::position::LogPosition;
 use crate::presence::ReaderPresence;
 use crate::replies::Json;
@@ -124,11 +124,13 @@ mod v2 {
 impl BusEvent {
     /// The event itself, placed at `position` in the log, or `None` when its `data` is not JSON.
     pub fn to_event(&self, position: LogPosition) -> Option<ReaderEvent> {
+        let data = Json::from_text(self.data.clone()).ok()?;
         Some(ReaderEvent {
             id: uuid::Uuid::from_bytes(self.id),
             user_id: self.user_id.as_str().into(),
             event_type: self.event_type.clone(),
-            data: Json::from_text(self.data.clone()).ok()?,
+            reading: Reading::of_json(&data),
+            data,
             timestamp: self.timestamp,
             session_id: self.session_id.clone(),
             position,

@@ -102,9 +102,8 @@ impl Core {
 
     fn execute(&mut self, now: Millis, conn: ConnId, ack: Option<AckId>, cmd: Command) {
         match cmd {
-            Command::ReaderEvent { event_type, data, session_id, client_event_id } => {
-                self.accept_reader_event(now, conn, ack, event_type, data, session_id, client_event_id)
-            }
+            Command::ReaderEvent { event_type, data, reading, session_id, client_event_id } => self
+                .accept_reader_event(now, conn, ack, event_type, data, reading, session_id, client_event_id),
             Command::Subscribe { consultant_id, event_types, since: None } => {
                 self.give_up_resume(conn);
                 self.apply_subscription(conn, ack, consultant_id, event_types, &[])
@@ -136,6 +135,7 @@ impl Core {
         ack: Option<AckId>,
         event_type: String,
         data: crate::replies::Json,
+        reading: crate::event::Reading,
         session_id: Option<String>,
         key: Option<String>,
     ) {
@@ -173,6 +173,7 @@ impl Core {
             user_id: c.principal.user_id.clone(),
             event_type,
             data,
+            reading,
             timestamp: self.wall,
             session_id: session_id.unwrap_or_else(|| c.sid.clone()),
             position,

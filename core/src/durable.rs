@@ -131,17 +131,11 @@ impl Core {
     /// and keeps it in history.
     fn show(&mut self, event: &Arc<ReaderEvent>, origin: &str, local: bool) {
         self.deliver(event);
-        let (book, page) = event.reading_position();
+        let (book, page) = (event.reading.book.as_deref(), event.reading.page.as_deref());
         if local {
-            self.presence.local_activity(&event.user_id, self.wall, book.as_deref(), page.as_deref());
+            self.presence.local_activity(&event.user_id, self.wall, book, page);
         } else if origin != self.node.as_str() {
-            self.presence.remote_activity(
-                origin,
-                &event.user_id,
-                event.timestamp,
-                book.as_deref(),
-                page.as_deref(),
-            );
+            self.presence.remote_activity(origin, &event.user_id, event.timestamp, book, page);
         }
         self.activity.record(self.wall, event.timestamp, &event.user_id, &event.event_type);
         self.history.insert(event.clone());

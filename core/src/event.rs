@@ -1,6 +1,7 @@
 //! An accepted reader event: what is delivered, kept in history, sent over the bus and stored.
 
-use serde_json::value::RawValue;
+use serde_json::value::{to_raw_value, RawValue};
+use serde_json::Value;
 
 use crate::replies::Json;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub struct ReaderEvent {
     pub event_type: String,
     /// The client's `data`, serialized once (`null` when absent).
     pub data: Json,
+    /// Where `data` says the reader is, read from it when it was read.
+    pub reading: Reading,
     pub timestamp: Millis,
     pub session_id: String,
     /// Where the log placed it ([`LogPosition::START`] until the log has).
@@ -83,11 +86,44 @@ impl ReaderEvent {
     pub fn is_support(&self) -> bool {
         is_support_type(&self.event_type)
     }
+}
 
-    /// `data.bookId` (or `data.currentBook`) and `data.page` (or `data.currentPage`), when present.
-    pub fn reading_position(&self) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
+/// Where a reader is, as an event's `data` says: `bookId` (or `currentBook`) and `page` (or
+/// `currentPage`), as the JSON it gave (a `null` counts as absent). Found once, where `data` is
+/// read, and kept with the event.
+#[derive(Clone, Debug, Default)]
+pub struct Reading {
+    pub book: Option<Box<RawValue>>,
+    pub page: Option<Box<RawValue>>,
+}
+
+/// Equal when the JSON texts are.
+impl PartialEq for Reading {
+    fn eq(&self, other: &Reading) -> bool {
+        fn text(v: &Option<Box<RawValue>>) -> Option<&str> {
+            v.as_deref().map(RawValue::get)
+        }
+        text(&self.book) == text(&other.book) && text(&self.page) == text(&other.page)
+    }
+}
+
+impl Reading {
+    /// From `data` as a client sent it, already parsed: no JSON is read again.
+    pub fn of_value(data: &Value) -> Reading {
+        let field = |names: [&str; 2]| {
+            names.into_iter().find_map(|name| match data.get(name) {
+                None | Some(Value::Null) => None,
+                Some(v) => to_raw_value(v).ok(),
+            })
+        };
+        Reading { book: field(["bookId", "currentBook"]), page: field(["page", "currentPage"]) }
+    }
+
+    /// From `data` as JSON text (the log's, a store's): its top-level fields only, the nested
+    /// values skipped unparsed.
+    pub fn of_json(data: &Json) -> Reading {
         #[derive(serde::Deserialize)]
-        struct Position<'a> {
+        struct Fields<'a> {
             #[serde(rename = "bookId", borrow)]
             book_id: Option<&'a RawValue>,
             #[serde(rename = "currentBook", borrow)]
@@ -97,17 +133,15 @@ impl ReaderEvent {
             #[serde(rename = "currentPage", borrow)]
             current_page: Option<&'a RawValue>,
         }
-        if !self.data.get().starts_with('{') {
-            return (None, None);
+        if !data.get().starts_with('{') {
+            return Reading::default();
         }
-        let Ok(pos) = serde_json::from_str::<Position>(self.data.get()) else {
-            return (None, None);
-        };
+        let Ok(f) = serde_json::from_str::<Fields>(data.get()) else { return Reading::default() };
         let present = |v: Option<&RawValue>| v.filter(|v| v.get() != "null").map(RawValue::to_owned);
-        (
-            present(pos.book_id).or_else(|| present(pos.current_book)),
-            present(pos.page).or_else(|| present(pos.current_page)),
-        )
+        Reading {
+            book: present(f.book_id).or_else(|| present(f.current_book)),
+            page: present(f.page).or_else(|| present(f.current_page)),
+        }
     }
 }
 
@@ -120,31 +154,26 @@ pub fn is_support_type(event_type: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn event(data: &str) -> ReaderEvent {
-        ReaderEvent {
-            id: Uuid::nil(),
-            user_id: Arc::from("u"),
-            event_type: "PAGE_TURN".into(),
-            data: Json::from_text(data.into()).unwrap(),
-            timestamp: Millis(0),
-            session_id: "s".into(),
-            position: LogPosition::START,
-            sent_from: SentFrom::default(),
-        }
+    /// The position read from the text, checked against the one read from the parsed value.
+    fn reading(data: &str) -> (Option<String>, Option<String>) {
+        let r = Reading::of_json(&Json::from_text(data.into()).unwrap());
+        let from_value = Reading::of_value(&serde_json::from_str(data).unwrap());
+        assert_eq!(r, from_value, "text and value agree on {data}");
+        (r.book.map(|b| b.get().to_owned()), r.page.map(|p| p.get().to_owned()))
     }
 
     #[test]
     fn reading_position_keeps_json_types_and_falls_back() {
-        let (book, page) = event(r#"{"bookId":"b1","page":7}"#).reading_position();
-        assert_eq!(book.unwrap().get(), r#""b1""#);
-        assert_eq!(page.unwrap().get(), "7");
-        let (book, page) = event(r#"{"currentBook":3,"currentPage":"iv"}"#).reading_position();
-        assert_eq!(book.unwrap().get(), "3");
-        assert_eq!(page.unwrap().get(), r#""iv""#);
-        let (book, page) = event(r#"{"page":null}"#).reading_position();
-        assert!(book.is_none() && page.is_none());
-        let (book, page) = event("[1,2]").reading_position();
-        assert!(book.is_none() && page.is_none());
+        let some = |b: &str, p: &str| (Some(b.to_owned()), Some(p.to_owned()));
+        assert_eq!(reading(r#"{"bookId":"b1","page":7}"#), some(r#""b1""#, "7"));
+        assert_eq!(reading(r#"{"currentBook":3,"currentPage":"iv"}"#), some("3", r#""iv""#));
+        assert_eq!(
+            reading(r#"{"bookId":null,"currentBook":[1],"page":{"n":2.5}}"#),
+            some("[1]", r#"{"n":2.5}"#)
+        );
+        assert_eq!(reading(r#"{"page":null}"#), (None, None));
+        assert_eq!(reading("[1,2]"), (None, None));
+        assert_eq!(reading(r#""bookId""#), (None, None));
     }
 
     #[test]

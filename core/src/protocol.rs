@@ -2,6 +2,7 @@
 //! [`CommandError`]. Every rule of PROTOCOL.md's validation list lives here. It must never panic,
 //! whatever it is given: it is the first thing network input reaches, and a fuzz target.
 
+use crate::event::Reading;
 use crate::replies::Json;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -96,6 +97,8 @@ pub enum Command {
     ReaderEvent {
         event_type: String,
         data: Json,
+        /// Where `data` says the reader is, found while `data` was at hand parsed.
+        reading: Reading,
         session_id: Option<String>,
         /// The sender's key for this event: a second event with it is the same event.
         client_event_id: Option<String>,
@@ -183,9 +186,10 @@ fn parse_known(
             let event_type = event_type(o.get("eventType"), "eventType")?;
             let data = data.ok_or_else(|| CommandError::invalid("Payload must be an object"))?;
             check_depth(o.get("data"), config.max_event_depth)?;
+            let reading = o.get("data").map(Reading::of_value).unwrap_or_default();
             let session_id = optional_id(o.get("sessionId"), "sessionId")?;
             let client_event_id = client_event_id(o.get("clientEventId"))?;
-            Ok(Command::ReaderEvent { event_type, data, session_id, client_event_id })
+            Ok(Command::ReaderEvent { event_type, data, reading, session_id, client_event_id })
         }
         ClientEvent::SubscribeConsultant => {
             let o = object(payload)?;
@@ -221,19 +225,17 @@ fn object(payload: Option<&Value>) -> Result<&Map<String, Value>, CommandError> 
     }
 }
 
-/// Serializes `data` once, refusing it when it is larger than `MAX_EVENT_BYTES`.
+/// Serializes `data` once (its text is not parsed back), refusing it when it is larger than
+/// `MAX_EVENT_BYTES`.
 fn serialize_data(data: Option<&Value>, config: &Config) -> Result<Json, CommandError> {
-    let json = match data {
-        None => "null".to_owned(),
-        Some(v) => serde_json::to_string(v).map_err(|_| CommandError::invalid("data is not valid JSON"))?,
-    };
-    if json.len() > config.max_event_bytes {
+    let json = Json::of_value(data.unwrap_or(&Value::Null));
+    if json.get().len() > config.max_event_bytes {
         return Err(CommandError::new(
             ErrorCode::PayloadTooLarge,
             format!("data exceeds {} bytes", config.max_event_bytes),
         ));
     }
-    Json::from_text(json).map_err(|_| CommandError::invalid("data is not valid JSON"))
+    Ok(json)
 }
 
 /// Refuses `data` nested deeper than `max` arrays or objects. Iterative: no recursion on input.

@@ -24,6 +24,12 @@ impl Json {
         RawValue::from_string(text).map(|raw| Json(Arc::from(raw)))
     }
 
+    /// Serializes a value once; the text is not parsed back to be checked.
+    pub fn of_value(value: &Value) -> Json {
+        // A `Value` always serializes; the fallback is never taken.
+        Json(Arc::from(to_raw_value(value).unwrap_or_default()))
+    }
+
     /// The JSON text.
     pub fn get(&self) -> &str {
         self.0.get()
@@ -53,8 +59,7 @@ impl serde::Serialize for Json {
 
 /// Serializes a JSON value once.
 pub fn payload(value: &Value) -> Payload {
-    // A `Value` always serializes; the fallback is never taken.
-    Json(Arc::from(to_raw_value(value).unwrap_or_default()))
+    Json::of_value(value)
 }
 
 /// Names of the events the server emits.

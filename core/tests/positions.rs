@@ -75,6 +75,7 @@ fn stored(id: u128, position: LogPosition) -> Arc<ReaderEvent> {
         user_id: Arc::from("r0"),
         event_type: "A".into(),
         data: alice_core::replies::Json::from_text("{}".into()).unwrap(),
+        reading: Default::default(),
         timestamp: Millis(position.ms),
         session_id: "s".into(),
         position,

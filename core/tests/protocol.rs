@@ -28,9 +28,11 @@ fn reader_event_accepts_valid_payloads() {
     );
     assert_eq!(p.event, Some(ClientEvent::ReaderEvent));
     match p.result.unwrap() {
-        Command::ReaderEvent { event_type, data, session_id, client_event_id } => {
+        Command::ReaderEvent { event_type, data, reading, session_id, client_event_id } => {
             assert_eq!(event_type, "PAGE_TURN");
             assert_eq!(data.get(), r#"{"page":3}"#);
+            assert_eq!(reading.page.map(|p| p.get().to_owned()).as_deref(), Some("3"));
+            assert!(reading.book.is_none());
             assert_eq!(session_id.as_deref(), Some("s1"));
             assert_eq!(client_event_id.as_deref(), Some("k-1:a.b_c"));
         }

@@ -473,6 +473,7 @@ fn an_assignment_that_ends_while_the_store_answers_holds_for_that_answer() {
             user_id: user.into(),
             event_type: "A".into(),
             data: alice_core::replies::Json::from_text("null".into()).unwrap(),
+            reading: Default::default(),
             timestamp: START,
             session_id: "s".into(),
             position: alice_core::LogPosition { ms: START.0 - 1000, seq: n },

@@ -82,6 +82,7 @@ fn event(n: u64) -> Arc<ReaderEvent> {
         user_id: Arc::from(format!("user-{}", n % 3)),
         event_type: if n.is_multiple_of(2) { "PAGE_TURN".into() } else { "LOOKUP".into() },
         data: alice_core::replies::Json::from_text(format!(r#"{{"n":{n}}}"#)).unwrap(),
+        reading: Default::default(),
         timestamp: Millis(ms),
         session_id: "s".into(),
         position: alice_core::LogPosition { ms, seq: 0 },

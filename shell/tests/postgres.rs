@@ -30,11 +30,13 @@ async fn migrated(url: &str) -> PgStore {
 fn event(user: &str, ty: &str, ms: u64) -> Arc<ReaderEvent> {
     let mut ids = alice_core::ids::EventIds::default();
     let mut rng = <rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(ms);
+    let data = alice_core::replies::Json::from_text(r#"{"page":3}"#.into()).unwrap();
     Arc::new(ReaderEvent {
         id: ids.next(Millis(ms), &mut rng),
         user_id: Arc::from(user),
         event_type: ty.into(),
-        data: alice_core::replies::Json::from_text(r#"{"page":3}"#.into()).unwrap(),
+        reading: alice_core::Reading::of_json(&data),
+        data,
         timestamp: Millis(ms),
         session_id: "s-1".into(),
         position: alice_core::LogPosition { ms, seq: 0 },

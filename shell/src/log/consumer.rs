@@ -263,11 +263,13 @@ fn encode_dead(e: &ReaderEvent) -> String {
 
 fn decode_dead(text: &str) -> Option<ReaderEvent> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let data = alice_core::replies::Json::of_value(&v["data"]);
     Some(ReaderEvent {
         id: v["id"].as_str()?.parse().ok()?,
         user_id: v["userId"].as_str()?.into(),
         event_type: v["eventType"].as_str()?.to_owned(),
-        data: alice_core::replies::Json::from_text(v["data"].to_string()).ok()?,
+        reading: alice_core::Reading::of_json(&data),
+        data,
         timestamp: alice_core::Millis(v["timestamp"].as_u64()?),
         session_id: v["sessionId"].as_str()?.to_owned(),
         // Dead letters from before positions: placed at their time.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::replies::Json;
+use alice_core::Reading;
 use alice_core::{
     AssignmentTable, HistoryQuery, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom, SentFrom,
 };
@@ -243,11 +244,13 @@ fn event_from(row: &PgRow) -> Result<Arc<ReaderEvent>, StoreError> {
         let n: i64 = row.try_get(column).map_err(classify)?;
         u64::try_from(n).map_err(|_| bad(column))
     };
+    let data = Json::from_text(get("event_data")?).map_err(|_| bad("event_data"))?;
     Ok(Arc::new(ReaderEvent {
         id: Uuid::parse_str(&get("id")?).map_err(|_| bad("id"))?,
         user_id: Arc::from(get("user_id")?),
         event_type: get("event_type")?,
-        data: Json::from_text(get("event_data")?).map_err(|_| bad("event_data"))?,
+        reading: Reading::of_json(&data),
+        data,
         timestamp: Millis(u64::try_from(ts).map_err(|_| bad("timestamp"))?),
         session_id: get("session_id")?,
         position: LogPosition { ms: number("log_ms")?, seq: number("log_seq")? },

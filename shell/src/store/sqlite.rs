@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::replies::Json;
+use alice_core::Reading;
 use alice_core::{
     AssignmentTable, HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom,
     SentFrom,
@@ -335,6 +336,7 @@ fn event_from(row: &SqliteRow) -> Result<Arc<ReaderEvent>, StoreError> {
     let bad = |what: &str| StoreError::Unavailable(format!("stored event has a bad {what}"));
     let id: String = row.try_get("id").map_err(unavailable)?;
     let data: String = row.try_get("event_data").map_err(unavailable)?;
+    let data = Json::from_text(data).map_err(|_| bad("event_data"))?;
     let timestamp: i64 = row.try_get("timestamp").map_err(unavailable)?;
     let number = |column: &str| {
         let n: i64 = row.try_get(column).map_err(unavailable)?;
@@ -344,7 +346,8 @@ fn event_from(row: &SqliteRow) -> Result<Arc<ReaderEvent>, StoreError> {
         id: Uuid::parse_str(&id).map_err(|_| bad("id"))?,
         user_id: Arc::from(row.try_get::<String, _>("user_id").map_err(unavailable)?),
         event_type: row.try_get("event_type").map_err(unavailable)?,
-        data: Json::from_text(data).map_err(|_| bad("event_data"))?,
+        reading: Reading::of_json(&data),
+        data,
         timestamp: Millis(u64::try_from(timestamp).map_err(|_| bad("timestamp"))?),
         session_id: row.try_get("session_id").map_err(unavailable)?,
         position: LogPosition { ms: number("log_ms")?, seq: number("log_seq")? },

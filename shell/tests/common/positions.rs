@@ -8,11 +8,13 @@ use uuid::Uuid;
 
 /// An event whose id was made at `id_ms` by some node's clock and that the log placed at `at`.
 pub fn placed(id_ms: u64, at: LogPosition, user: &str) -> Arc<ReaderEvent> {
+    let data = alice_core::replies::Json::from_text(r#"{"page":1}"#.into()).unwrap();
     Arc::new(ReaderEvent {
         id: Uuid::from_u128(u128::from(id_ms) << 80 | 0x7000_8000_0000_0000_0000 | u128::from(at.seq)),
         user_id: Arc::from(user),
         event_type: "PAGE_TURN".into(),
-        data: alice_core::replies::Json::from_text(r#"{"page":1}"#.into()).unwrap(),
+        reading: alice_core::Reading::of_json(&data),
+        data,
         timestamp: Millis(id_ms),
         session_id: "s".into(),
         position: at,
