@@ -49,6 +49,18 @@ async fn next_text(
     msg.into_text().unwrap().to_string()
 }
 
+/// Waits for the runtime to hold no more tasks than `before`: the session's have ended.
+async fn tasks_back_to(before: usize) {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    tokio::time::timeout(Duration::from_secs(1), async {
+        while metrics.num_alive_tasks() > before {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the session's task ends with the session");
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_websocket_session_runs_on_one_task() {
     let metrics = tokio::runtime::Handle::current().metrics();
@@ -94,13 +106,7 @@ async fn a_websocket_session_runs_on_one_task() {
         .await
         .unwrap();
     assert_eq!(reason, Some(DisconnectReason::HeartbeatTimeout));
-    tokio::time::timeout(Duration::from_secs(1), async {
-        while metrics.num_alive_tasks() > before {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the session's task ends with the session");
+    tasks_back_to(before).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -117,11 +123,5 @@ async fn a_client_closing_ends_the_task() {
         .await
         .unwrap();
     assert_eq!(reason, Some(DisconnectReason::TransportClose));
-    tokio::time::timeout(Duration::from_secs(1), async {
-        while metrics.num_alive_tasks() > before {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the session's task ends with the session");
+    tasks_back_to(before).await;
 }
