@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::event::{ReaderEvent, Reading, SentFrom};
+use crate::event::{ReaderEvent, ReadingPosition, SentFrom};
 use crate::position::LogPosition;
 use crate::presence::ReaderPresence;
 use crate::replies::Json;
@@ -129,7 +129,7 @@ impl BusEvent {
             id: uuid::Uuid::from_bytes(self.id),
             user_id: self.user_id.as_str().into(),
             event_type: self.event_type.clone(),
-            reading: Reading::of_json(&data),
+            reading: ReadingPosition::of_json(&data),
             data,
             timestamp: self.timestamp,
             session_id: self.session_id.clone(),

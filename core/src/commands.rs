@@ -135,7 +135,7 @@ impl Core {
         ack: Option<AckId>,
         event_type: String,
         data: crate::replies::Json,
-        reading: crate::event::Reading,
+        reading: crate::event::ReadingPosition,
         session_id: Option<String>,
         key: Option<String>,
     ) {

@@ -20,7 +20,7 @@ pub struct ReaderEvent {
     /// The client's `data`, serialized once (`null` when absent).
     pub data: Json,
     /// Where `data` says the reader is, read from it when it was read.
-    pub reading: Reading,
+    pub reading: ReadingPosition,
     pub timestamp: Millis,
     pub session_id: String,
     /// Where the log placed it ([`LogPosition::START`] until the log has).
@@ -92,14 +92,14 @@ impl ReaderEvent {
 /// `currentPage`), as the JSON it gave (a `null` counts as absent). Found once, where `data` is
 /// read, and kept with the event.
 #[derive(Clone, Debug, Default)]
-pub struct Reading {
+pub struct ReadingPosition {
     pub book: Option<Box<RawValue>>,
     pub page: Option<Box<RawValue>>,
 }
 
 /// Equal when the JSON texts are.
-impl PartialEq for Reading {
-    fn eq(&self, other: &Reading) -> bool {
+impl PartialEq for ReadingPosition {
+    fn eq(&self, other: &ReadingPosition) -> bool {
         fn text(v: &Option<Box<RawValue>>) -> Option<&str> {
             v.as_deref().map(RawValue::get)
         }
@@ -107,21 +107,21 @@ impl PartialEq for Reading {
     }
 }
 
-impl Reading {
+impl ReadingPosition {
     /// From `data` as a client sent it, already parsed: no JSON is read again.
-    pub fn of_value(data: &Value) -> Reading {
+    pub fn of_value(data: &Value) -> ReadingPosition {
         let field = |names: [&str; 2]| {
             names.into_iter().find_map(|name| match data.get(name) {
                 None | Some(Value::Null) => None,
                 Some(v) => to_raw_value(v).ok(),
             })
         };
-        Reading { book: field(["bookId", "currentBook"]), page: field(["page", "currentPage"]) }
+        ReadingPosition { book: field(["bookId", "currentBook"]), page: field(["page", "currentPage"]) }
     }
 
     /// From `data` as JSON text (the log's, a store's): its top-level fields only, the nested
     /// values skipped unparsed.
-    pub fn of_json(data: &Json) -> Reading {
+    pub fn of_json(data: &Json) -> ReadingPosition {
         #[derive(serde::Deserialize)]
         struct Fields<'a> {
             #[serde(rename = "bookId", borrow)]
@@ -134,11 +134,11 @@ impl Reading {
             current_page: Option<&'a RawValue>,
         }
         if !data.get().starts_with('{') {
-            return Reading::default();
+            return ReadingPosition::default();
         }
-        let Ok(f) = serde_json::from_str::<Fields>(data.get()) else { return Reading::default() };
+        let Ok(f) = serde_json::from_str::<Fields>(data.get()) else { return ReadingPosition::default() };
         let present = |v: Option<&RawValue>| v.filter(|v| v.get() != "null").map(RawValue::to_owned);
-        Reading {
+        ReadingPosition {
             book: present(f.book_id).or_else(|| present(f.current_book)),
             page: present(f.page).or_else(|| present(f.current_page)),
         }
@@ -156,8 +156,8 @@ mod tests {
 
     /// The position read from the text, checked against the one read from the parsed value.
     fn reading(data: &str) -> (Option<String>, Option<String>) {
-        let r = Reading::of_json(&Json::from_text(data.into()).unwrap());
-        let from_value = Reading::of_value(&serde_json::from_str(data).unwrap());
+        let r = ReadingPosition::of_json(&Json::from_text(data.into()).unwrap());
+        let from_value = ReadingPosition::of_value(&serde_json::from_str(data).unwrap());
         assert_eq!(r, from_value, "text and value agree on {data}");
         (r.book.map(|b| b.get().to_owned()), r.page.map(|p| p.get().to_owned()))
     }

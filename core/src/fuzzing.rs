@@ -57,7 +57,7 @@ fn check_command(cmd: &Command, config: &Config) {
     match cmd {
         Command::ReaderEvent { event_type, data, reading, session_id, client_event_id } => {
             // The position found in the parsed value is the one its text gives.
-            assert_eq!(*reading, crate::event::Reading::of_json(data));
+            assert_eq!(*reading, crate::event::ReadingPosition::of_json(data));
             assert!(client_event_id
                 .as_ref()
                 .is_none_or(|k| protocol::is_valid_name(k, protocol::MAX_CLIENT_EVENT_ID_CHARS)));

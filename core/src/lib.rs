@@ -72,7 +72,7 @@ pub use bus::{BusBody, BusEvent, BusMessage};
 pub use config::{Config, Deployment};
 pub use consumer::ConsumerCommand;
 pub use error::{CommandError, ConnectRefusal, ErrorCode};
-pub use event::{ReaderEvent, Reading, SentFrom};
+pub use event::{ReaderEvent, ReadingPosition, SentFrom};
 pub use log::{AppendId, LogEntry};
 pub use position::LogPosition;
 pub use principal::{Principal, Role};

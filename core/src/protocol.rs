@@ -2,7 +2,7 @@
 //! [`CommandError`]. Every rule of PROTOCOL.md's validation list lives here. It must never panic,
 //! whatever it is given: it is the first thing network input reaches, and a fuzz target.
 
-use crate::event::Reading;
+use crate::event::ReadingPosition;
 use crate::replies::Json;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -98,7 +98,7 @@ pub enum Command {
         event_type: String,
         data: Json,
         /// Where `data` says the reader is, found while `data` was at hand parsed.
-        reading: Reading,
+        reading: ReadingPosition,
         session_id: Option<String>,
         /// The sender's key for this event: a second event with it is the same event.
         client_event_id: Option<String>,
@@ -186,7 +186,7 @@ fn parse_known(
             let event_type = event_type(o.get("eventType"), "eventType")?;
             let data = data.ok_or_else(|| CommandError::invalid("Payload must be an object"))?;
             check_depth(o.get("data"), config.max_event_depth)?;
-            let reading = o.get("data").map(Reading::of_value).unwrap_or_default();
+            let reading = o.get("data").map(ReadingPosition::of_value).unwrap_or_default();
             let session_id = optional_id(o.get("sessionId"), "sessionId")?;
             let client_event_id = client_event_id(o.get("clientEventId"))?;
             Ok(Command::ReaderEvent { event_type, data, reading, session_id, client_event_id })

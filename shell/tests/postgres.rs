@@ -35,7 +35,7 @@ fn event(user: &str, ty: &str, ms: u64) -> Arc<ReaderEvent> {
         id: ids.next(Millis(ms), &mut rng),
         user_id: Arc::from(user),
         event_type: ty.into(),
-        reading: alice_core::Reading::of_json(&data),
+        reading: alice_core::ReadingPosition::of_json(&data),
         data,
         timestamp: Millis(ms),
         session_id: "s-1".into(),

@@ -218,7 +218,7 @@ where
     /// The channel is made of a [`SmallVec`] of [`Packet`]s so that adjacent packets can be sent atomically.
     pub(crate) internal_rx: Mutex<InternalRx>,
 
-    /// Channel to send [PacketBuf] to the internal connection
+    /// Channel to send [PacketBuf]s (boxed) to the internal connection
     pub(crate) internal_tx: mpsc::Sender<QueuedPackets>,
 
     /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
@@ -226,9 +226,10 @@ where
     /// message is retained; subsequent volatile sends overwrite the previous one.
     volatile_tx: watch::Sender<Option<PacketBuf>>,
 
-    /// Tells the heartbeat job (in the websocket's task, or its own for a polling session) that a Pong [`Packet`] (v4
-    /// protocol) or a Ping (v3 protocol) arrived. A [`Notify`] keeps one such signal when no one
-    /// waits, as a channel of one would, without allocating a channel per socket.
+    /// Tells the heartbeat job (in the websocket's task, or its own for a polling session) that a
+    /// Pong [`Packet`] (v4 protocol) or a Ping (v3 protocol) arrived. A [`Notify`] keeps one such
+    /// signal when no one waits, without allocating a channel per socket; the v4 job drops a
+    /// signal left from before each ping it sends.
     pub(crate) heartbeat: Notify,
 
     /// A cancellation token that will be triggered when the socket is being closed.
@@ -304,9 +305,7 @@ where
         self.upgrading.store(true, Ordering::Relaxed);
     }
 
-    /// Spawn the heartbeat job
-    ///
-    /// Keep a handle to the job so that it can be aborted when the socket is closed
+    /// Spawn the heartbeat job; it ends when the socket is closed.
     pub(crate) fn spawn_heartbeat(self: Arc<Self>, interval: Duration, timeout: Duration) {
         tokio::spawn(async move { self.heartbeat(interval, timeout).await });
     }
@@ -366,6 +365,9 @@ where
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "emitting ping");
+
+            // A pong that arrived before this ping (a repeated one) must not answer it.
+            self.heartbeat.notified().now_or_never();
 
             self.internal_tx
                 .try_send(Box::new(smallvec![Packet::Ping]))

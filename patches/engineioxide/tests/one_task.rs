@@ -1,5 +1,6 @@
 //! A websocket session opened on its websocket runs on one task, its reader, writer and
-//! heartbeat together, and each of the three still does its part.
+//! heartbeat together, and each of the three still does its part; the session still closes when
+//! that task fails, and a pong repeated answers no later ping.
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,6 +32,7 @@ impl EngineIoHandler for Echo {
         self.disconnect_tx.try_send(reason).unwrap();
     }
     fn on_message(self: &Arc<Self>, msg: Str, socket: Arc<Socket<()>>) {
+        assert_ne!(msg, "panic", "the handler fails on this message");
         socket.emit(msg).unwrap();
     }
     fn on_binary(self: &Arc<Self>, data: Bytes, socket: Arc<Socket<()>>) {
@@ -124,4 +126,49 @@ async fn a_client_closing_ends_the_task() {
         .unwrap();
     assert_eq!(reason, Some(DisconnectReason::TransportClose));
     tasks_back_to(before).await;
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_closes_the_session() {
+    let (disconnect_tx, mut disconnected) = mpsc::channel(10);
+    let mut svc = create_server(Echo { disconnect_tx }).await;
+    let mut ws = create_ws_connection(&mut svc).await;
+    next_text(&mut ws).await;
+
+    // The reader's task unwinds; nothing is left to time the heartbeat out, so the session is
+    // closed as it goes (a heartbeat timeout would be reported as such).
+    ws.send(Message::text("4panic")).await.unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(2), disconnected.recv())
+        .await
+        .expect("the session is closed");
+    assert_eq!(reason, Some(DisconnectReason::TransportError));
+}
+
+#[tokio::test]
+async fn a_repeated_pong_answers_no_later_ping() {
+    let (disconnect_tx, mut disconnected) = mpsc::channel(10);
+    let mut svc = create_server(Echo { disconnect_tx }).await;
+    let mut ws = create_ws_connection(&mut svc).await;
+    next_text(&mut ws).await;
+
+    // The first ping gets two pongs; no later one gets any.
+    assert_eq!(next_text(&mut ws).await, "2");
+    ws.send(Message::text("3")).await.unwrap();
+    ws.send(Message::text("3")).await.unwrap();
+    let mut pings = 1;
+    let reason = loop {
+        tokio::select! {
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) if t.as_str() == "2" => pings += 1,
+                Some(Ok(_)) => {}
+                _ => break disconnected.recv().await,
+            },
+            reason = disconnected.recv() => break reason,
+        }
+    };
+    assert_eq!(reason, Some(DisconnectReason::HeartbeatTimeout));
+    assert_eq!(
+        pings, 2,
+        "the second ping went unanswered and closed the session"
+    );
 }

@@ -268,7 +268,7 @@ fn decode_dead(text: &str) -> Option<ReaderEvent> {
         id: v["id"].as_str()?.parse().ok()?,
         user_id: v["userId"].as_str()?.into(),
         event_type: v["eventType"].as_str()?.to_owned(),
-        reading: alice_core::Reading::of_json(&data),
+        reading: alice_core::ReadingPosition::of_json(&data),
         data,
         timestamp: alice_core::Millis(v["timestamp"].as_u64()?),
         session_id: v["sessionId"].as_str()?.to_owned(),

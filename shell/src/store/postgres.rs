@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::replies::Json;
-use alice_core::Reading;
+use alice_core::ReadingPosition;
 use alice_core::{
     AssignmentTable, HistoryQuery, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom, SentFrom,
 };
@@ -249,7 +249,7 @@ fn event_from(row: &PgRow) -> Result<Arc<ReaderEvent>, StoreError> {
         id: Uuid::parse_str(&get("id")?).map_err(|_| bad("id"))?,
         user_id: Arc::from(get("user_id")?),
         event_type: get("event_type")?,
-        reading: Reading::of_json(&data),
+        reading: ReadingPosition::of_json(&data),
         data,
         timestamp: Millis(u64::try_from(ts).map_err(|_| bad("timestamp"))?),
         session_id: get("session_id")?,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alice_core::replies::Json;
-use alice_core::Reading;
+use alice_core::ReadingPosition;
 use alice_core::{
     AssignmentTable, HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom,
     SentFrom,
@@ -346,7 +346,7 @@ fn event_from(row: &SqliteRow) -> Result<Arc<ReaderEvent>, StoreError> {
         id: Uuid::parse_str(&id).map_err(|_| bad("id"))?,
         user_id: Arc::from(row.try_get::<String, _>("user_id").map_err(unavailable)?),
         event_type: row.try_get("event_type").map_err(unavailable)?,
-        reading: Reading::of_json(&data),
+        reading: ReadingPosition::of_json(&data),
         data,
         timestamp: Millis(u64::try_from(timestamp).map_err(|_| bad("timestamp"))?),
         session_id: row.try_get("session_id").map_err(unavailable)?,

@@ -13,7 +13,7 @@ pub fn placed(id_ms: u64, at: LogPosition, user: &str) -> Arc<ReaderEvent> {
         id: Uuid::from_u128(u128::from(id_ms) << 80 | 0x7000_8000_0000_0000_0000 | u128::from(at.seq)),
         user_id: Arc::from(user),
         event_type: "PAGE_TURN".into(),
-        reading: alice_core::Reading::of_json(&data),
+        reading: alice_core::ReadingPosition::of_json(&data),
         data,
         timestamp: Millis(id_ms),
         session_id: "s".into(),

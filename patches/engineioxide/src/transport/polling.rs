@@ -192,7 +192,7 @@ where
                 break;
             }
             Ok(Packet::Pong | Packet::Ping) => {
-                // A full channel means that the client is already known to be alive.
+                // A signal already waiting means that the client is already known to be alive.
                 socket.heartbeat.notify_one();
                 Ok(())
             }

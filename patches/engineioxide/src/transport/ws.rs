@@ -121,6 +121,10 @@ where
     // is open instead of sizing the connection's task for all of its life.
     let (socket, ws, opened_here) =
         Box::pin(open_session::<H, S>(&engine, conn, protocol, sid, req_data)).await?;
+    let _closes = CloseOnDrop {
+        engine: &engine,
+        socket: &socket,
+    };
     let (tx, rx) = ws.split();
 
     // pipe between the websocket and the handler
@@ -166,6 +170,23 @@ where
         heartbeat
     );
     Ok(())
+}
+
+/// Closes the session if the connection's task ends with it still open: when a handler called
+/// by the reader panics, or the task is aborted. Every other way out closes it first. (With the
+/// heartbeat in a task of its own, its timeout used to close such a session.)
+struct CloseOnDrop<'a, H: EngineIoHandler> {
+    engine: &'a Arc<EngineIo<H>>,
+    socket: &'a Arc<Socket<H::Data>>,
+}
+
+impl<H: EngineIoHandler> Drop for CloseOnDrop<'_, H> {
+    fn drop(&mut self) {
+        if !self.socket.cancellation_token.is_cancelled() {
+            self.engine
+                .close_session(self.socket.id, DisconnectReason::TransportError);
+        }
+    }
 }
 
 /// Opens the session on a new websocket, or takes over a polling session on its upgrade.
@@ -245,7 +266,7 @@ where
                     break;
                 }
                 Packet::Pong | Packet::Ping => {
-                    // A full channel means that the client is already known to be alive.
+                    // A signal already waiting means that the client is already known to be alive.
                     socket.heartbeat.notify_one();
                     Ok::<(), Error>(())
                 }
