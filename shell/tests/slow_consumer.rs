@@ -91,8 +91,12 @@ async fn a_replay_that_waits_for_its_socket_holds_up_no_one() {
         assert_eq!(live["data"]["i"], i);
     }
 
+    // The replay holds the 4,000 missed events and whatever live ones were accepted while the
+    // store was read (on a busy machine the read can outlast some of them); the rest arrive live.
     let reply = slow.ack(resume).await;
-    assert_eq!((reply["resumed"].as_bool(), reply["replayed"].as_u64()), (Some(true), Some(REPLAYED)));
+    assert_eq!(reply["resumed"].as_bool(), Some(true));
+    let replayed = reply["replayed"].as_u64().unwrap();
+    assert!((REPLAYED..=REPLAYED + LIVE).contains(&replayed), "replayed {replayed}");
     for i in 1..=REPLAYED + LIVE {
         let got = slow.next("reader-activity").await.expect("the slow dashboard stays connected");
         assert_eq!(got["data"]["i"], i, "the replay, then the live events, each once, in order");
