@@ -123,21 +123,19 @@ mod v2 {
 
 impl BusEvent {
     /// The event itself, placed at `position` in the log, or `None` when its `data` is not JSON.
-    pub fn to_event(&self, position: LogPosition) -> Option<ReaderEvent> {
-        let data = Json::from_text(self.data.clone()).ok()?;
+    /// Takes the message's fields rather than copying them: it is read once per entry.
+    pub fn into_event(self, position: LogPosition) -> Option<ReaderEvent> {
+        let data = Json::from_text(self.data).ok()?;
         Some(ReaderEvent {
             id: uuid::Uuid::from_bytes(self.id),
-            user_id: self.user_id.as_str().into(),
-            event_type: self.event_type.clone(),
+            user_id: self.user_id.into(),
+            event_type: self.event_type,
             reading: ReadingPosition::of_json(&data),
             data,
             timestamp: self.timestamp,
-            session_id: self.session_id.clone(),
+            session_id: self.session_id,
             position,
-            sent_from: SentFrom {
-                socket: self.sender_socket.as_str().into(),
-                rooms: self.sender_rooms.clone(),
-            },
+            sent_from: SentFrom { socket: self.sender_socket.into(), rooms: self.sender_rooms },
         })
     }
 }

@@ -108,7 +108,7 @@ impl Core {
             Sequencing::AfterGap { missed } => self.stats.log_gaps += missed,
             Sequencing::InOrder => {}
         }
-        let Some(event) = e.to_event(position) else {
+        let Some(event) = e.into_event(position) else {
             self.stats.bus_malformed += 1;
             return;
         };

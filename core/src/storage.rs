@@ -93,7 +93,7 @@ impl Core {
         for (id, bytes) in entries {
             // The entry's id is the event's position in the log.
             let event = match (BusMessage::decode(&bytes).map(|m| m.body), id.parse()) {
-                (Ok(BusBody::Event(e)), Ok(position)) => e.to_event(position),
+                (Ok(BusBody::Event(e)), Ok(position)) => e.into_event(position),
                 _ => None,
             };
             match event {
