@@ -8,6 +8,7 @@
 #   SWEEP="2000 4000 8000 16000" bash benches/compare.sh   # also find the highest sustainable rate
 #   ALICE_ENV="LOG_READ_PACE_MS=0" bash benches/compare.sh  # extra settings for Alice's nodes
 #   ALICE_BIN=/path/to/other/alice-realtime bash benches/compare.sh  # another build of Alice
+#   NODES=2 KINDS="alice node" bash benches/compare.sh  # only some of the runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-3}
 IDLE=${IDLE:-2000}
 SWEEP=${SWEEP:-}
+NODES=${NODES:-1 2}
+KINDS=${KINDS:-alice node floor}
 SECRET=bench-secret-0123456789abcdef
 OUT=benches/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
@@ -80,11 +83,10 @@ run() {
 
 echo "load: $READERS readers, $CONSULTANTS consultants, $RATE events/s, ${DURATION}s measured, $IDLE idle connections; results in $OUT"
 for round in $(seq "$ROUNDS"); do
-  for nodes in 1 2; do
-    kinds="alice node"
-    # The floor does not cluster: it runs on one node only.
-    [ "$nodes" = 1 ] && kinds="alice node floor"
-    for kind in $kinds; do
+  for nodes in $NODES; do
+    for kind in $KINDS; do
+      # The floor does not cluster: it runs on one node only.
+      [ "$kind" = floor ] && [ "$nodes" != 1 ] && continue
       run "$kind-${nodes}node-r$round" "$kind" "$nodes" "$RATE"
     done
   done
