@@ -61,6 +61,12 @@ pub struct Config {
     /// cluster's Redis commands; the price is up to that much more delivery latency. An empty
     /// read waits for entries in Redis and answers at once when one comes.
     pub log_read_pace_ms: u64,
+    /// In a cluster, the least time between two reads of the log by this node's storing
+    /// consumer that found entries (unless a read filled its count): each costs a read and an
+    /// acknowledgement, so a pace lets both carry many entries; the price is only the store's
+    /// lag behind the log, which nobody waits on (events are shown and kept in the recent
+    /// history as soon as they are read for delivery).
+    pub log_store_pace_ms: u64,
     /// In a cluster, how long entries another consumer of the store group read and left
     /// unacknowledged wait before this node claims them (that consumer is taken for dead).
     pub claim_idle_ms: u64,
@@ -131,7 +137,8 @@ impl Default for Config {
             store_retry_base_ms: 200,
             store_retry_max_ms: 30_000,
             deployment: Deployment::SingleStore,
-            log_read_pace_ms: 3,
+            log_read_pace_ms: 2,
+            log_store_pace_ms: 50,
             claim_idle_ms: 30_000,
             log_retain_ms: 60_000,
             consultant_scope: crate::scope::ConsultantScope::All,

@@ -53,6 +53,11 @@ pub struct Consumer {
     in_flight: Option<ConsumerCommand>,
     /// The last read filled its count: more may wait, so read again without waiting.
     more: bool,
+    /// The least time between two reads of new entries that found some (see
+    /// [`crate::Config::log_store_pace_ms`]).
+    pace_ms: u64,
+    /// When the next read of new entries may go, after one that found entries.
+    read_not_before: Option<Millis>,
     /// Its own unacknowledged entries must be read first (at start, after a lost connection).
     needs_pending: bool,
     fresh: bool,
@@ -69,11 +74,14 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub fn new(seed: u64) -> Consumer {
+    /// A consumer whose reads of new entries that found some are `pace_ms` apart at least.
+    pub fn new(seed: u64, pace_ms: u64) -> Consumer {
         Consumer {
             rng: ChaCha8Rng::seed_from_u64(seed),
             in_flight: None,
             more: false,
+            pace_ms,
+            read_not_before: None,
             needs_pending: true,
             fresh: false,
             failures: 0,
@@ -90,7 +98,8 @@ impl Consumer {
     /// The next command, if none is out and no retry waits. `room` says whether the store queue
     /// takes more events now; `idle` whether it holds none: a read may then wait in Redis for
     /// entries. Otherwise the consumer reads again only when the last read filled its count; else
-    /// it waits for the store to take what it holds.
+    /// it waits for the store to take what it holds. A read that found entries is followed by the
+    /// next only after the pace, unless it filled its count.
     pub fn next(
         &mut self,
         now: Millis,
@@ -104,6 +113,10 @@ impl Consumer {
             return None;
         }
         self.retry_at = None;
+        // A pace that is over holds nothing, and must not keep a timer due in the past.
+        if self.read_not_before.is_some_and(|at| at <= now) {
+            self.read_not_before = None;
+        }
         let command = if self.needs_pending {
             ConsumerCommand::ReadPending { fresh: std::mem::take(&mut self.fresh) }
         } else if let Some((event, ids)) = self.dead.pop_front() {
@@ -117,7 +130,7 @@ impl Consumer {
             self.next_trim = now.plus(TRIM_INTERVAL_MS);
             let keep_from = self.newest_ms.map_or(0, |ms| ms.saturating_sub(retain_ms));
             ConsumerCommand::Trim { keep_from: format!("{keep_from}-0") }
-        } else if room && (idle || self.more) {
+        } else if room && (self.more || (idle && self.read_not_before.is_none())) {
             ConsumerCommand::ReadNew { count: batch, block_ms: if idle { READ_BLOCK_MS } else { 0 } }
         } else {
             return None;
@@ -126,19 +139,23 @@ impl Consumer {
         Some(command)
     }
 
-    /// When something is next due without any input: a retry, a claim or a trim.
+    /// When something is next due without any input: a retry, a claim, a trim or a paced read.
     pub fn wake_at(&self) -> Option<Millis> {
         if self.in_flight.is_some() {
             return None;
         }
-        self.retry_at.or(Some(self.next_claim.min(self.next_trim)))
+        let due = self.next_claim.min(self.next_trim);
+        self.retry_at.or(Some(self.read_not_before.map_or(due, |at| at.min(due))))
     }
 
     /// The last command succeeded; `entries` are what it read or claimed, as (stream id, `m`
     /// field). Returns the events the store does not hold yet, in order.
-    pub fn done(&mut self, entries: Vec<(String, Arc<ReaderEvent>)>) -> Vec<Arc<ReaderEvent>> {
+    pub fn done(&mut self, now: Millis, entries: Vec<(String, Arc<ReaderEvent>)>) -> Vec<Arc<ReaderEvent>> {
         if let Some(ConsumerCommand::ReadPending { .. }) = self.in_flight {
             self.needs_pending = false;
+        }
+        if let Some(ConsumerCommand::ReadNew { .. }) = self.in_flight {
+            self.read_not_before = (!entries.is_empty() && self.pace_ms > 0).then(|| now.plus(self.pace_ms));
         }
         self.more =
             matches!(self.in_flight, Some(ConsumerCommand::ReadNew { count, .. }) if entries.len() >= count);

@@ -427,7 +427,7 @@ impl Core {
             log_seen: bus::SeqTracker::default(),
             log_reader: Reader::new(rng.next_u64()),
             bus_reader: Reader::new(rng.next_u64()),
-            consumer: Consumer::new(rng.next_u64()),
+            consumer: Consumer::new(rng.next_u64(), config.log_store_pace_ms),
             bus_outbox: BusOutbox::new(rng.next_u64()),
             bus_heard: None,
             config,

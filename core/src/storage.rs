@@ -104,7 +104,7 @@ impl Core {
                 }
             }
         }
-        for event in self.consumer.done(events) {
+        for event in self.consumer.done(now, events) {
             self.queue.push(event);
         }
         self.pump_store(now);

@@ -192,3 +192,42 @@ fn claims_come_every_half_claim_interval() {
     let out = node.input(Input::Consumed { entries: Vec::new() });
     assert_eq!(commands(&out), vec![ConsumerCommand::Claim { idle_ms: 10_000 }]);
 }
+
+#[test]
+fn a_read_that_found_entries_is_followed_by_the_next_only_after_the_pace() {
+    let pace = Config::default().log_store_pace_ms;
+    assert!(pace > 0, "paced by default");
+    let log = entries(2);
+    let (mut node, out) = started(Vec::new());
+    assert!(batches(&out).is_empty());
+    node.input(Input::Consumed { entries: Vec::new() }); // the claim
+    let out = node.input(Input::Consumed { entries: Vec::new() }); // the trim
+    assert_eq!(commands(&out), vec![ConsumerCommand::ReadNew { count: 2, block_ms: READ_BLOCK_MS }]);
+    let out = node.input(Input::Consumed { entries: log[..1].to_vec() });
+    let (b1, _) = batches(&out).remove(0);
+    // The store is slower than the pace: once the pace is over, no timer is left due.
+    node.advance(pace + 1);
+    let due = node.core.poll_timeout();
+    assert!(due.is_none_or(|at| at > node.now), "a timer due at {due:?} at {:?} would spin", node.now);
+    let out = node.input(Input::Stored { batch: b1 });
+    assert_eq!(commands(&out), vec![ConsumerCommand::Acknowledge { ids: vec!["1000-0".into()] }]);
+    let out = node.input(Input::Consumed { entries: Vec::new() });
+    assert_eq!(
+        commands(&out),
+        vec![ConsumerCommand::ReadNew { count: 2, block_ms: READ_BLOCK_MS }],
+        "the pace is over: the store's being idle is enough"
+    );
+    let out = node.input(Input::Consumed { entries: log[1..].to_vec() });
+    let (b2, _) = batches(&out).remove(0);
+    let out = node.input(Input::Stored { batch: b2 });
+    assert_eq!(commands(&out), vec![ConsumerCommand::Acknowledge { ids: vec!["1001-0".into()] }]);
+    let out = node.input(Input::Consumed { entries: Vec::new() });
+    assert!(commands(&out).is_empty(), "the store is idle, but the last read found an entry: wait");
+    let out = node.advance(pace - 1);
+    assert!(commands(&out).is_empty(), "not before the pace");
+    let out = node.advance(1);
+    assert_eq!(commands(&out), vec![ConsumerCommand::ReadNew { count: 2, block_ms: READ_BLOCK_MS }]);
+    // A read that found nothing waits for no pace.
+    let out = node.input(Input::Consumed { entries: Vec::new() });
+    assert_eq!(commands(&out), vec![ConsumerCommand::ReadNew { count: 2, block_ms: READ_BLOCK_MS }]);
+}
