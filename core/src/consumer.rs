@@ -154,8 +154,10 @@ impl Consumer {
         if let Some(ConsumerCommand::ReadPending { .. }) = self.in_flight {
             self.needs_pending = false;
         }
-        if let Some(ConsumerCommand::ReadNew { .. }) = self.in_flight {
-            self.read_not_before = (!entries.is_empty() && self.pace_ms > 0).then(|| now.plus(self.pace_ms));
+        // A read that filled its count leaves a backlog behind: no pace holds the next.
+        if let Some(ConsumerCommand::ReadNew { count, .. }) = self.in_flight {
+            let paced = !entries.is_empty() && entries.len() < count && self.pace_ms > 0;
+            self.read_not_before = paced.then(|| now.plus(self.pace_ms));
         }
         self.more =
             matches!(self.in_flight, Some(ConsumerCommand::ReadNew { count, .. }) if entries.len() >= count);

@@ -19,7 +19,7 @@ pub enum Timer {
     /// A read of a cluster stream has waited long enough: a backoff after a failure, or the log's
     /// pace after a read that found entries.
     ReadRetry(crate::readers::Stream),
-    /// The storing consumer's next command is due: a retry, a claim or a trim.
+    /// The storing consumer's next command is due: a retry, a claim, a trim or a paced read.
     Consumer,
     /// A failed batch of bus messages has waited out its backoff.
     BroadcastRetry,

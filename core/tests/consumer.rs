@@ -231,3 +231,31 @@ fn a_read_that_found_entries_is_followed_by_the_next_only_after_the_pace() {
     let out = node.input(Input::Consumed { entries: Vec::new() });
     assert_eq!(commands(&out), vec![ConsumerCommand::ReadNew { count: 2, block_ms: READ_BLOCK_MS }]);
 }
+
+#[test]
+fn a_read_that_filled_its_count_holds_no_pace_over_the_next() {
+    let log = entries(4);
+    let (mut node, _) = started(Vec::new());
+    node.input(Input::Consumed { entries: Vec::new() }); // the claim
+    node.input(Input::Consumed { entries: Vec::new() }); // the trim
+    let out = node.input(Input::Consumed { entries: log[..2].to_vec() });
+    assert_eq!(commands(&out), vec![ConsumerCommand::ReadNew { count: 2, block_ms: 0 }], "full: read on");
+    let mut waiting: std::collections::VecDeque<_> = batches(&out).into_iter().collect();
+    let out = node.input(Input::Consumed { entries: log[2..].to_vec() });
+    assert!(commands(&out).is_empty(), "the store queue is full: no read until it takes some");
+    waiting.extend(batches(&out));
+    // The store takes every batch it is given, each acknowledged in turn, until it is idle.
+    while let Some((batch, _)) = waiting.pop_front() {
+        let out = node.input(Input::Stored { batch });
+        waiting.extend(batches(&out));
+        assert!(matches!(commands(&out)[..], [ConsumerCommand::Acknowledge { .. }]), "{out:?}");
+        let out = node.input(Input::Consumed { entries: Vec::new() });
+        let reads = commands(&out);
+        if !reads.is_empty() {
+            assert!(waiting.is_empty(), "a read while the store holds events: {reads:?}");
+            assert_eq!(reads, vec![ConsumerCommand::ReadNew { count: 2, block_ms: READ_BLOCK_MS }]);
+            return;
+        }
+    }
+    panic!("the store is idle and the last read filled its count: the next read must not wait for the pace");
+}

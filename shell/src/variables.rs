@@ -46,7 +46,7 @@ pub const VARIABLES: &[Variable] = &[
     var("NODE_ID", None, "this node's name; must differ per node; default node-<random>", "Cluster (Redis)"),
     var("REDIS_CLAIM_IDLE_MS", Some("30000"), "a silent node's unstored events are claimed by another after this", "Cluster (Redis)"),
     var("LOG_READ_PACE_MS", Some("2"), "least time between two log reads that found entries (fewer Redis commands)", "Cluster (Redis)"),
-    var("LOG_STORE_PACE_MS", Some("50"), "least time between two reads of the log by the storing consumer that found entries", "Cluster (Redis)"),
+    var("LOG_STORE_PACE_MS", Some("50"), "least time between two reads of the log by the storing consumer that found entries (and did not fill their count)", "Cluster (Redis)"),
     var("REDIS_LOG_RETAIN_MS", Some("60000"), "the newest stretch of the log kept even when stored (a cut-off node catches up)", "Cluster (Redis)"),
     var("LOG_LEVEL", Some("info"), "a level, or a tracing filter such as alice_shell=debug,info", "Operations"),
     var("LOG_FORMAT", Some("text"), "text, or json for JSON lines", "Operations"),
