@@ -154,13 +154,15 @@ impl Consumer {
         if let Some(ConsumerCommand::ReadPending { .. }) = self.in_flight {
             self.needs_pending = false;
         }
-        // A read that filled its count leaves a backlog behind: no pace holds the next.
         if let Some(ConsumerCommand::ReadNew { count, .. }) = self.in_flight {
-            let paced = !entries.is_empty() && entries.len() < count && self.pace_ms > 0;
+            // A read that filled its count leaves a backlog behind: no pace holds the next.
+            let full = entries.len() >= count;
+            let paced = !entries.is_empty() && !full && self.pace_ms > 0;
             self.read_not_before = paced.then(|| now.plus(self.pace_ms));
+            self.more = full;
+        } else {
+            self.more = false;
         }
-        self.more =
-            matches!(self.in_flight, Some(ConsumerCommand::ReadNew { count, .. }) if entries.len() >= count);
         self.in_flight = None;
         self.failures = 0;
         let mut fresh = Vec::new();
