@@ -48,8 +48,8 @@ impl Core {
         entries: Vec<(String, Vec<u8>)>,
     ) {
         let heard = !entries.is_empty();
-        let pace = self.config.log_read_pace_ms;
-        let not_before = (stream == Stream::Log && heard && pace > 0).then(|| now.plus(pace));
+        let pace = if stream == Stream::Log { self.log_read_pace(now, entries.len()) } else { 0 };
+        let not_before = (heard && pace > 0).then(|| now.plus(pace));
         let reader = self.reader(stream);
         let opening = !reader.is_open() && position.is_some();
         reader.read(position, not_before);
@@ -81,6 +81,20 @@ impl Core {
             }
         }
         self.pump_reads(now);
+    }
+
+    /// How long the log's next read waits after one that read `read` entries: nothing while
+    /// reading every entry as it comes stays under the budget ([`crate::Config::log_read_budget`]),
+    /// the pace once it does not (always with a budget of 0).
+    fn log_read_pace(&mut self, now: Millis, read: usize) -> u64 {
+        self.log_rate.read(now, read as u64);
+        let nodes = self.presence.nodes().count() as u64 + 1;
+        let unpaced = self.log_rate.per_second().saturating_mul(nodes + 1);
+        if unpaced < self.config.log_read_budget {
+            0
+        } else {
+            self.config.log_read_pace_ms
+        }
     }
 
     pub(crate) fn on_read_failed(&mut self, now: Millis, stream: Stream) {

@@ -61,6 +61,12 @@ pub struct Config {
     /// cluster's Redis commands; the price is up to that much more delivery latency. An empty
     /// read waits for entries in Redis and answers at once when one comes.
     pub log_read_pace_ms: u64,
+    /// In a cluster, the Redis commands per second up to which every node reads the log's
+    /// entries as they come, with no pace. Reading so costs up to one read per entry on each
+    /// node besides the entry's append, so reads are paced (`log_read_pace_ms`) only once the
+    /// log's entries per second times (nodes + 1) reach this (always with 0): latency goes to
+    /// reading while Redis has commands to spare, and to batching once it has not.
+    pub log_read_budget: u64,
     /// In a cluster, the least time between two reads of the log by this node's storing
     /// consumer that found entries (unless a read filled its count): each costs a read and an
     /// acknowledgement, so a pace lets both carry many entries; the price is only the store's
@@ -138,6 +144,7 @@ impl Default for Config {
             store_retry_max_ms: 30_000,
             deployment: Deployment::SingleStore,
             log_read_pace_ms: 2,
+            log_read_budget: 4_000,
             log_store_pace_ms: 50,
             claim_idle_ms: 30_000,
             log_retain_ms: 60_000,

@@ -44,6 +44,7 @@ pub mod fuzzing;
 pub mod history;
 pub mod ids;
 pub mod log;
+pub mod log_rate;
 pub mod position;
 pub mod presence;
 pub mod principal;
@@ -392,6 +393,8 @@ pub struct Core {
     log_seen: bus::SeqTracker,
     /// A cluster node's reading of the log and of the bus.
     log_reader: Reader,
+    /// The log's entries per second, for the budget that decides whether its reads are paced.
+    log_rate: log_rate::LogRate,
     bus_reader: Reader,
     /// A cluster node's storing consumer of the log.
     consumer: Consumer,
@@ -426,6 +429,7 @@ impl Core {
             last_position: LogPosition::START,
             log_seen: bus::SeqTracker::default(),
             log_reader: Reader::new(rng.next_u64()),
+            log_rate: log_rate::LogRate::default(),
             bus_reader: Reader::new(rng.next_u64()),
             consumer: Consumer::new(rng.next_u64(), config.log_store_pace_ms),
             bus_outbox: BusOutbox::new(rng.next_u64()),

@@ -129,7 +129,10 @@ fn entries_read_from_the_log_are_decoded_and_shown_in_order_and_garbage_is_count
 
 #[test]
 fn a_read_that_found_entries_is_followed_by_the_next_only_after_the_pace() {
-    let (mut node, _) = cluster();
+    // No budget: every read that found entries is paced.
+    let config = Config { deployment: Deployment::Cluster, log_read_budget: 0, ..Config::default() };
+    let mut node = Node::named("node-a", config, 1);
+    node.auto_append = false;
     node.input(log_opened());
     let mut other = Node::named("node-b", Config { deployment: Deployment::Cluster, ..Config::default() }, 2);
     other.auto_append = false;
@@ -145,4 +148,50 @@ fn a_read_that_found_entries_is_followed_by_the_next_only_after_the_pace() {
     assert_eq!(reads(&out), vec![(Stream::Log, ReadFrom::After("9-0".into()), false)]);
     let out = node.input(read(Stream::Log, "9-0", Vec::new()));
     assert_eq!(reads(&out).len(), 1, "an empty read is followed at once: it waits in Redis");
+}
+
+/// `n` entries another node appended, as the log holds them.
+fn entries_of_another_node(n: usize) -> Vec<Vec<u8>> {
+    let mut other = Node::named("node-b", Config { deployment: Deployment::Cluster, ..Config::default() }, 2);
+    other.auto_append = false;
+    other.input(log_opened());
+    let mut entries = Vec::new();
+    for i in 0..n {
+        let r = other.connect(&format!("r{i}"), "reader");
+        let (append, e) = appends(&other.send(r, "reader-event", json!({"eventType": "A"}))).remove(0);
+        other.input(Input::Appended { append, repeats: Vec::new() });
+        entries.push(e[0].to_message().encode());
+    }
+    entries
+}
+
+#[test]
+fn a_quiet_log_is_read_as_entries_come_and_a_busy_one_after_the_pace() {
+    // Reading every entry at once costs up to (nodes + 1) commands per entry: 3 here, once the
+    // other node is heard, so with a budget of 100 the pace starts above 33 entries a second.
+    let config = Config { deployment: Deployment::Cluster, log_read_budget: 100, ..Config::default() };
+    let pace = config.log_read_pace_ms;
+    let mut node = Node::named("node-a", config, 1);
+    node.auto_append = false;
+    node.input(log_opened());
+    let mut entries = entries_of_another_node(53);
+
+    let out = node.input(read(Stream::Log, "9-0", entries.drain(..1).collect()));
+    assert_eq!(reads(&out).len(), 1, "no rate known yet: read on at once");
+    node.advance(1_000);
+    let out = node.input(read(Stream::Log, "10-0", entries.drain(..50).collect()));
+    assert_eq!(
+        reads(&out).len(),
+        1,
+        "1 entry in the last second, 3 commands a second unpaced: read on at once"
+    );
+    node.advance(1_000);
+    let out = node.input(read(Stream::Log, "11-0", entries.drain(..1).collect()));
+    assert!(reads(&out).is_empty(), "50 entries in the last second, 150 commands a second unpaced: paced");
+    assert_eq!(node.core.poll_timeout(), Some(node.now.plus(pace)));
+    assert_eq!(reads(&node.advance(pace)).len(), 1);
+
+    node.advance(1_000);
+    let out = node.input(read(Stream::Log, "12-0", entries.drain(..1).collect()));
+    assert_eq!(reads(&out).len(), 1, "quiet again (1 entry in the last second): read on at once");
 }

@@ -184,6 +184,7 @@ impl Settings {
             // Decided at start from Redis and the store (`lib.rs`).
             deployment: alice_core::Deployment::SingleStore,
             log_read_pace_ms: num(&get, "LOG_READ_PACE_MS", d.log_read_pace_ms, 0)?,
+            log_read_budget: num(&get, "LOG_READ_BUDGET", d.log_read_budget, 0)?,
             log_store_pace_ms: num(&get, "LOG_STORE_PACE_MS", d.log_store_pace_ms, 0)?,
             claim_idle_ms: num(&get, "REDIS_CLAIM_IDLE_MS", d.claim_idle_ms, 100)?,
             log_retain_ms: num(&get, "REDIS_LOG_RETAIN_MS", d.log_retain_ms, 0)?,

@@ -102,6 +102,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     // process-wide counter): the same seed could then give two traces.
     let latency = Duration::from_millis(rng.random_range(1..=4));
     trace.line(format!("latency {latency:?}"));
+    // Half the seeds pace every log read that found entries (a budget of 0), as a busy cluster
+    // does; the others read at once, as a quiet one does (the scenarios' rates are low).
+    let paced_reads = seed % 2 == 0;
+    trace.line(format!("paced log reads {paced_reads}"));
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .epoch(UNIX_EPOCH + Duration::from_millis(EPOCH_MS))
@@ -135,7 +139,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
             let store = store.clone();
             let redis_url = redis_url.clone();
             async move {
-                let settings = node_settings(name, redis_url, scoped)?;
+                let settings = node_settings(name, redis_url, scoped, paced_reads)?;
                 let deps = Deps {
                     store: Arc::new(store),
                     clock: Arc::new(SimClock),
@@ -208,6 +212,7 @@ fn node_settings(
     name: &str,
     redis_url: Option<String>,
     scoped: bool,
+    paced_reads: bool,
 ) -> Result<Settings, alice_shell::config::ConfigError> {
     let mut vars: BTreeMap<&str, String> = [
         ("JWT_SECRET", SECRET.to_owned()),
@@ -229,6 +234,9 @@ fn node_settings(
     .collect();
     if let Some(url) = redis_url {
         vars.insert("REDIS_URL", url);
+    }
+    if paced_reads {
+        vars.insert("LOG_READ_BUDGET", "0".to_owned());
     }
     if scoped {
         vars.insert("CONSULTANT_SCOPE", "assigned".to_owned());
