@@ -61,11 +61,12 @@ pub struct Config {
     /// cluster's Redis commands; the price is up to that much more delivery latency. An empty
     /// read waits for entries in Redis and answers at once when one comes.
     pub log_read_pace_ms: u64,
-    /// In a cluster, the Redis commands per second up to which every node reads the log's
-    /// entries as they come, with no pace. Reading so costs up to one read per entry on each
-    /// node besides the entry's append, so reads are paced (`log_read_pace_ms`) only once the
-    /// log's entries per second times (nodes + 1) reach this (always with 0): latency goes to
-    /// reading while Redis has commands to spare, and to batching once it has not.
+    /// In a cluster, the log's Redis commands per second (its appends and every node's
+    /// delivery reads) below which every node reads the log's entries as they come, with no
+    /// pace. Reading so costs up to one read per entry on each node besides the entry's append,
+    /// so reads are paced (`log_read_pace_ms`) only once the log's entries per second times
+    /// (nodes + 1) reach this (always with 0): latency goes to reading while Redis has commands
+    /// to spare, and to batching once it has not.
     pub log_read_budget: u64,
     /// In a cluster, the least time between two reads of the log by this node's storing
     /// consumer that found entries (unless a read filled its count): each costs a read and an

@@ -393,9 +393,9 @@ pub struct Core {
     log_seen: bus::SeqTracker,
     /// A cluster node's reading of the log and of the bus.
     log_reader: Reader,
+    bus_reader: Reader,
     /// The log's entries per second, for the budget that decides whether its reads are paced.
     log_rate: log_rate::LogRate,
-    bus_reader: Reader,
     /// A cluster node's storing consumer of the log.
     consumer: Consumer,
     /// A cluster node's bus messages on their way to Redis.

@@ -42,7 +42,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_rate_is_the_last_whole_window_s() {
+    fn the_rate_is_that_of_the_last_whole_window() {
         let mut rate = LogRate::default();
         rate.read(Millis(0), 300);
         rate.read(Millis(500), 300);

@@ -168,30 +168,29 @@ fn entries_of_another_node(n: usize) -> Vec<Vec<u8>> {
 #[test]
 fn a_quiet_log_is_read_as_entries_come_and_a_busy_one_after_the_pace() {
     // Reading every entry at once costs up to (nodes + 1) commands per entry: 3 here, once the
-    // other node is heard, so with a budget of 100 the pace starts above 33 entries a second.
+    // other node is heard, so with a budget of 100 the pace starts at 34 entries a second.
     let config = Config { deployment: Deployment::Cluster, log_read_budget: 100, ..Config::default() };
     let pace = config.log_read_pace_ms;
     let mut node = Node::named("node-a", config, 1);
     node.auto_append = false;
     node.input(log_opened());
-    let mut entries = entries_of_another_node(53);
+    let mut entries = entries_of_another_node(70);
 
     let out = node.input(read(Stream::Log, "9-0", entries.drain(..1).collect()));
     assert_eq!(reads(&out).len(), 1, "no rate known yet: read on at once");
     node.advance(1_000);
-    let out = node.input(read(Stream::Log, "10-0", entries.drain(..50).collect()));
-    assert_eq!(
-        reads(&out).len(),
-        1,
-        "1 entry in the last second, 3 commands a second unpaced: read on at once"
-    );
+    let out = node.input(read(Stream::Log, "10-0", entries.drain(..33).collect()));
+    assert_eq!(reads(&out).len(), 1, "1 entry in the last second, 3 commands a second unpaced: at once");
     node.advance(1_000);
-    let out = node.input(read(Stream::Log, "11-0", entries.drain(..1).collect()));
-    assert!(reads(&out).is_empty(), "50 entries in the last second, 150 commands a second unpaced: paced");
+    let out = node.input(read(Stream::Log, "11-0", entries.drain(..34).collect()));
+    assert_eq!(reads(&out).len(), 1, "33 entries in the last second, 99 commands a second unpaced: at once");
+    node.advance(1_000);
+    let out = node.input(read(Stream::Log, "12-0", entries.drain(..1).collect()));
+    assert!(reads(&out).is_empty(), "34 entries in the last second, 102 commands a second unpaced: paced");
     assert_eq!(node.core.poll_timeout(), Some(node.now.plus(pace)));
     assert_eq!(reads(&node.advance(pace)).len(), 1);
 
     node.advance(1_000);
-    let out = node.input(read(Stream::Log, "12-0", entries.drain(..1).collect()));
+    let out = node.input(read(Stream::Log, "13-0", entries.drain(..1).collect()));
     assert_eq!(reads(&out).len(), 1, "quiet again (1 entry in the last second): read on at once");
 }
