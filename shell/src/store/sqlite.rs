@@ -142,10 +142,10 @@ struct Writer {
 /// Expired keys are deleted once every this many commits that recorded keys.
 const PRUNE_KEYS_EVERY: u32 = 256;
 
-/// The writer copies its write-ahead log into the file after this many commits or events, once
-/// the commit that crossed the mark has returned: no append waits for a checkpoint it did not
-/// collide with. (SQLite's own automatic checkpoint runs inside the commit that crosses 1,000
-/// pages, and every event in that commit waited for it; it stays as a backstop at 10,000.)
+/// The write-ahead log is copied into the file after this many commits or events, once the
+/// commit that crossed the mark has returned, in two steps ([`checkpoint`]). (SQLite's own
+/// automatic checkpoint runs inside the commit that crosses 1,000 pages, and every event in that
+/// commit waited for it; it stays as a backstop at 10,000.)
 const CHECKPOINT_AFTER_COMMITS: u32 = 200;
 const CHECKPOINT_AFTER_EVENTS: usize = 2_000;
 
@@ -375,7 +375,7 @@ impl EventStore for SqliteStore {
         }
         let mut writer = self.writer.clone().lock_owned().await;
         insert_query(events).build().execute(&mut writer.conn).await.map_err(unavailable)?;
-        wrote(writer, events.len());
+        self.wrote(writer, events.len());
         Ok(())
     }
 
@@ -449,7 +449,7 @@ impl EventStore for SqliteStore {
                 tracing::debug!(error = %e, "could not delete expired keys; the next prune retries");
             }
         }
-        wrote(writer, fresh.len());
+        self.wrote(writer, fresh.len());
         Ok(repeats)
     }
 
@@ -612,19 +612,31 @@ fn insert_query(events: &[Arc<ReaderEvent>]) -> QueryBuilder<'static, Sqlite> {
     q
 }
 
-/// Counts a commit of `events` events; past the marks, copies the write-ahead log into the file
-/// in a task that keeps the writer until it is done (the next append waits for the copy).
-fn wrote(mut writer: tokio::sync::OwnedMutexGuard<Writer>, events: usize) {
-    writer.commits += 1;
-    writer.events += events;
-    if writer.commits >= CHECKPOINT_AFTER_COMMITS || writer.events >= CHECKPOINT_AFTER_EVENTS {
-        (writer.commits, writer.events) = (0, 0);
-        tokio::spawn(async move {
-            let result = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut writer.conn).await;
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "write-ahead log checkpoint failed; the next one retries");
-            }
-        });
+impl SqliteStore {
+    /// Counts a commit of `events` events, and past the marks starts a [`checkpoint`].
+    fn wrote(&self, mut writer: tokio::sync::OwnedMutexGuard<Writer>, events: usize) {
+        writer.commits += 1;
+        writer.events += events;
+        if writer.commits >= CHECKPOINT_AFTER_COMMITS || writer.events >= CHECKPOINT_AFTER_EVENTS {
+            (writer.commits, writer.events) = (0, 0);
+            drop(writer);
+            tokio::spawn(checkpoint(self.pool.clone(), self.writer.clone()));
+        }
+    }
+}
+
+/// Copies the write-ahead log into the file in two steps. The first, on a connection of the
+/// pool, copies what was committed when it began while appends go on; it is most of the work (a
+/// copy takes about 2 ms per 200 commits here). The second holds the writer and copies only what
+/// was committed during the first, so the log is wholly copied and the next commit starts it
+/// again from the beginning: without it, a stream of commits would never let the log restart,
+/// and it would grow. Appends wait only for the second step.
+async fn checkpoint(pool: SqlitePool, writer: Arc<tokio::sync::Mutex<Writer>>) {
+    let first = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await;
+    let mut writer = writer.lock_owned().await;
+    let second = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut writer.conn).await;
+    if let Err(e) = first.and(second) {
+        tracing::debug!(error = %e, "write-ahead log checkpoint failed; the next one retries");
     }
 }
 
