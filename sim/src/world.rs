@@ -104,7 +104,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     trace.line(format!("latency {latency:?}"));
     // Half the seeds pace every log read that found entries (a budget of 0), as a busy cluster
     // does; the others read at once, as a quiet one does (the scenarios' rates are low).
-    let paced_reads = seed % 2 == 0;
+    let paced_reads = seed.is_multiple_of(2);
     trace.line(format!("paced log reads {paced_reads}"));
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
