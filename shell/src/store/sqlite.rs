@@ -130,13 +130,15 @@ pub struct SqliteStore {
 /// connects and as it leaves).
 const PURGE_SESSIONS_EVERY: u32 = 256;
 
-/// The appending connection, and how much it wrote since it last checkpointed.
+/// The appending connection, and how much it wrote since its last checkpoint began.
 struct Writer {
     conn: SqliteConnection,
     commits: u32,
     events: usize,
     /// Commits that recorded keys since expired keys were last deleted.
     keyed_commits: u32,
+    /// A checkpoint is under way: no second one starts before it ends.
+    checkpointing: bool,
 }
 
 /// Expired keys are deleted once every this many commits that recorded keys.
@@ -213,8 +215,13 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         let conn = options.pragma("wal_autocheckpoint", "10000").connect().await.map_err(unavailable)?;
-        let writer =
-            Arc::new(tokio::sync::Mutex::new(Writer { conn, commits: 0, events: 0, keyed_commits: 0 }));
+        let writer = Arc::new(tokio::sync::Mutex::new(Writer {
+            conn,
+            commits: 0,
+            events: 0,
+            keyed_commits: 0,
+            checkpointing: false,
+        }));
         Ok(SqliteStore { pool, writer, sessions_saved: Arc::default() })
     }
 }
@@ -613,12 +620,14 @@ fn insert_query(events: &[Arc<ReaderEvent>]) -> QueryBuilder<'static, Sqlite> {
 }
 
 impl SqliteStore {
-    /// Counts a commit of `events` events, and past the marks starts a [`checkpoint`].
+    /// Counts a commit of `events` events, and past the marks starts a [`checkpoint`] unless one
+    /// is under way.
     fn wrote(&self, mut writer: tokio::sync::OwnedMutexGuard<Writer>, events: usize) {
         writer.commits += 1;
         writer.events += events;
-        if writer.commits >= CHECKPOINT_AFTER_COMMITS || writer.events >= CHECKPOINT_AFTER_EVENTS {
-            (writer.commits, writer.events) = (0, 0);
+        let due = writer.commits >= CHECKPOINT_AFTER_COMMITS || writer.events >= CHECKPOINT_AFTER_EVENTS;
+        if due && !writer.checkpointing {
+            (writer.commits, writer.events, writer.checkpointing) = (0, 0, true);
             drop(writer);
             tokio::spawn(checkpoint(self.pool.clone(), self.writer.clone()));
         }
@@ -626,17 +635,29 @@ impl SqliteStore {
 }
 
 /// Copies the write-ahead log into the file in two steps. The first, on a connection of the
-/// pool, copies what was committed when it began while appends go on; it is most of the work (a
-/// copy takes about 2 ms per 200 commits here). The second holds the writer and copies only what
-/// was committed during the first, so the log is wholly copied and the next commit starts it
-/// again from the beginning: without it, a stream of commits would never let the log restart,
-/// and it would grow. Appends wait only for the second step.
+/// pool (when one is free), copies what was committed when it began while appends go on; it is
+/// most of the work (a copy of 200 commits took about 2 ms here). The second holds the writer
+/// and copies what was committed during the first, its syncs included; the log is then wholly
+/// copied, unless a reader of the pool still holds an older snapshot, and the next commit starts
+/// it again from the beginning. Without the second step a stream of commits would never let the
+/// log restart, and it would grow. Appends wait only for the second step.
 async fn checkpoint(pool: SqlitePool, writer: Arc<tokio::sync::Mutex<Writer>>) {
-    let first = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await;
+    const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+    if let Some(mut conn) = pool.try_acquire() {
+        if let Err(e) = sqlx::query(CHECKPOINT).execute(&mut *conn).await {
+            tracing::debug!(error = %e, "write-ahead log checkpoint beside the writer failed");
+        }
+    }
     let mut writer = writer.lock_owned().await;
-    let second = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut writer.conn).await;
-    if let Err(e) = first.and(second) {
-        tracing::debug!(error = %e, "write-ahead log checkpoint failed; the next one retries");
+    // (busy, frames in the log, frames copied)
+    let copied = sqlx::query_as::<_, (i64, i64, i64)>(CHECKPOINT).fetch_one(&mut writer.conn).await;
+    writer.checkpointing = false;
+    match copied {
+        Ok((0, log, done)) if done >= log => {}
+        Ok((busy, log, done)) => {
+            tracing::debug!(busy, log, done, "write-ahead log not wholly copied; the next checkpoint goes on")
+        }
+        Err(e) => tracing::debug!(error = %e, "write-ahead log checkpoint failed; the next one retries"),
     }
 }
 
