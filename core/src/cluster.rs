@@ -87,9 +87,9 @@ impl Core {
     /// reading every entry as it comes stays under the budget ([`crate::Config::log_read_budget`]),
     /// the pace once it does not (always with a budget of 0).
     fn log_read_pace(&mut self, now: Millis, read: usize) -> u64 {
-        self.log_rate.read(now, read as u64);
+        self.log_rate.add(now, read as u64);
         let nodes = self.presence.nodes().count() as u64 + 1;
-        let unpaced = self.log_rate.per_second().saturating_mul(nodes + 1);
+        let unpaced = self.log_rate.last_second(now).saturating_mul(nodes + 1);
         if unpaced < self.config.log_read_budget {
             0
         } else {

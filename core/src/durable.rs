@@ -70,7 +70,7 @@ impl Core {
                 continue;
             }
             self.stats.events_accepted += 1;
-            self.minute.add(now);
+            self.minute.add(now, 1);
             if deployment.reads_back() {
                 // Shown when this node reads it back from the log, in the log's order.
                 continue;

@@ -44,7 +44,6 @@ pub mod fuzzing;
 pub mod history;
 pub mod ids;
 pub mod log;
-pub mod log_rate;
 pub mod position;
 pub mod presence;
 pub mod principal;
@@ -315,7 +314,8 @@ pub struct Stats {
     pub duplicates: u64,
 }
 
-/// Accepted events per second over the last minute, for `eventsPerMinute`.
+/// Counts per second over the last minute: accepted events for `eventsPerMinute`, and entries
+/// read from the log for its read budget.
 #[derive(Debug)]
 struct MinuteCounter {
     seconds: [(u64, u64); 60],
@@ -328,13 +328,22 @@ impl Default for MinuteCounter {
 }
 
 impl MinuteCounter {
-    fn add(&mut self, now: Millis) {
+    fn add(&mut self, now: Millis, n: u64) {
         let sec = now.0 / 1000;
         let slot = &mut self.seconds[(sec % 60) as usize];
         if slot.0 != sec {
             *slot = (sec, 0);
         }
-        slot.1 += 1;
+        slot.1 = slot.1.saturating_add(n);
+    }
+
+    /// The count of the last whole second before `now`'s.
+    fn last_second(&self, now: Millis) -> u64 {
+        let Some(sec) = (now.0 / 1000).checked_sub(1) else { return 0 };
+        match self.seconds[(sec % 60) as usize] {
+            (s, n) if s == sec => n,
+            _ => 0,
+        }
     }
 
     fn total(&self, now: Millis) -> u64 {
@@ -394,8 +403,9 @@ pub struct Core {
     /// A cluster node's reading of the log and of the bus.
     log_reader: Reader,
     bus_reader: Reader,
-    /// The log's entries per second, for the budget that decides whether its reads are paced.
-    log_rate: log_rate::LogRate,
+    /// Entries read from the log, per second, for the budget that decides whether its reads
+    /// are paced.
+    log_rate: MinuteCounter,
     /// A cluster node's storing consumer of the log.
     consumer: Consumer,
     /// A cluster node's bus messages on their way to Redis.
@@ -429,7 +439,7 @@ impl Core {
             last_position: LogPosition::START,
             log_seen: bus::SeqTracker::default(),
             log_reader: Reader::new(rng.next_u64()),
-            log_rate: log_rate::LogRate::default(),
+            log_rate: MinuteCounter::default(),
             bus_reader: Reader::new(rng.next_u64()),
             consumer: Consumer::new(rng.next_u64(), config.log_store_pace_ms),
             bus_outbox: BusOutbox::new(rng.next_u64()),
@@ -714,5 +724,22 @@ impl Core {
             Some(at) => self.timers.set(Timer::BroadcastRetry, at),
             None => self.timers.cancel(Timer::BroadcastRetry),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counters_last_second_is_the_whole_second_before_now() {
+        let mut counter = MinuteCounter::default();
+        counter.add(Millis(10_000), 300);
+        counter.add(Millis(10_500), 300);
+        assert_eq!(counter.last_second(Millis(10_900)), 0, "no second has closed yet");
+        counter.add(Millis(11_000), 7);
+        assert_eq!(counter.last_second(Millis(11_000)), 600);
+        assert_eq!(counter.last_second(Millis(13_000)), 0, "a silent second counts nothing");
+        assert_eq!(counter.total(Millis(13_000)), 607);
     }
 }
