@@ -177,8 +177,11 @@ impl BusMessage {
 pub enum Sequencing {
     /// New and in order.
     InOrder,
-    /// New, after `missed` messages that never arrived.
+    /// New, after `missed` messages that have not arrived.
     AfterGap { missed: u64 },
+    /// New, below the highest number seen: one skipped before, come late (the log only, see
+    /// [`crate::log_seen`]).
+    Late,
     /// Seen before: drop it.
     Duplicate,
 }

@@ -116,7 +116,8 @@ impl Core {
                 return;
             }
             Sequencing::AfterGap { missed } => self.stats.bus_gaps += missed,
-            Sequencing::InOrder => {}
+            // The bus drops what comes late: a newer message about the same reader came first.
+            Sequencing::InOrder | Sequencing::Late => {}
         }
         self.presence.heard(&msg.origin, now);
         self.timers.set_earliest(Timer::NodeExpiry, now.plus(self.config.presence_ttl_ms));

@@ -92,7 +92,8 @@ impl Core {
     }
 
     /// An entry read from the cluster's log. Repeats are dropped: by their origin's sequence (an
-    /// append retried after part of it landed), and by id when history already holds the event
+    /// append retried after part of it landed; an entry of it that had not landed is new where
+    /// its retry put it, see [`crate::log_seen`]), and by id when history already holds the event
     /// (read from the store at start, at its first copy's place), so that every node shows an
     /// event once and at its first place in the log.
     pub(crate) fn on_log(&mut self, now: Millis, position: LogPosition, msg: BusMessage) {
@@ -106,6 +107,7 @@ impl Core {
                 return;
             }
             Sequencing::AfterGap { missed } => self.stats.log_gaps += missed,
+            Sequencing::Late => self.stats.log_late += 1,
             Sequencing::InOrder => {}
         }
         let Some(event) = e.into_event(position) else {

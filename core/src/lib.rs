@@ -44,6 +44,7 @@ pub mod fuzzing;
 pub mod history;
 pub mod ids;
 pub mod log;
+pub mod log_seen;
 pub mod position;
 pub mod presence;
 pub mod principal;
@@ -301,8 +302,12 @@ pub struct Stats {
     pub remote_events: u64,
     /// Log entries read twice (an append retried after part of it landed), dropped.
     pub log_duplicates: u64,
-    /// Log entries of an origin that never arrived (the log was trimmed past them).
+    /// Log entries of an origin skipped when a later one was read: trimmed before this node read
+    /// them, refused as repeats of a key, or yet to come late.
     pub log_gaps: u64,
+    /// Log entries read after a later entry of their origin: an append retried after Redis ran
+    /// a later part of it and refused an earlier one. Shown where they landed.
+    pub log_late: u64,
     /// Times the bus was found silent and read over a fresh connection.
     pub bus_repairs: u64,
     /// Bus messages waiting for Redis, and those dropped from a full outbox.
@@ -399,7 +404,7 @@ pub struct Core {
     log_seq: u64,
     /// The last position this node placed an event at (single node) or saw placed (history).
     last_position: LogPosition,
-    log_seen: bus::SeqTracker,
+    log_seen: log_seen::LogSeen,
     /// A cluster node's reading of the log and of the bus.
     log_reader: Reader,
     bus_reader: Reader,
@@ -437,7 +442,7 @@ impl Core {
             log: Log::new(config.store_batch_size, !config.deployment.reads_back(), rng.next_u64()),
             log_seq: 0,
             last_position: LogPosition::START,
-            log_seen: bus::SeqTracker::default(),
+            log_seen: log_seen::LogSeen::default(),
             log_reader: Reader::new(rng.next_u64()),
             log_rate: MinuteCounter::default(),
             bus_reader: Reader::new(rng.next_u64()),

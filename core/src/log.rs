@@ -100,7 +100,7 @@ impl Log {
             retry_at: None,
             open,
             next_append: 1,
-            batch_size: batch_size.max(1),
+            batch_size: batch_size.clamp(1, crate::log_seen::MAX_APPEND_ENTRIES),
         }
     }
 
@@ -165,8 +165,8 @@ impl Log {
     }
 
     /// Append `id` failed: its entries go back to the front, in order, and wait out a backoff.
-    /// Some of them may have landed; the log's readers drop the repeats by sequence and the
-    /// store keeps each id once.
+    /// Some of them may have landed, in any subset: the log's readers drop the repeats by
+    /// sequence and show the rest where the retry puts them, and the store keeps each id once.
     pub fn failed(&mut self, id: AppendId, now: Millis) {
         match self.in_flight.take() {
             Some((current, batch)) if current == id => {

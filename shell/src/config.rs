@@ -203,6 +203,13 @@ impl Settings {
                 core.max_event_depth
             )));
         }
+        if core.store_batch_size > alice_core::log_seen::MAX_APPEND_ENTRIES {
+            return Err(ConfigError(format!(
+                "STORE_BATCH_SIZE must be at most {}, got {}",
+                alice_core::log_seen::MAX_APPEND_ENTRIES,
+                core.store_batch_size
+            )));
+        }
         if core.max_event_bytes >= core.max_packet_bytes {
             return Err(ConfigError("MAX_EVENT_BYTES must be smaller than MAX_PACKET_BYTES".into()));
         }
@@ -357,6 +364,9 @@ mod tests {
         let e = settings(&[("MAX_EVENT_DEPTH", "101")]).unwrap_err();
         assert!(e.0.contains("MAX_EVENT_DEPTH must be below 101"), "{e}");
         assert!(settings(&[("MAX_EVENT_DEPTH", "100")]).is_ok());
+        let e = settings(&[("STORE_BATCH_SIZE", "10001")]).unwrap_err();
+        assert!(e.0.contains("STORE_BATCH_SIZE must be at most 10000"), "{e}");
+        assert!(settings(&[("STORE_BATCH_SIZE", "10000")]).is_ok());
         let e = settings(&[("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local")]).unwrap_err();
         assert!(e.0.contains("TRUSTED_PROXIES"), "{e}");
         let e = settings(&[("HANDSHAKE_TIMEOUT_MS", "0")]).unwrap_err();

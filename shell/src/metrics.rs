@@ -159,7 +159,7 @@ impl Collector for SnapshotFigures {
                 silence.metric_type(),
             )?)?;
         }
-        let counters: [(&str, &str, u64); 18] = [
+        let counters: [(&str, &str, u64); 19] = [
             ("events_accepted", "Reader events accepted by this node", s.events_accepted),
             ("deliveries", "reader-activity messages sent to sockets", s.deliveries),
             ("events_dead_lettered", "Events moved to the dead-letter queue", s.events_dead_lettered),
@@ -178,7 +178,8 @@ impl Collector for SnapshotFigures {
             ("log_duplicates", "Log entries dropped as repeats", s.log_duplicates),
             ("bus_dropped", "Bus messages dropped from a full outbox", s.bus_dropped),
             ("bus_repairs", "Times a silent bus was read over a fresh connection", s.bus_repairs),
-            ("log_gaps", "Log entries missed (trimmed before read)", s.log_gaps),
+            ("log_gaps", "Log entries skipped when a later one of their origin was read", s.log_gaps),
+            ("log_late", "Log entries read after a later one of their origin (a retried append)", s.log_late),
             ("remote_events", "Events received from other nodes", s.remote_events),
             ("replayed_events", "Events sent by resumes and recoveries", s.replayed),
             (

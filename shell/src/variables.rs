@@ -78,7 +78,7 @@ pub const VARIABLES: &[Variable] = &[
     var("RESUME_MAX_EVENTS", Some("10000"), "most events one resume (subscribe-consultant with since) replays; above it, none", "Tuning"),
     var("CONSULTANT_SCOPE", Some("all"), "all, or assigned: consultants see only readers assigned to them in consultant_assignments", "Tuning"),
     var("ASSIGNMENT_REFRESH_MS", Some("5000"), "under assigned, how often each node reads the assignments table again", "Tuning"),
-    var("STORE_BATCH_SIZE", Some("500"), "most events in one append or store batch", "Tuning"),
+    var("STORE_BATCH_SIZE", Some("500"), "most events in one append or store batch, at most 10000", "Tuning"),
     var("STORE_BATCH_LINGER_MS", Some("10"), "a store batch behind an outbox or the cluster's log waits this long to fill", "Tuning"),
     var("STORE_MAX_ATTEMPTS", Some("8"), "attempts to store an event, then it is dead-lettered (replay: POST /admin/dlq/replay)", "Tuning"),
     var("STORE_RETRY_BASE_MS", Some("200"), "first store retry delay (doubles each attempt)", "Tuning"),

@@ -49,6 +49,10 @@ pub struct Scenario {
     pub churn: bool,
     /// Nodes run with `CONSULTANT_SCOPE=assigned`, starting from [`initial_assignments`].
     pub scoped: bool,
+    /// Odd readers send their events without a `clientEventId`, so their appends are plain
+    /// `XADD`s rather than the keyed script. Only for plans that cut no reader's connection: a
+    /// keyless event sent again is a new event.
+    pub keyless_readers: bool,
     /// Faults at simulated milliseconds, drawn from the seed; all repaired by [`HEALED_BY_MS`].
     pub plan: fn(&mut ChaCha8Rng, &Scenario) -> Vec<(u64, Fault)>,
 }
@@ -70,6 +74,7 @@ impl Scenario {
             events_per_reader: 12,
             churn: true,
             scoped: false,
+            keyless_readers: false,
             plan,
         }
     }

@@ -16,6 +16,7 @@ fn plan(rng: &mut ChaCha8Rng, _: &Scenario) -> Vec<(u64, Fault)> {
         cut_before: rng.random_range(0.0..0.03),
         cut_after: rng.random_range(0.0..0.03),
         delay: Duration::from_millis(rng.random_range(10..60)),
+        ..LinkFaults::default()
     };
     vec![(from, Fault::RedisLinkFaults(faults)), (until, Fault::RedisLinkFaults(LinkFaults::default()))]
 }

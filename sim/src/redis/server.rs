@@ -22,6 +22,21 @@ pub struct LinkFaults {
     pub cut_after: f64,
     /// Each reply waits this long before it is written (a slow server or link).
     pub delay: Duration,
+    /// Chance that a command which adds data (`XADD`, `SET`, a script) is refused, as Redis at
+    /// `maxmemory` with `noeviction` refuses it while memory is short: one command of a pipeline,
+    /// not the connection, so a later command of the same pipeline may still run.
+    pub refuse_writes: f64,
+}
+
+/// What Redis answers a command that would add data while it is out of memory.
+const OUT_OF_MEMORY: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+/// Whether Redis refuses `args` when out of memory (the commands the shell sends that Redis
+/// marks `denyoom`; a script is refused before it starts, whole).
+fn adds_data(args: &[Vec<u8>]) -> bool {
+    args.first().is_some_and(|name| {
+        ["XADD", "SET", "EVALSHA", "EVAL"].iter().any(|w| name.eq_ignore_ascii_case(w.as_bytes()))
+    })
 }
 
 /// One fake Redis: its data (kept across restarts of the serving host) and its settings.
@@ -87,8 +102,13 @@ impl FakeRedis {
             if self.roll(|f| f.cut_before) {
                 return;
             }
-            let Some(reply) = self.run(&mut session, args, &mut stream, &mut buf).await else {
-                return;
+            let reply = if adds_data(&args) && self.roll(|f| f.refuse_writes) {
+                Reply::err(OUT_OF_MEMORY)
+            } else {
+                let Some(reply) = self.run(&mut session, args, &mut stream, &mut buf).await else {
+                    return;
+                };
+                reply
             };
             if self.roll(|f| f.cut_after) {
                 return;
