@@ -1,5 +1,6 @@
 //! The protocol between nodes. Every message names its origin (node id and incarnation) and
-//! carries that origin's sequence number, so receivers drop duplicates and count gaps. The codec
+//! carries that origin's sequence number, so receivers drop duplicates and count gaps
+//! ([`crate::sequence`]). The codec
 //! is a version byte followed by postcard: compact, and strict about what it accepts.
 //!
 //! Two streams carry these messages in a cluster, each with its own sequence per origin: the log
@@ -168,51 +169,6 @@ impl BusMessage {
                 _ => Err(DecodeError::Malformed),
             },
             _ => Err(DecodeError::UnknownVersion(version)),
-        }
-    }
-}
-
-/// What the receiver makes of a message's sequence number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sequencing {
-    /// New and in order.
-    InOrder,
-    /// New, after `missed` messages that have not arrived.
-    AfterGap { missed: u64 },
-    /// New, below the highest number seen: one skipped before, come late (the log only, see
-    /// [`crate::log_seen`]).
-    Late,
-    /// Seen before: drop it.
-    Duplicate,
-}
-
-/// The last sequence number seen from each origin.
-#[derive(Debug, Default)]
-pub struct SeqTracker {
-    last: BTreeMap<String, (u64, u64)>,
-}
-
-impl SeqTracker {
-    pub fn observe(&mut self, origin: &str, incarnation: u64, seq: u64) -> Sequencing {
-        match self.last.get_mut(origin) {
-            Some((inc, last)) if *inc == incarnation => {
-                if seq <= *last {
-                    Sequencing::Duplicate
-                } else {
-                    let missed = seq - *last - 1;
-                    *last = seq;
-                    if missed == 0 {
-                        Sequencing::InOrder
-                    } else {
-                        Sequencing::AfterGap { missed }
-                    }
-                }
-            }
-            _ => {
-                // A node first heard of, or restarted: its sequence starts here.
-                self.last.insert(origin.to_owned(), (incarnation, seq));
-                Sequencing::InOrder
-            }
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::bus::Sequencing;
 use crate::readers::{Reader, Stream};
+use crate::sequence::Sequencing;
 
 use crate::timers::Timer;
 use crate::{BusBody, BusMessage, Core, Millis, Output};
@@ -111,13 +111,14 @@ impl Core {
             return;
         }
         match self.seen.observe(&msg.origin, msg.incarnation, msg.seq) {
-            Sequencing::Duplicate => {
+            // Read before, or older news than a message read already (the bus's tracker
+            // expects nothing late).
+            Sequencing::Duplicate | Sequencing::Late => {
                 self.stats.bus_duplicates += 1;
                 return;
             }
             Sequencing::AfterGap { missed } => self.stats.bus_gaps += missed,
-            // The bus drops what comes late: a newer message about the same reader came first.
-            Sequencing::InOrder | Sequencing::Late => {}
+            Sequencing::InOrder => {}
         }
         self.presence.heard(&msg.origin, now);
         self.timers.set_earliest(Timer::NodeExpiry, now.plus(self.config.presence_ttl_ms));

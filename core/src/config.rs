@@ -41,7 +41,7 @@ pub struct Config {
     pub resume_max_events: usize,
     /// How long a saved session can be recovered after its last change or its socket's leaving.
     pub recovery_ttl_ms: u64,
-    /// Most events in one store batch.
+    /// Most events in one append (at most [`crate::log::MAX_APPEND_ENTRIES`]) or store batch.
     pub store_batch_size: usize,
     /// How long the first waiting event holds a batch open for more, unless the batch fills.
     /// Fewer, larger batches cost the store much less per event; the price is this much more

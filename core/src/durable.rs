@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use uuid::Uuid;
 
-use crate::bus::Sequencing;
 use crate::log::AppendId;
+use crate::sequence::Sequencing;
 use crate::timers::Timer;
 use crate::{BusBody, BusMessage, Core, LogPosition, Millis, Output, ReaderEvent};
 
@@ -93,7 +93,7 @@ impl Core {
 
     /// An entry read from the cluster's log. Repeats are dropped: by their origin's sequence (an
     /// append retried after part of it landed; an entry of it that had not landed is new where
-    /// its retry put it, see [`crate::log_seen`]), and by id when history already holds the event
+    /// its retry put it, see [`crate::sequence`]), and by id when history already holds the event
     /// (read from the store at start, at its first copy's place), so that every node shows an
     /// event once and at its first place in the log.
     pub(crate) fn on_log(&mut self, now: Millis, position: LogPosition, msg: BusMessage) {
@@ -135,7 +135,9 @@ impl Core {
         self.deliver(event);
         let (book, page) = (event.reading.book.as_deref(), event.reading.page.as_deref());
         if local {
-            self.presence.local_activity(&event.user_id, self.wall, book, page);
+            // Stamped when accepted (this node's clock), not when shown: an entry shown late,
+            // after a later one of the same append, must not move the reader's page back.
+            self.presence.local_activity(&event.user_id, event.timestamp, book, page);
         } else if origin != self.node.as_str() {
             self.presence.remote_activity(origin, &event.user_id, event.timestamp, book, page);
         }

@@ -44,7 +44,6 @@ pub mod fuzzing;
 pub mod history;
 pub mod ids;
 pub mod log;
-pub mod log_seen;
 pub mod position;
 pub mod presence;
 pub mod principal;
@@ -57,6 +56,7 @@ pub mod replies;
 mod resume;
 pub mod routing;
 pub mod scope;
+pub mod sequence;
 mod session;
 mod storage;
 pub mod time;
@@ -404,7 +404,7 @@ pub struct Core {
     log_seq: u64,
     /// The last position this node placed an event at (single node) or saw placed (history).
     last_position: LogPosition,
-    log_seen: log_seen::LogSeen,
+    log_seen: sequence::SeqTracker,
     /// A cluster node's reading of the log and of the bus.
     log_reader: Reader,
     bus_reader: Reader,
@@ -421,7 +421,7 @@ pub struct Core {
     queue: DurableQueue,
     ids: EventIds,
     bus_seq: u64,
-    seen: bus::SeqTracker,
+    seen: sequence::SeqTracker,
     timers: Timers,
     outputs: VecDeque<Output>,
     stats: Stats,
@@ -442,7 +442,7 @@ impl Core {
             log: Log::new(config.store_batch_size, !config.deployment.reads_back(), rng.next_u64()),
             log_seq: 0,
             last_position: LogPosition::START,
-            log_seen: log_seen::LogSeen::default(),
+            log_seen: sequence::SeqTracker::for_appends(),
             log_reader: Reader::new(rng.next_u64()),
             log_rate: MinuteCounter::default(),
             bus_reader: Reader::new(rng.next_u64()),
@@ -472,7 +472,7 @@ impl Core {
             shown_views: HashMap::new(),
             ids: EventIds::default(),
             bus_seq: 0,
-            seen: bus::SeqTracker::default(),
+            seen: sequence::SeqTracker::in_order(),
             timers: Timers::default(),
             outputs: VecDeque::new(),
             stats: Stats::default(),

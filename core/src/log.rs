@@ -20,6 +20,10 @@ use crate::{AckId, ConnId};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AppendId(pub u64);
 
+/// The most entries one append carries (`STORE_BATCH_SIZE` is capped at it): the log's readers
+/// expect a number skipped this far below the highest they read (`crate::sequence`).
+pub const MAX_APPEND_ENTRIES: usize = 10_000;
+
 /// First delay after a failed append; it doubles with each failure in a row.
 const RETRY_BASE_MS: u64 = 50;
 /// Longest delay between two attempts.
@@ -100,7 +104,7 @@ impl Log {
             retry_at: None,
             open,
             next_append: 1,
-            batch_size: batch_size.clamp(1, crate::log_seen::MAX_APPEND_ENTRIES),
+            batch_size: batch_size.clamp(1, MAX_APPEND_ENTRIES),
         }
     }
 

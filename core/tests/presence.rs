@@ -189,3 +189,27 @@ fn reader_connects_and_disconnects_are_announced() {
     let msgs = published(&out);
     assert!(matches!(&msgs[..], [BusMessage { body: BusBody::Presence { reader: None, .. }, .. }]));
 }
+
+#[test]
+fn an_own_event_shown_late_does_not_move_the_readers_page_back() {
+    let config = Config { deployment: alice_core::Deployment::Cluster, ..Config::default() };
+    let mut node = Node::with_config(config);
+    node.auto_append = false;
+    node.input(log_opened());
+    let c = node.connect("c1", "consultant");
+    let r1 = node.connect("r1", "reader");
+    let out = node.send(r1, "reader-event", json!({"eventType": "PAGE_TURN", "data": {"page": 1}}));
+    let (first, earlier) = appends(&out).remove(0);
+    node.advance(5);
+    let out = node.input(Input::Appended { append: first, repeats: Vec::new() });
+    assert!(appends(&out).is_empty());
+    let out = node.send(r1, "reader-event", json!({"eventType": "PAGE_TURN", "data": {"page": 2}}));
+    let (_, later) = appends(&out).remove(0);
+    // The log holds page 2 first (page 1's first append landed nowhere, its retry after).
+    node.advance(5);
+    node.log(later[0].to_message());
+    node.advance(5);
+    node.log(earlier[0].to_message());
+    let r = &online(&mut node, c)["readers"][0];
+    assert_eq!(r["currentPage"], json!(2));
+}

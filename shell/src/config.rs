@@ -203,10 +203,10 @@ impl Settings {
                 core.max_event_depth
             )));
         }
-        if core.store_batch_size > alice_core::log_seen::MAX_APPEND_ENTRIES {
+        if core.store_batch_size > alice_core::log::MAX_APPEND_ENTRIES {
             return Err(ConfigError(format!(
                 "STORE_BATCH_SIZE must be at most {}, got {}",
-                alice_core::log_seen::MAX_APPEND_ENTRIES,
+                alice_core::log::MAX_APPEND_ENTRIES,
                 core.store_batch_size
             )));
         }

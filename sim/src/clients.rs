@@ -150,7 +150,8 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
                     "sessionId": format!("session-{k}"),
                     "clientEventId": format!("r{k}-{n}"),
                 });
-                if let (true, Some(fields)) = (ctx.scenario.keyless_readers && k % 2 == 1, payload.as_object_mut()) {
+                let keyless = ctx.scenario.keyless_readers && k % 2 == 1;
+                if let (true, Some(fields)) = (keyless, payload.as_object_mut()) {
                     fields.remove("clientEventId");
                 }
                 match c.emit("reader-event", payload).await {

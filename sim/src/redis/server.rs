@@ -22,21 +22,23 @@ pub struct LinkFaults {
     pub cut_after: f64,
     /// Each reply waits this long before it is written (a slow server or link).
     pub delay: Duration,
-    /// Chance that a command which adds data (`XADD`, `SET`, a script) is refused, as Redis at
-    /// `maxmemory` with `noeviction` refuses it while memory is short: one command of a pipeline,
-    /// not the connection, so a later command of the same pipeline may still run.
+    /// Chance that a command which adds data is refused, as Redis at `maxmemory` with
+    /// `noeviction` refuses it while memory is short: one command of a pipeline, not the
+    /// connection, so a later command of the same pipeline may still run. (Independent draws
+    /// refuse and run commands by turns far more often than a real Redis, whose memory only
+    /// comes back as trims, acknowledgements and expiries free it.)
     pub refuse_writes: f64,
 }
 
 /// What Redis answers a command that would add data while it is out of memory.
 const OUT_OF_MEMORY: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
-/// Whether Redis refuses `args` when out of memory (the commands the shell sends that Redis
-/// marks `denyoom`; a script is refused before it starts, whole).
+/// Whether Redis refuses `args` when out of memory: the commands the shell sends that Redis marks
+/// `denyoom` (`XADD`, `SET`, `XGROUP CREATE`), and the keyed append script, which Redis refuses
+/// at its first write, before anything is written, and lets run to its end once it wrote.
 fn adds_data(args: &[Vec<u8>]) -> bool {
-    args.first().is_some_and(|name| {
-        ["XADD", "SET", "EVALSHA", "EVAL"].iter().any(|w| name.eq_ignore_ascii_case(w.as_bytes()))
-    })
+    let is = |i: usize, word: &str| args.get(i).is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()));
+    ["XADD", "SET", "EVALSHA", "EVAL"].iter().any(|w| is(0, w)) || is(0, "XGROUP") && is(1, "CREATE")
 }
 
 /// One fake Redis: its data (kept across restarts of the serving host) and its settings.
