@@ -1,6 +1,7 @@
 //! Several `alice-realtime` processes over a redis-server of the test's own, sharing one
 //! PostgreSQL database: cross-node delivery exactly once, presence across nodes, a killed node's
-//! readers and pending events, Redis killed and restarted, Redis paused, a password.
+//! readers and pending events, Redis killed and restarted, Redis paused, Redis out of memory, a
+//! password.
 
 mod common;
 
@@ -155,6 +156,57 @@ async fn redis_paused_then_resumed_delivers_everything() {
     assert_eq!(wait_stored(&db, 30, Duration::from_secs(20)).await, sent);
     let (_, health) = http(b.addr, "GET", "/health", None).await;
     assert_eq!(health["checks"]["redis"]["status"], "ok", "{health}");
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_out_of_memory_acknowledges_nothing_until_it_has_room_then_loses_nothing() {
+    let Some(db) = TestDb::create().await else { return };
+    let Some(redis) = RedisServer::start(None) else { return db.drop_db().await };
+    let url = redis.url();
+    let vars = node_vars(&url, &db.url);
+    let a = Node::start("node-a", &vars);
+    let b = Node::start("node-b", &vars);
+    let mut on_b = subscribed(b.addr, "cb").await;
+    let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        let ack = reader.call("reader-event", json!({"eventType": "T", "data": {"i": i}})).await;
+        sent.push(ack["eventId"].as_str().unwrap().to_owned());
+    }
+
+    // Redis at its memory limit with noeviction refuses every command that adds data.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let config = |value: &str| redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(value).clone();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: () = config("1").query_async(&mut admin).await.unwrap();
+    let probe: redis::RedisResult<String> =
+        redis::cmd("XADD").arg("probe").arg("*").arg("f").arg("v").query_async(&mut admin).await;
+    assert_eq!(probe.unwrap_err().code(), Some("OOM"), "Redis refuses writes");
+    let mut requests = Vec::new();
+    for i in 10..20 {
+        requests.push(reader.request("reader-event", json!({"eventType": "T", "data": {"i": i}})).await);
+    }
+    let early = tokio::time::timeout(Duration::from_millis(1500), reader.try_ack(requests[0])).await;
+    assert!(early.is_err(), "acknowledged while Redis held nothing: {early:?}");
+
+    let _: () = config("0").query_async(&mut admin).await.unwrap();
+    for id in requests {
+        let ack = reader.ack(id).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        sent.push(ack["eventId"].as_str().unwrap().to_owned());
+    }
+    sent.sort();
+    assert_eq!(ids(&collect_activity(&mut on_b, 20, Duration::from_secs(20)).await), sent, "each once");
+    assert_eq!(wait_stored(&db, 20, Duration::from_secs(20)).await, sent);
     drop((a, b));
     db.drop_db().await;
 }
