@@ -9,13 +9,6 @@ use alice_core::{Config, Deployment, Input, LogPosition, Millis, ReaderEvent};
 use common::*;
 use serde_json::{json, Value};
 
-fn cluster(name: &str, seed: u64) -> Node {
-    let mut node = Node::named(name, Config { deployment: Deployment::Cluster, ..Config::default() }, seed);
-    node.auto_append = false;
-    node.input(log_opened());
-    node
-}
-
 fn recent(node: &mut Node, conn: alice_core::ConnId, q: Value) -> Vec<String> {
     let out = node.send(conn, "get-recent-events", q);
     let page = received(&out, conn, "recent-events").remove(0);
@@ -24,8 +17,8 @@ fn recent(node: &mut Node, conn: alice_core::ConnId, q: Value) -> Vec<String> {
 
 #[test]
 fn a_since_cursor_follows_the_logs_order_not_the_clocks_that_made_the_ids() {
-    let mut fast = cluster("node-fast", 1);
-    let mut slow = cluster("node-slow", 2);
+    let mut fast = cluster_by_hand("node-fast", 1);
+    let mut slow = cluster_by_hand("node-slow", 2);
     fast.now = Millis(START.0 + 60_000);
     let rf = fast.connect("rf", "reader");
     let rs = slow.connect("rs", "reader");
@@ -35,7 +28,7 @@ fn a_since_cursor_follows_the_logs_order_not_the_clocks_that_made_the_ids() {
     assert!(second.id < first.id, "the slow clock made the smaller id");
 
     // The log holds the fast node's event first; a third node reads both.
-    let mut node = cluster("node-c", 3);
+    let mut node = cluster_by_hand("node-c", 3);
     let c = node.connect("c1", "consultant");
     node.log(ahead[0].to_message());
     node.log(behind[0].to_message());
@@ -54,7 +47,7 @@ fn a_since_cursor_follows_the_logs_order_not_the_clocks_that_made_the_ids() {
 
 #[test]
 fn entries_read_from_the_log_carry_their_stream_ids_as_positions() {
-    let mut node = cluster("node-a", 1);
+    let mut node = cluster_by_hand("node-a", 1);
     let r = node.connect("r1", "reader");
     let (_, entries) = appends(&node.send(r, "reader-event", json!({"eventType": "A"}))).remove(0);
     assert_eq!(entries[0].event.position, LogPosition::START, "not placed until the log takes it");
@@ -143,7 +136,7 @@ fn a_cluster_node_reads_on_from_its_stores_newest_event_and_shows_a_stored_event
     let mut core = alice_core::Core::new(config.clone(), "node-c", 3);
     // Another node appended an event twice (a retry after the first copy landed); this node's
     // store holds the first copy, and its reading of the log starts between the two.
-    let mut other = cluster("node-b", 2);
+    let mut other = cluster_by_hand("node-b", 2);
     let r = other.connect("r1", "reader");
     let (_, entries) = appends(&other.send(r, "reader-event", json!({"eventType": "A"}))).remove(0);
     let first = LogPosition { ms: START.0, seq: 4 };

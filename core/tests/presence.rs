@@ -192,10 +192,7 @@ fn reader_connects_and_disconnects_are_announced() {
 
 #[test]
 fn an_own_event_shown_late_does_not_move_the_readers_page_back() {
-    let config = Config { deployment: alice_core::Deployment::Cluster, ..Config::default() };
-    let mut node = Node::with_config(config);
-    node.auto_append = false;
-    node.input(log_opened());
+    let mut node = cluster_by_hand("node-a", 1);
     let c = node.connect("c1", "consultant");
     let r1 = node.connect("r1", "reader");
     let out = node.send(r1, "reader-event", json!({"eventType": "PAGE_TURN", "data": {"page": 1}}));

@@ -374,10 +374,7 @@ fn a_reader_that_received_nothing_is_replayed_from_where_it_connected() {
 fn an_event_its_old_connection_sent_never_reaches_the_recovered_socket() {
     // In a cluster an event is shown when the log gives it back, which may be after its sender
     // dropped and came back under the same pid.
-    let config = Config { deployment: alice_core::Deployment::Cluster, ..Config::default() };
-    let mut node = Node::with_config(config);
-    node.auto_append = false;
-    node.input(log_opened());
+    let mut node = cluster_by_hand("node-a", 1);
     let (tab, pid) = connect_with_pid(&mut node, "r1", "reader");
     let other_tab = node.connect("r1", "reader");
     let (_, entries) = appends(&node.send(tab, "reader-event", json!({"eventType": "A"}))).remove(0);

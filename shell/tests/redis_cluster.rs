@@ -123,16 +123,34 @@ async fn redis_killed_and_restarted_loses_nothing() {
     db.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_paused_then_resumed_delivers_everything() {
-    let Some(db) = TestDb::create().await else { return };
-    let Some(redis) = RedisServer::start(None) else { return db.drop_db().await };
+/// Two nodes over `redis`, a consultant subscribed on the second and a reader on the first.
+async fn two_nodes_watched(redis: &RedisServer, db: &TestDb) -> (Node, Node, Client, Client) {
     let url = redis.url();
     let vars = node_vars(&url, &db.url);
     let a = Node::start("node-a", &vars);
     let b = Node::start("node-b", &vars);
-    let mut on_b = subscribed(b.addr, "cb").await;
-    let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
+    let on_b = subscribed(b.addr, "cb").await;
+    let reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
+    (a, b, on_b, reader)
+}
+
+/// Waits for the receipts of `requests`, each `ok`: the events' ids, sorted.
+async fn receipts(reader: &mut Client, requests: Vec<u64>) -> Vec<String> {
+    let mut sent = Vec::new();
+    for id in requests {
+        let ack = reader.ack(id).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        sent.push(ack["eventId"].as_str().unwrap().to_owned());
+    }
+    sent.sort();
+    sent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_paused_then_resumed_delivers_everything() {
+    let Some(db) = TestDb::create().await else { return };
+    let Some(redis) = RedisServer::start(None) else { return db.drop_db().await };
+    let (a, b, mut on_b, mut reader) = two_nodes_watched(&redis, &db).await;
     // Receipts wait until Redis holds the event: send everything, then collect the receipts.
     let mut requests = Vec::new();
     for i in 0..30 {
@@ -145,13 +163,7 @@ async fn redis_paused_then_resumed_delivers_everything() {
         }
         requests.push(reader.request("reader-event", json!({"eventType": "T", "data": {"i": i}})).await);
     }
-    let mut sent = Vec::new();
-    for id in requests {
-        let ack = reader.ack(id).await;
-        assert_eq!(ack["ok"], true, "{ack}");
-        sent.push(ack["eventId"].as_str().unwrap().to_owned());
-    }
-    sent.sort();
+    let sent = receipts(&mut reader, requests).await;
     assert_eq!(ids(&collect_activity(&mut on_b, 30, Duration::from_secs(20)).await), sent);
     assert_eq!(wait_stored(&db, 30, Duration::from_secs(20)).await, sent);
     let (_, health) = http(b.addr, "GET", "/health", None).await;
@@ -164,20 +176,15 @@ async fn redis_paused_then_resumed_delivers_everything() {
 async fn redis_out_of_memory_acknowledges_nothing_until_it_has_room_then_loses_nothing() {
     let Some(db) = TestDb::create().await else { return };
     let Some(redis) = RedisServer::start(None) else { return db.drop_db().await };
-    let url = redis.url();
-    let vars = node_vars(&url, &db.url);
-    let a = Node::start("node-a", &vars);
-    let b = Node::start("node-b", &vars);
-    let mut on_b = subscribed(b.addr, "cb").await;
-    let mut reader = Client::connect(a.addr, &token("r1", "reader")).await.unwrap();
-    let mut sent = Vec::new();
+    let (a, b, mut on_b, mut reader) = two_nodes_watched(&redis, &db).await;
+    let mut requests = Vec::new();
     for i in 0..10 {
-        let ack = reader.call("reader-event", json!({"eventType": "T", "data": {"i": i}})).await;
-        sent.push(ack["eventId"].as_str().unwrap().to_owned());
+        requests.push(reader.request("reader-event", json!({"eventType": "T", "data": {"i": i}})).await);
     }
+    let mut sent = receipts(&mut reader, requests).await;
 
     // Redis at its memory limit with noeviction refuses every command that adds data.
-    let client = redis::Client::open(url.as_str()).unwrap();
+    let client = redis::Client::open(redis.url().as_str()).unwrap();
     let mut admin = client.get_multiplexed_async_connection().await.unwrap();
     let config = |value: &str| redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(value).clone();
     let _: () = redis::cmd("CONFIG")
@@ -199,11 +206,7 @@ async fn redis_out_of_memory_acknowledges_nothing_until_it_has_room_then_loses_n
     assert!(early.is_err(), "acknowledged while Redis held nothing: {early:?}");
 
     let _: () = config("0").query_async(&mut admin).await.unwrap();
-    for id in requests {
-        let ack = reader.ack(id).await;
-        assert_eq!(ack["ok"], true, "{ack}");
-        sent.push(ack["eventId"].as_str().unwrap().to_owned());
-    }
+    sent.extend(receipts(&mut reader, requests).await);
     sent.sort();
     assert_eq!(ids(&collect_activity(&mut on_b, 20, Duration::from_secs(20)).await), sent, "each once");
     assert_eq!(wait_stored(&db, 20, Duration::from_secs(20)).await, sent);

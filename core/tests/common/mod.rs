@@ -160,6 +160,15 @@ pub fn error_of(out: &[Output], conn: ConnId) -> Value {
     errs[0].clone()
 }
 
+/// A cluster node named `name` that has opened the log, whose appends the test confirms itself.
+pub fn cluster_by_hand(name: &str, seed: u64) -> Node {
+    let config = Config { deployment: alice_core::Deployment::Cluster, ..Config::default() };
+    let mut node = Node::named(name, config, seed);
+    node.auto_append = false;
+    node.input(log_opened());
+    node
+}
+
 /// What a cluster node's log reader reports when it learned where the log ends (empty here):
 /// the node reads from there, and its appends may go out.
 pub fn log_opened() -> Input {
