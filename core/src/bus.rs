@@ -1,7 +1,7 @@
 //! The protocol between nodes. Every message names its origin (node id and incarnation) and
 //! carries that origin's sequence number, so receivers drop duplicates and count gaps
-//! ([`crate::sequence`]). The codec
-//! is a version byte followed by postcard: compact, and strict about what it accepts.
+//! ([`crate::sequence`]). The codec is a version byte followed by postcard: compact, and strict
+//! about what it accepts.
 //!
 //! Two streams carry these messages in a cluster, each with its own sequence per origin: the log
 //! (one [`BusBody::Event`] per accepted event, read by every node in one order and trimmed only
