@@ -12,7 +12,9 @@
 //! given up. The numbers below the first one read from an origin count as skipped too, for the
 //! same reason: an origin's first append can be refused in part as well. (A node that begins
 //! reading the log mid-stream may then take a later copy of an entry it never read for new;
-//! history, loaded from the store, drops the copies of stored events.)
+//! history, loaded from the store, drops the copies of the stored events it holds, the newest
+//! `HISTORY_CAPACITY`. So do two live processes sharing a node id, whose incarnations take
+//! turns here: each turn starts the origin afresh.)
 
 use std::collections::BTreeMap;
 

@@ -204,12 +204,18 @@ async fn redis_out_of_memory_acknowledges_nothing_until_it_has_room_then_loses_n
     }
     let early = tokio::time::timeout(Duration::from_millis(1500), reader.try_ack(requests[0])).await;
     assert!(early.is_err(), "acknowledged while Redis held nothing: {early:?}");
+    assert!(!requests.iter().any(|&id| reader.answered(id)), "acknowledged while Redis held nothing");
 
     let _: () = config("0").query_async(&mut admin).await.unwrap();
     sent.extend(receipts(&mut reader, requests).await);
     sent.sort();
     assert_eq!(ids(&collect_activity(&mut on_b, 20, Duration::from_secs(20)).await), sent, "each once");
     assert_eq!(wait_stored(&db, 20, Duration::from_secs(20)).await, sent);
+    let (_, metrics) = http(a.addr, "GET", "/metrics", None).await;
+    let failures = metrics.as_str().unwrap_or_default().lines().find_map(|l| {
+        l.strip_prefix("alice_log_append_failures_total ").and_then(|n| n.trim().parse::<f64>().ok())
+    });
+    assert!(failures.is_some_and(|n| n > 0.0), "the appends met the refusals: {failures:?}");
     drop((a, b));
     db.drop_db().await;
 }

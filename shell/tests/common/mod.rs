@@ -289,6 +289,11 @@ impl Client {
         }
     }
 
+    /// Whether the acknowledgement of request `id` came and waits to be taken.
+    pub fn answered(&self, id: u64) -> bool {
+        self.acks.contains_key(&id)
+    }
+
     /// Waits for the acknowledgement of request `id`.
     pub async fn ack(&mut self, id: u64) -> Value {
         loop {
