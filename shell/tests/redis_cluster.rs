@@ -186,15 +186,9 @@ async fn redis_out_of_memory_acknowledges_nothing_until_it_has_room_then_loses_n
     // Redis at its memory limit with noeviction refuses every command that adds data.
     let client = redis::Client::open(redis.url().as_str()).unwrap();
     let mut admin = client.get_multiplexed_async_connection().await.unwrap();
-    let config = |value: &str| redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(value).clone();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("noeviction")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let _: () = config("1").query_async(&mut admin).await.unwrap();
+    let config = |name: &str, value: &str| redis::cmd("CONFIG").arg("SET").arg(name).arg(value).clone();
+    let _: () = config("maxmemory-policy", "noeviction").query_async(&mut admin).await.unwrap();
+    let _: () = config("maxmemory", "1").query_async(&mut admin).await.unwrap();
     let probe: redis::RedisResult<String> =
         redis::cmd("XADD").arg("probe").arg("*").arg("f").arg("v").query_async(&mut admin).await;
     assert_eq!(probe.unwrap_err().code(), Some("OOM"), "Redis refuses writes");
@@ -206,7 +200,7 @@ async fn redis_out_of_memory_acknowledges_nothing_until_it_has_room_then_loses_n
     assert!(early.is_err(), "acknowledged while Redis held nothing: {early:?}");
     assert!(!requests.iter().any(|&id| reader.answered(id)), "acknowledged while Redis held nothing");
 
-    let _: () = config("0").query_async(&mut admin).await.unwrap();
+    let _: () = config("maxmemory", "0").query_async(&mut admin).await.unwrap();
     sent.extend(receipts(&mut reader, requests).await);
     sent.sort();
     assert_eq!(ids(&collect_activity(&mut on_b, 20, Duration::from_secs(20)).await), sent, "each once");

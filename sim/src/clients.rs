@@ -142,17 +142,15 @@ async fn reader(ctx: Ctx, k: usize, mut rng: ChaCha8Rng) {
                         (sent - 1, EVENT_TYPES[rng.random_range(0..EVENT_TYPES.len())], false)
                     }
                 };
-                // Every event carries its key, so that a resend is the same event (but where the
-                // scenario has some readers send none).
                 let mut payload = json!({
                     "eventType": kind,
                     "data": { "reader": k, "n": n },
                     "sessionId": format!("session-{k}"),
-                    "clientEventId": format!("r{k}-{n}"),
                 });
-                let keyless = ctx.scenario.keyless_readers && k % 2 == 1;
-                if let (true, Some(fields)) = (keyless, payload.as_object_mut()) {
-                    fields.remove("clientEventId");
+                // Every event carries its key, so that a resend is the same event (but where the
+                // scenario has some readers send none).
+                if !(ctx.scenario.keyless_readers && k % 2 == 1) {
+                    payload["clientEventId"] = json!(format!("r{k}-{n}"));
                 }
                 match c.emit("reader-event", payload).await {
                     Ok(ack) => {
