@@ -8,6 +8,8 @@
 #   SWEEP="2000 4000 8000 16000" bash benches/compare.sh   # also find the highest sustainable rate
 #   ALICE_ENV="LOG_READ_PACE_MS=0" bash benches/compare.sh  # extra settings for Alice's nodes
 #   ALICE_BIN=/path/to/other/alice-realtime bash benches/compare.sh  # another build of Alice
+#   BASELINE_BIN=/path/to/older/alice-realtime bash benches/compare.sh  # also an earlier build,
+#                                            # alternating with the others, as kind "baseline"
 #   NODES=2 KINDS="alice node" bash benches/compare.sh  # only some of the runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,8 @@ WARMUP=${WARMUP:-3}
 IDLE=${IDLE:-2000}
 SWEEP=${SWEEP:-}
 NODES=${NODES:-1 2}
-KINDS=${KINDS:-alice node floor}
+KINDS=${KINDS:-alice ${BASELINE_BIN:+baseline }node floor}
+case " $KINDS " in *" baseline "*) [ -n "${BASELINE_BIN:-}" ] || { echo "the baseline kind needs BASELINE_BIN" >&2; exit 2; } ;; esac
 SECRET=bench-secret-0123456789abcdef
 OUT=benches/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
@@ -43,11 +46,12 @@ trap cleanup EXIT
 start_server() {
   local kind=$1 port=$2 redis=${3:-} data
   data=$(mktemp -d)
-  if [ "$kind" = alice ]; then
+  if [ "$kind" = alice ] || [ "$kind" = baseline ]; then
+    local bin=$BIN; [ "$kind" = baseline ] && bin=$BASELINE_BIN
     env -i PATH="$PATH" JWT_SECRET=$SECRET REALTIME_PORT="$port" HOST=127.0.0.1 DATA_DIR="$data" LOG_LEVEL=warn \
       NODE_ID="alice-$port" ${redis:+REDIS_URL=$redis} ${ALICE_ENV:-} \
       READER_EVENT_RATE=1000 READER_EVENT_BURST=2000 MAX_CONNECTIONS_PER_USER=100 \
-      "$BIN" >/dev/null 2>&1 &
+      "$bin" >/dev/null 2>&1 &
   elif [ "$kind" = floor ]; then
     env -i REALTIME_PORT="$port" "$FLOOR" >/dev/null 2>&1 &
   else

@@ -1,6 +1,6 @@
 // Summarizes a compare.sh results directory: median of each figure per server and setup, and the
-// ratios Alice / Node and, where the floor ran, Alice / floor. Lower is better for CPU, latency and
-// memory; higher for throughput.
+// ratios Alice / Node and, where they ran, Alice / baseline (an earlier build) and Alice / floor.
+// Lower is better for CPU, latency and memory; higher for throughput.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -22,23 +22,24 @@ const figures = {
   "generator µs CPU/delivery": (r) => r.generator.cpuMicrosPerDelivery,
   "Redis commands/event": (r) => r.redisCommandsPerAccepted ?? 0,
 };
-const setups = [...new Set(runs.map((r) => r.label.replace(/^(alice|node|floor)-/, "").replace(/-r\d+$/, "")))].sort();
+const kinds = ["alice", "baseline", "node", "floor"];
+const withoutRound = (label) => label.replace(/-r\d+$/, "");
+const setups = [...new Set(runs.map((r) => withoutRound(r.label).replace(/^[a-z]+-/, "")))].sort();
+const ratio = (x, y) => (y ? (x / y).toFixed(3) : "—");
 for (const setup of setups) {
-  const of = (kind) => runs.filter((r) => r.label.startsWith(`${kind}-${setup}`));
-  const [a, n, f] = [of("alice"), of("node"), of("floor")];
-  if (!a.length || !n.length) continue;
-  const floor = f.length > 0;
-  console.log(`\n${setup} (${a.length} run(s) each, medians)`);
-  const head = ["alice", "node", "alice/node", ...(floor ? ["floor", "alice/floor"] : [])];
-  console.log(`${"figure".padEnd(28)}${head.map((h) => h.padStart(12)).join("")}`);
-  const ratio = (x, y) => (y ? (x / y).toFixed(3) : "—");
+  const of = (kind) => runs.filter((r) => withoutRound(r.label) === `${kind}-${setup}`);
+  const [alice, ...others] = kinds.map((kind) => ({ kind, runs: of(kind) }));
+  const ran = others.filter((o) => o.runs.length > 0);
+  if (!alice.runs.length || !ran.length) continue;
+  console.log(`\n${setup} (${alice.runs.length} run(s) each, medians)`);
+  const head = ["alice", ...ran.flatMap((o) => [o.kind, `alice/${o.kind}`])];
+  console.log(`${"figure".padEnd(28)}${head.map((h) => h.padStart(15)).join("")}`);
   for (const [name, get] of Object.entries(figures)) {
-    const [x, y] = [median(a.map(get)), median(n.map(get))];
-    const cells = [x.toFixed(2), y.toFixed(2), ratio(x, y)];
-    if (floor) {
-      const z = median(f.map(get));
-      cells.push(z.toFixed(2), ratio(x, z));
-    }
-    console.log(`${name.padEnd(28)}${cells.map((c) => String(c).padStart(12)).join("")}`);
+    const x = median(alice.runs.map(get));
+    const cells = [x.toFixed(2), ...ran.flatMap((o) => {
+      const y = median(o.runs.map(get));
+      return [y.toFixed(2), ratio(x, y)];
+    })];
+    console.log(`${name.padEnd(28)}${cells.map((c) => String(c).padStart(15)).join("")}`);
   }
 }

@@ -56,6 +56,10 @@ pub struct Config {
     pub store_retry_max_ms: u64,
     /// Where an accepted event becomes durable, and so when it may be acknowledged and shown.
     pub deployment: Deployment,
+    /// Whether the event store cannot hold the character U+0000 in text (PostgreSQL: neither
+    /// `text` nor `jsonb` can). A reader event carrying it in `data` or `sessionId` is then
+    /// refused as invalid, rather than acknowledged and never stored.
+    pub store_refuses_nul: bool,
     /// In a cluster, the least time between two reads of the log that found entries: a few
     /// milliseconds let one read carry many entries instead of one, which is most of the
     /// cluster's Redis commands; the price is up to that much more delivery latency. An empty
@@ -144,6 +148,7 @@ impl Default for Config {
             store_retry_base_ms: 200,
             store_retry_max_ms: 30_000,
             deployment: Deployment::SingleStore,
+            store_refuses_nul: false,
             log_read_pace_ms: 2,
             log_read_budget: 4_000,
             log_store_pace_ms: 50,

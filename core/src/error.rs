@@ -104,6 +104,12 @@ pub enum ConnectRefusal {
 }
 
 impl ConnectRefusal {
+    /// Whether the refusal is of the token itself (missing, invalid, expired or of no role),
+    /// rather than of the moment (a handshake rate or a connection cap).
+    pub fn refuses_token(self) -> bool {
+        !matches!(self, ConnectRefusal::RateLimited | ConnectRefusal::ServerBusy)
+    }
+
     pub fn message(self) -> &'static str {
         match self {
             ConnectRefusal::TokenRequired => "Authentication token required",

@@ -188,6 +188,13 @@ fn parse_known(
             check_depth(o.get("data"), config.max_event_depth)?;
             let reading = o.get("data").map(ReadingPosition::of_value).unwrap_or_default();
             let session_id = optional_id(o.get("sessionId"), "sessionId")?;
+            if config.store_refuses_nul
+                && (holds_nul(o.get("data")) || session_id.as_deref().is_some_and(|s| s.contains('\0')))
+            {
+                return Err(CommandError::invalid(
+                    "data and sessionId must not contain the character U+0000",
+                ));
+            }
             let client_event_id = client_event_id(o.get("clientEventId"))?;
             Ok(Command::ReaderEvent { event_type, data, reading, session_id, client_event_id })
         }
@@ -253,6 +260,25 @@ fn check_depth(data: Option<&Value>, max: usize) -> Result<(), CommandError> {
         stack.extend(children.map(|c| (c, depth + 1)));
     }
     Ok(())
+}
+
+/// Whether any string or key in `data` holds the character U+0000. Iterative, as `check_depth`.
+fn holds_nul(data: Option<&Value>) -> bool {
+    let mut stack: Vec<&Value> = data.into_iter().collect();
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if s.contains('\0') => return true,
+            Value::Array(a) => stack.extend(a),
+            Value::Object(o) => {
+                if o.keys().any(|k| k.contains('\0')) {
+                    return true;
+                }
+                stack.extend(o.values());
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether `s` is 1 to `max` characters of `A-Z a-z 0-9 _ . : -`.

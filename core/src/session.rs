@@ -28,7 +28,10 @@ impl Core {
             Ok(principal) => self.open(conn, sid, principal, recovery),
             Err(reason) => {
                 self.stats.connects_refused += 1;
-                self.refused_recovery(recovery);
+                // A session outlives a refusal of the moment: the client's next try recovers it.
+                if reason.refuses_token() {
+                    self.refused_recovery(recovery);
+                }
                 self.outputs.push_back(Output::Refuse { conn, reason });
             }
         }

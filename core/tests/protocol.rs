@@ -134,6 +134,27 @@ fn session_id_rules() {
 }
 
 #[test]
+fn a_store_that_refuses_nul_refuses_it_in_data_and_session_id() {
+    let postgres = Config { store_refuses_nul: true, ..Config::default() };
+    let parse_with = |payload: Value, config: &Config| {
+        parse("reader-event", &[payload], false, Role::Reader, config).result.map(|_| ()).map_err(|e| e.code)
+    };
+    let with_nul = [
+        json!({"eventType": "A", "data": "a\u{0}b"}),
+        json!({"eventType": "A", "data": {"deep": [1, {"x": "\u{0}"}]}}),
+        json!({"eventType": "A", "data": {"k\u{0}": 1}}),
+        json!({"eventType": "A", "sessionId": "s\u{0}1"}),
+    ];
+    for payload in with_nul {
+        assert_eq!(parse_with(payload.clone(), &postgres), Err(ErrorCode::InvalidPayload), "{payload}");
+        // SQLite holds it: any JSON value, as PROTOCOL.md says.
+        assert_eq!(parse_with(payload.clone(), &Config::default()), Ok(()), "{payload}");
+    }
+    // A backslash and "u0000" as text are no NUL.
+    assert_eq!(parse_with(json!({"eventType": "A", "data": "\\u0000"}), &postgres), Ok(()));
+}
+
+#[test]
 fn role_comes_before_payload() {
     let err = parse("reader-event", &[json!("garbage")], false, Role::Consultant, &Config::default())
         .result

@@ -149,6 +149,29 @@ fn another_users_token_an_expired_session_or_a_refused_token_recover_nothing() {
 }
 
 #[test]
+fn a_connect_refused_as_busy_or_too_fast_keeps_its_session_for_the_next_try() {
+    let config = Config { max_connections_per_user: 1, handshakes_per_minute: 2, ..Config::default() };
+    let mut node = Node::with_config(config);
+    let first = node.connect("c1", "consultant");
+    let far = node.now.0 + 3_600_000;
+    let recovery =
+        || Recovery { pid: "p-6".into(), offset: Some("0-0".into()), session: Some(session("c1", far)) };
+    // The user's one connection is taken: "Server busy", and the pid is kept.
+    let (busy, out) = reconnect(&mut node, "c1", "consultant", recovery());
+    assert!(out.iter().any(|o| matches!(o, Output::Refuse { conn, .. } if *conn == busy)));
+    assert!(forgotten(&out).is_empty(), "busy is no refusal of the token");
+    // Its handshakes are spent: "Rate limit exceeded", and the pid is still kept.
+    node.disconnect(first);
+    let (fast, out) = reconnect(&mut node, "c1", "consultant", recovery());
+    assert!(out.iter().any(|o| matches!(o, Output::Refuse { conn, .. } if *conn == fast)));
+    assert!(forgotten(&out).is_empty(), "a handshake rate is no refusal of the token");
+    // A minute on, the same pid recovers.
+    node.advance(60_000);
+    let (back, out) = reconnect(&mut node, "c1", "consultant", recovery());
+    assert_eq!(pid_of(&out, back), "p-6");
+}
+
+#[test]
 fn the_tokens_role_decides_what_comes_back() {
     let mut node = Node::new();
     let r = node.connect("c1", "reader");

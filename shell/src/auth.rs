@@ -102,14 +102,20 @@ impl Verifier {
         let mut validation = Validation::new(header.alg);
         // Expiry is decided by the core, on its own clock; `exp` and `sub` are required there.
         validation.validate_exp = false;
+        // An audience or issuer that is set must be in the token: jsonwebtoken compares only
+        // the claims a token carries unless they are required.
         validation.required_spec_claims.clear();
         validation.leeway = 0;
         match &self.inner.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.required_spec_claims.insert("aud".into());
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &self.inner.issuer {
             validation.set_issuer(&[iss]);
+            validation.required_spec_claims.insert("iss".into());
         }
         let data = jsonwebtoken::decode::<Value>(token, &key, &validation).ok()?;
         data.claims.is_object().then_some(data.claims)

@@ -187,7 +187,8 @@ where
         None => None,
     };
     let metrics = Arc::new(metrics::Metrics::new());
-    let core_config = alice_core::Config { deployment, ..settings.core.clone() };
+    let core_config =
+        alice_core::Config { deployment, store_refuses_nul: !store.is_embedded(), ..settings.core.clone() };
     let scoped = core_config.consultant_scope == alice_core::ConsultantScope::Assigned;
     let mut core = Core::new(core_config, &settings.node_id, seed);
     // A cluster whose nodes each keep their own file shares no table: its assignments live in Redis.
@@ -430,7 +431,7 @@ fn cors(origins: &[String]) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(allow)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .allow_credentials(true)
 }

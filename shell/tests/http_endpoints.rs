@@ -82,3 +82,23 @@ async fn cors_star_allows_any_origin_with_credentials() {
     assert_eq!(credentials, Some("true"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_allowed_origin_may_replace_assignments_from_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [("CORS_ORIGINS", "http://admin.example")];
+    let server = alice_shell::start(settings(dir.path(), &vars)).await.unwrap();
+    // The browser's preflight for `PUT /admin/assignments/{id}` with a bearer token and JSON.
+    let res = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("http://{}/admin/assignments/c1", server.addr))
+        .header("origin", "http://admin.example")
+        .header("access-control-request-method", "PUT")
+        .header("access-control-request-headers", "authorization, content-type")
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| res.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert_eq!(header("access-control-allow-origin"), "http://admin.example");
+    assert!(header("access-control-allow-methods").contains("PUT"), "{:?}", res.headers());
+    server.shutdown().await;
+}

@@ -95,10 +95,17 @@ async fn audience_and_issuer_are_enforced_when_set() {
     wrong_aud["aud"] = json!("someone-else");
     let refused = Client::connect(server.addr, &es256("test-key-1", wrong_aud)).await;
     assert_eq!(refused.err().as_deref(), Some("Invalid authentication token"));
-    let mut wrong_iss = ok;
+    let mut wrong_iss = ok.clone();
     wrong_iss["iss"] = json!("https://evil.example/auth/v1");
     let refused = Client::connect(server.addr, &es256("test-key-1", wrong_iss)).await;
     assert_eq!(refused.err().as_deref(), Some("Invalid authentication token"));
+    // A claim that is set must be present, not only right when present.
+    for claim in ["aud", "iss"] {
+        let mut without = ok.clone();
+        without.as_object_mut().unwrap().remove(claim);
+        let refused = Client::connect(server.addr, &es256("test-key-1", without)).await;
+        assert_eq!(refused.err().as_deref(), Some("Invalid authentication token"), "a token without {claim}");
+    }
     server.shutdown().await;
 }
 

@@ -249,6 +249,28 @@ async fn after_a_restart_recent_events_and_dashboard_come_from_postgres() {
     db.drop_db().await;
 }
 
+#[tokio::test]
+async fn an_event_postgresql_could_never_hold_is_refused_not_acknowledged() {
+    let Some(db) = TestDb::create().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = alice_shell::start(db_settings(dir.path(), &db.url, &[])).await.unwrap();
+    let mut r = Client::connect(server.addr, &token("r1", "reader")).await.unwrap();
+    // Neither `jsonb` nor `text` holds U+0000: acknowledged, such an event would never be stored.
+    let refused = r.call("reader-event", json!({"eventType": "NUL", "data": {"note": "a\u{0}b"}})).await;
+    assert_eq!(refused["error"]["code"], "INVALID_PAYLOAD", "{refused}");
+    let refused = r.call("reader-event", json!({"eventType": "NUL", "sessionId": "s\u{0}"})).await;
+    assert_eq!(refused["error"]["code"], "INVALID_PAYLOAD", "{refused}");
+    let ack = r.call("reader-event", json!({"eventType": "NUL", "data": {"note": "a\\u0000b"}})).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let report = server.shutdown().await;
+    assert_eq!((report.unstored, report.dead_letters), (0, 0));
+    let pool = db.pool().await;
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT event_data::text FROM real_time_events").fetch_all(&pool).await.unwrap();
+    assert_eq!(rows, [r#"{"note": "a\\u0000b"}"#]);
+    db.drop_db().await;
+}
+
 /// A new database with the original Supabase schema and the positions tests' reader as a user.
 async fn original_with_reader() -> Option<(TestDb, sqlx::PgPool)> {
     let db = TestDb::create().await?;
