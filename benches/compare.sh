@@ -9,9 +9,15 @@
 #   ALICE_ENV="LOG_READ_PACE_MS=0" bash benches/compare.sh  # extra settings for Alice's nodes
 #   ALICE_BIN=/path/to/other/alice-realtime bash benches/compare.sh  # another build of Alice
 #   BASELINE_BIN=/path/to/older/alice-realtime bash benches/compare.sh  # also an earlier build,
-#                                            # alternating with the others, as kind "baseline"
+#                                            # alternating with the others, as kind "baseline";
+#                                            # BASELINE_ENV (default ALICE_ENV) are its settings
 #   NODES=2 KINDS="alice node" bash benches/compare.sh  # only some of the runs
 set -euo pipefail
+# A baseline named relative to where the script was started, before the cd below.
+if [ -n "${BASELINE_BIN:-}" ]; then
+  BASELINE_BIN=$(realpath "$BASELINE_BIN")
+  [ -x "$BASELINE_BIN" ] || { echo "BASELINE_BIN $BASELINE_BIN is not an executable" >&2; exit 2; }
+fi
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-2}
@@ -47,9 +53,10 @@ start_server() {
   local kind=$1 port=$2 redis=${3:-} data
   data=$(mktemp -d)
   if [ "$kind" = alice ] || [ "$kind" = baseline ]; then
-    local bin=$BIN; [ "$kind" = baseline ] && bin=$BASELINE_BIN
+    local bin=$BIN extra=${ALICE_ENV:-}
+    [ "$kind" = baseline ] && { bin=$BASELINE_BIN; extra=${BASELINE_ENV-${ALICE_ENV:-}}; }
     env -i PATH="$PATH" JWT_SECRET=$SECRET REALTIME_PORT="$port" HOST=127.0.0.1 DATA_DIR="$data" LOG_LEVEL=warn \
-      NODE_ID="alice-$port" ${redis:+REDIS_URL=$redis} ${ALICE_ENV:-} \
+      NODE_ID="alice-$port" ${redis:+REDIS_URL=$redis} $extra \
       READER_EVENT_RATE=1000 READER_EVENT_BURST=2000 MAX_CONNECTIONS_PER_USER=100 \
       "$bin" >/dev/null 2>&1 &
   elif [ "$kind" = floor ]; then

@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 
 use alice_core::{
-    Config, ConnId, Input, LogPosition, Output, ReaderEvent, Recovery, ReplayFilter, ReplayFrom, ReplayRule,
-    SavedSession, TokenCheck,
+    Config, ConnId, ConnectRefusal, Input, LogPosition, Output, ReaderEvent, Recovery, ReplayFilter,
+    ReplayFrom, ReplayRule, SavedSession, TokenCheck,
 };
 use common::*;
 use serde_json::json;
@@ -158,14 +158,18 @@ fn a_connect_refused_as_busy_or_too_fast_keeps_its_session_for_the_next_try() {
         || Recovery { pid: "p-6".into(), offset: Some("0-0".into()), session: Some(session("c1", far)) };
     // The user's one connection is taken: "Server busy", and the pid is kept.
     let (busy, out) = reconnect(&mut node, "c1", "consultant", recovery());
-    assert!(out.iter().any(|o| matches!(o, Output::Refuse { conn, .. } if *conn == busy)));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Refuse { conn, reason: ConnectRefusal::ServerBusy } if *conn == busy)));
     assert!(forgotten(&out).is_empty(), "busy is no refusal of the token");
     // Its handshakes are spent: "Rate limit exceeded", and the pid is still kept.
     node.disconnect(first);
     let (fast, out) = reconnect(&mut node, "c1", "consultant", recovery());
-    assert!(out.iter().any(|o| matches!(o, Output::Refuse { conn, .. } if *conn == fast)));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Refuse { conn, reason: ConnectRefusal::RateLimited } if *conn == fast)));
     assert!(forgotten(&out).is_empty(), "a handshake rate is no refusal of the token");
-    // A minute on, the same pid recovers.
+    // A minute on, the same pid recovers: the session was never forgotten.
     node.advance(60_000);
     let (back, out) = reconnect(&mut node, "c1", "consultant", recovery());
     assert_eq!(pid_of(&out, back), "p-6");

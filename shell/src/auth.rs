@@ -175,12 +175,32 @@ impl Jwks {
     }
 }
 
-/// Signs an HS256 token for `sub` with `role`, valid for `ttl` (the `token` command, dev mode).
+/// Signs an HS256 token for `sub` with `role`, valid for `ttl`, with no audience or issuer.
 pub fn sign(secret: &[u8], sub: &str, role: &str, ttl: Duration) -> String {
+    hs256(secret, &claims(sub, role, ttl))
+}
+
+/// A token this server accepts: [`sign`] with its secret, carrying the audience and issuer it
+/// requires when they are set (the `token` command's and the development tokens).
+pub fn sign_for(auth: &AuthSettings, sub: &str, role: &str, ttl: Duration) -> String {
+    let mut claims = claims(sub, role, ttl);
+    if let Some(aud) = &auth.audience {
+        claims["aud"] = json!(aud);
+    }
+    if let Some(iss) = &auth.issuer {
+        claims["iss"] = json!(iss);
+    }
+    hs256(&auth.secret, &claims)
+}
+
+fn claims(sub: &str, role: &str, ttl: Duration) -> Value {
     let now = chrono_now_secs();
-    let claims = json!({ "sub": sub, "role": role, "iat": now, "exp": now + ttl.as_secs() });
+    json!({ "sub": sub, "role": role, "iat": now, "exp": now + ttl.as_secs() })
+}
+
+fn hs256(secret: &[u8], claims: &Value) -> String {
     // HS256 signing of a JSON object cannot fail.
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret))
         .unwrap_or_default()
 }
 

@@ -67,7 +67,7 @@ fn main() -> ExitCode {
                 eprintln!("alice-realtime: --role must be reader, consultant or admin");
                 return ExitCode::from(2);
             }
-            println!("{}", alice_shell::auth::sign(&settings.auth.secret, &sub, &role, ttl));
+            println!("{}", alice_shell::auth::sign_for(&settings.auth, &sub, &role, ttl));
             ExitCode::SUCCESS
         }
         Cmd::Serve => serve(settings),
@@ -160,9 +160,9 @@ fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 fn announce_dev_mode(settings: &Settings) {
     let day = Duration::from_secs(24 * 3600);
-    let reader = alice_shell::auth::sign(&settings.auth.secret, "dev-reader", "reader", day);
-    let consultant = alice_shell::auth::sign(&settings.auth.secret, "dev-consultant", "consultant", day);
-    let admin = alice_shell::auth::sign(&settings.auth.secret, "dev-admin", "admin", day);
+    let reader = alice_shell::auth::sign_for(&settings.auth, "dev-reader", "reader", day);
+    let consultant = alice_shell::auth::sign_for(&settings.auth, "dev-consultant", "consultant", day);
+    let admin = alice_shell::auth::sign_for(&settings.auth, "dev-admin", "admin", day);
     tracing::warn!(
         "development mode: no JWT_SECRET or JWKS configured; a random secret was made for this run \
          and the server listens on loopback only"

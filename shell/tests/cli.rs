@@ -24,6 +24,22 @@ fn token_command_signs_with_jwt_secret() {
     let ttl = data.claims["exp"].as_u64().unwrap() - data.claims["iat"].as_u64().unwrap();
     assert_eq!(ttl, 7200);
 
+    // With an audience and an issuer required, the token carries both, so the server takes it.
+    let out = Command::new(BIN)
+        .args(["token", "--sub", "u-42", "--role", "reader"])
+        .env("JWT_SECRET", "cli-secret-0123456789")
+        .env("JWT_AUDIENCE", "authenticated")
+        .env("JWT_ISSUER", "https://project.supabase.co/auth/v1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_audience(&["authenticated"]);
+    validation.set_issuer(&["https://project.supabase.co/auth/v1"]);
+    validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+    let token = String::from_utf8(out.stdout).unwrap();
+    jsonwebtoken::decode::<serde_json::Value>(token.trim(), &key, &validation).unwrap();
+
     let bad = Command::new(BIN)
         .args(["token", "--sub", "u", "--role", "root"])
         .env("JWT_SECRET", "cli-secret-0123456789")

@@ -166,6 +166,11 @@ pub trait EventStore: Send + Sync + 'static {
     fn is_embedded(&self) -> bool {
         false
     }
+    /// Whether this store cannot hold the character U+0000 in text (PostgreSQL): events carrying
+    /// it are then refused before they are acknowledged (`alice_core::Config::store_refuses_nul`).
+    fn refuses_nul(&self) -> bool {
+        false
+    }
     /// Stores events; an id already stored is skipped, so retries are safe.
     async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError>;
     /// As the node's log (an embedded store): stores the entries' events in one commit, except

@@ -272,6 +272,10 @@ impl EventStore for PgStore {
         "postgres"
     }
 
+    fn refuses_nul(&self) -> bool {
+        true
+    }
+
     /// Idempotent by id; of two copies of one event (an append retried after part of it landed
     /// puts it in the log twice, and readers show the first), the earliest position stays.
     async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError> {
