@@ -145,11 +145,15 @@ struct Writer {
 const PRUNE_KEYS_EVERY: u32 = 256;
 
 /// The write-ahead log is copied into the file after this many commits or events, once the
-/// commit that crossed the mark has returned, in two steps ([`checkpoint`]). (SQLite's own
-/// automatic checkpoint runs inside the commit that crosses 1,000 pages, and every event in that
-/// commit waited for it; it stays as a backstop at 10,000.)
-const CHECKPOINT_AFTER_COMMITS: u32 = 200;
-const CHECKPOINT_AFTER_EVENTS: usize = 2_000;
+/// commit that crossed the mark has returned, in two steps ([`checkpoint`]). A copy writes each
+/// page it copies and syncs twice however many commits changed the page, so copying less often
+/// costs less per event (every 1,000 commits rather than 200: about a tenth less CPU per event
+/// on one node at 1,000 events/s, benches/README.md); the log then reaches a few megabytes.
+/// (SQLite's own automatic checkpoint runs inside the commit that crosses 1,000 pages, and every
+/// event in that commit waited for it; it stays as a backstop, at [`WAL_BACKSTOP_PAGES`].)
+const CHECKPOINT_AFTER_COMMITS: u32 = 1_000;
+const CHECKPOINT_AFTER_EVENTS: usize = 10_000;
+const WAL_BACKSTOP_PAGES: &str = "50000";
 
 fn unavailable(e: sqlx::Error) -> StoreError {
     match e {
@@ -214,7 +218,8 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
-        let conn = options.pragma("wal_autocheckpoint", "10000").connect().await.map_err(unavailable)?;
+        let conn =
+            options.pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES).connect().await.map_err(unavailable)?;
         let writer = Arc::new(tokio::sync::Mutex::new(Writer {
             conn,
             commits: 0,
