@@ -147,8 +147,9 @@ const PRUNE_KEYS_EVERY: u32 = 256;
 /// The write-ahead log is copied into the file after this many commits or events, once the
 /// commit that crossed the mark has returned, in two steps ([`checkpoint`]). A copy writes each
 /// page it copies and syncs twice however many commits changed the page, so copying less often
-/// costs less per event (every 1,000 commits rather than 200: about a tenth less CPU per event
-/// on one node at 1,000 events/s, benches/README.md); the log then reaches a few megabytes.
+/// costs less per event (every 1,000 commits rather than 200, one node at 1,000 events/s: 0.89 ×
+/// the CPU per event with 5 consultants, 0.96 × with 20, benches/README.md); the log then reaches
+/// a few megabytes.
 /// (SQLite's own automatic checkpoint runs inside the commit that crosses 1,000 pages, and every
 /// event in that commit waited for it; it stays as a backstop, at [`WAL_BACKSTOP_PAGES`].)
 const CHECKPOINT_AFTER_COMMITS: u32 = 1_000;
