@@ -13,10 +13,11 @@ use alice_core::{
     AssignmentTable, HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom,
     SentFrom,
 };
+use rusqlite::{params, OptionalExtension};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqlitePool};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -118,9 +119,13 @@ const PLACED_WITHIN_MS: i64 = 3_600_000;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// The one connection that appends events. Held apart from the pool so that its page cache
-    /// stays warm (no other connection writes the events table under it) and no pool check
-    /// precedes each append.
+    /// The one connection that writes the file; the pool's connections only read it (and copy
+    /// the write-ahead log). Held apart from the pool so that its page cache stays warm and no
+    /// pool check precedes each append. As the only writer it never waits for SQLite's write
+    /// lock, which matters because small commits run on the asking task ([`INLINE_ROWS`]): a
+    /// commit that waited for a lock held across an await elsewhere would hold up a worker of
+    /// the runtime. (Another process writing the file, such as a command of the binary, can
+    /// still make it wait, for up to the busy timeout.)
     writer: Arc<tokio::sync::Mutex<Writer>>,
     /// Sessions saved since expired ones were last deleted.
     sessions_saved: Arc<std::sync::atomic::AtomicU32>,
@@ -130,9 +135,12 @@ pub struct SqliteStore {
 /// connects and as it leaves).
 const PURGE_SESSIONS_EVERY: u32 = 256;
 
-/// The appending connection, and how much it wrote since its last checkpoint began.
+/// The appending connection, and how much it wrote since its last checkpoint began. It is
+/// SQLite's own (rusqlite), not sqlx's: a commit runs on the task that asks for it, where sqlx
+/// would hand each statement to a thread of its own and back (one node, one event per commit:
+/// that hand-off cost more than the commit itself, benches/README.md).
 struct Writer {
-    conn: SqliteConnection,
+    conn: rusqlite::Connection,
     commits: u32,
     events: usize,
     /// Commits that recorded keys since expired keys were last deleted.
@@ -219,8 +227,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
-        let conn =
-            options.pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES).connect().await.map_err(unavailable)?;
+        let conn = open_writer(options.get_filename()).map_err(failed)?;
         let writer = Arc::new(tokio::sync::Mutex::new(Writer {
             conn,
             commits: 0,
@@ -261,33 +268,25 @@ impl SqliteStore {
     /// The newest position among them is kept (`log_end`), so the file still knows where its log
     /// ended when it is empty.
     pub async fn remove(&self, ids: &[Uuid]) -> Result<(), StoreError> {
-        for chunk in ids.chunks(500) {
-            let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            let keep_end = "INSERT INTO log_end (id, log_ms, log_seq)
-                 SELECT 1, log_ms, log_seq FROM real_time_events WHERE id IN (";
-            for query in [
-                keep_end,
-                "DELETE FROM real_time_events WHERE id IN (",
-                "DELETE FROM dead_letters WHERE id IN (",
-            ] {
-                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(query);
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.to_string());
-                }
-                q.push(")");
-                if query == keep_end {
-                    q.push(
-                        " ORDER BY log_ms DESC, log_seq DESC LIMIT 1
-                         ON CONFLICT (id) DO UPDATE SET log_ms = excluded.log_ms, log_seq = excluded.log_seq
-                         WHERE (excluded.log_ms, excluded.log_seq) > (log_end.log_ms, log_end.log_seq)",
-                    );
-                }
-                q.build().execute(&mut *tx).await.map_err(unavailable)?;
-            }
-            tx.commit().await.map_err(unavailable)?;
-        }
-        Ok(())
+        let list = id_list(ids);
+        self.write(ids.len(), move |writer| {
+            let tx = writer.conn.transaction()?;
+            tx.execute(
+                "INSERT INTO log_end (id, log_ms, log_seq)
+                 SELECT 1, log_ms, log_seq FROM real_time_events WHERE id IN (SELECT value FROM json_each(?1))
+                 ORDER BY log_ms DESC, log_seq DESC LIMIT 1
+                 ON CONFLICT (id) DO UPDATE SET log_ms = excluded.log_ms, log_seq = excluded.log_seq
+                 WHERE (excluded.log_ms, excluded.log_seq) > (log_end.log_ms, log_end.log_seq)",
+                [&list],
+            )?;
+            tx.execute(
+                "DELETE FROM real_time_events WHERE id IN (SELECT value FROM json_each(?1))",
+                [&list],
+            )?;
+            tx.execute("DELETE FROM dead_letters WHERE id IN (SELECT value FROM json_each(?1))", [&list])?;
+            tx.commit()
+        })
+        .await
     }
 
     /// The newest position this file's log holds or held (`START` for a new file).
@@ -306,20 +305,20 @@ impl SqliteStore {
 
     /// Marks events as dead letters: they stay until replayed, across restarts.
     pub async fn mark_dead(&self, ids: &[Uuid]) -> Result<(), StoreError> {
-        for chunk in ids.chunks(500) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT OR IGNORE INTO dead_letters (id) ");
-            q.push_values(chunk, |mut b, id| {
-                b.push_bind(id.to_string());
-            });
-            q.build().execute(&self.pool).await.map_err(unavailable)?;
-        }
-        Ok(())
+        let list = id_list(ids);
+        self.write(ids.len(), move |writer| {
+            writer
+                .conn
+                .execute("INSERT OR IGNORE INTO dead_letters (id) SELECT value FROM json_each(?1)", [&list])
+                .map(drop)
+        })
+        .await
     }
 
     /// Unmarks every dead letter (an admin's replay); returns how many there were.
     pub async fn revive_dead(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM dead_letters").execute(&self.pool).await.map_err(unavailable)?;
-        Ok(done.rows_affected())
+        let revived = self.write(1, |writer| writer.conn.execute("DELETE FROM dead_letters", [])).await?;
+        Ok(revived as u64)
     }
 
     /// Every row, oldest first, split into live events and dead letters.
@@ -386,84 +385,23 @@ impl EventStore for SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
-        let mut writer = self.writer.clone().lock_owned().await;
-        insert_query(events).build().execute(&mut writer.conn).await.map_err(unavailable)?;
-        self.wrote(writer, events.len());
-        Ok(())
+        let events = events.to_vec();
+        self.write(events.len(), move |writer| {
+            writer.commit(events.iter().map(|e| (&**e, None)), 0).map(drop)
+        })
+        .await
     }
 
-    /// One commit: each keyed entry's key is looked up (an index probe) and recorded, and the
-    /// events of the entries that are no repeats are inserted. Entries without keys pay nothing.
     async fn append(
         &self,
         entries: &[Arc<LogEntry>],
         window_ms: u64,
     ) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
-        let events: Vec<_> = entries.iter().map(|e| e.event.clone()).collect();
-        if entries.iter().all(|e| e.key.is_none()) {
-            return self.insert(&events).await.map(|()| Vec::new());
-        }
-        let mut writer = self.writer.clone().lock_owned().await;
-        let mut tx = sqlx::Connection::begin(&mut writer.conn).await.map_err(unavailable)?;
-        let mut repeats = Vec::new();
-        let mut fresh = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let e = &entry.event;
-            if let Some(key) = &entry.key {
-                let first: Option<String> = sqlx::query_scalar(
-                    "SELECT event_id FROM client_keys
-                     WHERE user_id = ? AND client_event_id = ? AND accepted_ms >= ?",
-                )
-                .bind(&*e.user_id)
-                .bind(&**key)
-                .bind(e.timestamp.0.saturating_sub(window_ms) as i64)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                match first.and_then(|f| Uuid::parse_str(&f).ok()) {
-                    // Its own key, from an earlier attempt of this append that did commit.
-                    Some(first) if first == e.id => {}
-                    Some(first) => {
-                        repeats.push((e.id, first));
-                        continue;
-                    }
-                    None => {
-                        sqlx::query(
-                            "INSERT INTO client_keys (user_id, client_event_id, event_id, accepted_ms)
-                             VALUES (?, ?, ?, ?)
-                             ON CONFLICT (user_id, client_event_id)
-                             DO UPDATE SET event_id = excluded.event_id, accepted_ms = excluded.accepted_ms",
-                        )
-                        .bind(&*e.user_id)
-                        .bind(&**key)
-                        .bind(e.id.to_string())
-                        .bind(e.timestamp.0 as i64)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                    }
-                }
-            }
-            fresh.push(e.clone());
-        }
-        if !fresh.is_empty() {
-            insert_query(&fresh).build().execute(&mut *tx).await.map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        writer.keyed_commits += 1;
-        if writer.keyed_commits >= PRUNE_KEYS_EVERY {
-            writer.keyed_commits = 0;
-            let horizon = chrono_ms().saturating_sub(window_ms as i64);
-            let pruned = sqlx::query("DELETE FROM client_keys WHERE accepted_ms < ?")
-                .bind(horizon)
-                .execute(&mut writer.conn)
-                .await;
-            if let Err(e) = pruned {
-                tracing::debug!(error = %e, "could not delete expired keys; the next prune retries");
-            }
-        }
-        self.wrote(writer, fresh.len());
-        Ok(repeats)
+        let entries = entries.to_vec();
+        self.write(entries.len(), move |writer| {
+            writer.commit(entries.iter().map(|e| (&*e.event, e.key.as_deref())), window_ms)
+        })
+        .await
     }
 
     async fn recent(&self, query: &HistoryQuery) -> Result<Page, StoreError> {
@@ -533,20 +471,24 @@ impl EventStore for SqliteStore {
 
     async fn assign(&self, consultant: &str, readers: &BTreeSet<String>) -> Result<(), StoreError> {
         let list = serde_json::to_string(readers).unwrap_or_else(|_| "[]".into());
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        for sql in [
-            "UPDATE consultant_assignments SET active = 0, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-             WHERE consultant_id = ?1 AND active = 1 AND user_id NOT IN (SELECT value FROM json_each(?2))",
-            "UPDATE consultant_assignments SET active = 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-             WHERE consultant_id = ?1 AND active = 0 AND user_id IN (SELECT value FROM json_each(?2))",
-            "INSERT INTO consultant_assignments (consultant_id, user_id)
-             SELECT ?1, r.value FROM json_each(?2) r
-             WHERE NOT EXISTS (SELECT 1 FROM consultant_assignments a
-                               WHERE a.consultant_id = ?1 AND a.user_id = r.value)",
-        ] {
-            sqlx::query(sql).bind(consultant).bind(&list).execute(&mut *tx).await.map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
+        let consultant = consultant.to_owned();
+        self.write(readers.len(), move |writer| {
+            let tx = writer.conn.transaction()?;
+            for sql in [
+                "UPDATE consultant_assignments SET active = 0, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE consultant_id = ?1 AND active = 1 AND user_id NOT IN (SELECT value FROM json_each(?2))",
+                "UPDATE consultant_assignments SET active = 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE consultant_id = ?1 AND active = 0 AND user_id IN (SELECT value FROM json_each(?2))",
+                "INSERT INTO consultant_assignments (consultant_id, user_id)
+                 SELECT ?1, r.value FROM json_each(?2) r
+                 WHERE NOT EXISTS (SELECT 1 FROM consultant_assignments a
+                                   WHERE a.consultant_id = ?1 AND a.user_id = r.value)",
+            ] {
+                tx.execute(sql, params![consultant, list])?;
+            }
+            tx.commit()
+        })
+        .await
     }
 
     async fn newest(&self, n: usize) -> Result<Page, StoreError> {
@@ -595,37 +537,82 @@ fn chrono_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The insert of a group of events. An append retried after part of it landed puts an event in
-/// the log twice; readers show the first copy, so the store keeps the earliest position it is
-/// given.
-fn insert_query(events: &[Arc<ReaderEvent>]) -> QueryBuilder<'static, Sqlite> {
-    let created = chrono_ms();
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO real_time_events
-         (id, user_id, event_type, event_data, timestamp, session_id, created_at, log_ms, log_seq,
-          sender_socket, sender_rooms) ",
-    );
-    q.push_values(events, |mut b, e| {
-        b.push_bind(e.id.to_string())
-            .push_bind(e.user_id.to_string())
-            .push_bind(e.event_type.clone())
-            .push_bind(e.data.get().to_owned())
-            .push_bind(e.timestamp.0 as i64)
-            .push_bind(e.session_id.clone())
-            .push_bind(created)
-            .push_bind(e.position.ms as i64)
-            .push_bind(e.position.seq as i64)
-            .push_bind(e.sent_from.socket.to_string())
-            .push_bind(serde_json::to_string(&e.sent_from.rooms).unwrap_or_else(|_| "[]".into()));
-    });
-    q.push(
-        " ON CONFLICT (id) DO UPDATE SET log_ms = excluded.log_ms, log_seq = excluded.log_seq
-          WHERE (excluded.log_ms, excluded.log_seq) < (real_time_events.log_ms, real_time_events.log_seq)",
-    );
-    q
+fn failed(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Rejected(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
 }
 
+/// Opens the appending connection on `file`, which the setup has made a WAL file. Its commits are
+/// in the operating system's hands when they return (synchronous=NORMAL, as for the pool).
+fn open_writer(file: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(file)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES};"
+    ))?;
+    Ok(conn)
+}
+
+/// An event's row. An append retried after part of it landed puts an event in the log twice;
+/// readers show the first copy, so the store keeps the earliest position it is given.
+const INSERT_EVENT: &str = "
+    INSERT INTO real_time_events
+    (id, user_id, event_type, event_data, timestamp, session_id, created_at, log_ms, log_seq,
+     sender_socket, sender_rooms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+    ON CONFLICT (id) DO UPDATE SET log_ms = excluded.log_ms, log_seq = excluded.log_seq
+    WHERE (excluded.log_ms, excluded.log_seq) < (real_time_events.log_ms, real_time_events.log_seq)";
+
+/// The event that took a user's key, if it is younger than the window.
+const FIRST_WITH_KEY: &str = "
+    SELECT event_id FROM client_keys WHERE user_id = ?1 AND client_event_id = ?2 AND accepted_ms >= ?3";
+
+const RECORD_KEY: &str = "
+    INSERT INTO client_keys (user_id, client_event_id, event_id, accepted_ms) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (user_id, client_event_id)
+    DO UPDATE SET event_id = excluded.event_id, accepted_ms = excluded.accepted_ms";
+
+const SAVE_SESSION: &str = "
+    INSERT INTO recovery_sessions (pid, session, expires_ms) VALUES (?1, ?2, ?3)
+    ON CONFLICT (pid) DO UPDATE SET session = excluded.session, expires_ms = excluded.expires_ms";
+
+/// Ids as one JSON array, which a statement reads with `json_each`.
+fn id_list(ids: &[Uuid]) -> String {
+    serde_json::to_string(&ids.iter().map(|id| id.to_string()).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into())
+}
+
+/// Commits of up to this many rows run on the task that asks for them (about 100 µs or less
+/// here); larger ones (a burst, a consumer catching up) on a blocking thread, so that no worker of
+/// the runtime stalls long.
+const INLINE_ROWS: usize = 16;
+
 impl SqliteStore {
+    /// Runs `work`, a commit of about `rows` rows, on the writer, and counts it.
+    async fn write<T, W>(&self, rows: usize, work: W) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        W: FnOnce(&mut Writer) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let mut writer = self.writer.clone().lock_owned().await;
+        let (writer, done) = if rows <= INLINE_ROWS {
+            let done = work(&mut writer);
+            (writer, done)
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let done = work(&mut writer);
+                (writer, done)
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the commit did not finish: {e}")))?
+        };
+        let done = done.map_err(failed)?;
+        self.wrote(writer, rows);
+        Ok(done)
+    }
+
     /// Counts a commit of `events` events, and past the marks starts a [`checkpoint`] unless one
     /// is under way.
     fn wrote(&self, mut writer: tokio::sync::OwnedMutexGuard<Writer>, events: usize) {
@@ -640,13 +627,83 @@ impl SqliteStore {
     }
 }
 
+impl Writer {
+    /// One commit of events, each with its key if it has one: a keyed event's key is looked up
+    /// (an index probe) and recorded, and the events that are no repeats are inserted. Events
+    /// without keys pay nothing for keys. Returns the repeats, each as (its id, the first's id).
+    fn commit<'a>(
+        &mut self,
+        events: impl Iterator<Item = (&'a ReaderEvent, Option<&'a str>)>,
+        window_ms: u64,
+    ) -> rusqlite::Result<Vec<(Uuid, Uuid)>> {
+        let created = chrono_ms();
+        let tx = self.conn.transaction()?;
+        let mut repeats = Vec::new();
+        let mut keyed = false;
+        for (e, key) in events {
+            if let Some(key) = key {
+                keyed = true;
+                let since = e.timestamp.0.saturating_sub(window_ms) as i64;
+                let first: Option<String> = tx
+                    .prepare_cached(FIRST_WITH_KEY)?
+                    .query_row(params![&*e.user_id, key, since], |row| row.get(0))
+                    .optional()?;
+                match first.and_then(|f| Uuid::parse_str(&f).ok()) {
+                    // Its own key, from an earlier attempt of this append that did commit.
+                    Some(first) if first == e.id => {}
+                    Some(first) => {
+                        repeats.push((e.id, first));
+                        continue;
+                    }
+                    None => {
+                        tx.prepare_cached(RECORD_KEY)?.execute(params![
+                            &*e.user_id,
+                            key,
+                            e.id.to_string(),
+                            e.timestamp.0 as i64
+                        ])?;
+                    }
+                }
+            }
+            let rooms = serde_json::to_string(&e.sent_from.rooms).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached(INSERT_EVENT)?.execute(params![
+                e.id.to_string(),
+                &*e.user_id,
+                e.event_type,
+                e.data.get(),
+                e.timestamp.0 as i64,
+                e.session_id,
+                created,
+                e.position.ms as i64,
+                e.position.seq as i64,
+                &*e.sent_from.socket,
+                rooms,
+            ])?;
+        }
+        tx.commit()?;
+        if keyed {
+            self.keyed_commits += 1;
+            if self.keyed_commits >= PRUNE_KEYS_EVERY {
+                self.keyed_commits = 0;
+                let horizon = chrono_ms().saturating_sub(window_ms as i64);
+                if let Err(e) = self.conn.execute("DELETE FROM client_keys WHERE accepted_ms < ?1", [horizon])
+                {
+                    tracing::debug!(error = %e, "could not delete expired keys; the next prune retries");
+                }
+            }
+        }
+        Ok(repeats)
+    }
+}
+
 /// Copies the write-ahead log into the file in two steps. The first, on a connection of the
 /// pool (when one is free), copies what was committed when it began while appends go on; it is
 /// most of the work (a copy of 200 commits took about 2 ms here). The second holds the writer
 /// and copies what was committed during the first, its syncs included; the log is then wholly
 /// copied, unless a reader of the pool still holds an older snapshot, and the next commit starts
 /// it again from the beginning. Without the second step a stream of commits would never let the
-/// log restart, and it would grow. Appends wait only for the second step.
+/// log restart, and it would grow. Appends wait only for the second step, which runs on a
+/// blocking thread (it syncs the file).
 async fn checkpoint(pool: SqlitePool, writer: Arc<tokio::sync::Mutex<Writer>>) {
     const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
     if let Some(mut conn) = pool.try_acquire() {
@@ -655,9 +712,17 @@ async fn checkpoint(pool: SqlitePool, writer: Arc<tokio::sync::Mutex<Writer>>) {
         }
     }
     let mut writer = writer.lock_owned().await;
-    // (busy, frames in the log, frames copied)
-    let copied = sqlx::query_as::<_, (i64, i64, i64)>(CHECKPOINT).fetch_one(&mut writer.conn).await;
-    writer.checkpointing = false;
+    let copied = tokio::task::spawn_blocking(move || {
+        // (busy, frames in the log, frames copied)
+        let copied = writer.conn.query_row(CHECKPOINT, [], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        writer.checkpointing = false;
+        copied.map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|copied| copied);
     match copied {
         Ok((0, log, done)) if done >= log => {}
         Ok((busy, log, done)) => {
@@ -683,34 +748,29 @@ impl crate::sessions::Sessions for SqliteStore {
 
     async fn save(&self, pid: &str, session: &alice_core::SavedSession) -> Result<(), StoreError> {
         let text = serde_json::to_string(session).map_err(|e| StoreError::Rejected(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO recovery_sessions (pid, session, expires_ms) VALUES (?, ?, ?)
-             ON CONFLICT (pid) DO UPDATE SET session = excluded.session, expires_ms = excluded.expires_ms",
-        )
-        .bind(pid)
-        .bind(text)
-        .bind(session.expires_ms as i64)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let (pid, expires_ms) = (pid.to_owned(), session.expires_ms as i64);
         // Expired sessions go as new ones come (a lookup never returns one).
         let saved = self.sessions_saved.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if saved.is_multiple_of(PURGE_SESSIONS_EVERY) {
-            sqlx::query("DELETE FROM recovery_sessions WHERE expires_ms < ?")
-                .bind(chrono_ms())
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(())
+        let purge = saved.is_multiple_of(PURGE_SESSIONS_EVERY);
+        self.write(1, move |writer| {
+            writer.conn.prepare_cached(SAVE_SESSION)?.execute(params![pid, text, expires_ms])?;
+            if purge {
+                writer.conn.execute("DELETE FROM recovery_sessions WHERE expires_ms < ?1", [chrono_ms()])?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn forget(&self, pid: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM recovery_sessions WHERE pid = ?")
-            .bind(pid)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        let pid = pid.to_owned();
+        self.write(1, move |writer| {
+            writer
+                .conn
+                .prepare_cached("DELETE FROM recovery_sessions WHERE pid = ?1")?
+                .execute([pid])
+                .map(drop)
+        })
+        .await
     }
 }
