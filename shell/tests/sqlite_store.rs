@@ -148,6 +148,40 @@ async fn an_emptied_outbox_still_knows_where_its_log_ended() {
     assert_eq!(store.log_end().await.unwrap(), LogPosition { ms: base + 50, seq: 2 }, "across a restart");
 }
 
+/// An outbox drains while appends go on, all on one thread as in the server: only the writer
+/// writes the file, so no append waits for SQLite's lock held by a write that is itself waiting
+/// for this thread (it would wait out the busy timeout, then fail "database is locked").
+#[tokio::test]
+async fn an_outbox_drains_while_appends_go_on_on_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open_in(dir.path(), "outbox.db").await.unwrap());
+    let base = 1_767_225_600_000;
+    let events: Vec<_> = (0..1_000)
+        .map(|n| common::positions::placed(base + n, LogPosition { ms: base + n, seq: 0 }, "r1"))
+        .collect();
+    let appender = {
+        let (store, events) = (store.clone(), events.clone());
+        tokio::spawn(async move {
+            for event in events {
+                store.insert(&[event]).await.expect("an append beside the draining");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    loop {
+        let appended = appender.is_finished();
+        let ids: Vec<_> = store.newest(20).await.unwrap().0.iter().map(|e| e.id).collect();
+        store.remove(&ids).await.expect("a removal beside the appends");
+        if appended && ids.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    appender.await.unwrap();
+    assert!(store.newest(1).await.unwrap().0.is_empty(), "every event went on");
+    assert_eq!(store.log_end().await.unwrap(), LogPosition { ms: base + 999, seq: 0 });
+}
+
 #[tokio::test]
 async fn the_write_ahead_log_stays_small_under_a_stream_of_small_commits() {
     let dir = tempfile::tempdir().unwrap();
