@@ -137,8 +137,8 @@ const PURGE_SESSIONS_EVERY: u32 = 256;
 
 /// The appending connection, and how much it wrote since its last checkpoint began. It is
 /// SQLite's own (rusqlite), not sqlx's: a commit runs on the task that asks for it, where sqlx
-/// would hand each statement to a thread of its own and back (one node, one event per commit:
-/// that hand-off cost more than the commit itself, benches/README.md).
+/// hands each statement to a thread of its own and back (one node at one event per commit: 0.93 ×
+/// the CPU per event without that hand-off, benches/README.md).
 struct Writer {
     conn: rusqlite::Connection,
     commits: u32,
