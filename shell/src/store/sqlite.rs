@@ -124,8 +124,8 @@ pub struct SqliteStore {
     /// pool check precedes each append. As the only writer it never waits for SQLite's write
     /// lock, which matters because small commits run on the asking task ([`INLINE_ROWS`]): a
     /// commit that waited for a lock held across an await elsewhere would hold up a worker of
-    /// the runtime. (Another process writing the file, such as a command of the binary, can
-    /// still make it wait, for up to the busy timeout.)
+    /// the runtime. (Another process writing the file, such as `sqlite3` opened on it by hand,
+    /// can still make it wait, for up to the busy timeout.)
     writer: Arc<tokio::sync::Mutex<Writer>>,
     /// Sessions saved since expired ones were last deleted.
     sessions_saved: Arc<std::sync::atomic::AtomicU32>,
