@@ -135,7 +135,7 @@ pub struct SqliteStore {
 /// connects and as it leaves).
 const PURGE_SESSIONS_EVERY: u32 = 256;
 
-/// The appending connection, and how much it wrote since its last checkpoint began. It is
+/// The connection that writes the file, and how much it wrote since its last checkpoint began. It is
 /// SQLite's own (rusqlite), not sqlx's: a commit runs on the task that asks for it, where sqlx
 /// hands each statement to a thread of its own and back (one node at one event per commit: 0.93 ×
 /// the CPU per event without that hand-off, benches/README.md).
@@ -580,8 +580,7 @@ const SAVE_SESSION: &str = "
 
 /// Ids as one JSON array, which a statement reads with `json_each`.
 fn id_list(ids: &[Uuid]) -> String {
-    serde_json::to_string(&ids.iter().map(|id| id.to_string()).collect::<Vec<_>>())
-        .unwrap_or_else(|_| "[]".into())
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
 /// Commits of up to this many rows run on the task that asks for them (about 100 µs or less
@@ -613,11 +612,11 @@ impl SqliteStore {
         Ok(done)
     }
 
-    /// Counts a commit of `events` events, and past the marks starts a [`checkpoint`] unless one
-    /// is under way.
-    fn wrote(&self, mut writer: tokio::sync::OwnedMutexGuard<Writer>, events: usize) {
+    /// Counts a commit of `rows` rows, and past the marks starts a [`checkpoint`] unless one is
+    /// under way.
+    fn wrote(&self, mut writer: tokio::sync::OwnedMutexGuard<Writer>, rows: usize) {
         writer.commits += 1;
-        writer.events += events;
+        writer.events += rows;
         let due = writer.commits >= CHECKPOINT_AFTER_COMMITS || writer.events >= CHECKPOINT_AFTER_EVENTS;
         if due && !writer.checkpointing {
             (writer.commits, writer.events, writer.checkpointing) = (0, 0, true);
