@@ -33,6 +33,9 @@ pub struct ConsultantView {
     pub list_failed: bool,
     /// The server closed it or the connection broke (a planned leave is not a loss).
     pub lost: bool,
+    /// Its subscription with `since`, the id of an event the consultant had received, was
+    /// refused as naming no event: the error's message.
+    pub resume_refused: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +182,13 @@ pub fn invariants(
                 "{} received {} (stored at {}) before {} (stored at {})",
                 c.name, w[0].0, w[0].1, w[1].0, w[1].1
             ));
+        }
+    }
+
+    // Any id a client has seen is a valid `since` cursor, on any node.
+    for c in &obs.consultants {
+        if let Some(refusal) = &c.resume_refused {
+            broken.push(format!("{} could not resume after an event it had received: {refusal}", c.name));
         }
     }
 

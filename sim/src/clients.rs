@@ -329,6 +329,9 @@ async fn consultant(ctx: Ctx, j: usize, mut rng: ChaCha8Rng) {
                 .await;
         if last_seen.is_some() && subscribed.as_ref().is_some_and(|r| r["ok"] != true) {
             ctx.trace.line(format!("{who} could not resume: {subscribed:?}; subscribing afresh"));
+            if let Some(r) = subscribed.as_ref().filter(|r| r["error"]["code"] == "INVALID_PAYLOAD") {
+                view.resume_refused = Some(r.to_string());
+            }
             let body = json!({ "consultantId": user });
             subscribed = round_trip(&mut c, "subscribe-consultant", body, |n, p| {
                 received(&ctx, &who, &mut view, n, p)
