@@ -107,6 +107,14 @@ impl Core {
             if msg.incarnation == self.incarnation {
                 // Our own message came back: the bus delivers.
                 self.stats.bus_last_self_heard = Some(now);
+            } else {
+                // The bus is read from its newest entry on, so an earlier run of this node is
+                // never heard: this is another process, which would share this node's store
+                // group and presence.
+                self.stats.node_id_shared += 1;
+                if self.node_id_sharer.replace(msg.incarnation) != Some(msg.incarnation) {
+                    self.outputs.push_back(Output::NodeIdShared { incarnation: msg.incarnation });
+                }
             }
             return;
         }

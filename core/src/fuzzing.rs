@@ -460,7 +460,8 @@ pub fn core_ops(data: &[u8]) {
                     | Output::Read { .. }
                     | Output::Consume(_)
                     | Output::Broadcast { .. }
-                    | Output::LoadAssignments => {}
+                    | Output::LoadAssignments
+                    | Output::NodeIdShared { .. } => {}
                 }
             }
         }

@@ -244,6 +244,9 @@ pub enum Output {
     /// Read every active assignment from the table, then report [`Input::AssignmentsLoaded`].
     /// One read is out at a time.
     LoadAssignments,
+    /// Another live process sends on the bus under this node's `NODE_ID` (its run is
+    /// `incarnation`): a misconfiguration to report loudly. Once per other run heard.
+    NodeIdShared { incarnation: u64 },
 }
 
 /// A socket's subscription: whose events and which types (empty: every type).
@@ -317,6 +320,8 @@ pub struct Stats {
     pub replayed: u64,
     /// Reader events not accepted again: their `clientEventId` was accepted before.
     pub duplicates: u64,
+    /// Bus messages from another live process with this node's `NODE_ID`.
+    pub node_id_shared: u64,
 }
 
 /// Counts per second over the last minute: accepted events for `eventsPerMinute`, and entries
@@ -417,6 +422,8 @@ pub struct Core {
     bus_outbox: BusOutbox,
     /// When the bus last gave anything (this node's own heartbeats included).
     bus_heard: Option<Millis>,
+    /// The last other run heard on the bus under this node's `NODE_ID`.
+    node_id_sharer: Option<u64>,
     /// Durable events on their way into the store (a local outbox only).
     queue: DurableQueue,
     ids: EventIds,
@@ -449,6 +456,7 @@ impl Core {
             consumer: Consumer::new(rng.next_u64(), config.log_store_pace_ms),
             bus_outbox: BusOutbox::new(rng.next_u64()),
             bus_heard: None,
+            node_id_sharer: None,
             config,
             node: node_id.to_owned(),
             incarnation,

@@ -4,7 +4,7 @@
 mod common;
 
 use alice_core::bus::{BusBody, BusEvent, BusMessage, DecodeError, BUS_VERSION};
-use alice_core::{Config, Deployment, Input, Millis};
+use alice_core::{Config, Deployment, Input, Millis, Output};
 use common::*;
 use serde_json::json;
 
@@ -142,6 +142,28 @@ fn own_messages_prove_liveness() {
     assert_eq!(node.core.stats().bus_last_self_heard, None);
     node.input(Input::Bus(msgs[0].clone()));
     assert_eq!(node.core.stats().bus_last_self_heard, Some(node.now));
+}
+
+#[test]
+fn another_process_with_this_node_id_is_reported_once_per_run_and_counted() {
+    let mut node = Node::new();
+    node.connect("r1", "reader");
+    let own = published(&node.advance(5_000)).remove(0);
+    let shared = |out: &[Output]| {
+        out.iter()
+            .filter_map(
+                |o| if let Output::NodeIdShared { incarnation } = o { Some(*incarnation) } else { None },
+            )
+            .collect::<Vec<_>>()
+    };
+    assert!(shared(&node.input(Input::Bus(own.clone()))).is_empty(), "its own run is no other process");
+    let other = |incarnation, seq| BusMessage { incarnation, seq, ..own.clone() };
+    assert_eq!(shared(&node.input(Input::Bus(other(own.incarnation ^ 1, 1)))), [own.incarnation ^ 1]);
+    assert!(shared(&node.input(Input::Bus(other(own.incarnation ^ 1, 2)))).is_empty(), "reported once");
+    assert_eq!(shared(&node.input(Input::Bus(other(own.incarnation ^ 2, 1)))), [own.incarnation ^ 2]);
+    let stats = node.core.stats();
+    assert_eq!(stats.node_id_shared, 3);
+    assert_eq!(stats.online_readers, 1, "another run's messages change nothing here");
 }
 
 #[test]

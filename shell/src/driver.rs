@@ -624,6 +624,11 @@ impl Driver {
                         let _ = tx.send(Command::Input(Input::ReplayAnswered { conn, answer })).await;
                     });
                 }
+                Output::NodeIdShared { incarnation } => tracing::error!(
+                    node = %self.core.node_id(),
+                    other_run = incarnation,
+                    "another process sends on the bus with this NODE_ID: every node of a cluster needs its own"
+                ),
                 Output::LoadAssignments => {
                     let (source, tx) = (self.assignments.clone(), self.tx.clone());
                     tokio::spawn(async move {

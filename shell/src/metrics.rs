@@ -159,7 +159,7 @@ impl Collector for SnapshotFigures {
                 silence.metric_type(),
             )?)?;
         }
-        let counters: [(&str, &str, u64); 19] = [
+        let counters: [(&str, &str, u64); 20] = [
             ("events_accepted", "Reader events accepted by this node", s.events_accepted),
             ("deliveries", "reader-activity messages sent to sockets", s.deliveries),
             ("events_dead_lettered", "Events moved to the dead-letter queue", s.events_dead_lettered),
@@ -181,6 +181,11 @@ impl Collector for SnapshotFigures {
             ("log_gaps", "Log entries skipped when a later one of their origin was read", s.log_gaps),
             ("log_late", "Log entries read after a later one of their origin (a retried append)", s.log_late),
             ("remote_events", "Events received from other nodes", s.remote_events),
+            (
+                "node_id_shared",
+                "Bus messages from another process with this node's NODE_ID (each node needs its own)",
+                s.node_id_shared,
+            ),
             ("replayed_events", "Events sent by resumes and recoveries", s.replayed),
             (
                 "duplicate_events",

@@ -1,7 +1,7 @@
 //! Several `alice-realtime` processes over a redis-server of the test's own, sharing one
 //! PostgreSQL database: cross-node delivery exactly once, presence across nodes, a killed node's
 //! readers and pending events, Redis killed and restarted, Redis paused, Redis out of memory, a
-//! password.
+//! password, two processes sharing one `NODE_ID`.
 
 mod common;
 
@@ -336,4 +336,32 @@ async fn a_silent_bus_is_noticed_and_repaired() {
     assert_eq!(ids(&got), vec![ack["eventId"].as_str().unwrap().to_owned()]);
     drop((a, b));
     db.drop_db().await;
+}
+
+/// A counter of `node`'s `/metrics`, 0 while absent.
+async fn counter(node: &Node, name: &str) -> u64 {
+    let (_, metrics) = http(node.addr, "GET", "/metrics", None).await;
+    let prefix = format!("{name} ");
+    metrics.as_str().unwrap().lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_with_one_node_id_are_told_apart_and_reported() {
+    let Some(redis) = RedisServer::start(None) else { return };
+    let url = redis.url();
+    // Each on its own embedded file: nothing but Redis in common, and the one NODE_ID.
+    let vars = [("REDIS_URL", url.as_str()), ("PRESENCE_TTL_MS", "1500")];
+    let a = Node::start("node-twin", &vars);
+    let b = Node::start("node-twin", &vars);
+    let c = Node::start("node-other", &vars);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while counter(&a, "alice_node_id_shared_total").await == 0
+        || counter(&b, "alice_node_id_shared_total").await == 0
+    {
+        assert!(Instant::now() < deadline, "neither twin noticed the other's heartbeats");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A node with an id of its own heard both twins' heartbeats meanwhile, and reports nothing.
+    assert_eq!(counter(&c, "alice_node_id_shared_total").await, 0);
+    drop((a, b, c));
 }
