@@ -156,6 +156,7 @@ impl ReplayFilter {
 #[derive(Debug)]
 pub(crate) struct PendingResume {
     ack: Option<AckId>,
+    since: Uuid,
     consultant_id: String,
     event_types: Vec<String>,
     held: Vec<Arc<ReaderEvent>>,
@@ -215,7 +216,8 @@ impl Core {
                 self.send_held(conn, held, replay);
             }
             None => {
-                let pending = PendingResume { ack, consultant_id, event_types: event_types.clone(), held };
+                let pending =
+                    PendingResume { ack, since, consultant_id, event_types: event_types.clone(), held };
                 self.resuming.insert(conn, pending);
                 let limit = self.config.resume_max_events + 1;
                 let readers = self.conns.get(&conn).and_then(|c| self.readers_visible_to(&c.principal));
@@ -239,7 +241,7 @@ impl Core {
             return self.on_recovery_answered(conn, stored);
         }
         let Some(pending) = self.resuming.remove(&conn) else { return };
-        let PendingResume { ack, consultant_id, event_types, mut held } = pending;
+        let PendingResume { ack, since, consultant_id, event_types, mut held } = pending;
         let outcome = match answer {
             Some(Some((after, stored))) if stored.len() < self.config.resume_max_events + 1 => {
                 let found = self.stored_then_memory(stored, after);
@@ -249,6 +251,11 @@ impl Core {
                     self.saw_up_to(conn, after);
                 }
                 outcome
+            }
+            // In a cluster the id may be of an event this node has not read yet (its link to
+            // Redis lags): it cannot tell, so the client pages instead.
+            Some(None) if self.config.deployment.reads_back() && self.may_be_unread(since) => {
+                Outcome::NotResumed
             }
             Some(None) => {
                 self.refund(conn, ClientEvent::SubscribeConsultant);
@@ -279,7 +286,7 @@ impl Core {
     /// Ends a socket's pending resume without a replay (a newer command of its own superseded
     /// it, or too many live deliveries waited behind it).
     pub(crate) fn give_up_resume(&mut self, conn: ConnId) {
-        let Some(PendingResume { ack, consultant_id, event_types, held }) = self.resuming.remove(&conn)
+        let Some(PendingResume { ack, consultant_id, event_types, held, .. }) = self.resuming.remove(&conn)
         else {
             return;
         };
@@ -307,6 +314,15 @@ impl Core {
             }
         }
         Outcome::Replayed(replay)
+    }
+
+    /// Whether the event `id` names could lie beyond what this node has read of the log: its
+    /// id's time (the accepting node's clock) is less than [`UNREAD_WITHIN_MS`] before the
+    /// position of the newest event this node shows (Redis' clock).
+    fn may_be_unread(&self, id: Uuid) -> bool {
+        let mut ms = [0u8; 8];
+        ms[2..].copy_from_slice(&id.as_bytes()[..6]);
+        u64::from_be_bytes(ms).saturating_add(UNREAD_WITHIN_MS) > self.frontier().ms
     }
 
     /// Subscribes the socket and answers with `resumed` and `replayed`; returns the replay.
@@ -358,6 +374,11 @@ impl Core {
         }
     }
 }
+
+/// How far apart an event's id time and its log position may lie (the clocks of the node that
+/// accepted it and of Redis), as the store's time ranges also assume: an unknown id older than
+/// the newest shown position by more than this was never issued.
+const UNREAD_WITHIN_MS: u64 = 3_600_000;
 
 fn unknown_id() -> CommandError {
     CommandError::invalid("since must be the id of an event this server delivered")

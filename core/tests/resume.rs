@@ -309,3 +309,36 @@ fn a_new_staff_sockets_deliveries_wait_for_its_first_command_so_a_resume_keeps_t
     assert!(activity_ids(&node.advance(499), c3).is_empty());
     assert_eq!(activity_ids(&node.advance(1), c3).len(), 1, "after 500 ms at most");
 }
+
+#[test]
+fn in_a_cluster_an_id_not_read_yet_subscribes_without_a_replay_and_an_old_unknown_one_is_invalid() {
+    let mut node = cluster_by_hand("node-a", 7);
+    let c = node.connect("c1", "consultant");
+    // An id of 2024-06 that neither memory nor the store knows, while this node has shown nothing
+    // later: another node may have issued it and this one not read it yet.
+    let recent = "01900000-0000-7000-8000-000000000001";
+    ask(&mut node, c, json!({"consultantId": "c1", "since": recent}));
+    let out = node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
+    let ack = ack_of(&out);
+    assert_eq!(
+        (ack["ok"].clone(), ack["resumed"].clone(), ack["replayed"].clone()),
+        (json!(true), json!(false), json!(0))
+    );
+
+    // Once this node has shown an event placed two hours after that id's time, the id would
+    // have been read: never issued.
+    let id_ms = 0x0190_0000_0000u64;
+    let mut shown = (*single_node_event()).clone();
+    shown.position = LogPosition { ms: id_ms + 2 * 3_600_000, seq: 0 };
+    node.input(Input::HistoryLoaded { events: vec![Arc::new(shown)], complete: false });
+    ask(&mut node, c, json!({"consultantId": "c1", "since": recent}));
+    let out = node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
+    assert_eq!(ack_of(&out)["error"]["code"], "INVALID_PAYLOAD");
+}
+
+/// An event as a single node's log placed it.
+fn single_node_event() -> Arc<ReaderEvent> {
+    let mut node = Node::new();
+    let r = node.connect("r1", "reader");
+    placed(&mut node, r, "A")
+}
