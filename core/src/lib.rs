@@ -75,7 +75,7 @@ pub use consumer::ConsumerCommand;
 pub use error::{CommandError, ConnectRefusal, ErrorCode};
 pub use event::{ReaderEvent, ReadingPosition, SentFrom};
 pub use log::{AppendId, LogEntry};
-pub use position::LogPosition;
+pub use position::{LogPosition, PLACED_WITHIN_MS};
 pub use principal::{Principal, Role};
 pub use protocol::HistoryQuery;
 pub use queue::{BatchId, StoreFailure};

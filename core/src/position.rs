@@ -12,6 +12,11 @@ use std::str::FromStr;
 
 use crate::time::Millis;
 
+/// How far an event's position may lie from its id's and timestamp's time (the clocks of the
+/// node that accepted it and of Redis): the store widens time ranges over positions by this, and
+/// a resume takes an unknown id this much older than what a node shows as never issued.
+pub const PLACED_WITHIN_MS: u64 = 3_600_000;
+
 /// A position in the log: milliseconds, then a sequence within them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LogPosition {

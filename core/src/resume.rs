@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use crate::error::CommandError;
 use crate::event::ReaderEvent;
-use crate::position::LogPosition;
+use crate::history::position_by_time;
+use crate::position::{LogPosition, PLACED_WITHIN_MS};
 use crate::protocol::ClientEvent;
 use crate::{AckId, ConnId, Core, Output};
 
@@ -317,12 +318,10 @@ impl Core {
     }
 
     /// Whether the event `id` names could lie beyond what this node has read of the log: its
-    /// id's time (the accepting node's clock) is less than [`UNREAD_WITHIN_MS`] before the
+    /// id's time (the accepting node's clock) is less than [`PLACED_WITHIN_MS`] before the
     /// position of the newest event this node shows (Redis' clock).
     fn may_be_unread(&self, id: Uuid) -> bool {
-        let mut ms = [0u8; 8];
-        ms[2..].copy_from_slice(&id.as_bytes()[..6]);
-        u64::from_be_bytes(ms).saturating_add(UNREAD_WITHIN_MS) > self.frontier().ms
+        position_by_time(id).ms.saturating_add(PLACED_WITHIN_MS) > self.frontier().ms
     }
 
     /// Subscribes the socket and answers with `resumed` and `replayed`; returns the replay.
@@ -374,11 +373,6 @@ impl Core {
         }
     }
 }
-
-/// How far apart an event's id time and its log position may lie (the clocks of the node that
-/// accepted it and of Redis), as the store's time ranges also assume: an unknown id older than
-/// the newest shown position by more than this was never issued.
-const UNREAD_WITHIN_MS: u64 = 3_600_000;
 
 fn unknown_id() -> CommandError {
     CommandError::invalid("since must be the id of an event this server delivered")

@@ -329,7 +329,7 @@ fn in_a_cluster_an_id_not_read_yet_subscribes_without_a_replay_and_an_old_unknow
     // have been read: never issued.
     let id_ms = 0x0190_0000_0000u64;
     let mut shown = (*single_node_event()).clone();
-    shown.position = LogPosition { ms: id_ms + 2 * 3_600_000, seq: 0 };
+    shown.position = LogPosition { ms: id_ms + 2 * alice_core::PLACED_WITHIN_MS, seq: 0 };
     node.input(Input::HistoryLoaded { events: vec![Arc::new(shown)], complete: false });
     ask(&mut node, c, json!({"consultantId": "c1", "since": recent}));
     let out = node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });

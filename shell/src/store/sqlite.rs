@@ -112,10 +112,6 @@ CREATE INDEX IF NOT EXISTS idx_rte_user_position ON real_time_events (user_id, l
 CREATE INDEX IF NOT EXISTS idx_rte_type_position ON real_time_events (event_type, log_ms, log_seq);
 ";
 
-/// How far an event's position may be placed from its timestamp (the clocks of the accepting
-/// node and of Redis): a time range over timestamps scans positions this much wider.
-const PLACED_WITHIN_MS: i64 = 3_600_000;
-
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -507,7 +503,7 @@ impl EventStore for SqliteStore {
              FROM real_time_events WHERE log_ms >= ? AND timestamp >= ?
              GROUP BY hour, event_type ORDER BY hour DESC, event_type ASC",
         )
-        .bind(since.0 as i64 - PLACED_WITHIN_MS)
+        .bind(since.0.saturating_sub(alice_core::PLACED_WITHIN_MS) as i64)
         .bind(since.0 as i64)
         .fetch_all(&self.pool)
         .await
