@@ -134,6 +134,16 @@ test("across two nodes: drop off one, resume on the other, while both take event
   cleanups.push(() => b.stop());
   const readers = [await as(a, "rs-r4", "reader"), await as(b, "rs-r5", "reader")];
   await dropAndResume({ first: a, second: b, watchOn: a, readers, type: "RS4", who: "rs-c4" });
+
+  // An id node A accepted a moment ago resumes on node B at once, whether or not B has read it
+  // yet: B first reads the log to its end.
+  for (let i = 0; i < 5; i++) {
+    const issued = (await readers[0].emitWithAck("reader-event", { eventType: "RS4" })).eventId;
+    const onB = await as(b, "rs-c4b", "consultant");
+    const fresh = await onB.emitWithAck("subscribe-consultant", { consultantId: "rs-c4b", since: issued });
+    assert.deepEqual([fresh.ok, fresh.resumed, fresh.replayed], [true, true, 0], JSON.stringify(fresh));
+    onB.close();
+  }
 });
 
 test("every reader-activity, live or replayed, ends with its position in the log as a string", async () => {

@@ -46,6 +46,7 @@ impl Core {
         stream: Stream,
         position: Option<String>,
         entries: Vec<(String, Vec<u8>)>,
+        at_end: bool,
     ) {
         let heard = !entries.is_empty();
         let pace = if stream == Stream::Log { self.log_read_pace(now, entries.len()) } else { 0 };
@@ -68,6 +69,7 @@ impl Core {
                 self.log.open();
                 self.pump_log(now);
             }
+            Stream::Log if at_end => self.read_log_to_end(self.log_reader.issued()),
             Stream::Log => {}
             Stream::Bus => {
                 let silent = self.bus_heard.is_some_and(|at| now.since(at) > self.config.presence_ttl_ms);

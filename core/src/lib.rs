@@ -82,7 +82,7 @@ pub use queue::{BatchId, StoreFailure};
 pub use readers::{ReadFrom, Stream};
 pub use recovery::{Recovery, SavedSession};
 pub use replies::Payload;
-pub use resume::{ReplayFilter, ReplayFrom, ReplayRule};
+pub use resume::{ReplayFilter, ReplayFrom, ReplayRule, LOG_END_WAIT_MS};
 pub use scope::{AssignmentTable, ConsultantScope};
 pub use time::{Millis, Now};
 
@@ -142,7 +142,9 @@ pub enum Input {
     AppendFailed { append: AppendId },
     /// The answer to [`Output::Read`]: the entries read (each its stream id and its `m` field,
     /// in order), and the id of the last one (or where reading starts, for [`ReadFrom::Opening`]).
-    Read { stream: Stream, position: Option<String>, entries: Vec<(String, Vec<u8>)> },
+    /// `at_end` when the read took every entry the stream held as it ran (fewer than it could
+    /// take): this node has then read the stream as it stood when the read was asked for.
+    Read { stream: Stream, position: Option<String>, entries: Vec<(String, Vec<u8>)>, at_end: bool },
     /// An [`Output::Read`] failed; the core tries again after a backoff.
     ReadFailed { stream: Stream },
     /// Redis holds the bus messages of the last [`Output::Broadcast`].
@@ -608,7 +610,9 @@ impl Core {
             Input::Bus(msg) => self.on_bus(now, msg),
             Input::Appended { append, repeats } => self.on_appended(now, append, &repeats),
             Input::AppendFailed { append } => self.on_append_failed(now, append),
-            Input::Read { stream, position, entries } => self.on_read(now, stream, position, entries),
+            Input::Read { stream, position, entries, at_end } => {
+                self.on_read(now, stream, position, entries, at_end)
+            }
             Input::ReadFailed { stream } => self.on_read_failed(now, stream),
             Input::Consumed { entries } => self.on_consumed(now, entries),
             Input::Broadcasted => {
@@ -651,6 +655,7 @@ impl Core {
         match timer {
             Timer::TokenExpiry(conn) => self.expire_token(conn),
             Timer::FirstCommand(conn) => self.release_first(conn),
+            Timer::LogEnd(conn) => self.stop_waiting_for_log_end(conn),
             Timer::StoreDue => self.pump_store(now),
             Timer::AppendRetry => self.pump_log(now),
             Timer::ReadRetry(_) => self.pump_reads(now),

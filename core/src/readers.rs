@@ -50,6 +50,8 @@ pub struct Reader {
     retry_at: Option<Millis>,
     /// The next read goes over a new connection (after a failure, or to repair a silent bus).
     fresh: bool,
+    /// Reads asked for so far; the one out (or the last one back) is number `issued`.
+    issued: u64,
 }
 
 impl Reader {
@@ -62,6 +64,7 @@ impl Reader {
             failures: 0,
             retry_at: None,
             fresh: false,
+            issued: 0,
         }
     }
 
@@ -83,6 +86,7 @@ impl Reader {
         }
         self.retry_at = None;
         self.reading = true;
+        self.issued += 1;
         let from = match &self.after {
             Some(after) => ReadFrom::After(after.clone()),
             None => ReadFrom::Opening { stored: self.stored.clone() },
@@ -108,6 +112,11 @@ impl Reader {
         let delay = crate::backoff::delay(RETRY_BASE_MS, RETRY_MAX_MS, self.failures, &mut self.rng);
         self.retry_at = Some(now.plus(delay));
         self.fresh = true;
+    }
+
+    /// How many reads were asked for: the one out, or the last one back, is this number.
+    pub fn issued(&self) -> u64 {
+        self.issued
     }
 
     /// The next read goes over a new connection.

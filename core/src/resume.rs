@@ -5,6 +5,14 @@
 //! back far enough, else from the store; while the store answers, the socket's live deliveries
 //! wait behind the replay, so that it still sees one order. All or nothing above
 //! `resume_max_events`: the reply then says `resumed: false` and the client pages instead.
+//!
+//! A cluster node may not have read yet the event a `since` names (another node accepted it and
+//! this node's reading of the log lags). When neither memory nor the store knows the id, the
+//! resume waits until this node has read the log to its end as it stood after the question
+//! (a read asked for later that took every entry there was), then asks memory again: an id still
+//! unknown, while memory holds every event since before the earliest place the log could have
+//! given it, was never issued. If the log cannot be read to its end in time (Redis out of reach),
+//! or memory does not reach back that far, the node cannot tell, and the client pages.
 
 use std::sync::Arc;
 use uuid::Uuid;
@@ -14,12 +22,17 @@ use crate::event::ReaderEvent;
 use crate::history::position_by_time;
 use crate::position::{LogPosition, PLACED_WITHIN_MS};
 use crate::protocol::ClientEvent;
+use crate::timers::Timer;
 use crate::{AckId, ConnId, Core, Output};
 
 /// How long a new staff socket's deliveries wait for its first command. A dashboard subscribes
 /// right after it connects; if that is a resume, what came meanwhile (support events, by rule 2)
 /// goes into the replay at its place in the log instead of ahead of older events.
 pub const FIRST_COMMAND_WAIT_MS: u64 = 500;
+
+/// How long a resume waits for this node to read the log to its end (a read of the log blocks
+/// for up to a second when there is nothing new).
+pub const LOG_END_WAIT_MS: u64 = 3_000;
 
 /// Earlier subscriptions a socket's record keeps; past that it loses track (see [`Sent`]).
 const MAX_PAST_SUBSCRIPTIONS: usize = 16;
@@ -161,6 +174,9 @@ pub(crate) struct PendingResume {
     consultant_id: String,
     event_types: Vec<String>,
     held: Vec<Arc<ReaderEvent>>,
+    /// Neither memory nor the store knew `since`: the resume waits for a read of the log
+    /// numbered above this one that reaches the log's end.
+    log_end_after: Option<u64>,
 }
 
 impl PendingResume {
@@ -196,7 +212,7 @@ impl Core {
         self.give_up_resume(conn);
         // Deliveries that waited for this socket's first command: sent with the replay, in order.
         let held = self.first.remove(&conn).unwrap_or_default();
-        self.timers.cancel(crate::timers::Timer::FirstCommand(conn));
+        self.timers.cancel(Timer::FirstCommand(conn));
         let after = self.history.position_if_held(since);
         if after.is_none() && !self.config.deployment.reads_back() && self.history.is_complete() {
             // Memory holds every event this node's log ever had: the id was never issued.
@@ -205,20 +221,16 @@ impl Core {
             return self.send_held(conn, held, Vec::new());
         }
         match after.filter(|p| self.history.reaches_back_to(*p)) {
-            Some(after) => {
-                let found = self.history.after(after).cloned().collect();
-                let outcome = self.replay_of(conn, &event_types, found);
-                let resumed = matches!(outcome, Outcome::Replayed(_));
-                let replay = self.finish_resume(conn, ack, consultant_id, event_types, outcome);
-                if resumed {
-                    self.saw_up_to(conn, after);
-                }
-                let held = held.into_iter().filter(|e| !resumed || e.position > after).collect();
-                self.send_held(conn, held, replay);
-            }
+            Some(after) => self.resume_from_memory(conn, ack, consultant_id, event_types, after, held),
             None => {
-                let pending =
-                    PendingResume { ack, since, consultant_id, event_types: event_types.clone(), held };
+                let pending = PendingResume {
+                    ack,
+                    since,
+                    consultant_id,
+                    event_types: event_types.clone(),
+                    held,
+                    log_end_after: None,
+                };
                 self.resuming.insert(conn, pending);
                 let limit = self.config.resume_max_events + 1;
                 let readers = self.conns.get(&conn).and_then(|c| self.readers_visible_to(&c.principal));
@@ -228,6 +240,27 @@ impl Core {
                 self.outputs.push_back(Output::QueryReplay { conn, from, filter, limit });
             }
         }
+    }
+
+    /// Replays from memory, which holds every event after `after`, then what was `held`.
+    fn resume_from_memory(
+        &mut self,
+        conn: ConnId,
+        ack: Option<AckId>,
+        consultant_id: String,
+        event_types: Vec<String>,
+        after: LogPosition,
+        held: Vec<Arc<ReaderEvent>>,
+    ) {
+        let found = self.history.after(after).cloned().collect();
+        let outcome = self.replay_of(conn, &event_types, found);
+        let resumed = matches!(outcome, Outcome::Replayed(_));
+        let replay = self.finish_resume(conn, ack, consultant_id, event_types, outcome);
+        if resumed {
+            self.saw_up_to(conn, after);
+        }
+        let held = held.into_iter().filter(|e| !resumed || e.position > after).collect();
+        self.send_held(conn, held, replay);
     }
 
     /// The store's answer to [`Output::QueryReplay`]: the position of `since` and the events
@@ -242,7 +275,13 @@ impl Core {
             return self.on_recovery_answered(conn, stored);
         }
         let Some(pending) = self.resuming.remove(&conn) else { return };
-        let PendingResume { ack, since, consultant_id, event_types, mut held } = pending;
+        if matches!(answer, Some(None))
+            && self.config.deployment.reads_back()
+            && self.may_be_unread(pending.since)
+        {
+            return self.wait_for_log_end(conn, pending);
+        }
+        let PendingResume { ack, consultant_id, event_types, mut held, .. } = pending;
         let outcome = match answer {
             Some(Some((after, stored))) if stored.len() < self.config.resume_max_events + 1 => {
                 let found = self.stored_then_memory(stored, after);
@@ -253,21 +292,63 @@ impl Core {
                 }
                 outcome
             }
-            // In a cluster the id may be of an event this node has not read yet (its link to
-            // Redis lags): it cannot tell, so the client pages instead.
-            Some(None) if self.config.deployment.reads_back() && self.may_be_unread(since) => {
-                Outcome::NotResumed
-            }
-            Some(None) => {
-                self.refund(conn, ClientEvent::SubscribeConsultant);
-                self.refuse(conn, ack, Some(ClientEvent::SubscribeConsultant.name()), unknown_id());
-                self.send_held(conn, held, Vec::new());
-                return;
-            }
+            Some(None) => return self.refuse_unknown(conn, ack, held),
             Some(Some(_)) | None => Outcome::NotResumed,
         };
         let replay = self.finish_resume(conn, ack, consultant_id, event_types, outcome);
         self.send_held(conn, held, replay);
+    }
+
+    /// Neither memory nor the store knows `since`, which this cluster node may not have read
+    /// yet: the resume waits for the next read of the log that reaches its end (see the module's
+    /// notes), or for [`LOG_END_WAIT_MS`].
+    fn wait_for_log_end(&mut self, conn: ConnId, mut pending: PendingResume) {
+        pending.log_end_after = Some(self.log_reader.issued());
+        self.resuming.insert(conn, pending);
+        self.timers.set(Timer::LogEnd(conn), self.now.plus(LOG_END_WAIT_MS));
+    }
+
+    /// This node's read of the log numbered `read` took every entry there was: each resume
+    /// waiting for a read asked for after it was goes on.
+    pub(crate) fn read_log_to_end(&mut self, read: u64) {
+        let due: Vec<ConnId> = (self.resuming.iter())
+            .filter(|(_, p)| p.log_end_after.is_some_and(|asked| asked < read))
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in due {
+            let Some(pending) = self.resuming.remove(&conn) else { continue };
+            self.timers.cancel(Timer::LogEnd(conn));
+            let PendingResume { ack, since, consultant_id, event_types, held, .. } = pending;
+            match self.history.position_if_held(since) {
+                Some(after) => self.resume_from_memory(conn, ack, consultant_id, event_types, after, held),
+                // Memory holds every event from before the earliest place the log could have
+                // given that id. (Not "every event ever" alone: a node that joined a cluster late
+                // never had what Redis trimmed before, though its file was complete.)
+                None if self.history.oldest().is_some_and(|oldest| oldest <= earliest_place(since)) => {
+                    self.refuse_unknown(conn, ack, held)
+                }
+                None => {
+                    let replay =
+                        self.finish_resume(conn, ack, consultant_id, event_types, Outcome::NotResumed);
+                    self.send_held(conn, held, replay);
+                }
+            }
+        }
+    }
+
+    /// A resume waited [`LOG_END_WAIT_MS`] for the log's end (Redis out of reach, or a reading
+    /// far behind): this node cannot tell whether its `since` was issued, and the client pages.
+    pub(crate) fn stop_waiting_for_log_end(&mut self, conn: ConnId) {
+        if self.resuming.get(&conn).is_some_and(|p| p.log_end_after.is_some()) {
+            self.give_up_resume(conn);
+        }
+    }
+
+    /// `INVALID_PAYLOAD` for a `since` this server never issued; what was held goes out.
+    fn refuse_unknown(&mut self, conn: ConnId, ack: Option<AckId>, held: Vec<Arc<ReaderEvent>>) {
+        self.refund(conn, ClientEvent::SubscribeConsultant);
+        self.refuse(conn, ack, Some(ClientEvent::SubscribeConsultant.name()), unknown_id());
+        self.send_held(conn, held, Vec::new());
     }
 
     /// The store's events up to where memory begins, then memory's after `after`: the store may
@@ -291,6 +372,7 @@ impl Core {
         else {
             return;
         };
+        self.timers.cancel(Timer::LogEnd(conn));
         self.finish_resume(conn, ack, consultant_id, event_types, Outcome::NotResumed);
         self.send_held(conn, held, Vec::new());
     }
@@ -355,7 +437,7 @@ impl Core {
     /// Lets out what waited for a new staff socket's first command.
     pub(crate) fn release_first(&mut self, conn: ConnId) {
         if let Some(held) = self.first.remove(&conn) {
-            self.timers.cancel(crate::timers::Timer::FirstCommand(conn));
+            self.timers.cancel(Timer::FirstCommand(conn));
             self.send_held(conn, held, Vec::new());
         }
     }
@@ -372,6 +454,13 @@ impl Core {
             self.outputs.push_back(Output::Replay { conn, events });
         }
     }
+}
+
+/// The earliest place in the log an event with this id could have: its id's time, less the
+/// bound on how far the accepting node's clock may run ahead of Redis'.
+fn earliest_place(id: Uuid) -> LogPosition {
+    let time = position_by_time(id).ms;
+    LogPosition::at(crate::time::Millis(time.saturating_sub(PLACED_WITHIN_MS)))
 }
 
 fn unknown_id() -> CommandError {

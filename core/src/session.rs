@@ -137,6 +137,7 @@ impl Core {
         self.seen_up_to.remove(&conn);
         self.first.remove(&conn);
         self.timers.cancel(Timer::FirstCommand(conn));
+        self.timers.cancel(Timer::LogEnd(conn));
         let user = &c.principal.user_id;
         self.routing.remove_socket(conn, user);
         for room in &c.rooms {

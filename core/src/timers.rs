@@ -12,6 +12,8 @@ pub enum Timer {
     TokenExpiry(ConnId),
     /// A new staff socket sent no command in time: what waited for it goes out.
     FirstCommand(ConnId),
+    /// A resume waited this long for this node to read the log to its end, and waits no longer.
+    LogEnd(ConnId),
     /// A store batch is due: a retry, or a batch that has lingered for more events.
     StoreDue,
     /// A failed append to the log has waited out its backoff.

@@ -55,6 +55,7 @@ fn entries_read_from_the_log_carry_their_stream_ids_as_positions() {
         stream: alice_core::Stream::Log,
         position: Some("1767225600123-4".into()),
         entries: vec![("1767225600123-4".into(), entries[0].to_message().encode())],
+        at_end: true,
     };
     node.input(read);
     let c = node.connect("c1", "consultant");

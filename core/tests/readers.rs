@@ -33,7 +33,7 @@ fn cluster() -> (Node, Vec<Output>) {
 fn read(stream: Stream, position: &str, entries: Vec<Vec<u8>>) -> Input {
     let ms = position.split('-').next().unwrap();
     let entries = entries.into_iter().enumerate().map(|(i, bytes)| (format!("{ms}-{i}"), bytes)).collect();
-    Input::Read { stream, position: Some(position.into()), entries }
+    Input::Read { stream, position: Some(position.into()), entries, at_end: true }
 }
 
 #[test]

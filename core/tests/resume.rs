@@ -310,24 +310,108 @@ fn a_new_staff_sockets_deliveries_wait_for_its_first_command_so_a_resume_keeps_t
     assert_eq!(activity_ids(&node.advance(1), c3).len(), 1, "after 500 ms at most");
 }
 
+/// Entries `node-b` appended to the cluster's log, which the test confirms one by one.
+fn entries_of_another_node(n: usize) -> Vec<Arc<alice_core::LogEntry>> {
+    let mut other = cluster_by_hand("node-b", 8);
+    let r = other.connect("r1", "reader");
+    (0..n)
+        .map(|_| {
+            let out = other.send(r, "reader-event", json!({"eventType": "A"}));
+            let (append, entries) = appends(&out).remove(0);
+            other.input(Input::Appended { append, repeats: Vec::new() });
+            entries[0].clone()
+        })
+        .collect()
+}
+
+/// A read of the log: these entries (each at the stream id of its time and sequence number), and
+/// whether it took every entry there was.
+fn log_read(entries: &[Arc<alice_core::LogEntry>], at_end: bool) -> Input {
+    let entries: Vec<_> = (entries.iter())
+        .map(|e| (format!("{}-{}", e.event.timestamp.0, e.seq), e.to_message().encode()))
+        .collect();
+    let position = entries.last().map(|(id, _)| id.clone());
+    Input::Read { stream: alice_core::Stream::Log, position, entries, at_end }
+}
+
 #[test]
-fn in_a_cluster_an_id_not_read_yet_subscribes_without_a_replay_and_an_old_unknown_one_is_invalid() {
+fn in_a_cluster_an_unknown_id_waits_until_the_log_is_read_to_its_end_then_resumes_or_is_invalid() {
+    let entries = entries_of_another_node(2);
+    let mut node = cluster_by_hand("node-a", 7);
+    // This node's memory reaches back two hours before them.
+    let mut old = (*single_node_event()).clone();
+    old.position =
+        LogPosition { ms: entries[0].event.timestamp.0 - 2 * alice_core::PLACED_WITHIN_MS, seq: 0 };
+    node.input(Input::HistoryLoaded { events: vec![Arc::new(old)], complete: false });
+    let c = node.connect("c1", "consultant");
+    // The dashboard saw the first entry on node-b; node-a has not read it yet.
+    ask(&mut node, c, json!({"consultantId": "c1", "since": entries[0].event.id.to_string()}));
+    let out = node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
+    assert!(!out.iter().any(|o| matches!(o, Output::Ack { .. })), "it waits: {out:?}");
+    // The read that was out when the question came cannot settle it, even at the log's end.
+    let out = node.input(log_read(&[], true));
+    assert!(!out.iter().any(|o| matches!(o, Output::Ack { .. })), "a read asked before: {out:?}");
+    // Nor a read after it that did not reach the end.
+    let out = node.input(log_read(&entries[..1], false));
+    assert!(!out.iter().any(|o| matches!(o, Output::Ack { .. })), "not at the end: {out:?}");
+    let out = node.input(log_read(&entries[1..], true));
+    let ack = ack_of(&out);
+    assert_eq!(
+        (ack["ok"].clone(), ack["resumed"].clone(), ack["replayed"].clone()),
+        (json!(true), json!(true), json!(1))
+    );
+    assert_eq!(activity_ids(&out, c), [entries[1].event.id.to_string()], "what came after it, once");
+
+    // An id as recent that no node issued: once the log is read to its end, memory, which holds
+    // every event since well before that id's time, does not know it.
+    let mut never = entries[1].event.id.into_bytes();
+    never[15] ^= 0xff;
+    let never = uuid::Uuid::from_bytes(never).to_string();
+    ask(&mut node, c, json!({"consultantId": "c1", "since": never}));
+    node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
+    node.input(log_read(&[], true));
+    let out = node.input(log_read(&[], true));
+    assert_eq!(ack_of(&out)["error"]["code"], "INVALID_PAYLOAD");
+}
+
+#[test]
+fn in_a_cluster_a_node_that_cannot_tell_subscribes_without_a_replay() {
     let mut node = cluster_by_hand("node-a", 7);
     let c = node.connect("c1", "consultant");
-    // An id of 2024-06 that neither memory nor the store knows, while this node has shown nothing
-    // later: another node may have issued it and this one not read it yet.
     let recent = "01900000-0000-7000-8000-000000000001";
+    let id_ms = 0x0190_0000_0000u64;
+
+    // The log cannot be read to its end (Redis out of reach): after the wait, no replay.
     ask(&mut node, c, json!({"consultantId": "c1", "since": recent}));
-    let out = node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
-    let ack = ack_of(&out);
+    node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
+    node.input(Input::ReadFailed { stream: alice_core::Stream::Log });
+    assert!(!node.advance(alice_core::LOG_END_WAIT_MS - 1).iter().any(|o| matches!(o, Output::Ack { .. })));
+    let ack = ack_of(&node.advance(1));
     assert_eq!(
         (ack["ok"].clone(), ack["resumed"].clone(), ack["replayed"].clone()),
         (json!(true), json!(false), json!(0))
     );
 
+    // Memory that does not reach back to where the log could have placed the id cannot tell
+    // either, even with the log read to its end: so a node that joined late (its memory holds
+    // every event it ever read, not what Redis trimmed before) ...
+    ask(&mut node, c, json!({"consultantId": "c1", "since": recent}));
+    node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
+    node.input(log_read(&[], true));
+    let ack = ack_of(&node.input(log_read(&[], true)));
+    assert_eq!((ack["ok"].clone(), ack["resumed"].clone()), (json!(true), json!(false)));
+    // ... and one whose memory begins after that place.
+    let mut shown = (*single_node_event()).clone();
+    shown.position = LogPosition { ms: id_ms + 10_000, seq: 0 };
+    node.input(Input::HistoryLoaded { events: vec![Arc::new(shown)], complete: false });
+    ask(&mut node, c, json!({"consultantId": "c1", "since": recent}));
+    node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
+    node.input(log_read(&[], true));
+    let ack = ack_of(&node.input(log_read(&[], true)));
+    assert_eq!((ack["ok"].clone(), ack["resumed"].clone()), (json!(true), json!(false)));
+
     // Once this node has shown an event placed two hours after that id's time, the id would
-    // have been read: never issued.
-    let id_ms = 0x0190_0000_0000u64;
+    // have been read: never issued, at once.
     let mut shown = (*single_node_event()).clone();
     shown.position = LogPosition { ms: id_ms + 2 * alice_core::PLACED_WITHIN_MS, seq: 0 };
     node.input(Input::HistoryLoaded { events: vec![Arc::new(shown)], complete: false });

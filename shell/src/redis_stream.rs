@@ -73,7 +73,7 @@ async fn run(
             conn = None;
         }
         let input = match read(&link, &mut conn, key, group.as_deref(), from).await {
-            Ok((position, entries)) => {
+            Ok(Read { position, entries, at_end }) => {
                 if stream == Stream::Bus {
                     // What Redis' health is, for /health: the bus is read all the time.
                     link.health.set_up(true);
@@ -81,7 +81,7 @@ async fn run(
                         link.health.bus_last_read_ms.set(clock.wall().0);
                     }
                 }
-                Input::Read { stream, position, entries }
+                Input::Read { stream, position, entries, at_end }
             }
             Err(e) => {
                 tracing::warn!(error = %e, stream = key, "stream read failed");
@@ -100,6 +100,13 @@ async fn run(
     }
 }
 
+/// What one read found (see [`Input::Read`]).
+struct Read {
+    position: Option<String>,
+    entries: Vec<(String, Vec<u8>)>,
+    at_end: bool,
+}
+
 /// One read: where reading opens, or the entries after an id (waiting up to a second).
 async fn read(
     link: &RedisLink,
@@ -107,26 +114,31 @@ async fn read(
     key: &str,
     group: Option<&str>,
     from: ReadFrom,
-) -> redis::RedisResult<(Option<String>, Vec<(String, Vec<u8>)>)> {
+) -> redis::RedisResult<Read> {
     if conn.is_none() {
         let timeout = Duration::from_millis(READ_BLOCK_MS as u64) + Duration::from_secs(2);
         *conn = Some(link.connect(timeout).await?);
     }
-    let Some(c) = conn.as_mut() else { return Ok((None, Vec::new())) };
+    let Some(c) = conn.as_mut() else {
+        return Ok(Read { position: None, entries: Vec::new(), at_end: false });
+    };
     match from {
         ReadFrom::Opening { stored } => {
-            Ok((Some(opening(c, key, group, stored.as_deref()).await?), Vec::new()))
+            let position = Some(opening(c, key, group, stored.as_deref()).await?);
+            Ok(Read { position, entries: Vec::new(), at_end: false })
         }
         ReadFrom::After(after) => {
             let options = StreamReadOptions::default().block(READ_BLOCK_MS).count(READ_COUNT);
             let reply: Option<StreamReadReply> = c.xread_options(&[key], &[after.as_str()], &options).await?;
             let ids: Vec<_> = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).collect();
+            // Fewer than the count: Redis gave every entry the stream held after `after`.
+            let at_end = ids.len() < READ_COUNT;
             let position = ids.last().map(|entry| entry.id.clone());
             let entries = ids
                 .into_iter()
                 .filter_map(|entry| entry.get::<Vec<u8>>("m").map(|bytes| (entry.id, bytes)))
                 .collect();
-            Ok((position, entries))
+            Ok(Read { position, entries, at_end })
         }
     }
 }

@@ -172,7 +172,12 @@ pub fn cluster_by_hand(name: &str, seed: u64) -> Node {
 /// What a cluster node's log reader reports when it learned where the log ends (empty here):
 /// the node reads from there, and its appends may go out.
 pub fn log_opened() -> Input {
-    Input::Read { stream: alice_core::Stream::Log, position: Some("0-0".into()), entries: Vec::new() }
+    Input::Read {
+        stream: alice_core::Stream::Log,
+        position: Some("0-0".into()),
+        entries: Vec::new(),
+        at_end: false,
+    }
 }
 
 /// Store batches asked for, with their events.
