@@ -182,6 +182,31 @@ async fn an_outbox_drains_while_appends_go_on_on_one_thread() {
     assert_eq!(store.log_end().await.unwrap(), LogPosition { ms: base + 999, seq: 0 });
 }
 
+/// Another process holding the file's write lock (`sqlite3` opened on it by hand) makes a small
+/// append fail at once, to be retried after a backoff, instead of waiting on the runtime's
+/// thread, where every socket would wait with it; a large append, on a blocking thread, waits.
+#[tokio::test]
+async fn another_writer_fails_a_small_append_at_once_and_a_large_one_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(None, dir.path()).await.unwrap();
+    let base = 1_767_225_600_000;
+    let event = |n: u64| common::positions::placed(base + n, LogPosition { ms: base + n, seq: 0 }, "r1");
+    let other = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    // Waiting for the lock, it would have succeeded a second later.
+    assert!(store.insert(&[event(0)]).await.is_err(), "a small append does not wait");
+    let many: Vec<_> = (1..=100).map(event).collect();
+    store.insert(&many).await.expect("a large append waits for the lock");
+    release.join().unwrap();
+    store.insert(&[event(0)]).await.expect("the retry, once the lock is free");
+    let (stored, _) = store.newest(200).await.unwrap();
+    assert_eq!(stored.len(), 101);
+}
+
 #[tokio::test]
 async fn the_write_ahead_log_stays_small_under_a_stream_of_small_commits() {
     let dir = tempfile::tempdir().unwrap();

@@ -121,7 +121,7 @@ pub struct SqliteStore {
     /// lock, which matters because small commits run on the asking task ([`INLINE_ROWS`]): a
     /// commit that waited for a lock held across an await elsewhere would hold up a worker of
     /// the runtime. (Another process writing the file, such as `sqlite3` opened on it by hand,
-    /// can still make it wait, for up to the busy timeout.)
+    /// makes a small commit fail at once rather than wait: see [`open_writer`].)
     writer: Arc<tokio::sync::Mutex<Writer>>,
     /// Sessions saved since expired ones were last deleted.
     sessions_saved: Arc<std::sync::atomic::AtomicU32>,
@@ -540,11 +540,19 @@ fn failed(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// How long a commit on a blocking thread waits for SQLite's write lock when another process
+/// holds it (this node is the file's only writer otherwise).
+const BUSY_WAIT: Duration = Duration::from_secs(5);
+
 /// Opens the appending connection on `file`, which the setup has made a WAL file. Its commits are
 /// in the operating system's hands when they return (synchronous=NORMAL, as for the pool).
+/// It does not wait for the write lock: a commit on the runtime's thread that found another
+/// process writing the file (`sqlite3` opened on it by hand) would hold up every socket while
+/// it waited, so it fails at once instead and is retried after a backoff. Commits on a blocking
+/// thread wait up to [`BUSY_WAIT`].
 fn open_writer(file: &Path) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(file)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_timeout(Duration::ZERO)?;
     conn.execute_batch(&format!(
         "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES};"
     ))?;
@@ -597,7 +605,11 @@ impl SqliteStore {
             (writer, done)
         } else {
             tokio::task::spawn_blocking(move || {
+                // Setting a busy timeout cannot fail but for a misuse of the connection, which
+                // the commit itself would then report.
+                let _ = writer.conn.busy_timeout(BUSY_WAIT);
                 let done = work(&mut writer);
+                let _ = writer.conn.busy_timeout(Duration::ZERO);
                 (writer, done)
             })
             .await

@@ -114,16 +114,17 @@ impl Drop for RedisServer {
     }
 }
 
-/// An `alice-realtime` process.
+/// An `alice-realtime` process, with a `DATA_DIR` of its own that goes when it does.
 pub struct Node {
     child: Child,
     pub addr: SocketAddr,
     pub name: String,
+    _data: tempfile::TempDir,
 }
 
 impl Node {
     pub fn start(name: &str, vars: &[(&str, &str)]) -> Node {
-        let data = std::env::temp_dir().join(format!("alice-node-{}-{}", name, rand::random::<u32>()));
+        let data = tempfile::Builder::new().prefix(&format!("alice-node-{name}-")).tempdir().unwrap();
         // `ALICE_BIN` runs another build (the release binary, for figures) under the same tests.
         let bin =
             std::env::var("ALICE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_alice-realtime").to_owned());
@@ -133,7 +134,7 @@ impl Node {
             .env("REALTIME_PORT", "0")
             .env("HOST", "127.0.0.1")
             .env("NODE_ID", name)
-            .env("DATA_DIR", &data)
+            .env("DATA_DIR", data.path())
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "info")
             .stderr(Stdio::piped());
@@ -167,8 +168,7 @@ impl Node {
             }
             None => lines.for_each(drop),
         });
-        let _ = PathBuf::from(&data);
-        Node { child, addr, name: name.to_owned() }
+        Node { child, addr, name: name.to_owned(), _data: data }
     }
 
     /// SIGKILL: the node dies without telling anyone.
