@@ -367,11 +367,17 @@ fn in_a_cluster_an_unknown_id_waits_until_the_log_is_read_to_its_end_then_resume
     let mut never = entries[1].event.id.into_bytes();
     never[15] ^= 0xff;
     let never = uuid::Uuid::from_bytes(never).to_string();
-    ask(&mut node, c, json!({"consultantId": "c1", "since": never}));
+    let ack = resumed_after_reading_to_the_end(&mut node, c, &never);
+    assert_eq!(ack["error"]["code"], "INVALID_PAYLOAD");
+}
+
+/// The answer to a resume from `since`, which the store does not know, once the log has been
+/// read to its end (the read out when the question came, then one asked after it).
+fn resumed_after_reading_to_the_end(node: &mut Node, c: alice_core::ConnId, since: &str) -> Value {
+    ask(node, c, json!({"consultantId": "c1", "since": since}));
     node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
     node.input(log_read(&[], true));
-    let out = node.input(log_read(&[], true));
-    assert_eq!(ack_of(&out)["error"]["code"], "INVALID_PAYLOAD");
+    ack_of(&node.input(log_read(&[], true)))
 }
 
 #[test]
@@ -395,19 +401,13 @@ fn in_a_cluster_a_node_that_cannot_tell_subscribes_without_a_replay() {
     // Memory that does not reach back to where the log could have placed the id cannot tell
     // either, even with the log read to its end: so a node that joined late (its memory holds
     // every event it ever read, not what Redis trimmed before) ...
-    ask(&mut node, c, json!({"consultantId": "c1", "since": recent}));
-    node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
-    node.input(log_read(&[], true));
-    let ack = ack_of(&node.input(log_read(&[], true)));
+    let ack = resumed_after_reading_to_the_end(&mut node, c, recent);
     assert_eq!((ack["ok"].clone(), ack["resumed"].clone()), (json!(true), json!(false)));
     // ... and one whose memory begins after that place.
     let mut shown = (*single_node_event()).clone();
     shown.position = LogPosition { ms: id_ms + 10_000, seq: 0 };
     node.input(Input::HistoryLoaded { events: vec![Arc::new(shown)], complete: false });
-    ask(&mut node, c, json!({"consultantId": "c1", "since": recent}));
-    node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
-    node.input(log_read(&[], true));
-    let ack = ack_of(&node.input(log_read(&[], true)));
+    let ack = resumed_after_reading_to_the_end(&mut node, c, recent);
     assert_eq!((ack["ok"].clone(), ack["resumed"].clone()), (json!(true), json!(false)));
 
     // Once this node has shown an event placed two hours after that id's time, the id would
