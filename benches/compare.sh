@@ -92,10 +92,18 @@ run() {
   echo "  $label: $(node -e 'const r=require(process.argv[1]); console.log(`${r.deliveredPerSecond.toFixed(0)} deliveries/s, p99 ${(r.latencyMicros.p99/1000).toFixed(1)} ms, lost ${r.lost}, dup ${r.duplicates}, server ${r.server.cpuMicrosPerDelivery.toFixed(2)} µs CPU/delivery, ${Math.round(r.server.bytesPerIdleConnection)} B/idle conn${r.redisCommandsPerAccepted ? `, ${r.redisCommandsPerAccepted.toFixed(2)} Redis commands/event` : ""}`)' "$PWD/$OUT/$label.json")"
 }
 
+# The kinds in round N, started N-1 places along (alice node floor; node floor alice; ...): what
+# ran just before moves a run's CPU figures, so no kind always follows the same one.
+kinds_of_round() {
+  local -a kinds=($KINDS)
+  local shift=$(( ($1 - 1) % ${#kinds[@]} ))
+  echo "${kinds[@]:shift}" "${kinds[@]:0:shift}"
+}
+
 echo "load: $READERS readers, $CONSULTANTS consultants, $RATE events/s, ${DURATION}s measured, $IDLE idle connections; results in $OUT"
 for round in $(seq "$ROUNDS"); do
   for nodes in $NODES; do
-    for kind in $KINDS; do
+    for kind in $(kinds_of_round "$round"); do
       # The floor does not cluster: it runs on one node only.
       [ "$kind" = floor ] && [ "$nodes" != 1 ] && continue
       run "$kind-${nodes}node-r$round" "$kind" "$nodes" "$RATE"
