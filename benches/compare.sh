@@ -30,6 +30,7 @@ IDLE=${IDLE:-2000}
 SWEEP=${SWEEP:-}
 NODES=${NODES:-1 2}
 KINDS=${KINDS:-alice ${BASELINE_BIN:+baseline }node floor}
+[ -n "${KINDS// /}" ] || { echo "KINDS names no server" >&2; exit 2; }
 case " $KINDS " in *" baseline "*) [ -n "${BASELINE_BIN:-}" ] || { echo "the baseline kind needs BASELINE_BIN" >&2; exit 2; } ;; esac
 SECRET=bench-secret-0123456789abcdef
 OUT=benches/results/$(date -u +%Y%m%dT%H%M%SZ)
@@ -92,18 +93,32 @@ run() {
   echo "  $label: $(node -e 'const r=require(process.argv[1]); console.log(`${r.deliveredPerSecond.toFixed(0)} deliveries/s, p99 ${(r.latencyMicros.p99/1000).toFixed(1)} ms, lost ${r.lost}, dup ${r.duplicates}, server ${r.server.cpuMicrosPerDelivery.toFixed(2)} µs CPU/delivery, ${Math.round(r.server.bytesPerIdleConnection)} B/idle conn${r.redisCommandsPerAccepted ? `, ${r.redisCommandsPerAccepted.toFixed(2)} Redis commands/event` : ""}`)' "$PWD/$OUT/$label.json")"
 }
 
-# The kinds in round N, started N-1 places along (alice node floor; node floor alice; ...): what
-# ran just before moves a run's CPU figures, so no kind always follows the same one.
-kinds_of_round() {
-  local -a kinds=($KINDS)
-  local shift=$(( ($1 - 1) % ${#kinds[@]} ))
-  echo "${kinds[@]:shift}" "${kinds[@]:0:shift}"
+# The order of the kinds in each round, one line per round. What ran just before moves a run's
+# CPU figures, and a rotation keeps each kind's predecessor, so each round takes the order whose
+# pairs (each kind and the one before it, across rounds too) ran least so far; the first round
+# keeps the order given.
+orders_of_rounds() {
+  python3 - "$ROUNDS" $KINDS <<'PY'
+import itertools, sys
+rounds, kinds = int(sys.argv[1]), sys.argv[2:]
+pairs, last = {}, None
+for r in range(rounds):
+    def cost(order):
+        before = [last, *order[:-1]]
+        return sum(pairs.get(pair, 0) for pair in zip(before, order))
+    order = min(itertools.permutations(kinds), key=cost) if r else tuple(kinds)
+    for pair in zip([last, *order[:-1]], order):
+        pairs[pair] = pairs.get(pair, 0) + 1
+    last = order[-1]
+    print(" ".join(order))
+PY
 }
 
 echo "load: $READERS readers, $CONSULTANTS consultants, $RATE events/s, ${DURATION}s measured, $IDLE idle connections; results in $OUT"
+mapfile -t ORDERS < <(orders_of_rounds)
 for round in $(seq "$ROUNDS"); do
   for nodes in $NODES; do
-    for kind in $(kinds_of_round "$round"); do
+    for kind in ${ORDERS[$((round - 1))]}; do
       # The floor does not cluster: it runs on one node only.
       [ "$kind" = floor ] && [ "$nodes" != 1 ] && continue
       run "$kind-${nodes}node-r$round" "$kind" "$nodes" "$RATE"

@@ -275,6 +275,12 @@ impl Core {
             return self.on_recovery_answered(conn, stored);
         }
         let Some(pending) = self.resuming.remove(&conn) else { return };
+        if pending.log_end_after.is_some() {
+            // No store query is out for a resume that waits for the log's end: this answer is
+            // for an earlier resume of this socket, which a newer one superseded.
+            self.resuming.insert(conn, pending);
+            return;
+        }
         if matches!(answer, Some(None))
             && self.config.deployment.reads_back()
             && self.may_be_unread(pending.since)

@@ -348,6 +348,9 @@ fn in_a_cluster_an_unknown_id_waits_until_the_log_is_read_to_its_end_then_resume
     ask(&mut node, c, json!({"consultantId": "c1", "since": entries[0].event.id.to_string()}));
     let out = node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
     assert!(!out.iter().any(|o| matches!(o, Output::Ack { .. })), "it waits: {out:?}");
+    // A store answer meant for an earlier resume of this socket changes nothing.
+    let out = node.input(Input::ReplayAnswered { conn: c, answer: None });
+    assert!(!out.iter().any(|o| matches!(o, Output::Ack { .. })), "a stale answer: {out:?}");
     // The read that was out when the question came cannot settle it, even at the log's end.
     let out = node.input(log_read(&[], true));
     assert!(!out.iter().any(|o| matches!(o, Output::Ack { .. })), "a read asked before: {out:?}");

@@ -205,6 +205,18 @@ async fn another_writer_fails_a_small_append_at_once_and_a_large_one_waits_for_i
     store.insert(&[event(0)]).await.expect("the retry, once the lock is free");
     let (stored, _) = store.newest(200).await.unwrap();
     assert_eq!(stored.len(), 101);
+
+    // So does a large append of keyed events, which reads (the keys) before it writes.
+    let other = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    let keyed: Vec<_> = (0..100).map(|n| keyed("u1", Some(&format!("k{n}")), base + 1_000 + n, 0)).collect();
+    let repeats = store.append(&keyed, 60_000).await.expect("a large keyed append waits for the lock");
+    assert!(repeats.is_empty());
+    release.join().unwrap();
 }
 
 #[tokio::test]

@@ -644,7 +644,9 @@ impl Writer {
         window_ms: u64,
     ) -> rusqlite::Result<Vec<(Uuid, Uuid)>> {
         let created = chrono_ms();
-        let tx = self.conn.transaction()?;
+        // The write lock from the start: a transaction that read first (a key's lookup) and then
+        // found the lock taken could not wait for it, whatever the busy timeout.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut repeats = Vec::new();
         let mut keyed = false;
         for (e, key) in events {
