@@ -312,11 +312,16 @@ fn a_new_staff_sockets_deliveries_wait_for_its_first_command_so_a_resume_keeps_t
 
 /// Entries `node-b` appended to the cluster's log, which the test confirms one by one.
 fn entries_of_another_node(n: usize) -> Vec<Arc<alice_core::LogEntry>> {
+    entries_of_types(&vec!["A"; n])
+}
+
+/// Entries `node-b` appended to the cluster's log, one of each type, in order.
+fn entries_of_types(types: &[&str]) -> Vec<Arc<alice_core::LogEntry>> {
     let mut other = cluster_by_hand("node-b", 8);
     let r = other.connect("r1", "reader");
-    (0..n)
-        .map(|_| {
-            let out = other.send(r, "reader-event", json!({"eventType": "A"}));
+    (types.iter())
+        .map(|ty| {
+            let out = other.send(r, "reader-event", json!({"eventType": ty}));
             let (append, entries) = appends(&out).remove(0);
             other.input(Input::Appended { append, repeats: Vec::new() });
             entries[0].clone()
@@ -381,6 +386,45 @@ fn resumed_after_reading_to_the_end(node: &mut Node, c: alice_core::ConnId, sinc
     node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
     node.input(log_read(&[], true));
     ack_of(&node.input(log_read(&[], true)))
+}
+
+#[test]
+fn a_resume_waiting_for_the_log_end_holds_live_deliveries_and_a_disconnect_ends_it() {
+    let entries = entries_of_types(&["A", "HELP_REQUEST", "A"]);
+    let (seen, help, after) = (&entries[0], &entries[1], &entries[2]);
+    let mut node = cluster_by_hand("node-a", 7);
+    let mut old = (*single_node_event()).clone();
+    old.position = LogPosition { ms: seen.event.timestamp.0 - 2 * alice_core::PLACED_WITHIN_MS, seq: 0 };
+    node.input(Input::HistoryLoaded { events: vec![Arc::new(old)], complete: false });
+    let c = node.connect("c1", "consultant");
+    ask(&mut node, c, json!({"consultantId": "c1", "since": seen.event.id.to_string()}));
+    node.input(Input::ReplayAnswered { conn: c, answer: Some(None) });
+    node.input(log_read(&[], true));
+    // A support event, which every staff socket receives live, waits behind the resume.
+    let out = node.input(log_read(&[seen.clone(), help.clone()], false));
+    assert!(activity_ids(&out, c).is_empty(), "held: {out:?}");
+    let out = node.input(log_read(std::slice::from_ref(after), true));
+    assert_eq!(ack_of(&out)["resumed"], json!(true));
+    let ids = [help.event.id.to_string(), after.event.id.to_string()];
+    assert_eq!(activity_ids(&out, c), ids, "what came after the seen one, once each, in order");
+
+    // A socket that leaves while it waits is answered nothing, then or when the wait is over.
+    let c2 = node.connect("c2", "consultant");
+    let mut never = after.event.id.into_bytes();
+    never[15] ^= 0xff;
+    let never = uuid::Uuid::from_bytes(never).to_string();
+    ask(&mut node, c2, json!({"consultantId": "c2", "since": never}));
+    node.input(Input::ReplayAnswered { conn: c2, answer: Some(None) });
+    node.disconnect(c2);
+    let to_c2 = |out: &[Output]| {
+        out.iter().any(|o| match o {
+            Output::Ack { conn, .. } => *conn == c2,
+            Output::Emit { to, .. } => to.contains(&c2),
+            _ => false,
+        })
+    };
+    assert!(!to_c2(&node.advance(alice_core::LOG_END_WAIT_MS)));
+    assert!(!to_c2(&node.input(log_read(&[], true))));
 }
 
 #[test]
