@@ -324,20 +324,19 @@ impl Core {
         for conn in due {
             let Some(pending) = self.resuming.remove(&conn) else { continue };
             self.timers.cancel(Timer::LogEnd(conn));
-            let PendingResume { ack, since, consultant_id, event_types, held, .. } = pending;
+            let since = pending.since;
             match self.history.position_if_held(since) {
-                Some(after) => self.resume_from_memory(conn, ack, consultant_id, event_types, after, held),
+                Some(after) => {
+                    let PendingResume { ack, consultant_id, event_types, held, .. } = pending;
+                    self.resume_from_memory(conn, ack, consultant_id, event_types, after, held)
+                }
                 // Memory holds every event from before the earliest place the log could have
                 // given that id. (Not "every event ever" alone: a node that joined a cluster late
                 // never had what Redis trimmed before, though its file was complete.)
                 None if self.history.oldest().is_some_and(|oldest| oldest <= earliest_place(since)) => {
-                    self.refuse_unknown(conn, ack, held)
+                    self.refuse_unknown(conn, pending.ack, pending.held)
                 }
-                None => {
-                    let replay =
-                        self.finish_resume(conn, ack, consultant_id, event_types, Outcome::NotResumed);
-                    self.send_held(conn, held, replay);
-                }
+                None => self.end_without_replay(conn, pending),
             }
         }
     }
@@ -374,10 +373,14 @@ impl Core {
     /// Ends a socket's pending resume without a replay (a newer command of its own superseded
     /// it, or too many live deliveries waited behind it).
     pub(crate) fn give_up_resume(&mut self, conn: ConnId) {
-        let Some(PendingResume { ack, consultant_id, event_types, held, .. }) = self.resuming.remove(&conn)
-        else {
-            return;
-        };
+        if let Some(pending) = self.resuming.remove(&conn) {
+            self.end_without_replay(conn, pending);
+        }
+    }
+
+    /// Subscribes the socket of `pending` with `resumed: false` and sends what was held for it.
+    fn end_without_replay(&mut self, conn: ConnId, pending: PendingResume) {
+        let PendingResume { ack, consultant_id, event_types, held, .. } = pending;
         self.timers.cancel(Timer::LogEnd(conn));
         self.finish_resume(conn, ack, consultant_id, event_types, Outcome::NotResumed);
         self.send_held(conn, held, Vec::new());

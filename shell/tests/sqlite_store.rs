@@ -182,6 +182,17 @@ async fn an_outbox_drains_while_appends_go_on_on_one_thread() {
     assert_eq!(store.log_end().await.unwrap(), LogPosition { ms: base + 999, seq: 0 });
 }
 
+/// Takes `file`'s write lock from another connection, as another process would, and lets go a
+/// second later on a thread of its own.
+fn hold_the_write_lock_for_a_second(file: &std::path::Path) -> std::thread::JoinHandle<()> {
+    let other = rusqlite::Connection::open(file).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        other.execute_batch("COMMIT").unwrap();
+    })
+}
+
 /// Another process holding the file's write lock (`sqlite3` opened on it by hand) makes a small
 /// append fail at once, to be retried after a backoff, instead of waiting on the runtime's
 /// thread, where every socket would wait with it; a large append, on a blocking thread, waits.
@@ -191,12 +202,7 @@ async fn another_writer_fails_a_small_append_at_once_and_a_large_one_waits_for_i
     let store = SqliteStore::open(None, dir.path()).await.unwrap();
     let base = 1_767_225_600_000;
     let event = |n: u64| common::positions::placed(base + n, LogPosition { ms: base + n, seq: 0 }, "r1");
-    let other = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
-    other.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        other.execute_batch("COMMIT").unwrap();
-    });
+    let release = hold_the_write_lock_for_a_second(&dir.path().join("events.db"));
     // Waiting for the lock, it would have succeeded a second later.
     assert!(store.insert(&[event(0)]).await.is_err(), "a small append does not wait");
     let many: Vec<_> = (1..=100).map(event).collect();
@@ -207,12 +213,7 @@ async fn another_writer_fails_a_small_append_at_once_and_a_large_one_waits_for_i
     assert_eq!(stored.len(), 101);
 
     // So does a large append of keyed events, which reads (the keys) before it writes.
-    let other = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
-    other.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        other.execute_batch("COMMIT").unwrap();
-    });
+    let release = hold_the_write_lock_for_a_second(&dir.path().join("events.db"));
     let keyed: Vec<_> = (0..100).map(|n| keyed("u1", Some(&format!("k{n}")), base + 1_000 + n, 0)).collect();
     let repeats = store.append(&keyed, 60_000).await.expect("a large keyed append waits for the lock");
     assert!(repeats.is_empty());
