@@ -131,6 +131,12 @@ async fn health(State(state): State<HttpState>) -> Response {
                 && self_heard_ago.is_none_or(|ago| ago > 2 * state.presence_ttl_ms)
                 && state.started.elapsed() > Duration::from_millis(2 * state.presence_ttl_ms);
             checks.insert("redis".into(), json!({ "status": if up { "ok" } else { "down" } }));
+            if state.store.is_embedded() {
+                // A file of this node's own that joined the log late lacks part of the cluster's events.
+                if let Some(store) = checks.get_mut("store").and_then(|s| s.as_object_mut()) {
+                    store.insert("missingLogRanges".into(), json!(r.log_missing.get()));
+                }
+            }
             checks.insert(
                 "bus".into(),
                 json!({
@@ -240,6 +246,11 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
                 "redis_dlq_length",
                 "Events in this node's store group's dead-letter stream",
                 r.dlq_len.get() as i64,
+            ),
+            (
+                "store_missing_ranges",
+                "Stretches of the cluster's log this node's own file lacks (trimmed before it joined)",
+                r.log_missing.get() as i64,
             ),
         ]);
     }

@@ -315,7 +315,10 @@ where
             };
             let Executors { bus_batches, log_requests, bus_requests, consumer_requests } = executors;
             let (h, c) = (handle.clone(), clock.clone());
-            let log_group = Some(group.clone());
+            log::membership::report_missing(&*store, &link.health).await;
+            let placement =
+                Arc::new(log::membership::Placement::new(store.clone(), &group, link.health.clone()));
+            let log_group = Some(placement.clone());
             redis_stream::spawn(link.clone(), alice_core::Stream::Log, log_group, h, c, log_requests);
             let (h, c) = (handle.clone(), clock.clone());
             redis_stream::spawn(link.clone(), alice_core::Stream::Bus, None, h, c, bus_requests);
@@ -324,7 +327,14 @@ where
             bus::redis::spawn_publisher(link.clone(), clock.clone(), keep, handle.clone(), bus_batches, m);
             let names =
                 log::consumer::ConsumerNames { group: group.clone(), consumer: settings.node_id.clone() };
-            log::consumer::spawn(link.clone(), names, handle.clone(), consumer_requests, metrics.clone());
+            log::consumer::spawn(
+                link.clone(),
+                names,
+                placement,
+                handle.clone(),
+                consumer_requests,
+                metrics.clone(),
+            );
             Some(Arc::new(log::consumer::DeadLetters::new(link.clone(), store.clone(), &group)))
         }
         _ => None,

@@ -44,6 +44,8 @@ pub struct RedisHealth {
     /// Entries in the log stream, as last read.
     pub log_len: Gauge,
     pub dlq_len: Gauge,
+    /// Stretches of the log this node's own file lacks (`log::membership`).
+    pub log_missing: Gauge,
     /// Unix ms of the last bus entry read (any node's, this one's heartbeats included).
     pub bus_last_read_ms: Gauge,
 }

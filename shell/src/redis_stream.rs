@@ -1,8 +1,8 @@
 //! Executes the core's reads of one of the cluster's streams (the log, the bus): one read at a
 //! time, over a connection kept until a read fails or the core asks for a fresh one. Where each
 //! read starts and when to try again are the core's (`core/src/readers.rs`); the one thing done
-//! here on its own is creating the node's storing group before the log's opening read asks it
-//! where it stands, as the consumer would.
+//! here on its own is placing the node's storing group (`log::membership`), or creating it, before
+//! the log's opening read asks it where it stands, as the consumer would.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::driver::{Command, DriverHandle};
+use crate::log::membership::Placement;
 use crate::redis_link::{RedisLink, BUS_STREAM, LOG_STREAM};
 
 /// How long a read waits for new entries before it answers with none.
@@ -43,11 +44,11 @@ impl StreamReader {
 }
 
 /// Runs the reads of `stream` until the driver goes away. `group` is the node's storing
-/// consumer group, whose progress bounds where the log's reading opens.
+/// consumer group, whose progress bounds where the log's reading opens (placed first).
 pub fn spawn(
     link: RedisLink,
     stream: Stream,
-    group: Option<String>,
+    group: Option<Arc<Placement>>,
     driver: DriverHandle,
     clock: Arc<dyn Clock>,
     requests: ReadRequests,
@@ -58,7 +59,7 @@ pub fn spawn(
 async fn run(
     link: RedisLink,
     stream: Stream,
-    group: Option<String>,
+    group: Option<Arc<Placement>>,
     driver: DriverHandle,
     clock: Arc<dyn Clock>,
     mut requests: ReadRequests,
@@ -112,7 +113,7 @@ async fn read(
     link: &RedisLink,
     conn: &mut Option<MultiplexedConnection>,
     key: &str,
-    group: Option<&str>,
+    group: Option<&Placement>,
     from: ReadFrom,
 ) -> redis::RedisResult<Read> {
     if conn.is_none() {
@@ -124,7 +125,10 @@ async fn read(
     };
     match from {
         ReadFrom::Opening { stored } => {
-            let position = Some(opening(c, key, group, stored.as_deref()).await?);
+            if let Some(placement) = group {
+                placement.ensure(c).await?;
+            }
+            let position = Some(opening(c, key, group.map(Placement::group), stored.as_deref()).await?);
             Ok(Read { position, entries: Vec::new(), at_end: false })
         }
         ReadFrom::After(after) => {

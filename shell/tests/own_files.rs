@@ -9,12 +9,14 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use alice_core::LogPosition;
 use alice_shell::store::sqlite::SqliteStore;
-use alice_shell::store::EventStore;
+use alice_shell::store::{EventStore, Membership};
 use alice_shell::Running;
 use common::cluster::RedisServer;
 use common::*;
 use serde_json::json;
+use sqlx::{Connection, SqliteConnection};
 
 const PER_NODE: usize = 30;
 
@@ -55,10 +57,174 @@ async fn a_node_that_joins_later_holds_the_earlier_events() {
     drop(redis);
 }
 
+/// A node added after Redis trimmed the log's first entries cannot store them: its file says
+/// which stretch it lacks, and so do its log, `/metrics` and `/health`. What comes after is
+/// stored as usual.
+#[tokio::test]
+async fn a_node_that_joins_after_the_log_was_trimmed_knows_what_its_file_lacks() {
+    let Some(redis) = RedisServer::start(None) else { return };
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let first = start_trimming(&redis, &dirs[0], "trim-a").await;
+    let mut early = BTreeSet::new();
+    send(first.addr, "trim-r0", &mut early).await;
+    let trimmed = trimmed(&redis).await;
+    let late = start_trimming(&redis, &dirs[1], "trim-b").await;
+    let mut later = BTreeSet::new();
+    send(late.addr, "trim-r1", &mut later).await;
+    let file = joined(&dirs[1], "trim-b").await;
+    // The log may have been trimmed a little further before the new group held it.
+    assert!(
+        matches!(file.missing[..], [(after, until)] if after == LogPosition::START && until >= trimmed),
+        "the new file records the one stretch it lacks: {:?}, the log began at {trimmed} before it started",
+        file.missing
+    );
+    assert_eq!(missing_ranges(late.addr).await, "alice_store_missing_ranges 1");
+    let (_, health) = http(late.addr, "GET", "/health", None).await;
+    assert_eq!(health["checks"]["store"]["missingLogRanges"], 1, "{health}");
+    let (_, health) = http(first.addr, "GET", "/health", None).await;
+    assert_eq!(health["checks"]["store"]["missingLogRanges"], 0, "{health}");
+    // What was accepted after it joined reaches its file; not all of what came before.
+    let mut held = BTreeSet::new();
+    for _ in 0..200 {
+        held = file_ids(&dirs[1]).await;
+        if later.is_subset(&held) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(later.is_subset(&held), "the late node's file holds what came after it joined");
+    assert!(!early.is_subset(&held), "the trimmed events are not in it");
+    // The file remembers: restarted, the node says so again before it reads anything.
+    late.shutdown().await;
+    let late = start_trimming(&redis, &dirs[1], "trim-b").await;
+    assert_eq!(missing_ranges(late.addr).await, "alice_store_missing_ranges 1", "after a restart");
+    assert_eq!(joined(&dirs[1], "trim-b").await.missing, file.missing, "the same stretch, once");
+    for node in [first, late] {
+        node.shutdown().await;
+    }
+    drop(redis);
+}
+
+/// The way to add a node: a copy of a running node's file in its `DATA_DIR` before it starts.
+/// The new node's group reads the log on from the copy's end, and nothing is missing.
+#[tokio::test]
+async fn a_node_seeded_with_a_copy_of_a_running_nodes_file_misses_nothing() {
+    let Some(redis) = RedisServer::start(None) else { return };
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let first = start_trimming(&redis, &dirs[0], "seed-a").await;
+    let mut sent = BTreeSet::new();
+    send(first.addr, "seed-r0", &mut sent).await;
+    trimmed(&redis).await;
+    // A consistent copy of a file in use, as `sqlite3 events.db ".backup copy.db"` makes one.
+    let copy = dirs[1].path().join("events.db");
+    let mut source =
+        SqliteConnection::connect(&format!("sqlite://{}", dirs[0].path().join("events.db").display()))
+            .await
+            .unwrap();
+    sqlx::query("VACUUM INTO ?").bind(copy.display().to_string()).execute(&mut source).await.unwrap();
+    let seeded = start_trimming(&redis, &dirs[1], "seed-b").await;
+    send(seeded.addr, "seed-r1", &mut sent).await;
+    let file = joined(&dirs[1], "seed-b").await;
+    assert_eq!(file.missing, vec![], "a seeded file lacks nothing");
+    holds_the_whole_cluster(&dirs, &sent).await;
+    let nodes = [first, seeded];
+    answer_alike(&nodes).await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    drop(redis);
+}
+
+/// A node restarted on an emptied `DATA_DIR` keeps its name and so its group, which had stored
+/// everything into the old file: the group goes back to where the new file ends (its start),
+/// and the new file gets every event the log still holds.
+#[tokio::test]
+async fn a_node_restarted_on_an_empty_data_dir_stores_the_log_again() {
+    let Some(redis) = RedisServer::start(None) else { return };
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let node = start(&redis, &dirs[0], "wiped-a").await;
+    let mut sent = BTreeSet::new();
+    send(node.addr, "wiped-r0", &mut sent).await;
+    holds_the_whole_cluster(&dirs[..1], &sent).await;
+    node.shutdown().await;
+    let node = start(&redis, &dirs[1], "wiped-a").await;
+    holds_the_whole_cluster(&dirs[1..], &sent).await;
+    assert_eq!(joined(&dirs[1], "wiped-a").await.missing, vec![], "nothing was trimmed");
+    node.shutdown().await;
+    drop(redis);
+}
+
 async fn start(redis: &RedisServer, dir: &tempfile::TempDir, name: &str) -> Running {
+    start_with(redis, dir, name, &[]).await
+}
+
+/// A node whose storing group lets Redis trim the log right behind what it stored.
+async fn start_trimming(redis: &RedisServer, dir: &tempfile::TempDir, name: &str) -> Running {
+    start_with(redis, dir, name, &[("REDIS_LOG_RETAIN_MS", "0")]).await
+}
+
+async fn start_with(
+    redis: &RedisServer,
+    dir: &tempfile::TempDir,
+    name: &str,
+    more: &[(&str, &str)],
+) -> Running {
     let url = redis.url();
-    let vars = [("REDIS_URL", url.as_str()), ("NODE_ID", name)];
+    let mut vars = vec![("REDIS_URL", url.as_str()), ("NODE_ID", name)];
+    vars.extend_from_slice(more);
     alice_shell::start(settings(dir.path(), &vars)).await.unwrap()
+}
+
+/// Waits until Redis has trimmed some of the log; returns its first entry's position.
+async fn trimmed(redis: &RedisServer) -> LogPosition {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    for _ in 0..100 {
+        let (length, first): (u64, Vec<(String, redis::Value)>) = redis::pipe()
+            .xlen("alice:log")
+            .cmd("XRANGE")
+            .arg("alice:log")
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if length < PER_NODE as u64 {
+            return first[0].0.parse().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("Redis never trimmed the log");
+}
+
+/// Waits until the file in `dir` stores for `node`'s group; returns where it stands.
+async fn joined(dir: &tempfile::TempDir, node: &str) -> Membership {
+    let group = format!("alice-store:{node}");
+    for _ in 0..100 {
+        let file = SqliteStore::open(None, dir.path()).await.unwrap();
+        let membership = file.membership().await.unwrap().unwrap();
+        if membership.group.as_deref() == Some(group.as_str()) {
+            return membership;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} never joined the log", dir.path().display());
+}
+
+/// The node's `alice_store_missing_ranges` line in `/metrics`.
+async fn missing_ranges(addr: SocketAddr) -> String {
+    let (_, metrics) = http(addr, "GET", "/metrics", None).await;
+    let text = metrics.as_str().unwrap_or_default();
+    text.lines().find(|l| l.starts_with("alice_store_missing_ranges ")).unwrap_or_default().to_owned()
+}
+
+/// The ids of the events the file in `dir` holds.
+async fn file_ids(dir: &tempfile::TempDir) -> BTreeSet<String> {
+    let file = SqliteStore::open(None, dir.path()).await.unwrap();
+    let (events, _) = file.newest(10 * PER_NODE).await.unwrap();
+    events.iter().map(|e| e.id.to_string()).collect()
 }
 
 /// One reader on `addr` sends `PER_NODE` events; their ids go into `sent`.

@@ -23,6 +23,7 @@ use redis::AsyncCommands;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::driver::{Command, DriverHandle};
+use crate::log::membership::Placement;
 use crate::metrics::Metrics;
 use crate::redis_link::{RedisLink, DLQ_PREFIX, LOG_STREAM};
 use crate::store::{EventStore, StoreError};
@@ -64,11 +65,12 @@ impl ConsumerNames {
 pub fn spawn(
     link: RedisLink,
     names: ConsumerNames,
+    placement: Arc<Placement>,
     driver: DriverHandle,
     requests: ConsumerRequests,
     metrics: Arc<Metrics>,
 ) {
-    tokio::spawn(run(link, names, driver, requests, metrics));
+    tokio::spawn(run(link, names, placement, driver, requests, metrics));
 }
 
 /// The name a command's latency is filed under (`log_read_new` includes its wait for entries).
@@ -86,6 +88,7 @@ fn kind(command: &ConsumerCommand) -> &'static str {
 async fn run(
     link: RedisLink,
     names: ConsumerNames,
+    placement: Arc<Placement>,
     driver: DriverHandle,
     mut requests: ConsumerRequests,
     metrics: Arc<Metrics>,
@@ -96,7 +99,7 @@ async fn run(
             conn = None;
         }
         let (kind, started) = (kind(&command), std::time::Instant::now());
-        let result = execute(&link, &mut conn, &names, command).await;
+        let result = execute(&link, &mut conn, &names, &placement, command).await;
         metrics.redis_command(kind, started.elapsed());
         let input = match result {
             Ok(entries) => Input::Consumed { entries },
@@ -131,6 +134,7 @@ async fn execute(
     link: &RedisLink,
     conn: &mut Option<MultiplexedConnection>,
     names: &ConsumerNames,
+    placement: &Placement,
     command: ConsumerCommand,
 ) -> redis::RedisResult<Vec<(String, Vec<u8>)>> {
     if conn.is_none() {
@@ -141,6 +145,7 @@ async fn execute(
     let group = names.group.as_str();
     match command {
         ConsumerCommand::ReadPending { .. } => {
+            placement.ensure(c).await?;
             let created: redis::RedisResult<()> = c.xgroup_create_mkstream(LOG_STREAM, group, "0").await;
             if let Err(e) = created {
                 if e.code() != Some("BUSYGROUP") {

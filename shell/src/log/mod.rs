@@ -9,6 +9,7 @@
 //!   [`consumer`]s.
 
 pub mod consumer;
+pub mod membership;
 pub mod redis;
 
 use std::sync::Arc;

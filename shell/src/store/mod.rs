@@ -156,6 +156,19 @@ pub(crate) fn table_of(rows: Vec<(String, String)>) -> AssignmentTable {
     table
 }
 
+/// Where a file of this node's own stands in the cluster's log (see `log::membership`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    /// The storing group the file last stored for: none for a new file (or one written before
+    /// files recorded it), another node's group for a file copied from that node.
+    pub group: Option<String>,
+    /// The newest position the file holds or held.
+    pub end: LogPosition,
+    /// Stretches of the log that Redis trimmed before this file could store them, each as
+    /// (after, until): the file may lack events placed after the first and before the second.
+    pub missing: Vec<(LogPosition, LogPosition)>,
+}
+
 /// What the server needs of a database.
 #[async_trait::async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -212,6 +225,19 @@ pub trait EventStore: Send + Sync + 'static {
     /// Where a single node keeps sessions for connection state recovery, if this store can.
     fn sessions(self: Arc<Self>) -> Option<Arc<dyn crate::sessions::Sessions>> {
         None
+    }
+    /// Where this store stands in the cluster's log, when it is a file of this node's own that
+    /// a storing group of its own fills; `None` for a store the cluster shares.
+    async fn membership(&self) -> Result<Option<Membership>, StoreError> {
+        Ok(None)
+    }
+    /// Records that this file now stores for `group`, and a stretch of the log it missed.
+    async fn join_log(
+        &self,
+        _group: &str,
+        _missing: Option<(LogPosition, LogPosition)>,
+    ) -> Result<(), StoreError> {
+        Ok(())
     }
     /// A cheap round trip, for `/health`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -21,7 +21,7 @@ use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqlitePool};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
-use super::{DashboardRow, EventStore, Page, Replay, StoreError};
+use super::{DashboardRow, EventStore, Membership, Page, Replay, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS real_time_events (
@@ -59,6 +59,17 @@ CREATE TABLE IF NOT EXISTS log_end (
     log_ms      INTEGER NOT NULL,
     log_seq     INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS log_membership (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    log_group   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_missing (
+    after_ms    INTEGER NOT NULL,
+    after_seq   INTEGER NOT NULL,
+    until_ms    INTEGER NOT NULL,
+    until_seq   INTEGER NOT NULL,
+    PRIMARY KEY (after_ms, after_seq, until_ms, until_seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS consultant_assignments (
     id            TEXT PRIMARY KEY DEFAULT (lower(hex(randomblob(16)))),
     consultant_id TEXT NOT NULL,
@@ -375,6 +386,48 @@ impl EventStore for SqliteStore {
 
     fn is_embedded(&self) -> bool {
         true
+    }
+
+    async fn membership(&self) -> Result<Option<Membership>, StoreError> {
+        let group: Option<String> = sqlx::query_scalar("SELECT log_group FROM log_membership")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let ranges: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT after_ms, after_seq, until_ms, until_seq FROM log_missing ORDER BY after_ms, after_seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let at = |ms: i64, seq: i64| LogPosition { ms: ms.max(0) as u64, seq: seq.max(0) as u64 };
+        let missing = ranges.into_iter().map(|(a, b, c, d)| (at(a, b), at(c, d))).collect();
+        Ok(Some(Membership { group, end: self.log_end().await?, missing }))
+    }
+
+    async fn join_log(
+        &self,
+        group: &str,
+        missing: Option<(LogPosition, LogPosition)>,
+    ) -> Result<(), StoreError> {
+        let group = group.to_owned();
+        self.write(1, move |writer| {
+            let tx = writer.conn.transaction()?;
+            tx.execute(
+                "INSERT INTO log_membership (id, log_group) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET log_group = excluded.log_group",
+                [&group],
+            )?;
+            if let Some((after, until)) = missing {
+                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                tx.execute(
+                    "INSERT OR IGNORE INTO log_missing (after_ms, after_seq, until_ms, until_seq)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    [n(after.ms), n(after.seq), n(until.ms), n(until.seq)],
+                )?;
+            }
+            tx.commit()
+        })
+        .await
     }
 
     async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError> {
