@@ -179,6 +179,11 @@ impl DriverHandle {
         self.tx.try_send(cmd).map_err(Box::new)
     }
 
+    /// Whether the driver is gone (the server stopped).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     pub async fn snapshot(&self) -> Option<Snapshot> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Snapshot { reply }).await;

@@ -207,6 +207,25 @@ where
         Some(outbox) => Some(outbox.unstored().await?),
         None => None,
     };
+    // A cluster node's storing group: one the nodes share, or one of its own for its own file,
+    // which is placed, and filled where Redis trimmed what it lacks, before the history loads.
+    let placement = match &redis {
+        Some(link) => {
+            let group = if store.is_embedded() {
+                format!("{SHARED_STORE_GROUP}:{}", settings.node_id)
+            } else {
+                SHARED_STORE_GROUP.to_owned()
+            };
+            let placement =
+                Arc::new(log::membership::Placement::new(store.clone(), &group, link.health.clone()));
+            if store.is_embedded() {
+                log::membership::report_missing(&*store, &link.health).await;
+                log::seed::join(link, &placement, &store).await;
+            }
+            Some(placement)
+        }
+        None => None,
+    };
     let (mut history, complete) = match store.newest(settings.core.history_capacity).await {
         Ok((events, has_more)) => {
             tracing::info!(
@@ -305,19 +324,14 @@ where
             }
         }));
     }
-    let dead_letters = match (&redis, executors) {
-        (Some(link), Some(executors)) => {
-            // A store of this node's own keeps every event of the cluster: its own group.
-            let group = if store.is_embedded() {
-                format!("{SHARED_STORE_GROUP}:{}", settings.node_id)
-            } else {
-                SHARED_STORE_GROUP.to_owned()
-            };
+    let dead_letters = match (&redis, executors, placement) {
+        (Some(link), Some(executors), Some(placement)) => {
+            let group = placement.group().to_owned();
+            if store.is_embedded() {
+                log::seed::spawn_answering(link.clone(), store.clone(), group.clone(), handle.clone());
+            }
             let Executors { bus_batches, log_requests, bus_requests, consumer_requests } = executors;
             let (h, c) = (handle.clone(), clock.clone());
-            log::membership::report_missing(&*store, &link.health).await;
-            let placement =
-                Arc::new(log::membership::Placement::new(store.clone(), &group, link.health.clone()));
             let log_group = Some(placement.clone());
             redis_stream::spawn(link.clone(), alice_core::Stream::Log, log_group, h, c, log_requests);
             let (h, c) = (handle.clone(), clock.clone());

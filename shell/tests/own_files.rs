@@ -30,7 +30,7 @@ async fn every_nodes_own_file_holds_the_whole_cluster() {
         send(node.addr, &format!("own-r{k}"), &mut sent).await;
     }
     holds_the_whole_cluster(&dirs, &sent).await;
-    answer_alike(&nodes).await;
+    answer_alike(&nodes, 2 * PER_NODE).await;
     for node in nodes {
         node.shutdown().await;
     }
@@ -50,24 +50,26 @@ async fn a_node_that_joins_later_holds_the_earlier_events() {
     send(late.addr, "late-r1", &mut sent).await;
     holds_the_whole_cluster(&dirs, &sent).await;
     let nodes = [first, late];
-    answer_alike(&nodes).await;
+    answer_alike(&nodes, 2 * PER_NODE).await;
     for node in nodes {
         node.shutdown().await;
     }
     drop(redis);
 }
 
-/// A node added after Redis trimmed the log's first entries cannot store them: its file says
-/// which stretch it lacks, and so do its log, `/metrics` and `/health`. What comes after is
-/// stored as usual.
+/// A node added after Redis trimmed the log's first entries, while no node that holds them runs,
+/// cannot have them: its file says which stretch it lacks, and so do its log, `/metrics` and
+/// `/health`. What comes after is stored as usual. Once a node that holds the stretch runs, the
+/// late node's next start fills it from that node.
 #[tokio::test]
-async fn a_node_that_joins_after_the_log_was_trimmed_knows_what_its_file_lacks() {
+async fn a_node_that_joins_after_the_log_was_trimmed_knows_what_it_lacks_until_it_is_filled() {
     let Some(redis) = RedisServer::start(None) else { return };
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let first = start_trimming(&redis, &dirs[0], "trim-a").await;
     let mut early = BTreeSet::new();
     send(first.addr, "trim-r0", &mut early).await;
     let trimmed = trimmed(&redis).await;
+    first.shutdown().await;
     let late = start_trimming(&redis, &dirs[1], "trim-b").await;
     let mut later = BTreeSet::new();
     send(late.addr, "trim-r1", &mut later).await;
@@ -81,8 +83,6 @@ async fn a_node_that_joins_after_the_log_was_trimmed_knows_what_its_file_lacks()
     assert_eq!(missing_ranges(late.addr).await, "alice_store_missing_ranges 1");
     let (_, health) = http(late.addr, "GET", "/health", None).await;
     assert_eq!(health["checks"]["store"]["missingLogRanges"], 1, "{health}");
-    let (_, health) = http(first.addr, "GET", "/health", None).await;
-    assert_eq!(health["checks"]["store"]["missingLogRanges"], 0, "{health}");
     // What was accepted after it joined reaches its file; not all of what came before.
     let mut held = BTreeSet::new();
     for _ in 0..200 {
@@ -94,12 +94,52 @@ async fn a_node_that_joins_after_the_log_was_trimmed_knows_what_its_file_lacks()
     }
     assert!(later.is_subset(&held), "the late node's file holds what came after it joined");
     assert!(!early.is_subset(&held), "the trimmed events are not in it");
-    // The file remembers: restarted, the node says so again before it reads anything.
+    // The file remembers: restarted while still no node holds the stretch, the node says so again.
     late.shutdown().await;
     let late = start_trimming(&redis, &dirs[1], "trim-b").await;
     assert_eq!(missing_ranges(late.addr).await, "alice_store_missing_ranges 1", "after a restart");
     assert_eq!(joined(&dirs[1], "trim-b").await.missing, file.missing, "the same stretch, once");
-    for node in [first, late] {
+    late.shutdown().await;
+    // With the first node back, the late node's next start fills the stretch from its file.
+    let first = start_trimming(&redis, &dirs[0], "trim-a").await;
+    let late = start_trimming(&redis, &dirs[1], "trim-b").await;
+    assert_eq!(missing_ranges(late.addr).await, "alice_store_missing_ranges 0", "once filled");
+    assert_eq!(joined(&dirs[1], "trim-b").await.missing, vec![], "the stretch is no longer missing");
+    let (_, health) = http(late.addr, "GET", "/health", None).await;
+    assert_eq!(health["checks"]["store"]["missingLogRanges"], 0, "{health}");
+    let all: BTreeSet<String> = early.union(&later).cloned().collect();
+    holds_the_whole_cluster(&dirs, &all).await;
+    let nodes = [first, late];
+    answer_alike(&nodes, 2 * PER_NODE).await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    drop(redis);
+}
+
+/// A node added to a running cluster after Redis trimmed the log's first entries gets them from
+/// a running node's file before it serves: every file holds the whole cluster, and the nodes
+/// answer alike.
+#[tokio::test]
+async fn a_node_added_to_a_running_cluster_gets_the_trimmed_events_from_a_running_node() {
+    let Some(redis) = RedisServer::start(None) else { return };
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    // More events than one page of the answer (500).
+    let unlimited = [("READER_EVENT_RATE", "1000000"), ("READER_EVENT_BURST", "1000000")];
+    let first =
+        start_with(&redis, &dirs[0], "fill-a", &[&unlimited[..], &[("REDIS_LOG_RETAIN_MS", "0")]].concat())
+            .await;
+    let mut sent = BTreeSet::new();
+    send_n(first.addr, "fill-r0", 1_100, &mut sent).await;
+    trimmed(&redis).await;
+    let added = start_trimming(&redis, &dirs[1], "fill-b").await;
+    send(added.addr, "fill-r1", &mut sent).await;
+    assert_eq!(joined(&dirs[1], "fill-b").await.missing, vec![], "nothing is missing");
+    assert_eq!(missing_ranges(added.addr).await, "alice_store_missing_ranges 0");
+    holds_the_whole_cluster(&dirs, &sent).await;
+    let nodes = [first, added];
+    answer_alike(&nodes, sent.len()).await;
+    for node in nodes {
         node.shutdown().await;
     }
     drop(redis);
@@ -128,7 +168,7 @@ async fn a_node_seeded_with_a_copy_of_a_running_nodes_file_misses_nothing() {
     assert_eq!(file.missing, vec![], "a seeded file lacks nothing");
     holds_the_whole_cluster(&dirs, &sent).await;
     let nodes = [first, seeded];
-    answer_alike(&nodes).await;
+    answer_alike(&nodes, 2 * PER_NODE).await;
     for node in nodes {
         node.shutdown().await;
     }
@@ -180,19 +220,13 @@ async fn trimmed(redis: &RedisServer) -> LogPosition {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     for _ in 0..100 {
-        let (length, first): (u64, Vec<(String, redis::Value)>) = redis::pipe()
-            .xlen("alice:log")
-            .cmd("XRANGE")
-            .arg("alice:log")
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        if length < PER_NODE as u64 {
-            return first[0].0.parse().unwrap();
+        let info: std::collections::HashMap<String, redis::Value> =
+            redis::cmd("XINFO").arg("STREAM").arg("alice:log").query_async(&mut c).await.unwrap();
+        let number = |name: &str| redis::from_redis_value::<u64>(info[name].clone()).unwrap();
+        if number("entries-added") > number("length") {
+            let (first, _): (String, redis::Value) =
+                redis::from_redis_value(info["first-entry"].clone()).unwrap();
+            return first.parse().unwrap();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -223,14 +257,19 @@ async fn missing_ranges(addr: SocketAddr) -> String {
 /// The ids of the events the file in `dir` holds.
 async fn file_ids(dir: &tempfile::TempDir) -> BTreeSet<String> {
     let file = SqliteStore::open(None, dir.path()).await.unwrap();
-    let (events, _) = file.newest(10 * PER_NODE).await.unwrap();
+    let (events, _) = file.newest(10_000).await.unwrap();
     events.iter().map(|e| e.id.to_string()).collect()
 }
 
 /// One reader on `addr` sends `PER_NODE` events; their ids go into `sent`.
 async fn send(addr: SocketAddr, reader: &str, sent: &mut BTreeSet<String>) {
+    send_n(addr, reader, PER_NODE, sent).await;
+}
+
+/// One reader on `addr` sends `count` events; their ids go into `sent`.
+async fn send_n(addr: SocketAddr, reader: &str, count: usize, sent: &mut BTreeSet<String>) {
     let mut reader = Client::connect(addr, &token(reader, "reader")).await.unwrap();
-    for n in 0..PER_NODE {
+    for n in 0..count {
         let ack =
             reader.call("reader-event", json!({"eventType": format!("T{}", n % 3), "data": {"n": n}})).await;
         assert_eq!(ack["ok"], true, "{ack}");
@@ -244,7 +283,7 @@ async fn holds_the_whole_cluster(dirs: &[tempfile::TempDir], sent: &BTreeSet<Str
         let mut found = BTreeSet::new();
         for _ in 0..200 {
             let file = SqliteStore::open(None, dir.path()).await.unwrap();
-            let (events, _) = file.newest(10 * PER_NODE).await.unwrap();
+            let (events, _) = file.newest(10_000).await.unwrap();
             found = events.iter().map(|e| e.id.to_string()).collect();
             if &found == sent {
                 break;
@@ -256,7 +295,8 @@ async fn holds_the_whole_cluster(dirs: &[tempfile::TempDir], sent: &BTreeSet<Str
 }
 
 /// get-recent-events and /stats give the same answer on every node, with every event.
-async fn answer_alike(nodes: &[Running]) {
+/// `total` events were sent in all.
+async fn answer_alike(nodes: &[Running], total: usize) {
     let mut answers = Vec::new();
     for node in nodes {
         let mut admin = Client::connect(node.addr, &token("own-admin", "admin")).await.unwrap();
@@ -271,7 +311,7 @@ async fn answer_alike(nodes: &[Running]) {
             wait_stats(node.addr, |s| s["dashboardStats"].as_array().is_some_and(|d| !d.is_empty())).await;
         answers.push((ids, stats["dashboardStats"].clone()));
     }
-    assert_eq!(answers[0].0.len(), 2 * PER_NODE);
+    assert_eq!(answers[0].0.len(), total.min(200), "the newest events, up to the limit");
     for other in &answers[1..] {
         assert_eq!(&answers[0], other, "every node answers alike");
     }

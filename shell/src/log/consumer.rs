@@ -196,7 +196,7 @@ async fn execute(
         ConsumerCommand::DeadLetter { events, ids } => {
             let mut pipe = redis::pipe();
             for e in &events {
-                pipe.cmd("XADD").arg(names.dlq()).arg("*").arg("e").arg(encode_dead(e)).ignore();
+                pipe.cmd("XADD").arg(names.dlq()).arg("*").arg("e").arg(encode_event(e)).ignore();
             }
             pipe.xack(LOG_STREAM, group, &ids).ignore();
             pipe.query_async::<()>(c).await?;
@@ -250,8 +250,9 @@ async fn trim(
     Ok(())
 }
 
-/// A dead letter as its stream keeps it: the event's JSON, readable with redis-cli.
-fn encode_dead(e: &ReaderEvent) -> String {
+/// An event as JSON text, readable with redis-cli: a dead letter as its stream keeps it, and an
+/// event sent to fill another node's file (`log::seed`).
+pub(crate) fn encode_event(e: &ReaderEvent) -> String {
     serde_json::json!({
         "id": e.id,
         "userId": &*e.user_id,
@@ -266,7 +267,7 @@ fn encode_dead(e: &ReaderEvent) -> String {
     .to_string()
 }
 
-fn decode_dead(text: &str) -> Option<ReaderEvent> {
+pub(crate) fn decode_event(text: &str) -> Option<ReaderEvent> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
     let data = alice_core::replies::Json::of_value(&v["data"]);
     Some(ReaderEvent {
@@ -328,7 +329,7 @@ impl DeadLetters {
             let events: Vec<Arc<ReaderEvent>> = batch
                 .ids
                 .iter()
-                .filter_map(|entry| entry.get::<String>("e").as_deref().and_then(decode_dead).map(Arc::new))
+                .filter_map(|entry| entry.get::<String>("e").as_deref().and_then(decode_event).map(Arc::new))
                 .collect();
             self.store.insert(&events).await?;
             let ids: Vec<&str> = batch.ids.iter().map(|e| e.id.as_str()).collect();
@@ -348,9 +349,9 @@ mod tests {
     #[test]
     fn dead_letters_keep_their_position_and_older_ones_are_placed_at_their_time() {
         let text = r#"{"id":"019b76da-a800-7000-8000-000000000001","userId":"r1","eventType":"A","data":{"n":1},"timestamp":1767225600000,"sessionId":"s"}"#;
-        let old = decode_dead(text).expect("a dead letter from before positions still reads");
+        let old = decode_event(text).expect("a dead letter from before positions still reads");
         assert_eq!(old.position, alice_core::LogPosition { ms: 1_767_225_600_000, seq: 0 });
         let placed = ReaderEvent { position: alice_core::LogPosition { ms: 5, seq: 2 }, ..old };
-        assert_eq!(decode_dead(&encode_dead(&placed)), Some(placed));
+        assert_eq!(decode_event(&encode_event(&placed)), Some(placed));
     }
 }

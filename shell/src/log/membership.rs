@@ -103,6 +103,13 @@ impl Placement {
         self.health.log_missing.set((file.missing.len() + usize::from(missing.is_some())) as u64);
         Ok(())
     }
+
+    /// Counts again the stretches the file lacks (after some were filled).
+    pub async fn recount(&self) {
+        if let Ok(Some(file)) = self.store.membership().await {
+            self.health.log_missing.set(file.missing.len() as u64);
+        }
+    }
 }
 
 /// Reports, at a start, the stretches of the log a file of this node's own already knows it

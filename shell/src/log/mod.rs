@@ -11,6 +11,7 @@
 pub mod consumer;
 pub mod membership;
 pub mod redis;
+pub mod seed;
 
 use std::sync::Arc;
 

@@ -239,6 +239,10 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Records that a stretch this file lacked (`membership`'s `missing`) is in it now.
+    async fn filled(&self, _after: LogPosition, _until: LogPosition) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// A cheap round trip, for `/health`.
     async fn ping(&self) -> Result<(), StoreError>;
     /// A reader socket connected (stores without a sessions table ignore it).

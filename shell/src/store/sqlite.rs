@@ -430,6 +430,18 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn filled(&self, after: LogPosition, until: LogPosition) -> Result<(), StoreError> {
+        self.write(1, move |writer| {
+            let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            writer.conn.execute(
+                "DELETE FROM log_missing WHERE after_ms = ?1 AND after_seq = ?2 AND until_ms = ?3 AND until_seq = ?4",
+                [n(after.ms), n(after.seq), n(until.ms), n(until.seq)],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
     async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
