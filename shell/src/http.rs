@@ -247,12 +247,14 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
                 "Events in this node's store group's dead-letter stream",
                 r.dlq_len.get() as i64,
             ),
-            (
+        ]);
+        if state.store.is_embedded() {
+            gauges.push((
                 "store_missing_ranges",
                 "Stretches of the cluster's log this node's own file lacks (trimmed before it joined)",
                 r.log_missing.get() as i64,
-            ),
-        ]);
+            ));
+        }
     }
     let text = state.metrics.render(&snap, gauges);
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()

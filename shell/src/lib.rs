@@ -216,11 +216,15 @@ where
             } else {
                 SHARED_STORE_GROUP.to_owned()
             };
-            let placement =
-                Arc::new(log::membership::Placement::new(store.clone(), &group, link.health.clone()));
+            let placement = Arc::new(log::membership::Placement::new(
+                store.clone(),
+                &group,
+                settings.core.log_retain_ms,
+                link.health.clone(),
+            ));
             if store.is_embedded() {
                 log::membership::report_missing(&*store, &link.health).await;
-                log::seed::join(link, &placement, &store).await;
+                log::backfill::join(link, &placement, &store).await;
             }
             Some(placement)
         }
@@ -328,7 +332,7 @@ where
         (Some(link), Some(executors), Some(placement)) => {
             let group = placement.group().to_owned();
             if store.is_embedded() {
-                log::seed::spawn_answering(link.clone(), store.clone(), group.clone(), handle.clone());
+                log::backfill::spawn_answering(link.clone(), store.clone(), group.clone(), handle.clone());
             }
             let Executors { bus_batches, log_requests, bus_requests, consumer_requests } = executors;
             let (h, c) = (handle.clone(), clock.clone());

@@ -68,8 +68,16 @@ async fn a_node_that_joins_after_the_log_was_trimmed_knows_what_it_lacks_until_i
     let first = start_trimming(&redis, &dirs[0], "trim-a").await;
     let mut early = BTreeSet::new();
     send(first.addr, "trim-r0", &mut early).await;
-    let trimmed = trimmed(&redis).await;
+    trimmed(&redis).await;
     first.shutdown().await;
+    // With the first node gone, nothing trims the log until the late node stores.
+    let trimmed = trimmed(&redis).await;
+    let still_held: BTreeSet<String> = file_events(&dirs[0])
+        .await
+        .iter()
+        .filter(|e| e.position >= trimmed)
+        .map(|e| e.id.to_string())
+        .collect();
     let late = start_trimming(&redis, &dirs[1], "trim-b").await;
     let mut later = BTreeSet::new();
     send(late.addr, "trim-r1", &mut later).await;
@@ -93,7 +101,9 @@ async fn a_node_that_joins_after_the_log_was_trimmed_knows_what_it_lacks_until_i
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(later.is_subset(&held), "the late node's file holds what came after it joined");
-    assert!(!early.is_subset(&held), "the trimmed events are not in it");
+    let early_held: BTreeSet<String> = early.intersection(&held).cloned().collect();
+    assert_eq!(early_held, still_held, "of the earlier events, it holds those the log still held");
+    assert!(early_held.len() < early.len(), "the trimmed events are not in it");
     // The file remembers: restarted while still no node holds the stretch, the node says so again.
     late.shutdown().await;
     let late = start_trimming(&redis, &dirs[1], "trim-b").await;
@@ -131,8 +141,20 @@ async fn a_node_added_to_a_running_cluster_gets_the_trimmed_events_from_a_runnin
             .await;
     let mut sent = BTreeSet::new();
     send_n(first.addr, "fill-r0", 1_100, &mut sent).await;
-    trimmed(&redis).await;
+    let trimmed = trimmed(&redis).await;
+    let gone: BTreeSet<String> = file_events(&dirs[0])
+        .await
+        .iter()
+        .filter(|e| e.position < trimmed)
+        .map(|e| e.id.to_string())
+        .collect();
+    assert!(gone.len() > 500, "more than a page was trimmed: {}", gone.len());
     let added = start_trimming(&redis, &dirs[1], "fill-b").await;
+    // Filled before it serves: the file holds what Redis trimmed as soon as the start returns.
+    assert!(
+        gone.is_subset(&file_ids(&dirs[1]).await),
+        "the added node's file holds the trimmed events at its start"
+    );
     send(added.addr, "fill-r1", &mut sent).await;
     assert_eq!(joined(&dirs[1], "fill-b").await.missing, vec![], "nothing is missing");
     assert_eq!(missing_ranges(added.addr).await, "alice_store_missing_ranges 0");
@@ -256,9 +278,13 @@ async fn missing_ranges(addr: SocketAddr) -> String {
 
 /// The ids of the events the file in `dir` holds.
 async fn file_ids(dir: &tempfile::TempDir) -> BTreeSet<String> {
+    file_events(dir).await.iter().map(|e| e.id.to_string()).collect()
+}
+
+/// The events the file in `dir` holds.
+async fn file_events(dir: &tempfile::TempDir) -> Vec<std::sync::Arc<alice_core::ReaderEvent>> {
     let file = SqliteStore::open(None, dir.path()).await.unwrap();
-    let (events, _) = file.newest(10_000).await.unwrap();
-    events.iter().map(|e| e.id.to_string()).collect()
+    file.newest(10_000).await.unwrap().0
 }
 
 /// One reader on `addr` sends `PER_NODE` events; their ids go into `sent`.

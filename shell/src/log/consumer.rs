@@ -251,7 +251,7 @@ async fn trim(
 }
 
 /// An event as JSON text, readable with redis-cli: a dead letter as its stream keeps it, and an
-/// event sent to fill another node's file (`log::seed`).
+/// event sent to fill another node's file (`log::backfill`).
 pub(crate) fn encode_event(e: &ReaderEvent) -> String {
     serde_json::json!({
         "id": e.id,

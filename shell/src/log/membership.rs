@@ -2,18 +2,16 @@
 //! store keeps every event in its own SQLite file, filled by a storing group of its own. The
 //! group stores what the log still holds, and Redis keeps only what every group has stored plus
 //! the newest `REDIS_LOG_RETAIN_MS`. So a file that is new to its group (a node added to a running
-//! cluster, a node whose `DATA_DIR` was emptied, or a file copied from another node to seed a new
-//! one) must be placed right: its group reads the log on from the newest position the file holds,
-//! and whatever Redis trimmed after that position before the group held it is recorded in the
-//! file as missing, logged as an error, and counted (`alice_store_missing_ranges`, `/health`).
-//!
-//! Seeding a new node with a copy of a running node's file (README, "Adding a node") makes it
-//! join with nothing missing, as long as the copy is younger than the log's retention.
+//! cluster, a node whose `DATA_DIR` was emptied, or a file copied from another node) must be
+//! placed right: its group reads the log on from the newest position the file holds, and the
+//! stretch after that position that Redis may have trimmed before the group held it is recorded
+//! in the file as missing, for `log::backfill` to fill from a running node's file, and counted
+//! until it is (`alice_store_missing_ranges`, `/health`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use alice_core::LogPosition;
+use alice_core::{LogPosition, Millis};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
 
@@ -25,13 +23,20 @@ use crate::store::{EventStore, Membership, StoreError};
 pub struct Placement {
     store: Arc<dyn EventStore>,
     group: String,
+    /// `REDIS_LOG_RETAIN_MS`: how much of the log's newest stretch no node trims.
+    retain_ms: u64,
     health: Arc<RedisHealth>,
     placed: Mutex<bool>,
 }
 
 impl Placement {
-    pub fn new(store: Arc<dyn EventStore>, group: &str, health: Arc<RedisHealth>) -> Placement {
-        Placement { store, group: group.to_owned(), health, placed: Mutex::new(false) }
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        group: &str,
+        retain_ms: u64,
+        health: Arc<RedisHealth>,
+    ) -> Placement {
+        Placement { store, group: group.to_owned(), retain_ms, health, placed: Mutex::new(false) }
     }
 
     pub fn group(&self) -> &str {
@@ -39,9 +44,9 @@ impl Placement {
     }
 
     /// Places the group where the file's log ends, unless the file already stores for it; until
-    /// that has succeeded, each call tries again (the reader's opening and the consumer's first
-    /// read each call it, one at a time). A store the cluster shares has nothing to place: its
-    /// group starts at the log's beginning.
+    /// that has succeeded, each call tries again (the start, the reader's opening and the
+    /// consumer's first read each call it, one at a time). A store the cluster shares has nothing
+    /// to place: its group starts at the log's beginning.
     pub async fn ensure(&self, c: &mut MultiplexedConnection) -> redis::RedisResult<()> {
         let mut placed = self.placed.lock().await;
         if *placed {
@@ -70,7 +75,13 @@ impl Placement {
             Err(e) => return Err(e),
         };
         let ours = file.group.as_deref() == Some(self.group.as_str());
-        if ours && !created {
+        // A file written before files recorded their group, whose group exists: this node's own,
+        // from before an upgrade (a copy of another node's file would record that node's group).
+        let from_before = file.group.is_none() && file.end > LogPosition::START;
+        if !created && (ours || from_before) {
+            if from_before {
+                self.store.join_log(&self.group, None).await.map_err(store_failed)?;
+            }
             return Ok(());
         }
         if !created {
@@ -84,20 +95,20 @@ impl Placement {
                 .query_async::<()>(c)
                 .await?;
         }
-        // The group holds the log from `end` on now; anything Redis trimmed after `end` before
-        // that is out of reach. (No entry lies between `end` and the one right after it.)
-        let next = LogPosition { seq: file.end.seq.saturating_add(1), ..file.end };
-        let missing = trimmed_until(c).await?.filter(|&until| until > next).map(|until| (file.end, until));
-        if let Some((after, until)) = missing {
-            tracing::error!(
-                after = %after,
-                until = %until,
-                "this node's file joined the cluster's log after Redis trimmed entries it does not hold: \
-                 events in that stretch are missing from it; seed a new node with a copy of a running \
-                 node's file (README, \"Adding a node\")"
-            );
-        } else {
-            tracing::info!(from = %end, group = %self.group, "this node's file joined the cluster's log");
+        let missing = at_risk(c, self.retain_ms)
+            .await?
+            .filter(|&until| until > after(file.end))
+            .map(|until| (file.end, until));
+        match missing {
+            Some((after, until)) => tracing::warn!(
+                %after,
+                %until,
+                "this node's file joined the cluster's log, which Redis may have trimmed after the file's end: \
+                 the file lacks that stretch until a running node sends it"
+            ),
+            None => {
+                tracing::info!(from = %end, group = %self.group, "this node's file joined the cluster's log")
+            }
         }
         self.store.join_log(&self.group, missing).await.map_err(store_failed)?;
         self.health.log_missing.set((file.missing.len() + usize::from(missing.is_some())) as u64);
@@ -112,25 +123,29 @@ impl Placement {
     }
 }
 
+/// The position right after `p`: no entry of the log lies between the two.
+fn after(p: LogPosition) -> LogPosition {
+    LogPosition { seq: p.seq.saturating_add(1), ..p }
+}
+
 /// Reports, at a start, the stretches of the log a file of this node's own already knows it
 /// lacks.
 pub async fn report_missing(store: &dyn EventStore, health: &RedisHealth) {
     let Ok(Some(file)) = store.membership().await else { return };
     for (after, until) in &file.missing {
-        tracing::error!(
-            after = %after,
-            until = %until,
-            "this node's file lacks events of the cluster's log in this stretch (trimmed before it \
-             joined); seed it from a running node's file (README, \"Adding a node\")"
-        );
+        tracing::warn!(%after, %until, "this node's file lacks a stretch of the cluster's log; asking running nodes for it");
     }
     health.log_missing.set(file.missing.len() as u64);
 }
 
-/// Where the log Redis holds begins, when it trimmed entries: its first entry (or just after
-/// its last entry ever, when it holds none); `None` when nothing was trimmed, or when Redis does
-/// not say (before 7.0). The log loses entries only at its head (`XTRIM MINID`).
-async fn trimmed_until(c: &mut MultiplexedConnection) -> redis::RedisResult<Option<LogPosition>> {
+/// Where the log a group placed now is sure to read begins: entries before it may be gone.
+/// Those Redis trimmed already lie before the log's first entry (or after its last one ever,
+/// when it holds none: the log loses entries only at its head, `XTRIM MINID`). And another node
+/// may be trimming right now behind the groups it saw, without the one just placed: never past
+/// the retention horizon, the newest entry's time less `retain_ms`, so entries older than that
+/// are at risk too. `None` when no entry was or can be lost, or when Redis does not say what it
+/// trimmed (before 7.0).
+async fn at_risk(c: &mut MultiplexedConnection, retain_ms: u64) -> redis::RedisResult<Option<LogPosition>> {
     let info: HashMap<String, redis::Value> =
         redis::cmd("XINFO").arg("STREAM").arg(LOG_STREAM).query_async(c).await?;
     let field = |name: &str| info.get(name).cloned().unwrap_or(redis::Value::Nil);
@@ -142,18 +157,14 @@ async fn trimmed_until(c: &mut MultiplexedConnection) -> redis::RedisResult<Opti
         return Ok(None);
     };
     let length: u64 = redis::from_redis_value(field("length"))?;
-    if added <= length {
-        return Ok(None);
-    }
+    let last: LogPosition =
+        redis::from_redis_value::<String>(field("last-generated-id"))?.parse().unwrap_or(LogPosition::START);
     let first: Option<(String, redis::Value)> = redis::from_redis_value(field("first-entry"))?;
-    let until = match first {
-        Some((id, _)) => id.parse::<LogPosition>().ok(),
-        None => redis::from_redis_value::<String>(field("last-generated-id"))?
-            .parse::<LogPosition>()
-            .ok()
-            .map(|last| LogPosition { seq: last.seq + 1, ..last }),
-    };
-    Ok(until.filter(|&p| p > LogPosition::START))
+    let first = first.and_then(|(id, _)| id.parse::<LogPosition>().ok());
+    let trimmed = (added > length).then(|| first.unwrap_or(after(last)));
+    let horizon = LogPosition::at(Millis(last.ms.saturating_sub(retain_ms)));
+    let trimming = first.filter(|&f| f < horizon).map(|_| horizon);
+    Ok(trimmed.max(trimming).filter(|&p| p > LogPosition::START))
 }
 
 fn store_failed(e: StoreError) -> redis::RedisError {

@@ -8,10 +8,10 @@
 //! - a cluster: one Redis stream every node reads ([`redis::RedisLog`]), stored by
 //!   [`consumer`]s.
 
+pub mod backfill;
 pub mod consumer;
 pub mod membership;
 pub mod redis;
-pub mod seed;
 
 use std::sync::Arc;
 

@@ -1,16 +1,19 @@
 //! A node's own file filled from a running node's: the events of a stretch of the log that Redis
-//! trimmed before this node's storing group held it (`log::membership`). A node added to a
-//! running cluster thus holds every event of the cluster, as the others do, without an operator
+//! may have trimmed before this node's storing group held it (`log::membership`). A node added to
+//! a running cluster thus holds every event of the cluster, as the others do, without an operator
 //! copying a file.
 //!
 //! Everything goes through Redis, which is all the nodes share. At its start, before it loads its
-//! recent history, a node whose file lacks a stretch asks for it on `alice:seed:ask` and names a
-//! stream for the answer. Every node with a file of its own reads the asks; the first that holds
-//! the whole stretch and claims the answer (`<answer>:owner`, kept while it sends) pages its file
-//! into the answer stream, in the log's order, and ends it with an `end` entry. The asking node
-//! stores each page as it comes (the store keeps an event once, at its earliest position) and,
-//! at the end, forgets the stretch. With no answer, or an answer that stops, the stretch stays
-//! recorded and the node serves anyway; its next start asks again.
+//! recent history, a node whose file lacks a stretch asks for it on `alice:backfill:ask` and names
+//! a stream for the answer. Every node with a placed file of its own reads the asks; the first
+//! that holds the whole stretch and claims the answer (`<answer>:owner`, kept while it sends and a
+//! while after) pages its file into the answer stream, in the log's order, and ends it with an
+//! `end` entry. The asking node stores each page as it comes (the store keeps an event once, at
+//! its earliest position) and, at the end, forgets the stretch. With no answer, or an answer that
+//! stops, the stretch stays recorded and the node serves anyway; its next start asks again. So
+//! does a stretch recorded while the node runs (Redis was unreachable at its start).
+//!
+//! Events the answering node dead-lettered are not in its file, so not in the answer either.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +30,7 @@ use crate::redis_link::RedisLink;
 use crate::store::EventStore;
 
 /// Where nodes ask for stretches of the log.
-const ASKS: &str = "alice:seed:ask";
+const ASKS: &str = "alice:backfill:ask";
 /// Events per page of an answer.
 const PAGE: usize = 500;
 /// An answer no longer than this waits for the asking node to take some.
@@ -78,13 +81,23 @@ async fn fill(
     stretch: (LogPosition, LogPosition),
     store: &Arc<dyn EventStore>,
 ) -> Result<usize, String> {
-    let answer = format!("alice:seed:{group}:{:016x}", rand::random::<u64>());
+    let answer = format!("alice:backfill:{group}:{:016x}", rand::random::<u64>());
     let (after, until) = (stretch.0.to_string(), stretch.1.to_string());
     let fields = [("group", group), ("after", &after), ("until", &until), ("answer", &answer)];
     let mut ask = redis::cmd("XADD");
     ask.arg(ASKS).arg("MAXLEN").arg("~").arg(100).arg("*").arg(&fields);
     let outcome = take_answer(c, &ask, &answer, store).await;
-    let _: redis::RedisResult<()> = c.del(&[answer.clone(), format!("{answer}:owner")]).await;
+    // The claim stays a while, so that no node answers a copy of the ask read late.
+    let mut done = redis::pipe();
+    done.del(&answer)
+        .ignore()
+        .cmd("SET")
+        .arg(format!("{answer}:owner"))
+        .arg("done")
+        .arg("PX")
+        .arg(CLAIM_MS)
+        .ignore();
+    let _: redis::RedisResult<()> = done.query_async(c).await;
     outcome
 }
 
@@ -129,6 +142,9 @@ async fn take_answer(
             .filter_map(|e| e.get::<String>("e"))
             .filter_map(|text| decode_event(&text).map(Arc::new))
             .collect();
+        if events.len() + usize::from(end) != entries.len() {
+            return Err("the answer held an entry that is not an event".into());
+        }
         store.insert(&events).await.map_err(|e| format!("could not store a page: {e}"))?;
         stored += events.len();
         // What is stored leaves the answer, which keeps the answering node's lead bounded.
@@ -173,7 +189,7 @@ pub fn spawn_answering(link: RedisLink, store: Arc<dyn EventStore>, group: Strin
                     if asker == group || answer.is_empty() {
                         continue;
                     }
-                    match send(&mut c, &store, &answer, (after, until)).await {
+                    match send(&mut c, &store, &group, &driver, &answer, (after, until)).await {
                         Ok(Some(events)) => {
                             tracing::info!(node = asker, %after, %until, events, "sent a stretch of the log to a node that lacked it")
                         }
@@ -189,17 +205,22 @@ pub fn spawn_answering(link: RedisLink, store: Arc<dyn EventStore>, group: Strin
     });
 }
 
-/// Sends the events of `stretch` into `answer`, if this file holds the whole stretch and no other
-/// node claimed the answer first; the number sent.
+/// Sends the events of `stretch` into `answer`, if this file is placed in the log as `group`'s,
+/// holds the whole stretch, and no other node claimed the answer first; the number sent.
 async fn send(
     c: &mut MultiplexedConnection,
     store: &Arc<dyn EventStore>,
+    group: &str,
+    driver: &DriverHandle,
     answer: &str,
     (after, until): (LogPosition, LogPosition),
 ) -> Result<Option<usize>, String> {
     let file = store.membership().await.map_err(|e| e.to_string())?;
-    let lacks = file.is_none_or(|f| f.missing.iter().any(|&(a, u)| a < until && after < u));
-    if lacks {
+    // A file not placed yet may lack stretches it does not know of.
+    let holds = file.is_some_and(|f| {
+        f.group.as_deref() == Some(group) && !f.missing.iter().any(|&(a, u)| a < until && after < u)
+    });
+    if !holds {
         return Ok(None);
     }
     let owner = format!("{answer}:owner");
@@ -218,6 +239,9 @@ async fn send(
     let every = ReplayFilter::unscoped(ReplayRule::Subscription(Vec::new()));
     let (mut from, mut sent) = (after, 0);
     loop {
+        if driver.is_closed() {
+            return Err("the server stopped".into());
+        }
         let page = store.replay(ReplayFrom::Position(from), &every, PAGE).await.map_err(|e| e.to_string())?;
         let events = page.map(|(_, events)| events).unwrap_or_default();
         let full = events.len() == PAGE;
