@@ -29,12 +29,7 @@ async fn every_nodes_own_file_holds_the_whole_cluster() {
     for (k, node) in nodes.iter().enumerate() {
         send(node.addr, &format!("own-r{k}"), &mut sent).await;
     }
-    holds_the_whole_cluster(&dirs, &sent).await;
-    answer_alike(&nodes, 2 * PER_NODE).await;
-    for node in nodes {
-        node.shutdown().await;
-    }
-    drop(redis);
+    all_hold_and_answer_alike(redis, &dirs, &sent, nodes).await;
 }
 
 /// A node started after the cluster's first events reads the log from its beginning: its file,
@@ -48,13 +43,7 @@ async fn a_node_that_joins_later_holds_the_earlier_events() {
     send(first.addr, "early-r0", &mut sent).await;
     let late = start(&redis, &dirs[1], "late-b").await;
     send(late.addr, "late-r1", &mut sent).await;
-    holds_the_whole_cluster(&dirs, &sent).await;
-    let nodes = [first, late];
-    answer_alike(&nodes, 2 * PER_NODE).await;
-    for node in nodes {
-        node.shutdown().await;
-    }
-    drop(redis);
+    all_hold_and_answer_alike(redis, &dirs, &sent, [first, late]).await;
 }
 
 /// A node added after Redis trimmed the log's first entries, while no node that holds them runs,
@@ -118,13 +107,7 @@ async fn a_node_that_joins_after_the_log_was_trimmed_knows_what_it_lacks_until_i
     let (_, health) = http(late.addr, "GET", "/health", None).await;
     assert_eq!(health["checks"]["store"]["missingLogRanges"], 0, "{health}");
     let all: BTreeSet<String> = early.union(&later).cloned().collect();
-    holds_the_whole_cluster(&dirs, &all).await;
-    let nodes = [first, late];
-    answer_alike(&nodes, 2 * PER_NODE).await;
-    for node in nodes {
-        node.shutdown().await;
-    }
-    drop(redis);
+    all_hold_and_answer_alike(redis, &dirs, &all, [first, late]).await;
 }
 
 /// A node added to a running cluster after Redis trimmed the log's first entries gets them from
@@ -158,13 +141,7 @@ async fn a_node_added_to_a_running_cluster_gets_the_trimmed_events_from_a_runnin
     send(added.addr, "fill-r1", &mut sent).await;
     assert_eq!(joined(&dirs[1], "fill-b").await.missing, vec![], "nothing is missing");
     assert_eq!(missing_ranges(added.addr).await, "alice_store_missing_ranges 0");
-    holds_the_whole_cluster(&dirs, &sent).await;
-    let nodes = [first, added];
-    answer_alike(&nodes, sent.len()).await;
-    for node in nodes {
-        node.shutdown().await;
-    }
-    drop(redis);
+    all_hold_and_answer_alike(redis, &dirs, &sent, [first, added]).await;
 }
 
 /// The way to add a node: a copy of a running node's file in its `DATA_DIR` before it starts.
@@ -188,13 +165,7 @@ async fn a_node_seeded_with_a_copy_of_a_running_nodes_file_misses_nothing() {
     send(seeded.addr, "seed-r1", &mut sent).await;
     let file = joined(&dirs[1], "seed-b").await;
     assert_eq!(file.missing, vec![], "a seeded file lacks nothing");
-    holds_the_whole_cluster(&dirs, &sent).await;
-    let nodes = [first, seeded];
-    answer_alike(&nodes, 2 * PER_NODE).await;
-    for node in nodes {
-        node.shutdown().await;
-    }
-    drop(redis);
+    all_hold_and_answer_alike(redis, &dirs, &sent, [first, seeded]).await;
 }
 
 /// A node restarted on an emptied `DATA_DIR` keeps its name and so its group, which had stored
@@ -318,6 +289,21 @@ async fn holds_the_whole_cluster(dirs: &[tempfile::TempDir], sent: &BTreeSet<Str
         }
         assert_eq!(&found, sent, "{} holds the whole cluster", dir.path().display());
     }
+}
+
+/// Every file holds `sent` and the nodes answer alike; then the nodes stop, and so does Redis.
+async fn all_hold_and_answer_alike(
+    redis: RedisServer,
+    dirs: &[tempfile::TempDir],
+    sent: &BTreeSet<String>,
+    nodes: [Running; 2],
+) {
+    holds_the_whole_cluster(dirs, sent).await;
+    answer_alike(&nodes, sent.len()).await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    drop(redis);
 }
 
 /// get-recent-events and /stats give the same answer on every node, with every event.
