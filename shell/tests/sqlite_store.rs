@@ -287,3 +287,25 @@ async fn expired_sessions_are_never_recovered_and_are_deleted_in_time() {
     assert_eq!(rows().await, 255, "the 256th save deleted the expired one");
     assert_eq!(sessions.load("new-254").await.unwrap(), Some(session(now + 60_000)));
 }
+
+/// A file records the storing group it fills and the stretches of the log it lacks; a stretch
+/// narrows as a fill stores its pages and goes once filled, across reopenings.
+#[tokio::test]
+async fn a_file_keeps_its_group_and_the_stretches_it_lacks_until_they_are_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |ms: u64, seq: u64| LogPosition { ms, seq };
+    let store = SqliteStore::open(None, dir.path()).await.unwrap();
+    let new = store.membership().await.unwrap().unwrap();
+    assert_eq!((new.group, new.end, new.missing), (None, LogPosition::START, vec![]), "a new file");
+    let stretch = (LogPosition::START, at(500, 0));
+    store.join_log("alice-store:n1", Some(stretch)).await.unwrap();
+    store.join_log("alice-store:n1", Some(stretch)).await.unwrap();
+    store.filled(stretch, Some(at(200, 3))).await.unwrap();
+    drop(store);
+    let store = SqliteStore::open(None, dir.path()).await.unwrap();
+    let file = store.membership().await.unwrap().unwrap();
+    assert_eq!(file.group.as_deref(), Some("alice-store:n1"));
+    assert_eq!(file.missing, vec![(at(200, 3), at(500, 0))], "recorded once, narrowed by the page stored");
+    store.filled(file.missing[0], None).await.unwrap();
+    assert_eq!(store.membership().await.unwrap().unwrap().missing, vec![], "filled");
+}

@@ -9,7 +9,8 @@
 //! that holds the whole stretch and claims the answer (`<answer>:owner`, kept while it sends and a
 //! while after) pages its file into the answer stream, in the log's order, and ends it with an
 //! `end` entry. The asking node stores each page as it comes (the store keeps an event once, at
-//! its earliest position) and, at the end, forgets the stretch. With no answer, or an answer that
+//! its earliest position), narrows the stretch in its file past it, and at the end forgets the
+//! stretch. With no answer, or an answer that
 //! stops, the stretch stays recorded and the node serves anyway; its next start asks again. So
 //! does a stretch recorded while the node runs (Redis was unreachable at its start).
 //!
@@ -57,12 +58,12 @@ pub async fn join(link: &RedisLink, placement: &Placement, store: &Arc<dyn Event
         return tracing::warn!(error = %e, "could not place this node's storing group yet; it will be when the log's reading opens");
     }
     let Ok(Some(file)) = store.membership().await else { return };
-    for (after, until) in file.missing {
-        let started = Instant::now();
-        match fill(&mut c, placement.group(), (after, until), store).await {
+    for mut stretch in file.missing {
+        let (started, (after, until)) = (Instant::now(), stretch);
+        match fill(&mut c, placement.group(), &mut stretch, store).await {
             Ok(events) => {
                 tracing::info!(%after, %until, events, took_ms = started.elapsed().as_millis() as u64, "filled a stretch of the log this node's file lacked, from a running node");
-                if let Err(e) = store.filled(after, until).await {
+                if let Err(e) = store.filled(stretch, None).await {
                     tracing::warn!(error = %e, "could not record the stretch as filled; the next start fills it again");
                 }
             }
@@ -74,11 +75,12 @@ pub async fn join(link: &RedisLink, placement: &Placement, store: &Arc<dyn Event
     placement.recount().await;
 }
 
-/// Asks for the events of `stretch` and stores them as they come; the number stored.
+/// Asks for the events of `stretch` and stores them as they come; the number stored. What is
+/// stored leaves the stretch, in the file too, so that a fill cut short goes on from there.
 async fn fill(
     c: &mut MultiplexedConnection,
     group: &str,
-    stretch: (LogPosition, LogPosition),
+    stretch: &mut (LogPosition, LogPosition),
     store: &Arc<dyn EventStore>,
 ) -> Result<usize, String> {
     let answer = format!("alice:backfill:{group}:{:016x}", rand::random::<u64>());
@@ -86,7 +88,7 @@ async fn fill(
     let fields = [("group", group), ("after", &after), ("until", &until), ("answer", &answer)];
     let mut ask = redis::cmd("XADD");
     ask.arg(ASKS).arg("MAXLEN").arg("~").arg(100).arg("*").arg(&fields);
-    let outcome = take_answer(c, &ask, &answer, store).await;
+    let outcome = take_answer(c, &ask, &answer, stretch, store).await;
     // The claim stays a while, so that no node answers a copy of the ask read late.
     let mut done = redis::pipe();
     done.del(&answer)
@@ -107,6 +109,7 @@ async fn take_answer(
     c: &mut MultiplexedConnection,
     ask: &redis::Cmd,
     answer: &str,
+    stretch: &mut (LogPosition, LogPosition),
     store: &Arc<dyn EventStore>,
 ) -> Result<usize, String> {
     let mut read_to = "0-0".to_owned();
@@ -147,6 +150,11 @@ async fn take_answer(
         }
         store.insert(&events).await.map_err(|e| format!("could not store a page: {e}"))?;
         stored += events.len();
+        // Pages come in the log's order.
+        if let Some(to) = events.iter().map(|e| e.position).max().filter(|_| !end) {
+            store.filled(*stretch, Some(to)).await.map_err(|e| format!("could not record a page: {e}"))?;
+            stretch.0 = to;
+        }
         // What is stored leaves the answer, which keeps the answering node's lead bounded.
         let _: redis::RedisResult<u64> =
             redis::cmd("XTRIM").arg(answer).arg("MINID").arg(&last).query_async(c).await;

@@ -239,8 +239,13 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<(), StoreError> {
         Ok(())
     }
-    /// Records that a stretch this file lacked (`membership`'s `missing`) is in it now.
-    async fn filled(&self, _after: LogPosition, _until: LogPosition) -> Result<(), StoreError> {
+    /// Records that a stretch this file lacked (`membership`'s `missing`) is in it now, up to
+    /// and including `to`, or all of it when `to` is `None`.
+    async fn filled(
+        &self,
+        _stretch: (LogPosition, LogPosition),
+        _to: Option<LogPosition>,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
     /// A cheap round trip, for `/health`.

@@ -430,13 +430,23 @@ impl EventStore for SqliteStore {
         .await
     }
 
-    async fn filled(&self, after: LogPosition, until: LogPosition) -> Result<(), StoreError> {
+    async fn filled(
+        &self,
+        stretch: (LogPosition, LogPosition),
+        to: Option<LogPosition>,
+    ) -> Result<(), StoreError> {
         self.write(1, move |writer| {
             let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            writer.conn.execute(
-                "DELETE FROM log_missing WHERE after_ms = ?1 AND after_seq = ?2 AND until_ms = ?3 AND until_seq = ?4",
-                [n(after.ms), n(after.seq), n(until.ms), n(until.seq)],
-            )
+            let ((after, until), which) =
+                (stretch, "after_ms = ?1 AND after_seq = ?2 AND until_ms = ?3 AND until_seq = ?4");
+            let key = [n(after.ms), n(after.seq), n(until.ms), n(until.seq)];
+            match to {
+                None => writer.conn.execute(&format!("DELETE FROM log_missing WHERE {which}"), key),
+                Some(to) => writer.conn.execute(
+                    &format!("UPDATE log_missing SET after_ms = ?5, after_seq = ?6 WHERE {which}"),
+                    [key[0], key[1], key[2], key[3], n(to.ms), n(to.seq)],
+                ),
+            }
         })
         .await
         .map(drop)
