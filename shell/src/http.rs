@@ -105,17 +105,19 @@ async fn health(State(state): State<HttpState>) -> Response {
     let (queued, dead) = queue_sizes(&state, &snap);
     let self_heard_ago = snap.stats.bus_last_self_heard.map(|t| snap.now.since(t));
     let mut checks = serde_json::Map::new();
-    checks.insert(
-        "store".into(),
-        json!({
-            "status": if store_ok { "ok" } else { "down" },
-            "kind": state.store.kind(),
-            "latencyMs": latency_ms,
-            "queueSize": queued,
-            "queueCapacity": snap.stats.queue_capacity,
-            "dlqSize": dead,
-        }),
-    );
+    let mut store = json!({
+        "status": if store_ok { "ok" } else { "down" },
+        "kind": state.store.kind(),
+        "latencyMs": latency_ms,
+        "queueSize": queued,
+        "queueCapacity": snap.stats.queue_capacity,
+        "dlqSize": dead,
+    });
+    if let (Some(r), true) = (&state.redis, state.store.is_embedded()) {
+        // A file of this node's own that joined the log late lacks part of the cluster's events.
+        store["missingLogRanges"] = json!(r.log_missing.get());
+    }
+    checks.insert("store".into(), store);
     let (redis_up, bus_silent) = match &state.redis {
         None => {
             checks.insert(
@@ -131,12 +133,6 @@ async fn health(State(state): State<HttpState>) -> Response {
                 && self_heard_ago.is_none_or(|ago| ago > 2 * state.presence_ttl_ms)
                 && state.started.elapsed() > Duration::from_millis(2 * state.presence_ttl_ms);
             checks.insert("redis".into(), json!({ "status": if up { "ok" } else { "down" } }));
-            if state.store.is_embedded() {
-                // A file of this node's own that joined the log late lacks part of the cluster's events.
-                if let Some(store) = checks.get_mut("store").and_then(|s| s.as_object_mut()) {
-                    store.insert("missingLogRanges".into(), json!(r.log_missing.get()));
-                }
-            }
             checks.insert(
                 "bus".into(),
                 json!({

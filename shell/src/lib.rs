@@ -223,7 +223,9 @@ where
                 link.health.clone(),
             ));
             if store.is_embedded() {
-                log::membership::report_missing(&*store, &link.health).await;
+                for (after, until) in placement.recount().await {
+                    tracing::warn!(%after, %until, "this node's file lacks a stretch of the cluster's log; asking running nodes for it");
+                }
                 log::backfill::join(link, &placement, &store).await;
             }
             Some(placement)

@@ -252,9 +252,9 @@ async fn send(
         }
         let page = store.replay(ReplayFrom::Position(from), &every, PAGE).await.map_err(|e| e.to_string())?;
         let events = page.map(|(_, events)| events).unwrap_or_default();
-        let full = events.len() == PAGE;
         let inside: Vec<_> = events.into_iter().filter(|e| e.position < until).collect();
-        let more = full && inside.len() == PAGE;
+        // A whole page inside the stretch: there may be more.
+        let more = inside.len() == PAGE;
         wait_for_room(c, answer).await?;
         let mut pipe = redis::pipe();
         for e in &inside {

@@ -115,27 +115,20 @@ impl Placement {
         Ok(())
     }
 
-    /// Counts again the stretches the file lacks (after some were filled).
-    pub async fn recount(&self) {
-        if let Ok(Some(file)) = self.store.membership().await {
-            self.health.log_missing.set(file.missing.len() as u64);
-        }
+    /// Counts the stretches the file lacks (at a start, and after some were filled); returns them.
+    pub async fn recount(&self) -> Vec<(LogPosition, LogPosition)> {
+        let missing = match self.store.membership().await {
+            Ok(Some(file)) => file.missing,
+            _ => Vec::new(),
+        };
+        self.health.log_missing.set(missing.len() as u64);
+        missing
     }
 }
 
 /// The position right after `p`: no entry of the log lies between the two.
 fn after(p: LogPosition) -> LogPosition {
     LogPosition { seq: p.seq.saturating_add(1), ..p }
-}
-
-/// Reports, at a start, the stretches of the log a file of this node's own already knows it
-/// lacks.
-pub async fn report_missing(store: &dyn EventStore, health: &RedisHealth) {
-    let Ok(Some(file)) = store.membership().await else { return };
-    for (after, until) in &file.missing {
-        tracing::warn!(%after, %until, "this node's file lacks a stretch of the cluster's log; asking running nodes for it");
-    }
-    health.log_missing.set(file.missing.len() as u64);
 }
 
 /// Where the log a group placed now is sure to read begins: entries before it may be gone.

@@ -171,6 +171,16 @@ const CHECKPOINT_AFTER_COMMITS: u32 = 1_000;
 const CHECKPOINT_AFTER_EVENTS: usize = 10_000;
 const WAL_BACKSTOP_PAGES: &str = "50000";
 
+/// A position as the store keeps it, two integer columns (`log_ms`, `log_seq`, and the like).
+fn from_columns(ms: i64, seq: i64) -> LogPosition {
+    LogPosition { ms: ms.max(0) as u64, seq: seq.max(0) as u64 }
+}
+
+/// A stretch of the log as `log_missing`'s four columns.
+fn stretch_columns((after, until): (LogPosition, LogPosition)) -> [i64; 4] {
+    [after.ms as i64, after.seq as i64, until.ms as i64, until.seq as i64]
+}
+
 fn unavailable(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Database(db) if db.is_unique_violation() || db.is_check_violation() => {
@@ -260,7 +270,7 @@ impl SqliteStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;
-        Ok(found.map(|(ms, seq)| LogPosition { ms: ms.max(0) as u64, seq: seq.max(0) as u64 }))
+        Ok(found.map(|(ms, seq)| from_columns(ms, seq)))
     }
 }
 
@@ -305,8 +315,7 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        let placed =
-            rows.into_iter().map(|(ms, seq)| LogPosition { ms: ms.max(0) as u64, seq: seq.max(0) as u64 });
+        let placed = rows.into_iter().map(|(ms, seq)| from_columns(ms, seq));
         Ok(placed.max().unwrap_or(LogPosition::START))
     }
 
@@ -399,8 +408,8 @@ impl EventStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        let at = |ms: i64, seq: i64| LogPosition { ms: ms.max(0) as u64, seq: seq.max(0) as u64 };
-        let missing = ranges.into_iter().map(|(a, b, c, d)| (at(a, b), at(c, d))).collect();
+        let missing =
+            ranges.into_iter().map(|(a, b, c, d)| (from_columns(a, b), from_columns(c, d))).collect();
         Ok(Some(Membership { group, end: self.log_end().await?, missing }))
     }
 
@@ -417,12 +426,11 @@ impl EventStore for SqliteStore {
                  ON CONFLICT (id) DO UPDATE SET log_group = excluded.log_group",
                 [&group],
             )?;
-            if let Some((after, until)) = missing {
-                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            if let Some(stretch) = missing {
                 tx.execute(
                     "INSERT OR IGNORE INTO log_missing (after_ms, after_seq, until_ms, until_seq)
                      VALUES (?1, ?2, ?3, ?4)",
-                    [n(after.ms), n(after.seq), n(until.ms), n(until.seq)],
+                    stretch_columns(stretch),
                 )?;
             }
             tx.commit()
@@ -436,15 +444,13 @@ impl EventStore for SqliteStore {
         to: Option<LogPosition>,
     ) -> Result<(), StoreError> {
         self.write(1, move |writer| {
-            let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            let ((after, until), which) =
-                (stretch, "after_ms = ?1 AND after_seq = ?2 AND until_ms = ?3 AND until_seq = ?4");
-            let key = [n(after.ms), n(after.seq), n(until.ms), n(until.seq)];
+            let which = "after_ms = ?1 AND after_seq = ?2 AND until_ms = ?3 AND until_seq = ?4";
+            let [a, b, c, d] = stretch_columns(stretch);
             match to {
-                None => writer.conn.execute(&format!("DELETE FROM log_missing WHERE {which}"), key),
+                None => writer.conn.execute(&format!("DELETE FROM log_missing WHERE {which}"), [a, b, c, d]),
                 Some(to) => writer.conn.execute(
                     &format!("UPDATE log_missing SET after_ms = ?5, after_seq = ?6 WHERE {which}"),
-                    [key[0], key[1], key[2], key[3], n(to.ms), n(to.seq)],
+                    [a, b, c, d, to.ms as i64, to.seq as i64],
                 ),
             }
         })
