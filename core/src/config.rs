@@ -60,6 +60,11 @@ pub struct Config {
     /// `text` nor `jsonb` can). A reader event carrying it in `data` or `sessionId` is then
     /// refused as invalid, rather than acknowledged and never stored.
     pub store_refuses_nul: bool,
+    /// Whether the event store keeps user ids in a `uuid` column (the original Supabase schema's
+    /// `real_time_events.user_id`). A reader whose token's `sub` is not a UUID could then never
+    /// have an event stored, so the token is refused as invalid on connect, rather than its
+    /// events being acknowledged and dead-lettered.
+    pub store_user_ids_are_uuids: bool,
     /// In a cluster, the least time between two reads of the log that found entries: a few
     /// milliseconds let one read carry many entries instead of one, which is most of the
     /// cluster's Redis commands; the price is up to that much more delivery latency. An empty
@@ -149,6 +154,7 @@ impl Default for Config {
             store_retry_max_ms: 30_000,
             deployment: Deployment::SingleStore,
             store_refuses_nul: false,
+            store_user_ids_are_uuids: false,
             log_read_pace_ms: 2,
             log_read_budget: 4_000,
             log_store_pace_ms: 50,
@@ -164,5 +170,11 @@ impl Config {
     /// How often this node announces itself on the bus: three heartbeats per presence TTL.
     pub fn heartbeat_interval_ms(&self) -> u64 {
         (self.presence_ttl_ms / 3).max(1)
+    }
+
+    /// Whether the event store can hold `user` as the user id of a reader's events.
+    pub fn store_holds_user_id(&self, user: &str) -> bool {
+        !(self.store_refuses_nul && user.contains('\0'))
+            && (!self.store_user_ids_are_uuids || uuid::Uuid::parse_str(user).is_ok())
     }
 }

@@ -48,6 +48,11 @@ impl Core {
         }
         let principal = Principal::from_claims(claims, self.wall)?;
         let config = &self.config;
+        // Only a reader's id is stored with events; a reader the store could not name is refused
+        // here rather than acknowledged and dead-lettered.
+        if principal.role == crate::Role::Reader && !config.store_holds_user_id(&principal.user_id) {
+            return Err(ConnectRefusal::InvalidToken);
+        }
         let limits = self.users.entry(principal.user_id.clone()).or_insert_with(|| UserLimits {
             reader_events: TokenBucket::new(config.reader_event_rate, 1000, config.reader_event_burst, now),
             other_events: TokenBucket::new(config.other_event_rate, 1000, config.other_event_burst, now),

@@ -184,6 +184,7 @@ impl Settings {
             // Decided at start from Redis and the store (`lib.rs`).
             deployment: alice_core::Deployment::SingleStore,
             store_refuses_nul: false,
+            store_user_ids_are_uuids: false,
             log_read_pace_ms: num(&get, "LOG_READ_PACE_MS", d.log_read_pace_ms, 0)?,
             log_read_budget: num(&get, "LOG_READ_BUDGET", d.log_read_budget, 0)?,
             log_store_pace_ms: num(&get, "LOG_STORE_PACE_MS", d.log_store_pace_ms, 0)?,

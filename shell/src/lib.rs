@@ -187,8 +187,12 @@ where
         None => None,
     };
     let metrics = Arc::new(metrics::Metrics::new());
-    let core_config =
-        alice_core::Config { deployment, store_refuses_nul: store.refuses_nul(), ..settings.core.clone() };
+    let core_config = alice_core::Config {
+        deployment,
+        store_refuses_nul: store.refuses_nul(),
+        store_user_ids_are_uuids: store.user_ids_are_uuids(),
+        ..settings.core.clone()
+    };
     let scoped = core_config.consultant_scope == alice_core::ConsultantScope::Assigned;
     let mut core = Core::new(core_config, &settings.node_id, seed);
     // A cluster whose nodes each keep their own file shares no table: its assignments live in Redis.

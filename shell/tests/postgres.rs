@@ -254,6 +254,9 @@ async fn an_event_postgresql_could_never_hold_is_refused_not_acknowledged() {
     let Some(db) = TestDb::create().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let server = alice_shell::start(db_settings(dir.path(), &db.url, &[])).await.unwrap();
+    // Nor a reader whose id holds it: refused on connect, as its events could never be stored.
+    let refused = Client::connect(server.addr, &token("r\u{0}1", "reader")).await.err();
+    assert_eq!(refused.as_deref(), Some("Invalid authentication token"));
     let mut r = Client::connect(server.addr, &token("r1", "reader")).await.unwrap();
     // Neither `jsonb` nor `text` holds U+0000: acknowledged, such an event would never be stored.
     let refused = r.call("reader-event", json!({"eventType": "NUL", "data": {"note": "a\u{0}b"}})).await;
@@ -268,6 +271,29 @@ async fn an_event_postgresql_could_never_hold_is_refused_not_acknowledged() {
     let rows: Vec<String> =
         sqlx::query_scalar("SELECT event_data::text FROM real_time_events").fetch_all(&pool).await.unwrap();
     assert_eq!(rows, [r#"{"note": "a\\u0000b"}"#]);
+    db.drop_db().await;
+}
+
+/// On the original Supabase schema a reader's id is a uuid: a reader whose token's `sub` is not
+/// one is refused on connect (acknowledged, its events would be dead-lettered); staff are not, and
+/// a uuid reader's events are stored.
+#[tokio::test]
+async fn on_the_original_schema_a_reader_whose_id_is_not_a_uuid_is_refused_on_connect() {
+    let Some((db, pool)) = original_with_reader().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = alice_shell::start(db_settings(dir.path(), &db.url, &[])).await.unwrap();
+    let refused = Client::connect(server.addr, &token("reader-1", "reader")).await.err();
+    assert_eq!(refused.as_deref(), Some("Invalid authentication token"));
+    let _consultant = Client::connect(server.addr, &token("consultant-1", "consultant")).await.unwrap();
+    let mut r = Client::connect(server.addr, &token(common::positions::USER, "reader")).await.unwrap();
+    let ack = r.call("reader-event", json!({"eventType": "PAGE_TURN", "data": {"page": 1}})).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let report = server.shutdown().await;
+    assert_eq!((report.unstored, report.dead_letters), (0, 0));
+    let users: Vec<String> =
+        sqlx::query_scalar("SELECT user_id::text FROM real_time_events").fetch_all(&pool).await.unwrap();
+    assert_eq!(users, [common::positions::USER]);
+    pool.close().await;
     db.drop_db().await;
 }
 

@@ -184,6 +184,12 @@ pub trait EventStore: Send + Sync + 'static {
     fn refuses_nul(&self) -> bool {
         false
     }
+    /// Whether this store keeps user ids in a `uuid` column (PostgreSQL with the original
+    /// Supabase schema): readers whose id is not a UUID are then refused on connect
+    /// (`alice_core::Config::store_user_ids_are_uuids`).
+    fn user_ids_are_uuids(&self) -> bool {
+        false
+    }
     /// Stores events; an id already stored is skipped, so retries are safe.
     async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError>;
     /// As the node's log (an embedded store): stores the entries' events in one commit, except
