@@ -175,6 +175,6 @@ impl Config {
     /// Whether the event store can hold `user` as the user id of a reader's events.
     pub fn store_holds_user_id(&self, user: &str) -> bool {
         !(self.store_refuses_nul && user.contains('\0'))
-            && (!self.store_user_ids_are_uuids || uuid::Uuid::parse_str(user).is_ok())
+            && (!self.store_user_ids_are_uuids || crate::principal::is_uuid_user_id(user))
     }
 }

@@ -109,6 +109,13 @@ impl Principal {
     }
 }
 
+/// Whether `user` is a user id as a `uuid` column keeps it: the hyphenated form, Supabase's.
+/// (`Uuid` also parses the `urn:uuid:` form, which PostgreSQL refuses, and the braced and bare
+/// forms, which it would store hyphenated, so that the id read back would not be the token's.)
+pub fn is_uuid_user_id(user: &str) -> bool {
+    user.len() == 36 && uuid::Uuid::parse_str(user).is_ok()
+}
+
 /// The first of `app_metadata.role`, `user_role`, `role` that names an application role.
 fn role_of(claims: &Value) -> Option<Role> {
     let candidates =

@@ -221,7 +221,7 @@ impl PgStore {
 
     /// Whether `user` can be a user id in this schema (on a uuid column, only uuids can).
     fn possible_user(&self, user: &str) -> bool {
-        self.user_id_type != "uuid" || Uuid::parse_str(user).is_ok()
+        self.user_id_type != "uuid" || alice_core::principal::is_uuid_user_id(user)
     }
 
     fn select(&self) -> QueryBuilder<'static, Postgres> {
