@@ -61,9 +61,9 @@ pub struct Config {
     /// refused as invalid, rather than acknowledged and never stored.
     pub store_refuses_nul: bool,
     /// Whether the event store keeps user ids in a `uuid` column (the original Supabase schema's
-    /// `real_time_events.user_id`). A reader whose token's `sub` is not a UUID could then never
-    /// have an event stored, so the token is refused as invalid on connect, rather than its
-    /// events being acknowledged and dead-lettered.
+    /// `real_time_events.user_id`). A reader whose token's `sub` is not a UUID as the column gives
+    /// it back (`principal::is_uuid_user_id`) is then refused as invalid on connect: its events
+    /// would be dead-lettered, or stored under an id other than the one its sockets carry.
     pub store_user_ids_are_uuids: bool,
     /// In a cluster, the least time between two reads of the log that found entries: a few
     /// milliseconds let one read carry many entries instead of one, which is most of the

@@ -109,11 +109,13 @@ impl Principal {
     }
 }
 
-/// Whether `user` is a user id as a `uuid` column keeps it: the hyphenated form, Supabase's.
-/// (`Uuid` also parses the `urn:uuid:` form, which PostgreSQL refuses, and the braced and bare
-/// forms, which it would store hyphenated, so that the id read back would not be the token's.)
+/// Whether `user` is a user id as a `uuid` column gives it back: hyphenated lowercase hex,
+/// Supabase's form. (`Uuid` also parses the `urn:uuid:` form, which PostgreSQL refuses, and
+/// braced, bare or uppercase forms, which it would give back rewritten, so that an event read
+/// from the store would name another user id than the token's.)
 pub fn is_uuid_user_id(user: &str) -> bool {
-    user.len() == 36 && uuid::Uuid::parse_str(user).is_ok()
+    let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::parse_str(user).is_ok_and(|id| id.hyphenated().encode_lower(&mut canonical) == user)
 }
 
 /// The first of `app_metadata.role`, `user_role`, `role` that names an application role.

@@ -41,7 +41,13 @@ fn connect_errors_have_the_exact_messages() {
 fn a_reader_whose_id_the_store_could_not_hold_is_refused_and_staff_are_not() {
     // The original Supabase schema keeps user ids in a uuid column.
     let mut node = Node::with_config(Config { store_user_ids_are_uuids: true, ..Config::default() });
-    for sub in ["reader-1", "urn:uuid:6f1c2f2e-8a4b-4b7e-9d3a-0c1e2d3f4a5b"] {
+    let other_forms = [
+        "urn:uuid:6f1c2f2e-8a4b-4b7e-9d3a-0c1e2d3f4a5b",
+        "6F1C2F2E-8A4B-4B7E-9D3A-0C1E2D3F4A5B",
+        "{6f1c2f2e-8a4b-4b7e-9d3a-0c1e2d3f4a5b}",
+        "6f1c2f2e8a4b4b7e9d3a0c1e2d3f4a5b",
+    ];
+    for sub in ["reader-1"].into_iter().chain(other_forms) {
         let (_, out) = node.try_connect(TokenCheck::Verified(claims(sub, "reader")));
         assert_eq!(refusal(&out).to_string(), "Invalid authentication token", "{sub}");
     }

@@ -282,8 +282,17 @@ async fn on_the_original_schema_a_reader_whose_id_is_not_a_uuid_is_refused_on_co
     let Some((db, pool)) = original_with_reader().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let server = alice_shell::start(db_settings(dir.path(), &db.url, &[])).await.unwrap();
-    let refused = Client::connect(server.addr, &token("reader-1", "reader")).await.err();
-    assert_eq!(refused.as_deref(), Some("Invalid authentication token"));
+    // PostgreSQL would refuse the first, and give the second back in lowercase, as another id.
+    for sub in ["reader-1", &common::positions::USER.to_uppercase()] {
+        let refused = Client::connect(server.addr, &token(sub, "reader")).await.err();
+        assert_eq!(refused.as_deref(), Some("Invalid authentication token"), "{sub}");
+    }
+    let upper: String = sqlx::query_scalar("SELECT CAST($1 AS uuid)::text")
+        .bind(common::positions::USER.to_uppercase())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(upper, common::positions::USER, "PostgreSQL gives a uuid back in lowercase");
     let _consultant = Client::connect(server.addr, &token("consultant-1", "consultant")).await.unwrap();
     let mut r = Client::connect(server.addr, &token(common::positions::USER, "reader")).await.unwrap();
     let ack = r.call("reader-event", json!({"eventType": "PAGE_TURN", "data": {"page": 1}})).await;

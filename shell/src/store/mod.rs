@@ -185,7 +185,8 @@ pub trait EventStore: Send + Sync + 'static {
         false
     }
     /// Whether this store keeps user ids in a `uuid` column (PostgreSQL with the original
-    /// Supabase schema): readers whose id is not a UUID are then refused on connect
+    /// Supabase schema): readers whose id is not a hyphenated lowercase UUID are then refused on
+    /// connect
     /// (`alice_core::Config::store_user_ids_are_uuids`).
     fn user_ids_are_uuids(&self) -> bool {
         false
