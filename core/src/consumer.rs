@@ -39,9 +39,35 @@ pub enum ConsumerCommand {
     /// The store refused these events after their last attempt: keep them in the group's
     /// dead-letter stream and acknowledge their entries.
     DeadLetter { events: Vec<Arc<ReaderEvent>>, ids: Vec<String> },
-    /// Trim the log behind what every group has stored, keeping the entries from `keep_from`
-    /// (a stream id) on; read the gauges on the way.
-    Trim { keep_from: String },
+    /// Trim the log behind what every group has stored ([`trim_point`]), keeping the entries from
+    /// `keep_from` on; read the gauges on the way.
+    Trim { keep_from: LogPosition },
+}
+
+/// A storing group of the log, as a trim finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupPlace {
+    /// The last entry the group was given.
+    pub given_to: LogPosition,
+    /// Its oldest entry given and not acknowledged yet, if any.
+    pub oldest_pending: Option<LogPosition>,
+}
+
+impl GroupPlace {
+    /// Where what the group may still have to store begins at the earliest: its oldest
+    /// unacknowledged entry, or the entry after the last it was given, whichever comes first. A
+    /// group set back to where a new file of its node ends (`XGROUP SETID`) still holds entries
+    /// given before, unacknowledged, that lie after its new place.
+    pub fn unstored_from(&self) -> LogPosition {
+        self.oldest_pending.map_or(self.given_to, |pending| pending.min(self.given_to))
+    }
+}
+
+/// The first entry the log must keep: behind every group's unstored entries, and never past
+/// `keep_from`. `None` when nothing may go.
+pub fn trim_point(keep_from: LogPosition, groups: &[GroupPlace]) -> Option<LogPosition> {
+    let point = groups.iter().map(GroupPlace::unstored_from).fold(keep_from, LogPosition::min);
+    (point > LogPosition::START).then_some(point)
 }
 
 /// The consumer's bookkeeping; the store queue itself is the core's [`crate::queue`].
@@ -129,7 +155,7 @@ impl Consumer {
         } else if now >= self.next_trim {
             self.next_trim = now.plus(TRIM_INTERVAL_MS);
             let keep_from = self.newest_ms.map_or(0, |ms| ms.saturating_sub(retain_ms));
-            ConsumerCommand::Trim { keep_from: format!("{keep_from}-0") }
+            ConsumerCommand::Trim { keep_from: LogPosition::at(Millis(keep_from)) }
         } else if room && (self.more || (idle && self.read_not_before.is_none())) {
             ConsumerCommand::ReadNew { count: batch, block_ms: if idle { READ_BLOCK_MS } else { 0 } }
         } else {

@@ -5,8 +5,8 @@
 
 mod common;
 
-use alice_core::consumer::{ConsumerCommand, READ_BLOCK_MS, TRIM_INTERVAL_MS};
-use alice_core::{Config, Deployment, Input, Output, StoreFailure};
+use alice_core::consumer::{trim_point, ConsumerCommand, GroupPlace, READ_BLOCK_MS, TRIM_INTERVAL_MS};
+use alice_core::{Config, Deployment, Input, LogPosition, Millis, Output, StoreFailure};
 use common::*;
 use serde_json::json;
 
@@ -73,7 +73,7 @@ fn pending_first_then_claims_trims_and_new_entries_and_what_is_stored_is_acknowl
     let out = node.input(Input::Consumed { entries: Vec::new() });
     assert_eq!(
         commands(&out),
-        vec![ConsumerCommand::Trim { keep_from: "0-0".into() }],
+        vec![ConsumerCommand::Trim { keep_from: LogPosition::START }],
         "newest read: 1000-0"
     );
     let out = node.input(Input::Consumed { entries: Vec::new() });
@@ -94,7 +94,7 @@ fn pending_first_then_claims_trims_and_new_entries_and_what_is_stored_is_acknowl
     let out = node.input(Input::Consumed { entries: Vec::new() });
     assert_eq!(
         commands(&out),
-        vec![ConsumerCommand::Trim { keep_from: "2-0".into() }],
+        vec![ConsumerCommand::Trim { keep_from: LogPosition::at(Millis(2)) }],
         "kept: the log's last second before the newest entry read (1002-0)"
     );
 }
@@ -258,4 +258,25 @@ fn a_read_that_filled_its_count_holds_no_pace_over_the_next() {
         }
     }
     panic!("the store is idle and the last read filled its count: the next read must not wait for the pace");
+}
+
+#[test]
+fn the_log_is_trimmed_behind_every_group_and_never_past_the_retained_stretch() {
+    let at = |ms: u64, seq: u64| LogPosition { ms, seq };
+    let group = |given_to, oldest_pending| GroupPlace { given_to, oldest_pending };
+    let keep_from = at(100, 0);
+    // Behind the group furthest back: its oldest unacknowledged entry, or its last given.
+    let groups = [group(at(90, 0), Some(at(50, 2))), group(at(70, 0), None)];
+    assert_eq!(trim_point(keep_from, &groups), Some(at(50, 2)));
+    // Never past the retained stretch, however far every group has stored.
+    assert_eq!(trim_point(keep_from, &[group(at(500, 0), None)]), Some(keep_from));
+    // A group set back to where a new file ends, its entries from before still unacknowledged:
+    // the entries after its new place are not stored in that file yet.
+    let set_back = group(at(20, 0), Some(at(60, 0)));
+    assert_eq!(set_back.unstored_from(), at(20, 0));
+    assert_eq!(trim_point(keep_from, &[set_back, group(at(90, 0), None)]), Some(at(20, 0)));
+    // A group set back to the log's beginning holds every entry.
+    assert_eq!(trim_point(keep_from, &[group(LogPosition::START, Some(at(60, 0)))]), None);
+    // No group, nothing retained: nothing to trim.
+    assert_eq!(trim_point(LogPosition::START, &[]), None);
 }

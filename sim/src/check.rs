@@ -1,7 +1,10 @@
-//! The invariants of the design (`shared/DESIGN.md`), checked over what the clients saw and what the store holds.
+//! The invariants of the design (`shared/DESIGN.md`), checked over what the clients saw and what the
+//! stores hold (the one the cluster shares, or every node's own file).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
+use alice_core::ReaderEvent;
 use uuid::Uuid;
 
 use crate::store::SimStore;
@@ -91,6 +94,9 @@ impl Observations {
 
 /// Returns the broken invariants and a summary line.
 ///
+/// `stores` are the store the cluster shares, or every node's own file: each must hold what a
+/// store must hold ([`held`]), and own files must agree on every event's position.
+///
 /// `losses_expected` excuses consultant sockets that broke (a node crashed under them); otherwise
 /// a lost consultant socket is a fault of the server. No accepted event is ever excused: a node
 /// acknowledges an event only once Redis holds it, so even the node's crash loses none.
@@ -99,12 +105,11 @@ impl Observations {
 /// throughout; the other invariants (everything acknowledged or shown is stored) still hold.
 pub fn invariants(
     obs: &Observations,
-    store: &SimStore,
+    stores: &[SimStore],
     losses_expected: bool,
     lone_node_crashes: bool,
 ) -> (Vec<String>, String) {
     let mut broken = Vec::new();
-    let stored = store.events();
     if obs.accepted.is_empty() {
         broken.push("no event was accepted: the run tested nothing".to_owned());
     }
@@ -115,40 +120,37 @@ pub fn invariants(
         broken.push("no consultant socket stayed subscribed throughout".to_owned());
     }
 
-    // Each event a reader sent (its user and its number `n`) is stored at most once, whatever
-    // ids retries gave it; and only what readers sent is stored.
-    let mut copies: BTreeMap<(String, String), u32> = BTreeMap::new();
-    for e in stored.values() {
-        let data: serde_json::Value = serde_json::from_str(e.data.get()).unwrap_or_default();
-        let reader = format!("reader-{}", data["reader"]);
-        if *e.user_id != *reader || !data["n"].is_u64() {
-            broken.push(format!("stored event {} was never sent: {} {}", e.id, e.user_id, e.data.get()));
-            continue;
-        }
-        *copies.entry((reader, data["n"].to_string())).or_default() += 1;
+    for store in stores {
+        let whose = match store.owner() {
+            "" => String::new(),
+            node => format!("{node}'s file: "),
+        };
+        broken.extend(held(obs, &store.events()).into_iter().map(|v| format!("{whose}{v}")));
     }
-    for ((reader, n), count) in copies {
-        if count > 1 {
-            broken.push(format!("{reader}'s event #{n} is stored {count} times"));
+    // Every node's own file holds the cluster's log alike: each event at the same position.
+    let stored = stores[0].events();
+    for other in &stores[1..] {
+        let theirs = other.events();
+        let differ: Vec<_> = stored
+            .keys()
+            .chain(theirs.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|id| stored.get(*id).map(|e| e.position) != theirs.get(*id).map(|e| e.position))
+            .collect();
+        if let Some(id) = differ.first() {
+            let at = |events: &BTreeMap<Uuid, Arc<ReaderEvent>>| {
+                events.get(*id).map_or("nowhere".to_owned(), |e| e.position.to_string())
+            };
+            broken.push(format!(
+                "{}'s and {}'s files differ in {} events, first {id}: at {} against {}",
+                stores[0].owner(),
+                other.owner(),
+                differ.len(),
+                at(&stored),
+                at(&theirs)
+            ));
         }
-    }
-
-    for (id, (user, kind)) in &obs.accepted {
-        match stored.get(id) {
-            None => broken.push(format!("accepted event {id} ({user} {kind}) was never stored")),
-            Some(e) if &*e.user_id != user.as_str() || e.event_type != *kind => broken.push(format!(
-                "event {id} was stored as {} {}, accepted as {user} {kind}",
-                e.user_id, e.event_type
-            )),
-            Some(_) => {}
-        }
-    }
-
-    // Durable before visible: whatever anyone was shown is stored.
-    let shown: BTreeSet<&Uuid> = obs.consultants.iter().flat_map(|c| c.received.keys()).collect();
-    let unstored: Vec<_> = shown.iter().filter(|id| !stored.contains_key(**id)).collect();
-    if let Some(first) = unstored.first() {
-        broken.push(format!("{} delivered events were never stored, first {first}", unstored.len()));
     }
 
     // One order: any two sockets received the events they have in common in the same order.
@@ -329,6 +331,50 @@ pub fn invariants(
         streams
     );
     (broken, summary)
+}
+
+/// What one store must hold: every event acknowledged, as it was accepted; everything any
+/// consultant was shown (durable before visible); each event a reader sent at most once, whatever
+/// ids retries gave it; and nothing no reader sent.
+fn held(obs: &Observations, stored: &BTreeMap<Uuid, Arc<ReaderEvent>>) -> Vec<String> {
+    let mut broken = Vec::new();
+    // Each event a reader sent (its user and its number `n`) is stored at most once, whatever
+    // ids retries gave it; and only what readers sent is stored.
+    let mut copies: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for e in stored.values() {
+        let data: serde_json::Value = serde_json::from_str(e.data.get()).unwrap_or_default();
+        let reader = format!("reader-{}", data["reader"]);
+        if *e.user_id != *reader || !data["n"].is_u64() {
+            broken.push(format!("stored event {} was never sent: {} {}", e.id, e.user_id, e.data.get()));
+            continue;
+        }
+        *copies.entry((reader, data["n"].to_string())).or_default() += 1;
+    }
+    for ((reader, n), count) in copies {
+        if count > 1 {
+            broken.push(format!("{reader}'s event #{n} is stored {count} times"));
+        }
+    }
+
+    for (id, (user, kind)) in &obs.accepted {
+        match stored.get(id) {
+            None => broken.push(format!("accepted event {id} ({user} {kind}) was never stored")),
+            Some(e) if &*e.user_id != user.as_str() || e.event_type != *kind => broken.push(format!(
+                "event {id} was stored as {} {}, accepted as {user} {kind}",
+                e.user_id, e.event_type
+            )),
+            Some(_) => {}
+        }
+    }
+
+    // Durable before visible: whatever anyone was shown is stored.
+    let shown: BTreeSet<&Uuid> = obs.consultants.iter().flat_map(|c| c.received.keys()).collect();
+    let unstored: Vec<_> = shown.iter().filter(|id| !stored.contains_key(**id)).collect();
+    if let Some(first) = unstored.first() {
+        broken.push(format!("{} delivered events were never stored, first {first}", unstored.len()));
+    }
+
+    broken
 }
 
 fn consultant_name(j: usize) -> String {

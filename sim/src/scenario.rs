@@ -28,6 +28,11 @@ pub enum Fault {
     },
     StoreDown,
     StoreUp,
+    /// A stopped node's own file is emptied (its `DATA_DIR`), as an operator replacing a disk
+    /// does: it starts again with none of the log ([`Scenario::own_files`] only).
+    FileWiped {
+        node: usize,
+    },
     /// The consultant assignments table is rewritten behind the nodes' backs, as the Alice
     /// Suite's trigger or an admin tool would (consultant scope `assigned`).
     Reassign(alice_core::AssignmentTable),
@@ -41,6 +46,11 @@ pub struct Scenario {
     /// Whether the nodes form a cluster over Redis. Without it there is one node whose store is
     /// its own embedded file (it outlives the node, as a SQLite file outlives the process).
     pub redis: bool,
+    /// A cluster whose nodes each keep every event in a file of their own (embedded SQLite, no
+    /// PostgreSQL), filled by a storing group per node, rather than sharing one store.
+    pub own_files: bool,
+    /// `REDIS_LOG_RETAIN_MS`: how long the log keeps entries every group has stored.
+    pub log_retain_ms: u64,
     pub readers: usize,
     pub consultants: usize,
     /// Events each reader sends during the active phase.
@@ -69,6 +79,10 @@ impl Scenario {
             name,
             nodes,
             redis: true,
+            own_files: false,
+            // Longer than any partition a scenario draws, so a cut-off node reads on where it
+            // stopped; short enough that the log is trimmed during a run.
+            log_retain_ms: 8_000,
             readers: 6,
             consultants: 4,
             events_per_reader: 12,
@@ -82,6 +96,15 @@ impl Scenario {
     /// The same clients on one node with no Redis, whose store is its log.
     pub fn single(name: &'static str, plan: fn(&mut ChaCha8Rng, &Scenario) -> Vec<(u64, Fault)>) -> Scenario {
         Scenario { nodes: 1, redis: false, ..Scenario::churning(name, 1, plan) }
+    }
+
+    /// The churning cluster, each node with a file of its own.
+    pub fn own_files(
+        name: &'static str,
+        nodes: usize,
+        plan: fn(&mut ChaCha8Rng, &Scenario) -> Vec<(u64, Fault)>,
+    ) -> Scenario {
+        Scenario { own_files: true, ..Scenario::churning(name, nodes, plan) }
     }
 }
 

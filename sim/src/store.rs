@@ -1,4 +1,5 @@
-//! The event store the simulated nodes share, in memory and outliving any node: it records every
+//! The event store of the simulated nodes, in memory and outliving any node: one the cluster
+//! shares (PostgreSQL's part), or one per node (each node's own SQLite file). It records every
 //! write, and fails on demand.
 
 use std::collections::btree_map::Entry;
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use alice_core::{
     AssignmentTable, HistoryQuery, LogEntry, LogPosition, Millis, ReaderEvent, ReplayFilter, ReplayFrom,
 };
-use alice_shell::store::{DashboardRow, EventStore, Page, StoreError};
+use alice_shell::store::{DashboardRow, EventStore, Membership, Page, StoreError};
 use uuid::Uuid;
 
 use crate::trace::Trace;
@@ -25,27 +26,57 @@ struct Rows {
     keys: BTreeMap<(String, String), (Uuid, u64)>,
     /// The `consultant_assignments` table's active rows.
     assignments: AssignmentTable,
+    /// A node's own file in a cluster: the storing group it last stored for, and the stretches of
+    /// the log it lacks (`log_membership`, `log_missing`).
+    group: Option<String>,
+    missing: BTreeSet<(LogPosition, LogPosition)>,
 }
 
-/// A shared in-memory store.
+/// An in-memory store; its clones are the same store.
 #[derive(Clone)]
 pub struct SimStore {
     rows: Arc<Mutex<Rows>>,
     down: Arc<AtomicBool>,
-    /// Stands for a node's own embedded file (a single node's log) rather than a shared database.
+    /// Stands for a node's own embedded file (a single node's log, or a cluster node's copy of
+    /// the whole log) rather than a shared database.
     embedded: bool,
+    /// Whose file it is, in the trace; empty for the store the cluster shares.
+    owner: &'static str,
     trace: Trace,
 }
 
 impl SimStore {
     pub fn new(trace: Trace) -> SimStore {
-        SimStore { rows: Arc::default(), down: Arc::default(), embedded: false, trace }
+        SimStore { rows: Arc::default(), down: Arc::default(), embedded: false, owner: "", trace }
     }
 
     /// The same store, presented to a node as its own embedded file.
     pub fn embedded(mut self, embedded: bool) -> SimStore {
         self.embedded = embedded;
         self
+    }
+
+    /// A new store, `node`'s own file in a cluster.
+    pub fn own_file(node: &'static str, trace: Trace) -> SimStore {
+        SimStore { embedded: true, owner: node, ..SimStore::new(trace) }
+    }
+
+    /// Whose file it is (empty for a shared store).
+    pub fn owner(&self) -> &'static str {
+        self.owner
+    }
+
+    /// Empties the file, as an operator emptying a stopped node's `DATA_DIR` does.
+    pub fn wipe(&self) {
+        self.note(format_args!("wiped"));
+        *self.rows.lock().unwrap() = Rows::default();
+    }
+
+    fn note(&self, what: std::fmt::Arguments<'_>) {
+        match self.owner {
+            "" => self.trace.line(format!("store {what}")),
+            owner => self.trace.line(format!("store of {owner} {what}")),
+        }
     }
 
     /// While down, every call fails as an unreachable database does.
@@ -98,14 +129,14 @@ impl EventStore for SimStore {
                 Entry::Vacant(row) => {
                     row.insert(e.clone());
                     rows.by_position.insert(e.position, e.id);
-                    self.trace.line(format!("store {} {} at {}", e.id, e.event_type, e.position));
+                    self.note(format_args!("{} {} at {}", e.id, e.event_type, e.position));
                 }
                 Entry::Occupied(mut row) if e.position < row.get().position => {
                     let earlier = Arc::new(ReaderEvent { position: e.position, ..(**row.get()).clone() });
                     let later = std::mem::replace(row.get_mut(), earlier).position;
                     rows.by_position.remove(&later);
                     rows.by_position.insert(e.position, e.id);
-                    self.trace.line(format!("store {} moved from {later} to {}", e.id, e.position));
+                    self.note(format_args!("{} moved from {later} to {}", e.id, e.position));
                 }
                 Entry::Occupied(_) => {}
             }
@@ -237,5 +268,48 @@ impl EventStore for SimStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()
+    }
+
+    /// As the embedded store: where the file stands in the cluster's log (only a cluster node's
+    /// own file is ever asked).
+    async fn membership(&self) -> Result<Option<Membership>, StoreError> {
+        self.check()?;
+        if !self.embedded {
+            return Ok(None);
+        }
+        let rows = self.rows.lock().unwrap();
+        let end = rows.by_position.keys().next_back().copied().unwrap_or(LogPosition::START);
+        Ok(Some(Membership {
+            group: rows.group.clone(),
+            end,
+            missing: rows.missing.iter().copied().collect(),
+        }))
+    }
+
+    async fn join_log(
+        &self,
+        group: &str,
+        missing: Option<(LogPosition, LogPosition)>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.note(format_args!("joins the log as {group}, lacking {missing:?}"));
+        let mut rows = self.rows.lock().unwrap();
+        rows.group = Some(group.to_owned());
+        rows.missing.extend(missing);
+        Ok(())
+    }
+
+    async fn filled(
+        &self,
+        stretch: (LogPosition, LogPosition),
+        to: Option<LogPosition>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.note(format_args!("filled {stretch:?} up to {to:?}"));
+        let mut rows = self.rows.lock().unwrap();
+        if rows.missing.remove(&stretch) {
+            rows.missing.extend(to.map(|to| (to, stretch.1)));
+        }
+        Ok(())
     }
 }

@@ -88,11 +88,20 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     for (at, fault) in &plan {
         trace.line(format!("plan {at} {fault:?}"));
     }
-    let store = SimStore::new(trace.clone());
+    // One store the cluster shares, or a file per node; each outlives its node.
+    let stores: Vec<SimStore> = if scenario.own_files {
+        NODES.iter().take(scenario.nodes).map(|node| SimStore::own_file(node, trace.clone())).collect()
+    } else {
+        vec![SimStore::new(trace.clone()).embedded(!scenario.redis)]
+    };
     let observations = Arc::new(Mutex::new(Observations::default()));
     if scenario.scoped {
+        assert!(
+            !scenario.own_files,
+            "a scoped cluster of own files keeps its assignments in Redis: not simulated"
+        );
         let table = crate::scenario::initial_assignments(scenario);
-        store.set_assignments(table.clone());
+        stores[0].set_assignments(table.clone());
         observations.lock().unwrap().assignments.push((0, table));
     }
     let redis = FakeRedis::new(Arc::new(sim_now_ms), seed ^ 0x5eed_f00d);
@@ -129,9 +138,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
 
     for (index, name) in NODES.iter().take(scenario.nodes).enumerate() {
         let boots = Arc::new(AtomicU64::new(0));
-        let store = store.clone().embedded(!scenario.redis);
+        let store = stores[index % stores.len()].clone();
         let redis_url = scenario.redis.then(|| "redis://redis:6379".to_owned());
-        let scoped = scenario.scoped;
+        let (scoped, retain_ms) = (scenario.scoped, scenario.log_retain_ms);
         sim.host(*name, move || {
             // A restarted process draws new randomness; here it comes from the seed and the boot.
             let boot = boots.fetch_add(1, Ordering::SeqCst);
@@ -139,7 +148,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
             let store = store.clone();
             let redis_url = redis_url.clone();
             async move {
-                let settings = node_settings(name, redis_url, scoped, paced_reads)?;
+                let settings = node_settings(name, redis_url, scoped, paced_reads, retain_ms)?;
                 let deps = Deps {
                     store: Arc::new(store),
                     clock: Arc::new(SimClock),
@@ -170,7 +179,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
             if let Fault::Reassign(table) = &fault {
                 observations.lock().unwrap().assignments.push((now, table.clone()));
             }
-            apply(&mut sim, &redis, &store, fault);
+            apply(&mut sim, &redis, &stores, fault);
         }
         match sim.step() {
             Ok(true) => break,
@@ -184,7 +193,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     trace.set_now(sim.elapsed().as_millis() as u64);
     let observations = std::mem::take(&mut *observations.lock().unwrap());
     let lone_node_crashes = crash.is_some() && scenario.nodes == 1;
-    let (mut broken, summary) = check::invariants(&observations, &store, crash.is_some(), lone_node_crashes);
+    let (mut broken, summary) = check::invariants(&observations, &stores, crash.is_some(), lone_node_crashes);
     violations.append(&mut broken);
     PANICS.with(|p| violations.extend(p.borrow_mut().drain(..).map(|m| format!("a task panicked: {m}"))));
     for v in &violations {
@@ -193,7 +202,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     RunOutcome { trace, violations, summary }
 }
 
-fn apply(sim: &mut turmoil::Sim<'_>, redis: &FakeRedis, store: &SimStore, fault: Fault) {
+fn apply(sim: &mut turmoil::Sim<'_>, redis: &FakeRedis, stores: &[SimStore], fault: Fault) {
     match fault {
         Fault::RedisCrash => sim.crash(REDIS),
         Fault::RedisRestart => sim.bounce(REDIS),
@@ -202,9 +211,16 @@ fn apply(sim: &mut turmoil::Sim<'_>, redis: &FakeRedis, store: &SimStore, fault:
         Fault::RedisLinkFaults(faults) => redis.set_faults(faults),
         Fault::NodeCrash { node } => sim.crash(NODES[node]),
         Fault::NodeRestart { node } => sim.bounce(NODES[node]),
-        Fault::StoreDown => store.set_down(true),
-        Fault::StoreUp => store.set_down(false),
-        Fault::Reassign(table) => store.set_assignments(table),
+        Fault::StoreDown => stores.iter().for_each(|s| s.set_down(true)),
+        Fault::StoreUp => stores.iter().for_each(|s| s.set_down(false)),
+        Fault::FileWiped { node } => {
+            assert!(
+                stores.get(node).is_some_and(|s| !s.owner().is_empty()),
+                "only a node's own file is wiped"
+            );
+            stores[node].wipe()
+        }
+        Fault::Reassign(table) => stores[0].set_assignments(table),
     }
 }
 
@@ -213,6 +229,7 @@ fn node_settings(
     redis_url: Option<String>,
     scoped: bool,
     paced_reads: bool,
+    log_retain_ms: u64,
 ) -> Result<Settings, alice_shell::config::ConfigError> {
     let mut vars: BTreeMap<&str, String> = [
         ("JWT_SECRET", SECRET.to_owned()),
@@ -222,9 +239,7 @@ fn node_settings(
         ("PRESENCE_TTL_MS", PRESENCE_TTL_MS.to_string()),
         ("PRESENCE_PUSH_INTERVAL_MS", "500".to_owned()),
         ("REDIS_CLAIM_IDLE_MS", "3000".to_owned()),
-        // Longer than any partition a scenario draws, so a cut-off node reads on where it stopped;
-        // short enough that the log is trimmed during a run.
-        ("REDIS_LOG_RETAIN_MS", "8000".to_owned()),
+        ("REDIS_LOG_RETAIN_MS", log_retain_ms.to_string()),
         ("STORE_RETRY_BASE_MS", "100".to_owned()),
         ("STORE_RETRY_MAX_MS", "1000".to_owned()),
         ("STORE_MAX_ATTEMPTS", "1000".to_owned()),

@@ -13,7 +13,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alice_core::{ConsumerCommand, Input, ReaderEvent};
+use alice_core::consumer::{trim_point, GroupPlace};
+use alice_core::{ConsumerCommand, Input, LogPosition, ReaderEvent};
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamPendingReply,
@@ -124,12 +125,6 @@ fn entries(ids: impl Iterator<Item = StreamId>) -> Vec<(String, Vec<u8>)> {
     .collect()
 }
 
-/// An entry's id as two numbers, for comparing and for trimming.
-fn parse_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
-
 async fn execute(
     link: &RedisLink,
     conn: &mut Option<MultiplexedConnection>,
@@ -204,48 +199,47 @@ async fn execute(
             Ok(Vec::new())
         }
         ConsumerCommand::Trim { keep_from } => {
-            trim(link, c, names, &keep_from).await?;
+            trim(link, c, names, keep_from).await?;
             Ok(Vec::new())
         }
     }
 }
 
-/// Trims the log behind every group's stored point (its oldest unacknowledged entry, or the last
-/// it was given) and never past `keep_from`; reads the gauges on the way.
+/// Trims the log behind what every group may still have to store and never past `keep_from`
+/// ([`trim_point`]); reads the gauges on the way.
 async fn trim(
     link: &RedisLink,
     c: &mut MultiplexedConnection,
     names: &ConsumerNames,
-    keep_from: &str,
+    keep_from: LogPosition,
 ) -> redis::RedisResult<()> {
     let (groups, log_len, dlq_len): (StreamInfoGroupsReply, u64, u64) =
         redis::pipe().xinfo_groups(LOG_STREAM).xlen(LOG_STREAM).xlen(names.dlq()).query_async(c).await?;
     link.health.log_len.set(log_len);
     link.health.dlq_len.set(dlq_len);
-    let mut floor = parse_id(keep_from);
+    let mut places = Vec::with_capacity(groups.groups.len());
     for g in &groups.groups {
         if g.name == names.group {
             link.health.unstored.set((g.pending + g.lag.unwrap_or(0)) as u64);
         }
-        let stored_to = if g.pending > 0 {
-            match c.xpending(LOG_STREAM, &g.name).await? {
-                StreamPendingReply::Data(d) => parse_id(&d.start_id),
-                _ => parse_id(&g.last_delivered_id),
-            }
-        } else {
-            parse_id(&g.last_delivered_id)
+        let oldest_pending = match g.pending {
+            0 => None,
+            _ => match c.xpending(LOG_STREAM, &g.name).await? {
+                StreamPendingReply::Data(d) => Some(d.start_id),
+                _ => None,
+            },
         };
         // An id that does not parse stops the trim: better a longer log than a lost entry.
-        let Some(stored_to) = stored_to else { return Ok(()) };
-        floor = floor.map(|f| f.min(stored_to));
+        let (Ok(given_to), Ok(oldest_pending)) =
+            (g.last_delivered_id.parse(), oldest_pending.map(|id| id.parse()).transpose())
+        else {
+            return Ok(());
+        };
+        places.push(GroupPlace { given_to, oldest_pending });
     }
-    if let Some(min_id) = floor.filter(|f| *f > (0, 0)) {
-        let _: u64 = redis::cmd("XTRIM")
-            .arg(LOG_STREAM)
-            .arg("MINID")
-            .arg(format!("{}-{}", min_id.0, min_id.1))
-            .query_async(c)
-            .await?;
+    if let Some(point) = trim_point(keep_from, &places) {
+        let _: u64 =
+            redis::cmd("XTRIM").arg(LOG_STREAM).arg("MINID").arg(point.to_string()).query_async(c).await?;
     }
     Ok(())
 }

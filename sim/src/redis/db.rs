@@ -1,7 +1,9 @@
-//! The data and the commands: streams with consumer groups, as far as the shell uses them (and the
-//! few inspection commands an operator would reach for: `XINFO GROUPS`, `XPENDING`, `XTRIM`), as
-//! Redis 7.0 answers them (the differential test holds this to a real redis-server). Every key is a
-//! stream, but for the string keys the keyed append script records (`script.rs`), which expire.
+//! The data and the commands: streams with consumer groups, as far as the shell uses them (with
+//! `XGROUP SETID` and `XINFO STREAM`, and the few inspection commands an operator would reach for:
+//! `XINFO GROUPS`, `XPENDING`, `XTRIM`), as Redis 7.0 answers them (the differential test holds this
+//! to a real redis-server). Every key is a stream, but for string keys: those the keyed append script
+//! records (`script.rs`) and the backfill's claims (`SET`, `SET NX`, with an expiry), read with `GET`
+//! and `EXISTS`.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +17,7 @@ type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 #[derive(Default)]
 pub struct Db {
     streams: BTreeMap<Vec<u8>, Stream>,
-    /// String values and when (unix ms) each expires.
+    /// String values and when (unix ms) each expires, `u64::MAX` for never.
     strings: BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
     scripts: super::script::Scripts,
 }
@@ -40,6 +42,26 @@ struct Group {
     /// How many of the stream's entries, counted as `entries_added` counts them, the group has
     /// read; `None` when Redis does not know (`entries-read` nil in `XINFO GROUPS`).
     entries_read: Option<i64>,
+}
+
+impl Group {
+    /// `XGROUP SETID`'s change: the group reads on after `id` (`$` for the stream's `last_id`; `-`
+    /// and `+` allowed, unlike `CREATE`), having read `entries_read` entries, unknown without
+    /// `ENTRIESREAD` (Redis 7.0 does not place the group; `Stream::lag` does when asked). Its
+    /// pending entries stay pending.
+    fn set_id(&mut self, id: &[u8], last_id: StreamId, entries_read: Option<i64>) -> Reply {
+        self.last_delivered = match id {
+            b"$" => last_id,
+            b"-" => StreamId::MIN,
+            b"+" => StreamId::MAX,
+            other => match StreamId::parse(other, 0) {
+                Some(id) => id,
+                None => return Reply::err(INVALID_ID),
+            },
+        };
+        self.entries_read = entries_read;
+        Reply::Simple("OK")
+    }
 }
 
 struct Pending {
@@ -68,6 +90,15 @@ struct TrimArgs {
     id: Option<StreamId>,
 }
 
+/// The options `XGROUP CREATE` and `XGROUP SETID` share, parsed.
+#[derive(Default)]
+struct GroupOptions {
+    /// `MKSTREAM` (`CREATE` only): make the stream if there is none.
+    mkstream: bool,
+    /// `ENTRIESREAD n`: how many entries the group has read; `None` (or -1) for unknown.
+    entries_read: Option<i64>,
+}
+
 /// What one connection chose.
 pub struct Session {
     /// 2 or 3, set by `HELLO`.
@@ -89,6 +120,9 @@ pub enum Outcome {
 const INVALID_ID: &str = "ERR Invalid stream ID specified as stream command argument";
 const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 const SYNTAX: &str = "ERR syntax error";
+const XINFO_FULL: &str = "ERR the fake Redis only answers XINFO STREAM key, without FULL";
+const XGROUP_NO_KEY: &str = "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you \
+                             may want to use the MKSTREAM option to create an empty stream automatically.";
 /// The most entries a `~` trim deletes without `LIMIT`: Redis' default, 100 times its 100 entries
 /// per node.
 const APPROX_LIMIT: usize = 10_000;
@@ -146,21 +180,14 @@ impl Db {
                 self.scripts = scripts;
                 reply
             }
-            "DEL" if args.len() >= 2 => Reply::Int(
-                args[1..]
-                    .iter()
-                    .filter(|k| self.streams.remove(*k).is_some() | self.strings.remove(*k).is_some())
-                    .count() as i64,
-            ),
+            "DEL" if args.len() >= 2 => {
+                Reply::Int(args[1..].iter().filter(|k| self.delete(now, k)).count() as i64)
+            }
+            "EXISTS" if args.len() >= 2 => {
+                Reply::Int(args[1..].iter().filter(|k| self.exists(now, k)).count() as i64)
+            }
             "GET" if args.len() == 2 => self.get(now, &args[1]).map_or(Reply::Nil, Reply::bulk),
-            // `SET key value PX ms`, the one form the shell sends (sessions kept for recovery).
-            "SET" if args.len() == 5 && upper(&args[3]) == "PX" => match int(&args[4]) {
-                Some(ms) if ms > 0 => {
-                    self.set_expiring(&args[1], &args[2], now + ms as u64);
-                    Reply::Simple("OK")
-                }
-                _ => Reply::err("ERR invalid expire time in 'set' command"),
-            },
+            "SET" if args.len() >= 3 => self.set(now, &args[1..]),
             "XADD" => self.xadd(now, &args[1..]),
             "XTRIM" => self.xtrim(&args[1..]),
             "XINFO" => self.xinfo(&args[1..]),
@@ -177,7 +204,9 @@ impl Db {
             "XREAD" if args.len() < 4 => arity("xread"),
             "XREAD" => return self.xread(now, session, args, None),
             "XREADGROUP" => return self.xreadgroup(now, session, args),
-            "DEL" | "XLEN" | "SELECT" => arity(&String::from_utf8_lossy(name).to_lowercase()),
+            "DEL" | "EXISTS" | "GET" | "SET" | "XLEN" | "SELECT" => {
+                arity(&String::from_utf8_lossy(name).to_lowercase())
+            }
             _ => {
                 let rest: String =
                     args[1..].iter().map(|a| format!("'{}' ", String::from_utf8_lossy(a))).collect();
@@ -210,21 +239,92 @@ impl Db {
         ])
     }
 
-    /// A string key's value, unless it expired by `now`.
-    pub fn get(&mut self, now: u64, key: &[u8]) -> Option<Vec<u8>> {
-        match self.strings.get(key) {
-            Some((value, expires)) if *expires > now => Some(value.clone()),
-            Some(_) => {
-                self.strings.remove(key);
-                None
-            }
-            None => None,
+    /// Forgets `key`'s string if it expired by `now`, as Redis does when a command looks at a key.
+    /// A string lives through its last millisecond: Redis' `keyIsExpired` is `now > when`.
+    fn expire(&mut self, now: u64, key: &[u8]) {
+        if self.strings.get(key).is_some_and(|(_, expires)| now > *expires) {
+            self.strings.remove(key);
         }
     }
 
-    /// `SET key value PX ...`, expiring at `expires` (unix ms).
+    /// Whether `key` holds anything at `now`: a stream, or a string that has not expired.
+    fn exists(&mut self, now: u64, key: &[u8]) -> bool {
+        self.expire(now, key);
+        self.streams.contains_key(key) || self.strings.contains_key(key)
+    }
+
+    /// Removes `key`, whatever it holds; returns whether it held anything (an expired string is
+    /// nothing, and `DEL` does not count it).
+    fn delete(&mut self, now: u64, key: &[u8]) -> bool {
+        let existed = self.exists(now, key);
+        self.streams.remove(key);
+        self.strings.remove(key);
+        existed
+    }
+
+    /// A string key's value, unless it expired by `now`.
+    pub fn get(&mut self, now: u64, key: &[u8]) -> Option<Vec<u8>> {
+        self.expire(now, key);
+        self.strings.get(key).map(|(value, _)| value.clone())
+    }
+
+    /// `SET key value PX ...`, expiring at `expires` (unix ms; `u64::MAX` for never). Like any
+    /// `SET`, it replaces what the key held, a stream too.
     pub fn set_expiring(&mut self, key: &[u8], value: &[u8], expires: u64) {
+        self.streams.remove(key);
         self.strings.insert(key.to_vec(), (value.to_vec(), expires));
+    }
+
+    /// `SET key value [NX|XX] [EX s|PX ms]`: the shell's two forms (`PX ms`, the backfill's
+    /// `NX PX ms` claim) and their kin, parsed as Redis parses them: options in any order, repeats
+    /// allowed, the last `EX` or `PX` counting, `NX` with `XX` or `EX` with `PX` a syntax error, and
+    /// the expiry's number read only once every option has been. With `NX` (`XX`) and a key that
+    /// holds something (nothing) it sets nothing and answers nil. `GET`, `KEEPTTL`, `EXAT` and
+    /// `PXAT` are not implemented.
+    fn set(&mut self, now: u64, args: &[Vec<u8>]) -> Reply {
+        let (mut nx, mut xx) = (false, false);
+        // The expiry's unit in ms (1000 for `EX`) and its argument.
+        let mut expiry: Option<(i64, &[u8])> = None;
+        let mut at = 2;
+        while at < args.len() {
+            let next = args.get(at + 1).map(Vec::as_slice);
+            match (upper(&args[at]).as_str(), next) {
+                ("NX", _) if !xx => nx = true,
+                ("XX", _) if !nx => xx = true,
+                (option @ ("EX" | "PX"), Some(n)) => {
+                    let unit = if option == "EX" { 1000 } else { 1 };
+                    if expiry.is_some_and(|(earlier, _)| earlier != unit) {
+                        return Reply::err(SYNTAX);
+                    }
+                    expiry = Some((unit, n));
+                    at += 1;
+                }
+                ("GET" | "KEEPTTL" | "EXAT" | "PXAT", _) => {
+                    return Reply::err("ERR the fake Redis only answers SET key value [NX|XX] [EX s|PX ms]");
+                }
+                _ => return Reply::err(SYNTAX),
+            }
+            at += 1;
+        }
+        let expires = match expiry {
+            None => u64::MAX,
+            Some((unit, n)) => match int(n) {
+                None => return Reply::err(NOT_INTEGER),
+                // Redis' own bounds: positive, and no overflow in ms or once added to the time.
+                Some(n) => {
+                    match n.checked_mul(unit).filter(|_| n > 0).and_then(|ms| ms.checked_add(now as i64)) {
+                        Some(at) => at as u64,
+                        None => return Reply::err("ERR invalid expire time in 'set' command"),
+                    }
+                }
+            },
+        };
+        let (key, value) = (&args[0], &args[1]);
+        if (nx && self.exists(now, key)) || (xx && !self.exists(now, key)) {
+            return Reply::Nil;
+        }
+        self.set_expiring(key, value, expires);
+        Reply::Simple("OK")
     }
 
     /// `XADD key * m msg`.
@@ -291,32 +391,37 @@ impl Db {
         Reply::Int(stream.trim(trim, parsed.limit) as i64)
     }
 
-    /// `XINFO GROUPS key`, the only subcommand the fake knows.
+    /// `XINFO GROUPS key` and `XINFO STREAM key`, the subcommands the fake knows. As in Redis the
+    /// key is looked up before `STREAM`'s options are read.
     fn xinfo(&self, args: &[Vec<u8>]) -> Reply {
         let Some(sub) = args.first() else { return arity("xinfo") };
-        if upper(sub) != "GROUPS" {
-            return Reply::err(format!(
-                "ERR unknown subcommand '{}'. Try XINFO HELP.",
-                String::from_utf8_lossy(sub)
-            ));
-        }
-        if args.len() != 2 {
-            return arity("xinfo|groups");
+        let sub_name = upper(sub);
+        match sub_name.as_str() {
+            "GROUPS" if args.len() != 2 => return arity("xinfo|groups"),
+            "STREAM" if args.len() < 2 => return arity("xinfo|stream"),
+            "GROUPS" | "STREAM" => {}
+            _ => {
+                return Reply::err(format!(
+                    "ERR unknown subcommand '{}'. Try XINFO HELP.",
+                    String::from_utf8_lossy(sub)
+                ))
+            }
         }
         let Some(stream) = self.streams.get(&args[1]) else { return Reply::err("ERR no such key") };
-        let field = |k: &str, v: Reply| (Reply::bulk(k), v);
-        let int_or_nil = |n: Option<i64>| n.map_or(Reply::Nil, Reply::Int);
-        let groups = stream.groups.iter().map(|(name, group)| {
-            Reply::Map(vec![
-                field("name", Reply::bulk(name)),
-                field("consumers", Reply::Int(group.consumers.len() as i64)),
-                field("pending", Reply::Int(group.pending.len() as i64)),
-                field("last-delivered-id", Reply::bulk(group.last_delivered.to_bytes())),
-                field("entries-read", int_or_nil(group.entries_read)),
-                field("lag", int_or_nil(stream.lag(group))),
-            ])
-        });
-        Reply::Array(groups.collect())
+        if sub_name == "GROUPS" {
+            return stream.groups_info();
+        }
+        let full = |option: &[u8]| upper(option) == "FULL";
+        match &args[2..] {
+            [] => stream.info(),
+            // `FULL [COUNT n]`, well formed, is not implemented.
+            [option] if full(option) => Reply::err(XINFO_FULL),
+            [option, count, n] if full(option) && upper(count) == "COUNT" => match int(n) {
+                Some(_) => Reply::err(XINFO_FULL),
+                None => Reply::err(NOT_INTEGER),
+            },
+            _ => subcommand_syntax("XINFO", sub),
+        }
     }
 
     /// `XPENDING key group`, the summary; the forms with a range are not implemented.
@@ -405,52 +510,80 @@ impl Db {
         Reply::Int(deleted)
     }
 
+    /// `XGROUP CREATE` and `XGROUP SETID`, the subcommands the fake knows, checked in Redis'
+    /// order so the same mistake gets the same error: the options, the key, the group (`SETID`),
+    /// the number of arguments, then the id.
     fn xgroup(&mut self, args: &[Vec<u8>]) -> Reply {
         let Some(sub) = args.first() else { return arity("xgroup") };
-        if upper(sub) != "CREATE" {
-            return Reply::err(format!(
-                "ERR unknown subcommand '{}'. Try XGROUP HELP.",
-                String::from_utf8_lossy(sub)
-            ));
-        }
-        if args.len() < 4 {
-            return arity("xgroup|create");
-        }
-        let (key, group, id) = (&args[1], &args[2], &args[3]);
-        let mut mkstream = false;
-        for option in &args[4..] {
-            match upper(option).as_str() {
-                "MKSTREAM" => mkstream = true,
-                _ => return Reply::err(SYNTAX),
+        let create = match upper(sub).as_str() {
+            "CREATE" => true,
+            "SETID" => false,
+            _ => {
+                return Reply::err(format!(
+                    "ERR unknown subcommand '{}'. Try XGROUP HELP.",
+                    String::from_utf8_lossy(sub)
+                ))
             }
+        };
+        if args.len() < 4 {
+            return arity(if create { "xgroup|create" } else { "xgroup|setid" });
         }
-        if !self.streams.contains_key(key) && !mkstream {
-            return Reply::err(
-                "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want \
-                 to use the MKSTREAM option to create an empty stream automatically.",
-            );
+        let options = match group_options(sub, create, &args[4..]) {
+            Ok(options) => options,
+            Err(e) => return e,
+        };
+        let (key, group_name, id) = (&args[1], &args[2], &args[3]);
+        if create {
+            if !self.streams.contains_key(key) && !options.mkstream {
+                return Reply::err(XGROUP_NO_KEY);
+            }
+            // Up to three options, however repeated.
+            if args.len() > 7 {
+                return subcommand_syntax("XGROUP", sub);
+            }
+            return self.xgroup_create(key, group_name, id, options);
         }
+        let Some(stream) = self.streams.get_mut(key) else { return Reply::err(XGROUP_NO_KEY) };
+        let last_id = stream.last_id;
+        let Some(group) = stream.groups.get_mut(group_name) else {
+            return Reply::err(format!(
+                "NOGROUP No such consumer group '{}' for key name '{}'",
+                String::from_utf8_lossy(group_name),
+                String::from_utf8_lossy(key)
+            ));
+        };
+        // The id alone, or with one `ENTRIESREAD n`.
+        if args.len() != 4 && args.len() != 6 {
+            return subcommand_syntax("XGROUP", sub);
+        }
+        group.set_id(id, last_id, options.entries_read)
+    }
+
+    /// `XGROUP CREATE key group id|$ [MKSTREAM] [ENTRIESREAD n]`, its options already read and the
+    /// key known to exist unless `MKSTREAM` makes it.
+    fn xgroup_create(&mut self, key: &[u8], group: &[u8], id: &[u8], options: GroupOptions) -> Reply {
         let last = self.streams.get(key).map_or(StreamId::MIN, |s| s.last_id);
-        let start = match id.as_slice() {
+        // Unlike `SETID`, `CREATE` takes no `-` or `+`.
+        let start = match id {
             b"$" => last,
             other => match StreamId::parse(other, 0) {
                 Some(id) => id,
                 None => return Reply::err(INVALID_ID),
             },
         };
-        let stream = self.streams.entry(key.clone()).or_default();
+        let stream = self.streams.entry(key.to_vec()).or_default();
         if stream.groups.contains_key(group) {
             return Reply::err("BUSYGROUP Consumer Group name already exists");
         }
-        // Without ENTRIESREAD (not implemented) Redis 7.0 leaves the count unknown, even for `$`;
-        // `Stream::lag` places the group when asked.
+        // Without ENTRIESREAD Redis 7.0 leaves the count unknown, even for `$`; `Stream::lag`
+        // places the group when asked.
         let fresh = Group {
             last_delivered: start,
             pending: BTreeMap::new(),
             consumers: BTreeMap::new(),
-            entries_read: None,
+            entries_read: options.entries_read,
         };
-        stream.groups.insert(group.clone(), fresh);
+        stream.groups.insert(group.to_vec(), fresh);
         Reply::Simple("OK")
     }
 
@@ -691,6 +824,48 @@ enum Cursor {
 }
 
 impl Stream {
+    /// `XINFO STREAM`: Redis 7.0's ten fields, in its order. `recorded-first-entry-id` is the
+    /// first entry's id, 0-0 when there is none: Redis records it on every add, `XDEL` and trim,
+    /// so it never lags. The radix tree's two sizes follow Redis' node sizes and tree layout, which
+    /// a fake cannot reproduce: this gives one key per 100 entries (Redis' default node) and one
+    /// tree node more, Redis' figures for a stream empty (0 and 1) or within one node (1 and 2),
+    /// and only a rough size beyond.
+    fn info(&self) -> Reply {
+        let field = |k: &str, v: Reply| (Reply::bulk(k), v);
+        let tree_keys = self.entries.len().div_ceil(100) as i64;
+        let first = self.entries.first_key_value().map_or(Reply::Nil, |(id, f)| entry(*id, f));
+        let last = self.entries.last_key_value().map_or(Reply::Nil, |(id, f)| entry(*id, f));
+        Reply::Map(vec![
+            field("length", Reply::Int(self.entries.len() as i64)),
+            field("radix-tree-keys", Reply::Int(tree_keys)),
+            field("radix-tree-nodes", Reply::Int(tree_keys + 1)),
+            field("last-generated-id", Reply::bulk(self.last_id.to_bytes())),
+            field("max-deleted-entry-id", Reply::bulk(self.max_deleted.to_bytes())),
+            field("entries-added", Reply::Int(self.entries_added)),
+            field("recorded-first-entry-id", Reply::bulk(self.first_id().to_bytes())),
+            field("groups", Reply::Int(self.groups.len() as i64)),
+            field("first-entry", first),
+            field("last-entry", last),
+        ])
+    }
+
+    /// `XINFO GROUPS`: each group, in name order, with Redis 7's `entries-read` and `lag`.
+    fn groups_info(&self) -> Reply {
+        let field = |k: &str, v: Reply| (Reply::bulk(k), v);
+        let int_or_nil = |n: Option<i64>| n.map_or(Reply::Nil, Reply::Int);
+        let groups = self.groups.iter().map(|(name, group)| {
+            Reply::Map(vec![
+                field("name", Reply::bulk(name)),
+                field("consumers", Reply::Int(group.consumers.len() as i64)),
+                field("pending", Reply::Int(group.pending.len() as i64)),
+                field("last-delivered-id", Reply::bulk(group.last_delivered.to_bytes())),
+                field("entries-read", int_or_nil(group.entries_read)),
+                field("lag", int_or_nil(self.lag(group))),
+            ])
+        });
+        Reply::Array(groups.collect())
+    }
+
     fn deliver_new(
         &mut self,
         group: &[u8],
@@ -910,6 +1085,41 @@ fn trim_args(args: &[Vec<u8>], xadd: bool) -> Result<TrimArgs, Reply> {
         None => 0,
     };
     Ok(parsed)
+}
+
+/// The options after `XGROUP CREATE|SETID key group id`, read as Redis reads them, before it looks
+/// at the key: `MKSTREAM` (`CREATE` only) and `ENTRIESREAD n`, any number of times, the last
+/// `ENTRIESREAD` counting; -1 is "unknown", as none is.
+fn group_options(sub: &[u8], create: bool, args: &[Vec<u8>]) -> Result<GroupOptions, Reply> {
+    let mut parsed = GroupOptions::default();
+    let mut at = 0;
+    while at < args.len() {
+        match upper(&args[at]).as_str() {
+            "MKSTREAM" if create => parsed.mkstream = true,
+            "ENTRIESREAD" if at + 1 < args.len() => {
+                at += 1;
+                parsed.entries_read = match int(&args[at]) {
+                    Some(-1) => None,
+                    Some(n) if n < 0 => {
+                        return Err(Reply::err("ERR value for ENTRIESREAD must be positive or -1"))
+                    }
+                    Some(n) => Some(n),
+                    None => return Err(Reply::err(NOT_INTEGER)),
+                };
+            }
+            _ => return Err(subcommand_syntax("XGROUP", sub)),
+        }
+        at += 1;
+    }
+    Ok(parsed)
+}
+
+/// Redis' reply to a subcommand given arguments it does not take (`sub` as the client spelled it).
+fn subcommand_syntax(command: &str, sub: &[u8]) -> Reply {
+    Reply::err(format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {command} HELP.",
+        String::from_utf8_lossy(sub)
+    ))
 }
 
 fn nogroup(key: &[u8], group: &[u8], suffix: &str) -> Reply {
