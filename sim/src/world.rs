@@ -95,16 +95,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
         vec![SimStore::new(trace.clone()).embedded(!scenario.redis)]
     };
     let observations = Arc::new(Mutex::new(Observations::default()));
+    let redis = FakeRedis::new(Arc::new(sim_now_ms), seed ^ 0x5eed_f00d);
     if scenario.scoped {
-        assert!(
-            !scenario.own_files,
-            "a scoped cluster of own files keeps its assignments in Redis: not simulated"
-        );
         let table = crate::scenario::initial_assignments(scenario);
-        stores[0].set_assignments(table.clone());
+        assign(&redis, &stores, &trace, table.clone());
         observations.lock().unwrap().assignments.push((0, table));
     }
-    let redis = FakeRedis::new(Arc::new(sim_now_ms), seed ^ 0x5eed_f00d);
 
     // One latency for every message of a run. With latencies drawn per message, a crash would
     // make the run depend on the order its sockets close, which follows tokio's task ids (a
@@ -179,7 +175,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
             if let Fault::Reassign(table) = &fault {
                 observations.lock().unwrap().assignments.push((now, table.clone()));
             }
-            apply(&mut sim, &redis, &stores, fault);
+            apply(&mut sim, &redis, &stores, &trace, fault);
         }
         match sim.step() {
             Ok(true) => break,
@@ -202,7 +198,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
     RunOutcome { trace, violations, summary }
 }
 
-fn apply(sim: &mut turmoil::Sim<'_>, redis: &FakeRedis, stores: &[SimStore], fault: Fault) {
+fn apply(sim: &mut turmoil::Sim<'_>, redis: &FakeRedis, stores: &[SimStore], trace: &Trace, fault: Fault) {
     match fault {
         Fault::RedisCrash => sim.crash(REDIS),
         Fault::RedisRestart => sim.bounce(REDIS),
@@ -220,8 +216,21 @@ fn apply(sim: &mut turmoil::Sim<'_>, redis: &FakeRedis, stores: &[SimStore], fau
             );
             stores[node].wipe()
         }
-        Fault::Reassign(table) => stores[0].set_assignments(table),
+        Fault::Reassign(table) => assign(redis, stores, trace, table),
     }
+}
+
+/// Writes the assignments where the nodes read them, as the Alice Suite would: the table of the
+/// store the cluster shares, or, where each node keeps its own file, the Redis hash.
+fn assign(redis: &FakeRedis, stores: &[SimStore], trace: &Trace, table: alice_core::AssignmentTable) {
+    if stores[0].owner().is_empty() {
+        return stores[0].set_assignments(table);
+    }
+    trace.line(format!("assignments hash set to {table:?}"));
+    let lists = table.iter().map(|(consultant, readers)| {
+        (consultant.clone(), serde_json::to_string(readers).expect("a set of strings is JSON"))
+    });
+    redis.set_hash(alice_shell::assignments::ASSIGNMENTS_KEY, &lists.collect::<Vec<_>>());
 }
 
 fn node_settings(

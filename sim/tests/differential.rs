@@ -1,5 +1,6 @@
-//! Keeps the fake Redis honest: random sequences of the stream and string commands the shell uses
-//! go to the fake and to a real redis-server, over RESP2 and RESP3, and every reply must be the same.
+//! Keeps the fake Redis honest: random sequences of the stream, string and hash commands the shell
+//! uses go to the fake and to a real redis-server, over RESP2 and RESP3, and every reply must be the
+//! same.
 //!
 //! The real server is one of the test's own, on a free port. Without `redis-server` on the PATH the
 //! test says so loudly and skips, unless `ALICE_REQUIRE_SERVICES=1`, where it fails.
@@ -20,10 +21,15 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 
 const SEQUENCES: u64 = 100;
-const COMMANDS: usize = 80;
+const COMMANDS: usize = 96;
 const KEYS: [&str; 2] = ["s1", "s2"];
 /// String keys, apart from the streams: the fake answers no `WRONGTYPE`, so no key is used as both.
 const STRING_KEYS: [&str; 2] = ["k1", "k2"];
+/// Hash keys, apart from both, and their fields: few, so that fields are updated, and a hash loses
+/// its last field, often. Hashes stay small, as Redis' listpack keeps them in the order their fields
+/// came (see `Db::hashes` in `src/redis/db.rs`).
+const HASH_KEYS: [&str; 2] = ["h1", "h2"];
+const HASH_FIELDS: [&str; 3] = ["a", "b", "c"];
 const GROUPS: [&str; 2] = ["g1", "g2"];
 const CONSUMERS: [&str; 2] = ["c1", "c2"];
 
@@ -141,7 +147,7 @@ fn command(rng: &mut ChaCha8Rng, next_ms: &mut u64) -> Step {
     let consumer = CONSUMERS[rng.random_range(0..CONSUMERS.len())].to_owned();
     let count = rng.random_range(1..5).to_string();
     let same = |w: &[&str]| Step::Same(words(w));
-    match rng.random_range(0..42) {
+    match rng.random_range(0..50) {
         0..=4 => {
             let id = if rng.random_bool(0.9) {
                 *next_ms += rng.random_range(0..3);
@@ -259,13 +265,14 @@ fn command(rng: &mut ChaCha8Rng, next_ms: &mut u64) -> Step {
                 _ => same(&["DEL", any_key(rng), any_key(rng)]),
             }
         }
+        41..=48 => Step::Same(hash(rng)),
         _ => mistake(rng, &key, &group, *next_ms),
     }
 }
 
-/// Any key of the test's, stream or string.
+/// Any key of the test's, stream, string or hash.
 fn any_key(rng: &mut ChaCha8Rng) -> &'static str {
-    let all = [KEYS, STRING_KEYS].concat();
+    let all = [KEYS, STRING_KEYS, HASH_KEYS].concat();
     all[rng.random_range(0..all.len())]
 }
 
@@ -293,11 +300,41 @@ fn set(rng: &mut ChaCha8Rng) -> Vec<String> {
     [words(&["SET", key, &value]), words(options)].concat()
 }
 
+/// A hash command, in the shell's forms (`HSET` of one field, `HGET`, `HGETALL`, `HDEL` of one) and
+/// their kin: several pairs (a field given twice among them), fields and keys that are not there,
+/// several fields deleted, `DEL` and `EXISTS` of a hash.
+fn hash(rng: &mut ChaCha8Rng) -> Vec<String> {
+    let key = HASH_KEYS[rng.random_range(0..HASH_KEYS.len())];
+    let field = |rng: &mut ChaCha8Rng| HASH_FIELDS[rng.random_range(0..HASH_FIELDS.len())].to_owned();
+    let mut c = words(&[key]);
+    let name = match rng.random_range(0..10) {
+        0..=2 => {
+            let pairs = if rng.random_bool(0.6) { 1 } else { rng.random_range(2..5) };
+            for _ in 0..pairs {
+                c.extend([field(rng), rng.random_range(0..100).to_string()]);
+            }
+            "HSET"
+        }
+        3..=4 => {
+            c.push(field(rng));
+            "HGET"
+        }
+        5..=6 => "HGETALL",
+        7..=8 => {
+            let fields = if rng.random_bool(0.6) { 1 } else { rng.random_range(2..4) };
+            c.extend((0..fields).map(|_| field(rng)));
+            "HDEL"
+        }
+        _ => return words(&[["DEL", "EXISTS"][rng.random_range(0..2)], key]),
+    };
+    [words(&[name]), c].concat()
+}
+
 /// A command both servers must refuse (or answer oddly) the same way.
 fn mistake(rng: &mut ChaCha8Rng, key: &str, group: &str, next_ms: u64) -> Step {
     let same = |w: &[&str]| Step::Same(words(w));
     let id = format!("{}-1", next_ms + 1);
-    match rng.random_range(0..40) {
+    match rng.random_range(0..46) {
         0 => same(&["XADD", key, "0-0", "f", "v"]),
         1 => same(&["XADD", key, "not-an-id", "f", "v"]),
         2 => same(&["XADD", key, "5-1", "f"]),
@@ -340,6 +377,14 @@ fn mistake(rng: &mut ChaCha8Rng, key: &str, group: &str, next_ms: u64) -> Step {
         36 => same(&["SET", "k1", "v", "NX", "XX"]),
         37 => same(&["SET", "k1", "v", "PX"]),
         38 => same(&["SET", "k1", "v", "EX", "9223372036854776"]),
+        39 => same(&["HSET", "h1"]),
+        40 => same(&["HSET", "h1", "a"]),
+        41 => same(&["HSET", "h1", "a", "1", "b"]),
+        42 if rng.random_bool(0.5) => same(&["HGET", "h1"]),
+        42 => same(&["HGET", "h1", "a", "b"]),
+        43 if rng.random_bool(0.5) => same(&["HGETALL"]),
+        43 => same(&["HGETALL", "h1", "h2"]),
+        44 => same(&["HDEL", "h1"]),
         _ => same(&["GET"]),
     }
 }
@@ -660,6 +705,37 @@ async fn edge_cases_answer_as_redis_does() {
         "GET u",
         "DEL u e nokey",
         "EXISTS u e",
+        // Hashes: a field updated keeps its place, a field deleted and added again goes last, a
+        // field given twice in one `HSET` is added once; the last field deleted takes the key.
+        "HGETALL h",
+        "HGET h a",
+        "HSET h c 1 b 2 a 3",
+        "HSET h b 4 d 5 d 6 e 7",
+        "hgetall h",
+        "HDEL h c c nofield",
+        "HSET h c 8",
+        "HGETALL h",
+        "HGET h d",
+        "HGET h c",
+        "HGET h nofield",
+        "HDEL nokey a",
+        "HDEL h a b d e c",
+        "EXISTS h",
+        "HGETALL h",
+        // `SET` replaces a hash: once the string expired, nothing is left. `DEL` and `EXISTS`
+        // see hashes.
+        "HSET h a 1",
+        "HSET h2 a 1",
+        "EXISTS h h2 nokey",
+        "SET h v",
+        "GET h",
+        "SET h2 v PX 100",
+        "SLEEP 200",
+        "EXISTS h2",
+        "HGETALL h2",
+        "HSET h2 b 2",
+        "DEL h h2 nokey",
+        "EXISTS h h2",
     ];
     let mut replies = Vec::new();
     for port in [real.port, fake_port] {

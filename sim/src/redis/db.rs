@@ -3,7 +3,8 @@
 //! `XINFO GROUPS`, `XPENDING`, `XTRIM`), as Redis 7.0 answers them (the differential test holds this
 //! to a real redis-server). Every key is a stream, but for string keys: those the keyed append script
 //! records (`script.rs`) and the backfill's claims (`SET`, `SET NX`, with an expiry), read with `GET`
-//! and `EXISTS`.
+//! and `EXISTS`; and for hashes: the consultant assignments of a cluster whose nodes keep their own
+//! files (`HSET`, `HGET`, `HGETALL`, `HDEL`).
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,13 @@ pub struct Db {
     streams: BTreeMap<Vec<u8>, Stream>,
     /// String values and when (unix ms) each expires, `u64::MAX` for never.
     strings: BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
+    /// Hashes, never empty (a hash goes with its last field), their fields in the order they were
+    /// added: Redis' order for a small hash, which it keeps as a listpack. Past
+    /// `hash-max-listpack-entries` fields (512 in redis-server 7.0.15 without a config file; 128
+    /// is a common setting) or with a field or value longer than `hash-max-listpack-value` (64
+    /// bytes), Redis makes the hash a hashtable, and `HGETALL` answers in that table's order,
+    /// which the fake does not reproduce.
+    hashes: BTreeMap<Vec<u8>, Fields>,
     scripts: super::script::Scripts,
 }
 
@@ -139,6 +147,21 @@ fn int(arg: &[u8]) -> Option<i64> {
     std::str::from_utf8(arg).ok()?.parse().ok()
 }
 
+/// Sets one field of a hash; returns whether it is new. A new field goes last and an updated one
+/// keeps its place, as in Redis' listpack, which is searched field by field too.
+fn put_field(hash: &mut Fields, field: &[u8], value: &[u8]) -> bool {
+    match hash.iter_mut().find(|(f, _)| f == field) {
+        Some((_, old)) => {
+            *old = value.to_vec();
+            false
+        }
+        None => {
+            hash.push((field.to_vec(), value.to_vec()));
+            true
+        }
+    }
+}
+
 fn entry(id: StreamId, fields: &Fields) -> Reply {
     let flat = fields.iter().flat_map(|(f, v)| [Reply::bulk(f), Reply::bulk(v)]).collect();
     Reply::Array(vec![Reply::bulk(id.to_bytes()), Reply::Array(flat)])
@@ -164,6 +187,7 @@ impl Db {
             "FLUSHALL" => {
                 self.streams.clear();
                 self.strings.clear();
+                self.hashes.clear();
                 Reply::Simple("OK")
             }
             "SCRIPT" if args.len() == 3 && upper(&args[1]) == "LOAD" => self.scripts.load(&args[2]),
@@ -188,6 +212,11 @@ impl Db {
             }
             "GET" if args.len() == 2 => self.get(now, &args[1]).map_or(Reply::Nil, Reply::bulk),
             "SET" if args.len() >= 3 => self.set(now, &args[1..]),
+            // Pairs after the key, at least one.
+            "HSET" if args.len() >= 4 && args.len().is_multiple_of(2) => self.hset(&args[1], &args[2..]),
+            "HGET" if args.len() == 3 => self.hget(&args[1], &args[2]).map_or(Reply::Nil, Reply::bulk),
+            "HGETALL" if args.len() == 2 => self.hgetall(&args[1]),
+            "HDEL" if args.len() >= 3 => self.hdel(&args[1], &args[2..]),
             "XADD" => self.xadd(now, &args[1..]),
             "XTRIM" => self.xtrim(&args[1..]),
             "XINFO" => self.xinfo(&args[1..]),
@@ -204,7 +233,7 @@ impl Db {
             "XREAD" if args.len() < 4 => arity("xread"),
             "XREAD" => return self.xread(now, session, args, None),
             "XREADGROUP" => return self.xreadgroup(now, session, args),
-            "DEL" | "EXISTS" | "GET" | "SET" | "XLEN" | "SELECT" => {
+            "DEL" | "EXISTS" | "GET" | "SET" | "HSET" | "HGET" | "HGETALL" | "HDEL" | "XLEN" | "SELECT" => {
                 arity(&String::from_utf8_lossy(name).to_lowercase())
             }
             _ => {
@@ -247,10 +276,10 @@ impl Db {
         }
     }
 
-    /// Whether `key` holds anything at `now`: a stream, or a string that has not expired.
+    /// Whether `key` holds anything at `now`: a stream, a hash, or a string that has not expired.
     fn exists(&mut self, now: u64, key: &[u8]) -> bool {
         self.expire(now, key);
-        self.streams.contains_key(key) || self.strings.contains_key(key)
+        self.streams.contains_key(key) || self.strings.contains_key(key) || self.hashes.contains_key(key)
     }
 
     /// Removes `key`, whatever it holds; returns whether it held anything (an expired string is
@@ -259,6 +288,7 @@ impl Db {
         let existed = self.exists(now, key);
         self.streams.remove(key);
         self.strings.remove(key);
+        self.hashes.remove(key);
         existed
     }
 
@@ -269,9 +299,10 @@ impl Db {
     }
 
     /// `SET key value PX ...`, expiring at `expires` (unix ms; `u64::MAX` for never). Like any
-    /// `SET`, it replaces what the key held, a stream too.
+    /// `SET`, it replaces what the key held, a stream or a hash too.
     pub fn set_expiring(&mut self, key: &[u8], value: &[u8], expires: u64) {
         self.streams.remove(key);
+        self.hashes.remove(key);
         self.strings.insert(key.to_vec(), (value.to_vec(), expires));
     }
 
@@ -325,6 +356,55 @@ impl Db {
         }
         self.set_expiring(key, value, expires);
         Reply::Simple("OK")
+    }
+
+    /// Replaces whatever `key` holds with a hash of `fields`, in their order (a repeated field
+    /// keeps its first place and its last value, as in one `HSET`); no fields deletes the key. What
+    /// a tool outside the cluster does with `DEL` and `HSET` in one `MULTI`.
+    pub fn set_hash<'a>(&mut self, key: &[u8], fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) {
+        self.streams.remove(key);
+        self.strings.remove(key);
+        let mut hash = Fields::new();
+        for (field, value) in fields {
+            put_field(&mut hash, field, value);
+        }
+        if hash.is_empty() {
+            self.hashes.remove(key);
+        } else {
+            self.hashes.insert(key.to_vec(), hash);
+        }
+    }
+
+    /// `HSET key field value [field value ...]`, the pairs in turn: answers how many fields it
+    /// added, not those it updated (a field given twice and new counts once).
+    fn hset(&mut self, key: &[u8], pairs: &[Vec<u8>]) -> Reply {
+        let hash = self.hashes.entry(key.to_vec()).or_default();
+        let added = pairs.chunks(2).filter(|p| put_field(hash, &p[0], &p[1])).count();
+        Reply::Int(added as i64)
+    }
+
+    fn hget(&self, key: &[u8], field: &[u8]) -> Option<&[u8]> {
+        let hash = self.hashes.get(key)?;
+        hash.iter().find(|(f, _)| f == field).map(|(_, value)| value.as_slice())
+    }
+
+    /// `HGETALL key`: a map (a flat array in RESP2) in the hash's order; empty for no key.
+    fn hgetall(&self, key: &[u8]) -> Reply {
+        let pairs = self.hashes.get(key).into_iter().flatten();
+        Reply::Map(pairs.map(|(f, v)| (Reply::bulk(f), Reply::bulk(v))).collect())
+    }
+
+    /// `HDEL key field [field ...]`: answers how many fields went (a field named twice counts
+    /// once); the key goes with its last field.
+    fn hdel(&mut self, key: &[u8], fields: &[Vec<u8>]) -> Reply {
+        let Some(hash) = self.hashes.get_mut(key) else { return Reply::Int(0) };
+        let before = hash.len();
+        hash.retain(|(f, _)| !fields.contains(f));
+        let removed = before - hash.len();
+        if hash.is_empty() {
+            self.hashes.remove(key);
+        }
+        Reply::Int(removed as i64)
     }
 
     /// `XADD key * m msg`.

@@ -34,11 +34,11 @@ pub struct LinkFaults {
 const OUT_OF_MEMORY: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
 /// Whether Redis refuses `args` when out of memory: the commands the shell sends that Redis marks
-/// `denyoom` (`XADD`, `SET`, `XGROUP CREATE`), and the keyed append script, which Redis refuses
-/// at its first write, before anything is written, and lets run to its end once it wrote.
+/// `denyoom` (`XADD`, `SET`, `HSET`, `XGROUP CREATE`), and the keyed append script, which Redis
+/// refuses at its first write, before anything is written, and lets run to its end once it wrote.
 fn adds_data(args: &[Vec<u8>]) -> bool {
     let is = |i: usize, word: &str| args.get(i).is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()));
-    ["XADD", "SET", "EVALSHA", "EVAL"].iter().any(|w| is(0, w)) || is(0, "XGROUP") && is(1, "CREATE")
+    ["XADD", "SET", "HSET", "EVALSHA", "EVAL"].iter().any(|w| is(0, w)) || is(0, "XGROUP") && is(1, "CREATE")
 }
 
 /// One fake Redis: its data (kept across restarts of the serving host) and its settings.
@@ -65,6 +65,13 @@ impl FakeRedis {
 
     pub fn set_faults(&self, faults: LinkFaults) {
         lock(&self.faults).0 = faults;
+    }
+
+    /// Rewrites the hash at `key` wholesale, as a tool outside the cluster would: `fields` in their
+    /// order, whatever the key held before; an empty list deletes the key. No blocked read waits
+    /// on a hash, so none is woken.
+    pub fn set_hash(&self, key: &str, fields: &[(String, String)]) {
+        lock(&self.db).set_hash(key.as_bytes(), fields.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes())));
     }
 
     fn roll(&self, chance: impl Fn(&LinkFaults) -> f64) -> bool {
@@ -182,4 +189,44 @@ impl FakeRedis {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(fake: &FakeRedis, line: &str) -> Reply {
+        let args: Vec<Vec<u8>> = line.split(' ').map(|w| w.as_bytes().to_vec()).collect();
+        match lock(&fake.db).execute(0, &mut Session { proto: 3, id: 1 }, &args) {
+            Outcome::Reply(reply) => reply,
+            Outcome::Block { .. } => panic!("{line} blocked"),
+        }
+    }
+
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(f, v)| (f.to_string(), v.to_string())).collect()
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> Reply {
+        Reply::Map(pairs.iter().map(|(f, v)| (Reply::bulk(f), Reply::bulk(v))).collect())
+    }
+
+    #[test]
+    fn a_hash_set_from_outside_is_what_hgetall_answers() {
+        let fake = FakeRedis::new(Arc::new(|| 0), 0);
+        run(&fake, "HSET h old 1 b 0");
+        fake.set_hash("h", &owned(&[("b", r#"["r1"]"#), ("a", "[]"), ("b", r#"["r2"]"#)]));
+        // The old fields are gone; a repeated field keeps its first place and its last value.
+        assert_eq!(run(&fake, "HGETALL h"), map(&[("b", r#"["r2"]"#), ("a", "[]")]));
+        assert_eq!(run(&fake, "HSET h c 1"), Reply::Int(1));
+        assert_eq!(run(&fake, "HGETALL h"), map(&[("b", r#"["r2"]"#), ("a", "[]"), ("c", "1")]));
+        // Over a stream too; and no fields deletes the key.
+        run(&fake, "XADD s 1-1 f v");
+        fake.set_hash("s", &owned(&[("f", "v")]));
+        assert_eq!(run(&fake, "XLEN s"), Reply::Int(0));
+        assert_eq!(run(&fake, "HGETALL s"), map(&[("f", "v")]));
+        fake.set_hash("h", &[]);
+        assert_eq!(run(&fake, "EXISTS h"), Reply::Int(0));
+        assert_eq!(run(&fake, "HGETALL h"), map(&[]));
+    }
 }
