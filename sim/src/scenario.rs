@@ -28,6 +28,11 @@ pub enum Fault {
     },
     StoreDown,
     StoreUp,
+    /// A node starts only now, its own file empty, in a cluster that has run without it (a node
+    /// added to a running cluster; [`Scenario::own_files`] only). At most one per plan.
+    NodeJoins {
+        node: usize,
+    },
     /// A stopped node's own file is emptied (its `DATA_DIR`), as an operator replacing a disk
     /// does: it starts again with none of the log ([`Scenario::own_files`] only).
     FileWiped {

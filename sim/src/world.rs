@@ -134,6 +134,11 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
 
     for (index, name) in NODES.iter().take(scenario.nodes).enumerate() {
         let boots = Arc::new(AtomicU64::new(0));
+        // A node that joins later waits, unstarted, for its time.
+        let joins_at = plan.iter().find_map(|(at, f)| match f {
+            Fault::NodeJoins { node } if *node == index => Some(Duration::from_millis(*at)),
+            _ => None,
+        });
         let store = stores[index % stores.len()].clone();
         let redis_url = scenario.redis.then(|| "redis://redis:6379".to_owned());
         let (scoped, retain_ms) = (scenario.scoped, scenario.log_retain_ms);
@@ -144,6 +149,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutcome {
             let store = store.clone();
             let redis_url = redis_url.clone();
             async move {
+                if let (Some(at), 0) = (joins_at, boot) {
+                    tokio::time::sleep(at).await;
+                }
                 let settings = node_settings(name, redis_url, scoped, paced_reads, retain_ms)?;
                 let deps = Deps {
                     store: Arc::new(store),
@@ -209,6 +217,10 @@ fn apply(sim: &mut turmoil::Sim<'_>, redis: &FakeRedis, stores: &[SimStore], tra
         Fault::NodeRestart { node } => sim.bounce(NODES[node]),
         Fault::StoreDown => stores.iter().for_each(|s| s.set_down(true)),
         Fault::StoreUp => stores.iter().for_each(|s| s.set_down(false)),
+        // The node's host started it at this time (see `run`).
+        Fault::NodeJoins { node } => {
+            assert!(!stores[0].owner().is_empty(), "{} joins a shared store", NODES[node])
+        }
         Fault::FileWiped { node } => {
             assert!(
                 stores.get(node).is_some_and(|s| !s.owner().is_empty()),
