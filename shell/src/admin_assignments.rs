@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use alice_core::principal::MAX_USER_ID_CHARS;
+use alice_core::principal::{is_uuid_user_id, MAX_USER_ID_CHARS};
 use alice_core::Role;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -63,6 +63,19 @@ pub fn readers_of(body: &[u8]) -> Result<BTreeSet<String>, String> {
         .collect()
 }
 
+/// On a table whose id columns are `uuid` (the Alice Suite's), every id must be the form
+/// PostgreSQL gives back: another would be stored rewritten (uppercase, braced) or refused, and
+/// this node would apply and answer ids the table does not hold. The refusal, if any.
+fn refuse_unless_uuids<'a>(state: &HttpState, mut ids: impl Iterator<Item = &'a str>) -> Option<Response> {
+    if !state.assignments.ids_are_uuids() || ids.all(is_uuid_user_id) {
+        return None;
+    }
+    Some(error(
+        StatusCode::BAD_REQUEST,
+        "On this database, consultant and reader ids are lowercase hyphenated UUIDs",
+    ))
+}
+
 /// One consultant's active readers, as `GET` answers them.
 async fn read_one(state: &HttpState, consultant: &str) -> Response {
     match state.assignments.load(Some(consultant)).await {
@@ -81,6 +94,9 @@ async fn read(
     }
     if !valid_id(&consultant_id) {
         return error(StatusCode::BAD_REQUEST, "consultantId must be 1 to 128 characters");
+    }
+    if let Some(refused) = refuse_unless_uuids(&state, std::iter::once(consultant_id.as_str())) {
+        return refused;
     }
     read_one(&state, &consultant_id).await
 }
@@ -109,6 +125,10 @@ async fn replace(
         Ok(readers) => readers,
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
+    let ids = std::iter::once(consultant_id.as_str()).chain(readers.iter().map(String::as_str));
+    if let Some(refused) = refuse_unless_uuids(&state, ids) {
+        return refused;
+    }
     if let Err(e) = state.assignments.replace(&consultant_id, &readers).await {
         return store_failed(&e);
     }

@@ -34,6 +34,14 @@ impl AssignmentSource {
         }
     }
 
+    /// Whether ids must be hyphenated lowercase UUIDs here (a table whose id columns are `uuid`).
+    pub fn ids_are_uuids(&self) -> bool {
+        match self {
+            AssignmentSource::Table(store) => store.assignment_ids_are_uuids(),
+            AssignmentSource::Redis(_) => false,
+        }
+    }
+
     /// Replaces one consultant's active set.
     pub async fn replace(&self, consultant: &str, readers: &BTreeSet<String>) -> Result<(), StoreError> {
         match self {

@@ -11,7 +11,7 @@ use alice_core::{HistoryQuery, Millis, ReaderEvent};
 use alice_shell::store::postgres::{PgSettings, PgStore, MIGRATOR};
 use alice_shell::store::{EventStore, Session};
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use sqlx::Row;
 
 const ORIGINAL_SCHEMA: &str = include_str!("fixtures/original_supabase_schema.sql");
@@ -302,6 +302,60 @@ async fn on_the_original_schema_a_reader_whose_id_is_not_a_uuid_is_refused_on_co
     let users: Vec<String> =
         sqlx::query_scalar("SELECT user_id::text FROM real_time_events").fetch_all(&pool).await.unwrap();
     assert_eq!(users, [common::positions::USER]);
+    pool.close().await;
+    db.drop_db().await;
+}
+
+/// On the suite's own table, whose ids are uuids, the admin API takes only the form PostgreSQL
+/// gives back: an uppercase or braced id would be stored rewritten while this node applied and
+/// answered it as sent.
+#[tokio::test]
+async fn on_the_suites_table_the_admin_api_takes_only_lowercase_hyphenated_ids() {
+    let Some((db, pool)) = original_with_reader().await else { return };
+    sqlx::raw_sql(
+        "CREATE TABLE consultant_assignments (
+             id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+             consultant_id UUID NOT NULL, user_id UUID NOT NULL, book_id UUID,
+             active BOOLEAN DEFAULT true, created_at TIMESTAMPTZ DEFAULT now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [("CONSULTANT_SCOPE", "assigned")];
+    let server = alice_shell::start(db_settings(dir.path(), &db.url, &vars)).await.unwrap();
+    let (c, r) = ("aaaaaaaa-1111-4111-8111-11111111111b", common::positions::USER);
+    let admin = token("admin-1", "admin");
+    let put = |consultant: String, reader: String| {
+        let request = reqwest::Client::new()
+            .put(format!("http://{}/admin/assignments/{consultant}", server.addr))
+            .bearer_auth(&admin)
+            .json(&json!({ "readers": [reader] }));
+        async move {
+            let answer = request.send().await.unwrap();
+            (answer.status().as_u16(), answer.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let refused = "On this database, consultant and reader ids are lowercase hyphenated UUIDs";
+    for (consultant, reader) in [
+        (c.to_uppercase(), r.to_owned()),
+        (c.to_owned(), r.to_uppercase()),
+        (c.to_owned(), format!("{{{r}}}")),
+        (c.to_owned(), "reader-1".to_owned()),
+    ] {
+        let (status, body) = put(consultant.clone(), reader.clone()).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some(refused)), "{consultant} {reader}");
+    }
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM consultant_assignments").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 0, "nothing refused was written");
+    let path = format!("/admin/assignments/{}", c.to_uppercase());
+    assert_eq!(http(server.addr, "GET", &path, Some(&admin)).await.0, 400);
+
+    assert_eq!(put(c.to_owned(), r.to_owned()).await.0, 200);
+    let (status, body) = http(server.addr, "GET", &format!("/admin/assignments/{c}"), Some(&admin)).await;
+    assert_eq!((status, &body["readers"]), (200, &json!([r])));
+    server.shutdown().await;
     pool.close().await;
     db.drop_db().await;
 }

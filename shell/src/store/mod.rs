@@ -191,6 +191,12 @@ pub trait EventStore: Send + Sync + 'static {
     fn user_ids_are_uuids(&self) -> bool {
         false
     }
+    /// Whether the assignments table keeps consultant and reader ids in `uuid` columns (the Alice
+    /// Suite's own table on PostgreSQL): ids written to it must then be hyphenated lowercase
+    /// UUIDs, the form PostgreSQL gives back (`principal::is_uuid_user_id`).
+    fn assignment_ids_are_uuids(&self) -> bool {
+        false
+    }
     /// Stores events; an id already stored is skipped, so retries are safe.
     async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError>;
     /// As the node's log (an embedded store): stores the entries' events in one commit, except

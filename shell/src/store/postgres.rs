@@ -280,6 +280,10 @@ impl EventStore for PgStore {
         self.user_id_type == "uuid"
     }
 
+    fn assignment_ids_are_uuids(&self) -> bool {
+        self.assignment_id_type == "uuid"
+    }
+
     /// Idempotent by id; of two copies of one event (an append retried after part of it landed
     /// puts it in the log twice, and readers show the first), the earliest position stays.
     async fn insert(&self, events: &[Arc<ReaderEvent>]) -> Result<(), StoreError> {
