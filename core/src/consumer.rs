@@ -55,7 +55,7 @@ pub struct GroupPlace {
 
 impl GroupPlace {
     /// Where what the group may still have to store begins at the earliest: its oldest
-    /// unacknowledged entry, or the entry after the last it was given, whichever comes first. A
+    /// unacknowledged entry, or the last entry it was given (kept too), whichever comes first. A
     /// group set back to where a new file of its node ends (`XGROUP SETID`) still holds entries
     /// given before, unacknowledged, that lie after its new place.
     pub fn unstored_from(&self) -> LogPosition {
@@ -193,8 +193,8 @@ impl Consumer {
         self.failures = 0;
         let mut fresh = Vec::new();
         for (id, event) in entries {
-            if let Some(ms) = id.split_once('-').and_then(|(ms, _)| ms.parse::<u64>().ok()) {
-                self.newest_ms = self.newest_ms.max(Some(ms));
+            if let Ok(position) = id.parse::<LogPosition>() {
+                self.newest_ms = self.newest_ms.max(Some(position.ms));
             }
             // Stored already, its acknowledgement lost with a connection: it is sent again.
             if self.to_ack.contains(&id) {

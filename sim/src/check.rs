@@ -126,6 +126,10 @@ pub fn invariants(
             node => format!("{node}'s file: "),
         };
         broken.extend(held(obs, &store.events()).into_iter().map(|v| format!("{whose}{v}")));
+        // Once filled, a stretch is no longer recorded as lacking (nor reported by `/health`).
+        if let Some(stretch) = store.missing().first() {
+            broken.push(format!("{whose}still records a stretch of the log it lacks: {stretch:?}"));
+        }
     }
     // Every node's own file holds the cluster's log alike: each event at the same position.
     let stored = stores[0].events();

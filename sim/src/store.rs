@@ -66,6 +66,11 @@ impl SimStore {
         self.owner
     }
 
+    /// The stretches of the log the file records as lacking (`log_missing`).
+    pub fn missing(&self) -> Vec<(LogPosition, LogPosition)> {
+        self.rows.lock().unwrap().missing.iter().copied().collect()
+    }
+
     /// Empties the file, as an operator emptying a stopped node's `DATA_DIR` does.
     pub fn wipe(&self) {
         self.note(format_args!("wiped"));
