@@ -312,15 +312,7 @@ async fn on_the_original_schema_a_reader_whose_id_is_not_a_uuid_is_refused_on_co
 #[tokio::test]
 async fn on_the_suites_table_the_admin_api_takes_only_lowercase_hyphenated_ids() {
     let Some((db, pool)) = original_with_reader().await else { return };
-    sqlx::raw_sql(
-        "CREATE TABLE consultant_assignments (
-             id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-             consultant_id UUID NOT NULL, user_id UUID NOT NULL, book_id UUID,
-             active BOOLEAN DEFAULT true, created_at TIMESTAMPTZ DEFAULT now())",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    create_suites_assignments(&pool).await;
     let dir = tempfile::tempdir().unwrap();
     let vars = [("CONSULTANT_SCOPE", "assigned")];
     let server = alice_shell::start(db_settings(dir.path(), &db.url, &vars)).await.unwrap();
@@ -358,6 +350,19 @@ async fn on_the_suites_table_the_admin_api_takes_only_lowercase_hyphenated_ids()
     server.shutdown().await;
     pool.close().await;
     db.drop_db().await;
+}
+
+/// The Alice Suite's own `consultant_assignments` table: uuid ids, a book per row.
+async fn create_suites_assignments(pool: &sqlx::PgPool) {
+    sqlx::raw_sql(
+        "CREATE TABLE consultant_assignments (
+             id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+             consultant_id UUID NOT NULL, user_id UUID NOT NULL, book_id UUID,
+             active BOOLEAN DEFAULT true, created_at TIMESTAMPTZ DEFAULT now())",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 /// A new database with the original Supabase schema and the positions tests' reader as a user.
@@ -497,15 +502,7 @@ async fn replaces_a_consultants_assignments_and_narrows_history_to_them() {
 #[tokio::test]
 async fn works_on_the_suites_own_table_and_announces_changes_to_it() {
     let Some((db, pool)) = original_with_reader().await else { return };
-    sqlx::raw_sql(
-        "CREATE TABLE consultant_assignments (
-             id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-             consultant_id UUID NOT NULL, user_id UUID NOT NULL, book_id UUID,
-             active BOOLEAN DEFAULT true, created_at TIMESTAMPTZ DEFAULT now())",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    create_suites_assignments(&pool).await;
     let store = migrated(&db.url).await;
     let ty: String = sqlx::query_scalar(
         "SELECT data_type FROM information_schema.columns

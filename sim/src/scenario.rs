@@ -143,6 +143,16 @@ pub fn initial_assignments(scenario: &Scenario) -> alice_core::AssignmentTable {
         .collect()
 }
 
+/// The consultant scope scenarios' plan: consultants 0 and 1 swap readers behind the nodes' backs,
+/// once, early enough that the admin's `PUT` (`clients.rs`) comes after it.
+pub fn swap_two_consultants(rng: &mut ChaCha8Rng, scenario: &Scenario) -> Vec<(u64, Fault)> {
+    let start = initial_assignments(scenario);
+    let mut swapped = start.clone();
+    swapped.insert("consultant-0".into(), start["consultant-1"].clone());
+    swapped.insert("consultant-1".into(), start["consultant-0"].clone());
+    vec![(during(rng, HEALED_BY_MS - crate::clients::ADMIN_PUT_MS + 500), Fault::Reassign(swapped))]
+}
+
 /// A random time in the active phase, leaving `room` before the healing deadline.
 pub fn during(rng: &mut ChaCha8Rng, room: u64) -> u64 {
     rng.random_range(ACTIVE_FROM_MS + 500..HEALED_BY_MS - room)
