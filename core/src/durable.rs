@@ -13,8 +13,12 @@ use crate::timers::Timer;
 use crate::{BusBody, BusMessage, Core, LogPosition, Millis, Output, ReaderEvent};
 
 impl Core {
-    /// Hands the log its next append when none is in flight, and arms the retry timer.
+    /// Hands the log its next append when none is in flight, and arms the retry timer; inside a
+    /// burst, once it ends.
     pub(crate) fn pump_log(&mut self, now: Millis) {
+        if self.in_burst {
+            return;
+        }
         if let Some((append, entries)) = self.log.next_append(now) {
             self.outputs.push_back(Output::Append { append, entries });
         }

@@ -124,6 +124,12 @@ pub enum TokenCheck {
 pub enum Input {
     /// Nothing new: time has passed (a timer may be due).
     Tick,
+    /// Inputs that arrived together (what the sockets sent while the shell was busy), handled in
+    /// order as if each came alone, except that the log is asked for no append until the last of
+    /// them: the events among them go to the log as one append (one commit, or one round trip to
+    /// Redis, and then one write to each socket) rather than the first alone and the rest after
+    /// it. Group commit still decides the rest: no input waits for another to arrive.
+    Burst(Vec<Input>),
     /// A socket asks to connect; `sid` is its Socket.IO id, the default `sessionId`. A client
     /// recovering its connection state presents `recovery`.
     Connect { conn: ConnId, sid: String, token: TokenCheck, recovery: Option<Box<Recovery>> },
@@ -411,6 +417,8 @@ pub struct Core {
     log_seq: u64,
     /// The last position this node placed an event at (single node) or saw placed (history).
     last_position: LogPosition,
+    /// Inside an [`Input::Burst`]: the log's next append waits for its end.
+    in_burst: bool,
     log_seen: sequence::SeqTracker,
     /// A cluster node's reading of the log and of the bus.
     log_reader: Reader,
@@ -451,6 +459,7 @@ impl Core {
             log: Log::new(config.store_batch_size, !config.deployment.reads_back(), rng.next_u64()),
             log_seq: 0,
             last_position: LogPosition::START,
+            in_burst: false,
             log_seen: sequence::SeqTracker::for_appends(),
             log_reader: Reader::new(rng.next_u64()),
             log_rate: MinuteCounter::default(),
@@ -597,8 +606,26 @@ impl Core {
         while let Some(timer) = self.timers.pop_due(now) {
             self.on_timer(now, timer);
         }
+        self.on_input(now, input);
+        if starting {
+            // After the first input, which may be the history that tells where reading opens.
+            self.pump_reads(now);
+            self.pump_consumer(now);
+        }
+        self.schedule_presence_push(now);
+    }
+
+    fn on_input(&mut self, now: Millis, input: Input) {
         match input {
             Input::Tick => {}
+            Input::Burst(inputs) => {
+                let outer = std::mem::replace(&mut self.in_burst, true);
+                for input in inputs {
+                    self.on_input(now, input);
+                }
+                self.in_burst = outer;
+                self.pump_log(now);
+            }
             Input::Connect { conn, sid, token, recovery } => {
                 self.on_connect(now, conn, sid, token, recovery.map(|r| *r))
             }
@@ -643,12 +670,6 @@ impl Core {
             Input::AssignmentsTouched => self.reload_assignments(),
             Input::Assign { consultant_id, readers } => self.assign(consultant_id, readers),
         }
-        if starting {
-            // After the first input, which may be the history that tells where reading opens.
-            self.pump_reads(now);
-            self.pump_consumer(now);
-        }
-        self.schedule_presence_push(now);
     }
 
     fn on_timer(&mut self, now: Millis, timer: Timer) {

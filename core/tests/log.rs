@@ -98,6 +98,53 @@ fn one_append_in_flight_and_the_next_carries_everything_that_arrived_meanwhile()
     assert_eq!(received(&out, r, "reader-event-received").len(), 1, "only A is acknowledged");
 }
 
+/// A client event as the shell hands it to the core, without an ack callback.
+fn event(conn: alice_core::ConnId, name: &str, payload: Value) -> Input {
+    Input::ClientEvent { conn, name: name.into(), args: vec![payload], has_binary: false, ack: None }
+}
+
+#[test]
+fn events_that_arrive_together_go_to_the_log_as_one_append() {
+    let mut node = manual(Deployment::SingleStore);
+    let c = node.connect("c1", "consultant");
+    node.send(c, "subscribe-consultant", json!({"consultantId": "c1"}));
+    let (r1, r2) = (node.connect("r1", "reader"), node.connect("r2", "reader"));
+    let out = node.input(Input::Burst(vec![
+        event(r1, "reader-event", json!({"eventType": "A"})),
+        event(r2, "reader-event", json!({"eventType": "bad type"})),
+        event(c, "get-online-readers", json!(null)),
+        event(r2, "reader-event", json!({"eventType": "B"})),
+        event(r1, "reader-event", json!({"eventType": "C"})),
+    ]));
+    let asked = appends(&out);
+    assert_eq!(asked.len(), 1, "one append for the burst: {out:?}");
+    let types: Vec<_> = asked[0].1.iter().map(|e| e.event.event_type.as_str()).collect();
+    assert_eq!(types, ["A", "B", "C"], "in the order they arrived, the refused one left out");
+    assert_eq!(error_of(&out, r2)["code"], "INVALID_PAYLOAD", "refusals go at once");
+    assert_eq!(received(&out, c, "online-readers").len(), 1, "and so do other answers");
+    assert!(received(&out, c, "reader-activity").is_empty(), "nothing shown before the log holds it");
+
+    let out = node.input(Input::Appended { append: asked[0].0, repeats: Vec::new() });
+    let shown: Vec<_> = received(&out, c, "reader-activity")
+        .iter()
+        .map(|a| a["eventType"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(shown, ["A", "B", "C"]);
+    assert_eq!(received(&out, r1, "reader-event-received").len(), 2);
+    assert_eq!(received(&out, r2, "reader-event-received").len(), 1);
+
+    // One by one, the first would have gone alone.
+    let out = node.send(r1, "reader-event", json!({"eventType": "D"}));
+    assert_eq!(appends(&out)[0].1.len(), 1);
+    // A burst while an append is in flight waits for it, as single events do; one with no event
+    // the log takes asks for nothing.
+    let out = node.input(Input::Burst(vec![event(r2, "reader-event", json!({"eventType": "E"}))]));
+    assert!(appends(&out).is_empty());
+    let out = node.input(Input::Burst(vec![event(r2, "reader-event", json!({}))]));
+    assert!(appends(&out).is_empty());
+    assert_eq!(error_of(&out, r2)["code"], "INVALID_PAYLOAD");
+}
+
 #[test]
 fn a_failed_append_is_retried_whole_after_a_backoff_and_nothing_is_shown_meanwhile() {
     let mut node = manual(Deployment::SingleStore);

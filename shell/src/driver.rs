@@ -162,6 +162,8 @@ const DRAIN_EVERY: Duration = Duration::from_millis(5);
 /// client left while the handshake was being decided is never connected by socketioxide and never
 /// reports a disconnect either; a live one, however long the driver took, is connected and ready.
 const GHOSTS_EVERY: Duration = Duration::from_millis(100);
+/// The most client events handed to the core as one burst.
+const MAX_BURST: usize = 256;
 
 /// A handle to send commands to the driver.
 #[derive(Clone)]
@@ -326,6 +328,11 @@ impl Driver {
                 None => self.rx.recv().await,
             };
             let Some(cmd) = cmd else { break };
+            if matches!(cmd, Command::Event { .. }) {
+                // Sockets woken together send their events one by one: let the others land (one
+                // turn of the runtime, no fixed wait), to be taken with this one as a burst.
+                tokio::task::yield_now().await;
+            }
             self.on_command(cmd);
             if self.finish_shutdown() {
                 break;
@@ -341,6 +348,40 @@ impl Driver {
             self.core.handle(now, Input::Bus(msg));
             self.execute();
         }
+    }
+
+    /// `first` and the client events that wait behind it, up to [`MAX_BURST`], as one input;
+    /// and the command that ended the burst, if another kind of command did.
+    fn burst(&mut self, first: Input) -> (Input, Option<Command>) {
+        let mut inputs = vec![first];
+        while inputs.len() < MAX_BURST {
+            match self.rx.try_recv() {
+                Ok(Command::Event { conn, name, args, has_binary, ack }) => {
+                    inputs.push(self.event_input(conn, name, args, has_binary, ack));
+                }
+                Ok(other) => return (Input::Burst(inputs), Some(other)),
+                Err(_) => break,
+            }
+        }
+        (Input::Burst(inputs), None)
+    }
+
+    /// A client event as the core's input, its acknowledgement callback kept until answered.
+    fn event_input(
+        &mut self,
+        conn: ConnId,
+        name: String,
+        args: Vec<Value>,
+        has_binary: bool,
+        ack: Option<AckSender>,
+    ) -> Input {
+        let ack = ack.map(|sender| {
+            self.next_ack += 1;
+            let id = AckId(self.next_ack);
+            self.acks.insert((conn, id), sender);
+            id
+        });
+        Input::ClientEvent { conn, name, args, has_binary, ack }
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -362,13 +403,14 @@ impl Driver {
                 self.feed(Input::Disconnect { conn });
             }
             Command::Event { conn, name, args, has_binary, ack } => {
-                let ack = ack.map(|sender| {
-                    self.next_ack += 1;
-                    let id = AckId(self.next_ack);
-                    self.acks.insert((conn, id), sender);
-                    id
-                });
-                self.feed(Input::ClientEvent { conn, name, args, has_binary, ack });
+                // With the events waiting behind it: one append to the log, and one write to
+                // each socket they go to.
+                let first = self.event_input(conn, name, args, has_binary, ack);
+                let (burst, after) = self.burst(first);
+                self.feed(burst);
+                if let Some(cmd) = after {
+                    self.on_command(cmd);
+                }
             }
             Command::Input(input) => self.feed(input),
             Command::Visible { input, at } => {
