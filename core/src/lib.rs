@@ -124,11 +124,13 @@ pub enum TokenCheck {
 pub enum Input {
     /// Nothing new: time has passed (a timer may be due).
     Tick,
-    /// Inputs that arrived together (what the sockets sent while the shell was busy), handled in
-    /// order as if each came alone, except that the log is asked for no append until the last of
-    /// them: the events among them go to the log as one append (one commit, or one round trip to
-    /// Redis, and then one write to each socket) rather than the first alone and the rest after
-    /// it. Group commit still decides the rest: no input waits for another to arrive.
+    /// Inputs that arrived together (the shell feeds the client events waiting in its queue),
+    /// handled in order as one by one, except that the log is asked for no append until the
+    /// last of them: the events among them go to the log as one append (one commit, or one round
+    /// trip to Redis) rather than the first alone and the rest after it, and are shown together
+    /// once it is confirmed. Group commit decides the rest: no input waits for another to arrive.
+    /// The burst is one moment: the clock is read once, timers fall due before it, and presence
+    /// pushes are scheduled after it.
     Burst(Vec<Input>),
     /// A socket asks to connect; `sid` is its Socket.IO id, the default `sessionId`. A client
     /// recovering its connection state presents `recovery`.

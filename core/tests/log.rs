@@ -133,14 +133,22 @@ fn events_that_arrive_together_go_to_the_log_as_one_append() {
     assert_eq!(received(&out, r1, "reader-event-received").len(), 2);
     assert_eq!(received(&out, r2, "reader-event-received").len(), 1);
 
-    // One by one, the first would have gone alone.
-    let out = node.send(r1, "reader-event", json!({"eventType": "D"}));
-    assert_eq!(appends(&out)[0].1.len(), 1);
-    // A burst while an append is in flight waits for it, as single events do; one with no event
-    // the log takes asks for nothing.
-    let out = node.input(Input::Burst(vec![event(r2, "reader-event", json!({"eventType": "E"}))]));
-    assert!(appends(&out).is_empty());
-    let out = node.input(Input::Burst(vec![event(r2, "reader-event", json!({}))]));
+    // One by one, the first goes alone and the others wait for it.
+    let (d, _) = appends(&node.send(r1, "reader-event", json!({"eventType": "D"}))).remove(0);
+    assert!(appends(&node.send(r2, "reader-event", json!({"eventType": "E"}))).is_empty());
+    // A burst while an append is out waits for it too, and joins what waits.
+    let out = node.input(Input::Burst(vec![event(r2, "reader-event", json!({"eventType": "F"}))]));
+    assert!(appends(&out).is_empty(), "one append out at a time");
+    let out = node.input(Input::Appended { append: d, repeats: Vec::new() });
+    let (next, entries) = appends(&out).remove(0);
+    let types: Vec<_> = entries.iter().map(|e| e.event.event_type.as_str()).collect();
+    assert_eq!(types, ["E", "F"]);
+    node.input(Input::Appended { append: next, repeats: Vec::new() });
+    // With none out, a burst of nothing the log takes asks for nothing.
+    let out = node.input(Input::Burst(vec![
+        event(r2, "reader-event", json!({})),
+        event(c, "get-online-readers", json!(null)),
+    ]));
     assert!(appends(&out).is_empty());
     assert_eq!(error_of(&out, r2)["code"], "INVALID_PAYLOAD");
 }

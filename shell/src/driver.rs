@@ -403,8 +403,7 @@ impl Driver {
                 self.feed(Input::Disconnect { conn });
             }
             Command::Event { conn, name, args, has_binary, ack } => {
-                // With the events waiting behind it: one append to the log, and one write to
-                // each socket they go to.
+                // With the events waiting behind it: one append to the log, and shown together.
                 let first = self.event_input(conn, name, args, has_binary, ack);
                 let (burst, after) = self.burst(first);
                 self.feed(burst);
