@@ -47,7 +47,7 @@ pub struct Observations {
     pub accepted: BTreeMap<Uuid, (String, String)>,
     /// Events refused, by error code.
     pub refused: BTreeMap<String, u32>,
-    /// Events sent whose acknowledgement never came (the connection was lost).
+    /// Events sent whose acknowledgement never came, however often they were sent again.
     pub unanswered: u32,
     pub consultants: Vec<ConsultantView>,
     /// Readers whose connection was alive when the online list was checked.
@@ -115,6 +115,12 @@ pub fn invariants(
     }
     if obs.consultants.iter().all(|c| c.received.is_empty()) {
         broken.push("no consultant was shown any event: the run tested nothing".to_owned());
+    }
+    // Liveness: readers go on resending, on whichever node they reach, until half a second
+    // after every fault has healed; an event still unanswered then was held by a node that had
+    // stopped answering.
+    if obs.unanswered > 0 {
+        broken.push(format!("{} events sent were never answered (accepted or refused)", obs.unanswered));
     }
     if !lone_node_crashes && !obs.consultants.iter().any(|c| c.throughout) {
         broken.push("no consultant socket stayed subscribed throughout".to_owned());
