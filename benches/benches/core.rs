@@ -1,5 +1,5 @@
 //! Criterion benchmarks of the core's hot paths: parsing, the recipient set, a whole
-//! handle/poll_output cycle per event, and the bus codec.
+//! handle/poll_output cycle per event, the `online-readers` push, and the bus codec.
 
 use std::hint::black_box;
 
@@ -165,6 +165,68 @@ fn cycle(c: &mut Criterion) {
     g.finish();
 }
 
+/// The once-a-second `online-readers` push at the fixed load's size (2,500 readers online, each
+/// with names, a book and a page; 20 subscribed consultants), measured as the event that makes
+/// it due: the push is all but the whole of it (compare the cycle above).
+fn presence_push(c: &mut Criterion) {
+    let config =
+        Config { reader_event_burst: u32::MAX, reader_event_rate: u32::MAX / 1000, ..Config::default() };
+    let interval = config.presence_push_interval_ms;
+    let mut core = Core::new(config, "bench", 1);
+    let mut now = NOW;
+    let mut conn = 0;
+    let mut connect = |core: &mut Core, claims: Value| {
+        conn += 1;
+        let token = TokenCheck::Verified(claims);
+        core.handle(
+            NOW,
+            Input::Connect { conn: ConnId(conn), sid: format!("s{conn}"), token, recovery: None },
+        );
+        ConnId(conn)
+    };
+    let event = |page: usize| json!({"eventType": "PAGE_TURN", "data": {"bookId": format!("book-{}", page % 40), "page": page}});
+    let send = |core: &mut Core, now: Millis, conn: ConnId, name: &str, payload: Value| {
+        core.handle(
+            now,
+            Input::ClientEvent { conn, name: name.into(), args: vec![payload], has_binary: false, ack: None },
+        );
+        let mut pushed = 0;
+        while let Some(out) = core.poll_output() {
+            match out {
+                Output::Append { append, .. } => {
+                    core.handle(now, Input::Appended { append, repeats: Vec::new() })
+                }
+                Output::Emit { event: "online-readers", .. } => pushed += 1,
+                _ => {}
+            }
+        }
+        pushed
+    };
+    for i in 0..20 {
+        let c = connect(&mut core, claims(&format!("c{i}"), "consultant"));
+        send(&mut core, NOW, c, "subscribe-consultant", json!({"consultantId": format!("c{i}")}));
+    }
+    let mut readers = Vec::new();
+    for i in 0..2_500 {
+        let mut who = claims(&format!("reader-{i:05}"), "reader");
+        who["user_metadata"] = json!({"first_name": format!("First{i}"), "last_name": format!("Last{i}")});
+        let r = connect(&mut core, who);
+        send(&mut core, NOW, r, "reader-event", event(i));
+        readers.push(r);
+    }
+    let mut g = c.benchmark_group("presence");
+    let mut i = 0usize;
+    g.bench_function("online-readers push, 2,500 readers to 20 consultants", |b| {
+        b.iter(|| {
+            i += 1;
+            now = now.plus(interval);
+            let pushed = send(&mut core, now, readers[i % readers.len()], "reader-event", event(i));
+            assert_eq!(pushed, 1, "one push, serialized once");
+        })
+    });
+    g.finish();
+}
+
 fn bus(c: &mut Criterion) {
     let msg = BusMessage {
         origin: "node-a".into(),
@@ -189,5 +251,5 @@ fn bus(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parsing, recipients, cycle, bus);
+criterion_group!(benches, parsing, recipients, cycle, presence_push, bus);
 criterion_main!(benches);

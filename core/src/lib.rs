@@ -560,18 +560,13 @@ impl Core {
         self.log.len() + behind_log >= self.config.event_queue_capacity
     }
 
-    /// The `online-readers` fields as of now, as an unscoped socket sees them.
-    pub fn online_readers(&self) -> Map<String, Value> {
-        replies::online_readers(&self.presence.online())
-    }
-
     /// The last hour of activity as `viewer` may see it (a scoped consultant: its readers only),
     /// as of the wall clock `wall`, with sparklines for the readers online that it may see, the
     /// most recently active first.
     pub fn activity(&self, viewer: &Principal, wall: Millis) -> ActivitySeries {
         let only = self.readers_visible_to(viewer);
         let online = self.presence.online();
-        let online: Vec<&str> = online.iter().map(|(user, _)| user.as_str()).collect();
+        let online: Vec<&str> = online.iter().map(|(user, _)| *user).collect();
         self.activity.series(wall, only.as_deref(), &online, &online)
     }
 

@@ -3,17 +3,46 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::time::Millis;
 
 /// A JSON value with the time it was set; `currentBook` and `currentPage` update independently.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stamped {
-    /// The value as JSON text, keeping the type it was sent with.
-    pub json: String,
+    /// The value as JSON text, keeping the type it was sent with. Carried between nodes as a
+    /// string, and checked to be JSON when it arrives, so that the list can show it as it is.
+    #[serde(with = "json_text")]
+    pub json: Box<RawValue>,
     pub at: Millis,
 }
+
+impl PartialEq for Stamped {
+    fn eq(&self, other: &Stamped) -> bool {
+        self.json.get() == other.json.get() && self.at == other.at
+    }
+}
+
+impl Eq for Stamped {}
+
+/// JSON text as a string on the wire (what nodes have always sent), refused unless it is JSON.
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::value::RawValue;
+
+    pub fn serialize<S: Serializer>(json: &RawValue, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(json.get())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<RawValue>, D::Error> {
+        RawValue::from_string(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One online reader as listed: its id and its presence, borrowed from the node it is on, or
+/// merged from the nodes it is on.
+pub type Listed<'a> = (&'a str, Cow<'a, ReaderPresence>);
 
 /// One reader's presence on one node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +72,7 @@ impl ReaderPresence {
     /// Records reading activity at `at`, with the position the event carried, if any.
     pub fn touch(&mut self, at: Millis, book: Option<&RawValue>, page: Option<&RawValue>) {
         self.last_activity = self.last_activity.max(at);
-        let stamp = |v: &RawValue| Some(Stamped { json: v.get().to_owned(), at });
+        let stamp = |v: &RawValue| Some(Stamped { json: v.to_owned(), at });
         if let Some(book) = book {
             latest(&mut self.current_book, &stamp(book));
         }
@@ -210,21 +239,28 @@ impl Presence {
         self.changed
     }
 
-    /// Every online reader, merged across nodes, most recently active first.
-    pub fn online(&self) -> Vec<(String, ReaderPresence)> {
-        let mut merged: BTreeMap<&str, ReaderPresence> = BTreeMap::new();
-        let all = self.local.iter().chain(self.remote.values().flat_map(|n| n.readers.iter()));
-        for (user, r) in all {
-            match merged.get_mut(user.as_str()) {
-                Some(m) => m.merge(r),
-                None => {
-                    merged.insert(user, r.clone());
+    /// Every online reader, merged across nodes, most recently active first. A reader on one node
+    /// is borrowed; only one on several is merged into a copy (the list is pushed every second,
+    /// and may hold thousands).
+    pub fn online(&self) -> Vec<Listed<'_>> {
+        // Each node's readers are sorted by id: one pass over all of them at once lists each id
+        // once, merged in the order of the nodes.
+        let nodes = std::iter::once(&self.local).chain(self.remote.values().map(|n| &n.readers));
+        let mut heads: Vec<_> = nodes.map(|readers| readers.iter().peekable()).collect();
+        let mut list: Vec<Listed<'_>> = Vec::with_capacity(self.local.len());
+        while let Some(user) = heads.iter_mut().filter_map(|h| h.peek().map(|&(u, _)| u.as_str())).min() {
+            let mut listed: Option<Cow<'_, ReaderPresence>> = None;
+            for head in &mut heads {
+                if let Some((_, r)) = head.next_if(|&(u, _)| u == user) {
+                    match &mut listed {
+                        Some(merged) => merged.to_mut().merge(r),
+                        None => listed = Some(Cow::Borrowed(r)),
+                    }
                 }
             }
+            list.extend(listed.map(|r| (user, r)));
         }
-        let mut list: Vec<(String, ReaderPresence)> =
-            merged.into_iter().map(|(u, r)| (u.to_owned(), r)).collect();
-        list.sort_by(|a, b| b.1.last_activity.cmp(&a.1.last_activity).then_with(|| a.0.cmp(&b.0)));
+        list.sort_by(|a, b| b.1.last_activity.cmp(&a.1.last_activity).then_with(|| a.0.cmp(b.0)));
         list
     }
 
@@ -240,5 +276,59 @@ impl Presence {
     /// The number of distinct online readers in the cluster.
     pub fn count(&self) -> usize {
         self.users().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_travels_as_the_string_it_always_was_and_only_json_is_taken() {
+        #[derive(Serialize)]
+        struct AsString<'a> {
+            json: &'a str,
+            at: Millis,
+        }
+        let stamped = Stamped { json: RawValue::from_string(r#"{"n":1}"#.into()).unwrap(), at: Millis(5) };
+        let wire = postcard::to_stdvec(&stamped).unwrap();
+        assert_eq!(wire, postcard::to_stdvec(&AsString { json: r#"{"n":1}"#, at: Millis(5) }).unwrap());
+        assert_eq!(postcard::from_bytes::<Stamped>(&wire).unwrap(), stamped);
+        let not_json = postcard::to_stdvec(&AsString { json: "moby", at: Millis(5) }).unwrap();
+        assert!(postcard::from_bytes::<Stamped>(&not_json).is_err(), "no node writes it; none takes it");
+    }
+
+    #[test]
+    fn a_reader_on_several_nodes_is_listed_once_merged_and_the_rest_as_they_are() {
+        let mut p = Presence::default();
+        p.connect("r2", &Some("Bo".into()), &None, Millis(10));
+        p.connect("r1", &None, &None, Millis(20));
+        let there = |at: u64, first: Option<&str>| ReaderPresence {
+            first_name: first.map(Into::into),
+            last_name: None,
+            last_activity: Millis(at),
+            current_book: None,
+            current_page: None,
+            connections: 1,
+        };
+        p.remote_snapshot(
+            "node-b",
+            BTreeMap::from([("r2".into(), there(30, Some("Other"))), ("r3".into(), there(5, None))]),
+        );
+        p.remote_snapshot("node-c", BTreeMap::from([("r0".into(), there(20, None))]));
+        let online = p.online();
+        let got: Vec<_> = online
+            .iter()
+            .map(|(u, r)| (*u, r.last_activity.0, r.connections, r.first_name.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [("r2", 30, 2, Some("Bo")), ("r0", 20, 1, None), ("r1", 20, 1, None), ("r3", 5, 1, None)],
+            "most recently active first, then by id; this node's name first"
+        );
+        assert!(
+            matches!(online[0].1, Cow::Owned(_)) && matches!(online[1].1, Cow::Borrowed(_)),
+            "only the merged one is copied"
+        );
     }
 }

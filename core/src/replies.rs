@@ -109,33 +109,54 @@ pub fn ack_error(err: &CommandError) -> Payload {
     payload(&json!({ "ok": false, "error": error }))
 }
 
-/// The `online-readers` fields: `{ count, readers }`.
-pub fn online_readers(readers: &[(String, ReaderPresence)]) -> Map<String, Value> {
-    let list: Vec<Value> = readers
-        .iter()
-        .map(|(user, r)| {
-            let mut o = Map::new();
-            o.insert("userId".into(), user.as_str().into());
-            if let Some(f) = &r.first_name {
-                o.insert("firstName".into(), f.as_str().into());
-            }
-            if let Some(l) = &r.last_name {
-                o.insert("lastName".into(), l.as_str().into());
-            }
-            o.insert("lastActivity".into(), r.last_activity.rfc3339().into());
-            for (key, stamped) in [("currentBook", &r.current_book), ("currentPage", &r.current_page)] {
-                if let Some(v) = stamped.as_ref().and_then(|s| serde_json::from_str::<Value>(&s.json).ok()) {
-                    o.insert(key.into(), v);
-                }
-            }
-            o.insert("connections".into(), r.connections.into());
-            Value::Object(o)
-        })
-        .collect();
-    let mut body = Map::new();
-    body.insert("count".into(), readers.len().into());
-    body.insert("readers".into(), Value::Array(list));
-    body
+/// The `online-readers` payload, `{ count, readers }`, or as an acknowledgement, `{ ok: true,
+/// count, readers }`. Written straight from the presence it lists, with no JSON tree between: the
+/// list is pushed every second and may hold thousands of readers.
+pub fn online_readers(readers: &[(&str, &ReaderPresence)], ack: bool) -> Payload {
+    let body = OnlineReaders { ok: ack.then_some(true), count: readers.len(), readers: Listing(readers) };
+    // Strings, numbers and JSON text always serialize; the fallback is never taken.
+    Json(Arc::from(to_raw_value(&body).unwrap_or_default()))
+}
+
+#[derive(serde::Serialize)]
+struct OnlineReaders<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ok: Option<bool>,
+    count: usize,
+    readers: Listing<'a>,
+}
+
+struct Listing<'a>(&'a [(&'a str, &'a ReaderPresence)]);
+
+impl serde::Serialize for Listing<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(user, r)| OnlineReader {
+            user_id: user,
+            first_name: r.first_name.as_deref(),
+            last_name: r.last_name.as_deref(),
+            last_activity: r.last_activity.rfc3339(),
+            current_book: r.current_book.as_ref().map(|s| &*s.json),
+            current_page: r.current_page.as_ref().map(|s| &*s.json),
+            connections: r.connections,
+        }))
+    }
+}
+
+/// One reader of `online-readers`. A book or page is the JSON it was sent as.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OnlineReader<'a> {
+    user_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_name: Option<&'a str>,
+    last_activity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_book: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_page: Option<&'a RawValue>,
+    connections: u32,
 }
 
 /// The `recent-events` fields: `{ events, hasMore }`.
@@ -154,4 +175,45 @@ pub fn fields<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
 /// The `token-refreshed` fields.
 pub fn token_refreshed(expires_at: Millis) -> Map<String, Value> {
     fields([("expiresAt", expires_at.rfc3339().into())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::Stamped;
+
+    #[test]
+    fn online_readers_are_written_field_by_field_as_the_protocol_names_them() {
+        let at = Millis(1_767_225_600_000);
+        let stamped = |json: &str| Some(Stamped { json: RawValue::from_string(json.into()).unwrap(), at });
+        let named = ReaderPresence {
+            first_name: Some("Ada".into()),
+            last_name: Some("L\"ovelace".into()),
+            last_activity: at,
+            current_book: stamped(r#""b-1""#),
+            current_page: stamped("12"),
+            connections: 2,
+        };
+        // A missing name is left out.
+        let bare = ReaderPresence {
+            first_name: None,
+            last_name: None,
+            last_activity: at,
+            current_book: None,
+            current_page: stamped(r#"{"n":[1,2.5]}"#),
+            connections: 1,
+        };
+        let list = [("r1", &named), ("r2", &bare)];
+        let readers = concat!(
+            r#"[{"userId":"r1","firstName":"Ada","lastName":"L\"ovelace","lastActivity":"2026-01-01T00:00:00.000Z","#,
+            r#""currentBook":"b-1","currentPage":12,"connections":2},"#,
+            r#"{"userId":"r2","lastActivity":"2026-01-01T00:00:00.000Z","currentPage":{"n":[1,2.5]},"connections":1}]"#
+        );
+        assert_eq!(online_readers(&list, false).get(), format!(r#"{{"count":2,"readers":{readers}}}"#));
+        assert_eq!(
+            online_readers(&list, true).get(),
+            format!(r#"{{"ok":true,"count":2,"readers":{readers}}}"#)
+        );
+        assert_eq!(online_readers(&[], false).get(), r#"{"count":0,"readers":[]}"#);
+    }
 }

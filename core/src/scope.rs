@@ -3,10 +3,10 @@
 //! node; a change another node announces), indexed both ways so that a delivery asks "who is
 //! assigned this reader" in time proportional to the answer.
 
-use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::presence::ReaderPresence;
 use crate::replies::{self, names};
 use crate::timers::Timer;
 use crate::{BusBody, ConnId, Core, Millis, Output, Payload, Principal, Role};
@@ -138,13 +138,15 @@ impl Core {
         scoped_consultant(self.config.consultant_scope, principal).map(|c| self.assignments.readers_of(c))
     }
 
-    /// `online-readers` as `conn` sees it.
-    pub(crate) fn online_readers_for(&self, conn: ConnId) -> Map<String, Value> {
-        let mut online = self.presence.online();
-        if let Some(consultant) = self.scope_of(conn) {
-            online.retain(|(user, _)| self.assignments.is_assigned(consultant, user));
-        }
-        replies::online_readers(&online)
+    /// `online-readers` as `conn` sees it: the payload, or with `ack` the acknowledgement's.
+    fn online_readers_for(&self, conn: ConnId, ack: bool) -> Payload {
+        let online = self.presence.online();
+        let scope = self.scope_of(conn);
+        let list: Vec<(&str, &ReaderPresence)> = (online.iter())
+            .filter(|(user, _)| scope.is_none_or(|consultant| self.assignments.is_assigned(consultant, user)))
+            .map(|(user, r)| (*user, &**r))
+            .collect();
+        replies::online_readers(&list, ack)
     }
 
     /// Sends the current list to every subscribed socket: the whole list, serialized once, to
@@ -152,7 +154,6 @@ impl Core {
     /// distinct view, and only to those whose last list differs (nothing they may see changed,
     /// nothing is sent).
     pub(crate) fn push_online_readers(&mut self) {
-        let online = self.presence.online();
         let mut everyone = Vec::new();
         let mut scoped: BTreeMap<Arc<str>, Vec<ConnId>> = BTreeMap::new();
         for &conn in &self.subscribed {
@@ -161,34 +162,39 @@ impl Core {
                 None => everyone.push(conn),
             }
         }
-        if !everyone.is_empty() {
-            let payload = replies::payload(&Value::Object(replies::online_readers(&online)));
+        // Serialized first, from the presence as it stands; sent after.
+        let (whole, views) = {
+            let online = self.presence.online();
+            let listed: Vec<(&str, &ReaderPresence)> = online.iter().map(|(user, r)| (*user, &**r)).collect();
+            let whole = (!everyone.is_empty()).then(|| replies::online_readers(&listed, false));
+            let place: HashMap<&str, usize> = if scoped.is_empty() {
+                HashMap::new()
+            } else {
+                listed.iter().enumerate().map(|(i, (u, _))| (*u, i)).collect()
+            };
+            let mut encoded: HashMap<Vec<usize>, Payload> = HashMap::new();
+            let mut views = Vec::with_capacity(scoped.len());
+            for (consultant, conns) in scoped {
+                let mut view: Vec<usize> =
+                    (self.assignments.readers_of.get(&consultant).into_iter().flatten())
+                        .filter_map(|r| place.get(&**r).copied())
+                        .collect();
+                view.sort_unstable();
+                let payload = encoded
+                    .entry(view)
+                    .or_insert_with_key(|view| {
+                        let list: Vec<_> = view.iter().map(|&i| listed[i]).collect();
+                        replies::online_readers(&list, false)
+                    })
+                    .clone();
+                views.push((conns, payload));
+            }
+            (whole, views)
+        };
+        if let Some(payload) = whole {
             self.emit(everyone, names::ONLINE_READERS, payload);
         }
-        if scoped.is_empty() {
-            return;
-        }
-        let place: HashMap<&str, usize> =
-            online.iter().enumerate().map(|(i, (u, _))| (u.as_str(), i)).collect();
-        let mut encoded: HashMap<Vec<usize>, Payload> = HashMap::new();
-        for (consultant, conns) in scoped {
-            let mut view: Vec<usize> = self
-                .assignments
-                .readers_of
-                .get(&consultant)
-                .into_iter()
-                .flatten()
-                .filter_map(|r| place.get(&**r).copied())
-                .collect();
-            view.sort_unstable();
-            let payload = encoded
-                .entry(view)
-                .or_insert_with_key(|view| {
-                    let list: Vec<_> = view.iter().map(|&i| online[i].clone()).collect();
-                    replies::payload(&Value::Object(replies::online_readers(&list)))
-                })
-                .clone();
-            let mut to = conns;
+        for (mut to, payload) in views {
             to.retain(|conn| self.shown_views.get(conn) != Some(&payload));
             for conn in &to {
                 self.shown_views.insert(*conn, payload.clone());
@@ -199,14 +205,15 @@ impl Core {
 
     /// Sends `online-readers` to one socket (a snapshot, an answer), as it sees the list.
     pub(crate) fn send_online_readers(&mut self, conn: ConnId, ack: Option<crate::AckId>) {
-        let body = self.online_readers_for(conn);
+        let payload = self.online_readers_for(conn, false);
         if self.scope_of(conn).is_some() {
-            self.shown_views.insert(conn, replies::payload(&Value::Object(body.clone())));
+            self.shown_views.insert(conn, payload.clone());
         }
-        match ack {
-            Some(ack) => self.reply(conn, Some(ack), names::ONLINE_READERS, body),
-            None => self.emit(vec![conn], names::ONLINE_READERS, replies::payload(&Value::Object(body))),
+        if let Some(ack) = ack {
+            let payload = self.online_readers_for(conn, true);
+            self.outputs.push_back(Output::Ack { conn, ack, payload });
         }
+        self.emit(vec![conn], names::ONLINE_READERS, payload);
     }
 
     /// Asks for the table again, unless a read is out, and arms the next refresh.

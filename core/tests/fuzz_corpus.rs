@@ -41,12 +41,13 @@ fn write_bus_seeds() {
     use alice_core::bus::{BusBody, BusEvent, BusMessage};
     use alice_core::presence::{ReaderPresence, Stamped};
     use alice_core::Millis;
+    let json_text = |text: &str| serde_json::value::RawValue::from_string(text.into()).unwrap();
     let reader = ReaderPresence {
         first_name: Some("Ada".into()),
         last_name: None,
         last_activity: Millis(1_767_225_600_000),
-        current_book: Some(Stamped { json: "\"moby\"".into(), at: Millis(1) }),
-        current_page: Some(Stamped { json: "12".into(), at: Millis(2) }),
+        current_book: Some(Stamped { json: json_text("\"moby\""), at: Millis(1) }),
+        current_page: Some(Stamped { json: json_text("12"), at: Millis(2) }),
         connections: 2,
     };
     let bodies = [
