@@ -103,13 +103,7 @@ pub enum Op {
     Disconnect {
         conn: u8,
     },
-    Event {
-        conn: u8,
-        kind: u8,
-        a: u8,
-        b: u8,
-        ack: bool,
-    },
+    Event(ClientOp),
     Raw {
         conn: u8,
         name: String,
@@ -147,9 +141,27 @@ pub enum Op {
         consultant: u8,
         readers: u8,
     },
+    /// Client events that reach the core together, as the driver hands them over
+    /// ([`Input::Burst`]).
+    Burst(Vec<ClientOp>),
 }
 
-/// Runs arbitrary operations against a core and checks, after every step, that deliveries go
+/// One client event: from which open socket, what it is (see `structured_event`), and whether it
+/// asks for an acknowledgement.
+#[derive(Arbitrary, Debug)]
+pub struct ClientOp {
+    conn: u8,
+    kind: u8,
+    a: u8,
+    b: u8,
+    ack: bool,
+}
+
+/// The most events a fuzzed burst carries.
+const MAX_FUZZED_BURST: usize = 16;
+
+/// Runs arbitrary operations against a core (client events one by one and in bursts) and checks,
+/// after every step, that deliveries go
 /// to each socket at most once, never to a reader other than the author, never to a closed
 /// socket; that every acknowledgement is answered at most once, and at once unless it waits for
 /// the log; that nothing is shown before the log holds it; and, when the first byte is odd
@@ -195,10 +207,20 @@ pub fn core_ops(data: &[u8]) {
         open.keys().nth(usize::from(i) % open.len().max(1)).copied()
     };
     for op in ops.into_iter().take(256) {
-        let mut asked: BTreeSet<AckId> = BTreeSet::new();
-        let mut asked_by: Option<ConnId> = None;
-        let mut reader_event = false;
+        // Acknowledgements asked for in this step: by whom, and whether a reader event's (which
+        // may wait for the log).
+        let mut asked: BTreeMap<AckId, (ConnId, bool)> = BTreeMap::new();
         let mut closing = None;
+        let mut client_event = |open: &BTreeMap<ConnId, (String, Role)>, op: ClientOp| {
+            let conn = pick(open, op.conn)?;
+            let (name, payload) = structured_event(op.kind, op.a, op.b, &open[&conn].0);
+            let ack = op.ack.then(|| {
+                next_ack += 1;
+                asked.insert(AckId(next_ack), (conn, name == "reader-event"));
+                AckId(next_ack)
+            });
+            Some(Input::ClientEvent { conn, name, args: vec![payload], has_binary: false, ack })
+        };
         let input = match op {
             Op::Connect { user, role, ttl_s, names } => {
                 next_conn += 1;
@@ -224,20 +246,10 @@ pub fn core_ops(data: &[u8]) {
                 }
                 None => Input::Tick,
             },
-            Op::Event { conn, kind, a, b, ack } => match pick(&open, conn) {
-                Some(conn) => {
-                    let ack = ack.then(|| {
-                        next_ack += 1;
-                        asked.insert(AckId(next_ack));
-                        AckId(next_ack)
-                    });
-                    asked_by = Some(conn);
-                    let (name, payload) = structured_event(kind, a, b, &open[&conn].0);
-                    reader_event = name == "reader-event";
-                    Input::ClientEvent { conn, name, args: vec![payload], has_binary: false, ack }
-                }
-                None => Input::Tick,
-            },
+            Op::Event(op) => client_event(&open, op).unwrap_or(Input::Tick),
+            Op::Burst(ops) => Input::Burst(
+                ops.into_iter().take(MAX_FUZZED_BURST).filter_map(|op| client_event(&open, op)).collect(),
+            ),
             Op::Raw { conn, name, payload } => match pick(&open, conn) {
                 Some(conn) => {
                     let payload = serde_json::from_str(&payload).unwrap_or(Value::String(payload));
@@ -412,7 +424,7 @@ pub fn core_ops(data: &[u8]) {
                                 "acknowledged before the log held it"
                             );
                         } else {
-                            assert!(asked.contains(&ack), "an ack answered that was not asked now");
+                            assert!(asked.contains_key(&ack), "an ack answered that was not asked now");
                         }
                         assert!(open.contains_key(&conn), "an ack to a closed socket");
                     }
@@ -469,13 +481,12 @@ pub fn core_ops(data: &[u8]) {
             open.remove(&conn);
             waiting_acks.retain(|_, c| *c != conn);
         }
-        let unanswered: BTreeSet<AckId> = asked.difference(&answered).copied().collect();
-        if reader_event {
-            // A reader event's ack waits for the log, unless it was refused at once.
-            let conn = asked_by.expect("an ack has its socket");
-            waiting_acks.extend(unanswered.into_iter().map(|a| (a, conn)));
-        } else {
-            assert!(unanswered.is_empty(), "every ack asked for is answered at once");
+        for (ack, (conn, reader_event)) in asked {
+            if !answered.contains(&ack) {
+                // A reader event's ack waits for the log, unless it was refused at once.
+                assert!(reader_event, "every ack asked for is answered at once");
+                waiting_acks.insert(ack, conn);
+            }
         }
         assert_eq!(core.stats().connections, open.len());
         let s = core.stats();
