@@ -103,7 +103,13 @@ pub enum Op {
     Disconnect {
         conn: u8,
     },
-    Event(ClientOp),
+    Event {
+        conn: u8,
+        kind: u8,
+        a: u8,
+        b: u8,
+        ack: bool,
+    },
     Raw {
         conn: u8,
         name: String,
@@ -141,33 +147,54 @@ pub enum Op {
         consultant: u8,
         readers: u8,
     },
-    /// Client events that reach the core together, as the driver hands them over
-    /// ([`Input::Burst`]).
-    Burst(Vec<ClientOp>),
 }
 
-/// One client event: from which open socket, what it is (see `structured_event`), and whether it
-/// asks for an acknowledgement.
-#[derive(Arbitrary, Debug)]
-pub struct ClientOp {
-    conn: u8,
-    kind: u8,
-    a: u8,
-    b: u8,
-    ack: bool,
+impl Op {
+    fn is_client_event(&self) -> bool {
+        matches!(self, Op::Event { .. } | Op::Raw { .. })
+    }
 }
 
 /// The most events a fuzzed burst carries.
 const MAX_FUZZED_BURST: usize = 16;
 
-/// Runs arbitrary operations against a core (client events one by one and in bursts) and checks,
-/// after every step, that deliveries go
+/// What the core is handed at one step: one operation, or client events together.
+enum Step {
+    One(Op),
+    Burst(Vec<Op>),
+}
+
+/// The operations as steps: each alone, or (`bursts`) runs of consecutive client events, up to
+/// [`MAX_FUZZED_BURST`], as one [`Input::Burst`] each, as the driver hands them over.
+fn steps(ops: Vec<Op>, bursts: bool) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for op in ops.into_iter().take(256) {
+        match steps.last_mut() {
+            Some(Step::Burst(run)) if op.is_client_event() && run.len() < MAX_FUZZED_BURST => run.push(op),
+            _ if bursts && op.is_client_event() => steps.push(Step::Burst(vec![op])),
+            _ => steps.push(Step::One(op)),
+        }
+    }
+    steps
+}
+
+/// Runs arbitrary operations against a core and checks, after every step, that deliveries go
 /// to each socket at most once, never to a reader other than the author, never to a closed
-/// socket; that every acknowledgement is answered at most once, and at once unless it waits for
-/// the log; that nothing is shown before the log holds it; and, when the first byte is odd
-/// (consultant scope `assigned`), that no consultant is shown or listed a reader not assigned to
-/// it at that moment.
+/// socket; that every acknowledgement is answered at most once, to the socket that asked, and at
+/// once unless it waits for the log; that nothing is shown before the log holds it; and, when the
+/// first byte is odd (consultant scope `assigned`), that no consultant is shown or listed a reader
+/// not assigned to it at that moment.
 pub fn core_ops(data: &[u8]) {
+    run_ops(data, false);
+}
+
+/// [`core_ops`] with runs of consecutive client events handed to the core as bursts: the same
+/// inputs, so its corpus is `core_ops`'s.
+pub fn core_bursts(data: &[u8]) {
+    run_ops(data, true);
+}
+
+fn run_ops(data: &[u8], bursts: bool) {
     let scope = if data.first().is_some_and(|b| b & 1 == 1) {
         crate::ConsultantScope::Assigned
     } else {
@@ -206,139 +233,144 @@ pub fn core_ops(data: &[u8]) {
     let pick = |open: &BTreeMap<ConnId, (String, Role)>, i: u8| {
         open.keys().nth(usize::from(i) % open.len().max(1)).copied()
     };
-    for op in ops.into_iter().take(256) {
+    for step in steps(ops, bursts) {
         // Acknowledgements asked for in this step: by whom, and whether a reader event's (which
         // may wait for the log).
         let mut asked: BTreeMap<AckId, (ConnId, bool)> = BTreeMap::new();
         let mut closing = None;
-        let mut client_event = |open: &BTreeMap<ConnId, (String, Role)>, op: ClientOp| {
-            let conn = pick(open, op.conn)?;
-            let (name, payload) = structured_event(op.kind, op.a, op.b, &open[&conn].0);
-            let ack = op.ack.then(|| {
-                next_ack += 1;
-                asked.insert(AckId(next_ack), (conn, name == "reader-event"));
-                AckId(next_ack)
-            });
-            Some(Input::ClientEvent { conn, name, args: vec![payload], has_binary: false, ack })
-        };
-        let input = match op {
-            Op::Connect { user, role, ttl_s, names } => {
-                next_conn += 1;
-                let mut claims = json!({
-                    "sub": users[usize::from(user) % 4],
-                    "role": ROLE_NAMES[usize::from(role) % 4],
-                    "exp": now.0 / 1000 + u64::from(ttl_s),
+        let mut client_event = |open: &BTreeMap<ConnId, (String, Role)>, op: Op| match op {
+            Op::Event { conn, kind, a, b, ack } => {
+                let conn = pick(open, conn)?;
+                let (name, payload) = structured_event(kind, a, b, &open[&conn].0);
+                let ack = ack.then(|| {
+                    next_ack += 1;
+                    asked.insert(AckId(next_ack), (conn, name == "reader-event"));
+                    AckId(next_ack)
                 });
-                if names {
-                    claims["user_metadata"] = json!({"first_name": "F", "last_name": "L"});
-                }
-                Input::Connect {
-                    conn: ConnId(next_conn),
-                    sid: format!("s{next_conn}"),
-                    token: TokenCheck::Verified(claims),
-                    recovery: None,
-                }
+                Some(Input::ClientEvent { conn, name, args: vec![payload], has_binary: false, ack })
             }
-            Op::Disconnect { conn } => match pick(&open, conn) {
-                Some(conn) => {
-                    closing = Some(conn);
-                    Input::Disconnect { conn }
-                }
-                None => Input::Tick,
-            },
-            Op::Event(op) => client_event(&open, op).unwrap_or(Input::Tick),
-            Op::Burst(ops) => Input::Burst(
-                ops.into_iter().take(MAX_FUZZED_BURST).filter_map(|op| client_event(&open, op)).collect(),
-            ),
-            Op::Raw { conn, name, payload } => match pick(&open, conn) {
-                Some(conn) => {
-                    let payload = serde_json::from_str(&payload).unwrap_or(Value::String(payload));
-                    Input::ClientEvent { conn, name, args: vec![payload], has_binary: false, ack: None }
-                }
-                None => Input::Tick,
-            },
-            Op::Remote { bytes } => match BusMessage::decode(&bytes) {
-                Ok(msg) => match &msg.body {
-                    // An entry read from the log is durable by definition.
-                    crate::BusBody::Event(e) => {
-                        durable.insert(uuid::Uuid::from_bytes(e.id).to_string());
-                        placed = placed.next(now);
-                        Input::Log(placed, msg)
-                    }
-                    _ => Input::Bus(msg),
-                },
-                Err(_) => Input::Tick,
-            },
-            Op::RemoteEvent { node, seq, user, kind, rooms } => {
-                let user = users[usize::from(user) % 4].to_owned();
-                let rooms = (0..3).filter(|i| rooms & (1 << i) != 0).map(|i| format!("room{i}")).collect();
-                let id = u128::from(now.0) << 80 | 0x7000_8000_0000_0000_0000 | u128::from(seq);
-                durable.insert(uuid::Uuid::from_u128(id).to_string());
-                placed = placed.next(now);
-                Input::Log(
-                    placed,
-                    BusMessage {
-                        origin: format!("other-{}", node % 3),
-                        incarnation: 1,
-                        seq: u64::from(seq),
-                        body: crate::BusBody::Event(crate::BusEvent {
-                            id: id.to_be_bytes(),
-                            user_id: user,
-                            event_type: ["PAGE_TURN", "HELP_REQUEST", "LOOKUP"][usize::from(kind) % 3].into(),
-                            data: "{\"page\":1}".into(),
-                            timestamp: now,
-                            session_id: "s".into(),
-                            sender_rooms: rooms,
-                            sender_socket: "pid-0".into(),
-                        }),
-                    },
-                )
+            Op::Raw { conn, name, payload } => {
+                let conn = pick(open, conn)?;
+                let payload = serde_json::from_str(&payload).unwrap_or(Value::String(payload));
+                Some(Input::ClientEvent { conn, name, args: vec![payload], has_binary: false, ack: None })
             }
-            Op::StoreResult { ok, rejected } => match batches.pop() {
-                Some(batch) if ok => Input::Stored { batch },
-                Some(batch) => Input::StoreFailed {
-                    batch,
-                    failure: if rejected { StoreFailure::Rejected } else { StoreFailure::Unavailable },
-                },
-                None => Input::Tick,
-            },
-            Op::AppendResult { ok } => match appends.pop() {
-                Some(append) if ok => {
-                    durable.extend(appending.remove(&append).unwrap_or_default());
-                    Input::Appended { append, repeats: Vec::new() }
-                }
-                Some(append) => {
-                    appending.remove(&append);
-                    Input::AppendFailed { append }
-                }
-                None => Input::Tick,
-            },
-            Op::Advance { ms } => {
-                now = now.plus(u64::from(ms) * 10);
-                Input::Tick
+            _ => None,
+        };
+        let input = match step {
+            Step::Burst(run) => {
+                Input::Burst(run.into_iter().filter_map(|op| client_event(&open, op)).collect())
             }
-            Op::Refresh { conn, user, role, ttl_s } => match pick(&open, conn) {
-                Some(conn) => {
-                    let claims = json!({
+            Step::One(op) => match op {
+                Op::Connect { user, role, ttl_s, names } => {
+                    next_conn += 1;
+                    let mut claims = json!({
                         "sub": users[usize::from(user) % 4],
-                        "role": ROLE_NAMES[usize::from(role) % 3],
+                        "role": ROLE_NAMES[usize::from(role) % 4],
                         "exp": now.0 / 1000 + u64::from(ttl_s),
                     });
-                    Input::TokenVerified { conn, ack: None, token: TokenCheck::Verified(claims) }
+                    if names {
+                        claims["user_metadata"] = json!({"first_name": "F", "last_name": "L"});
+                    }
+                    Input::Connect {
+                        conn: ConnId(next_conn),
+                        sid: format!("s{next_conn}"),
+                        token: TokenCheck::Verified(claims),
+                        recovery: None,
+                    }
                 }
-                None => Input::Tick,
+                Op::Disconnect { conn } => match pick(&open, conn) {
+                    Some(conn) => {
+                        closing = Some(conn);
+                        Input::Disconnect { conn }
+                    }
+                    None => Input::Tick,
+                },
+                op @ (Op::Event { .. } | Op::Raw { .. }) => client_event(&open, op).unwrap_or(Input::Tick),
+                Op::Remote { bytes } => match BusMessage::decode(&bytes) {
+                    Ok(msg) => match &msg.body {
+                        // An entry read from the log is durable by definition.
+                        crate::BusBody::Event(e) => {
+                            durable.insert(uuid::Uuid::from_bytes(e.id).to_string());
+                            placed = placed.next(now);
+                            Input::Log(placed, msg)
+                        }
+                        _ => Input::Bus(msg),
+                    },
+                    Err(_) => Input::Tick,
+                },
+                Op::RemoteEvent { node, seq, user, kind, rooms } => {
+                    let user = users[usize::from(user) % 4].to_owned();
+                    let rooms =
+                        (0..3).filter(|i| rooms & (1 << i) != 0).map(|i| format!("room{i}")).collect();
+                    let id = u128::from(now.0) << 80 | 0x7000_8000_0000_0000_0000 | u128::from(seq);
+                    durable.insert(uuid::Uuid::from_u128(id).to_string());
+                    placed = placed.next(now);
+                    Input::Log(
+                        placed,
+                        BusMessage {
+                            origin: format!("other-{}", node % 3),
+                            incarnation: 1,
+                            seq: u64::from(seq),
+                            body: crate::BusBody::Event(crate::BusEvent {
+                                id: id.to_be_bytes(),
+                                user_id: user,
+                                event_type: ["PAGE_TURN", "HELP_REQUEST", "LOOKUP"][usize::from(kind) % 3]
+                                    .into(),
+                                data: "{\"page\":1}".into(),
+                                timestamp: now,
+                                session_id: "s".into(),
+                                sender_rooms: rooms,
+                                sender_socket: "pid-0".into(),
+                            }),
+                        },
+                    )
+                }
+                Op::StoreResult { ok, rejected } => match batches.pop() {
+                    Some(batch) if ok => Input::Stored { batch },
+                    Some(batch) => Input::StoreFailed {
+                        batch,
+                        failure: if rejected { StoreFailure::Rejected } else { StoreFailure::Unavailable },
+                    },
+                    None => Input::Tick,
+                },
+                Op::AppendResult { ok } => match appends.pop() {
+                    Some(append) if ok => {
+                        durable.extend(appending.remove(&append).unwrap_or_default());
+                        Input::Appended { append, repeats: Vec::new() }
+                    }
+                    Some(append) => {
+                        appending.remove(&append);
+                        Input::AppendFailed { append }
+                    }
+                    None => Input::Tick,
+                },
+                Op::Advance { ms } => {
+                    now = now.plus(u64::from(ms) * 10);
+                    Input::Tick
+                }
+                Op::Refresh { conn, user, role, ttl_s } => match pick(&open, conn) {
+                    Some(conn) => {
+                        let claims = json!({
+                            "sub": users[usize::from(user) % 4],
+                            "role": ROLE_NAMES[usize::from(role) % 3],
+                            "exp": now.0 / 1000 + u64::from(ttl_s),
+                        });
+                        Input::TokenVerified { conn, ack: None, token: TokenCheck::Verified(claims) }
+                    }
+                    None => Input::Tick,
+                },
+                Op::Replay => {
+                    core.replay_dead_letters(now);
+                    Input::Tick
+                }
+                Op::Assign { consultant, readers } => {
+                    let consultant = users[usize::from(consultant) % 4].to_owned();
+                    let readers: BTreeSet<String> =
+                        (0..4).filter(|i| readers & (1 << i) != 0).map(|i| users[i].to_owned()).collect();
+                    assigned.insert(consultant.clone(), readers.clone());
+                    Input::Assign { consultant_id: consultant, readers }
+                }
             },
-            Op::Replay => {
-                core.replay_dead_letters(now);
-                Input::Tick
-            }
-            Op::Assign { consultant, readers } => {
-                let consultant = users[usize::from(consultant) % 4].to_owned();
-                let readers: BTreeSet<String> =
-                    (0..4).filter(|i| readers & (1 << i) != 0).map(|i| users[i].to_owned()).collect();
-                assigned.insert(consultant.clone(), readers.clone());
-                Input::Assign { consultant_id: consultant, readers }
-            }
         };
         // Whether a socket may see a reader, as the scope stands now (its own user's other
         // sockets, rule 3, are never scoped).
@@ -417,14 +449,17 @@ pub fn core_ops(data: &[u8]) {
                     }
                     Output::Ack { ack, conn, payload } => {
                         assert!(answered.insert(ack), "an ack answered twice");
-                        if waiting_acks.remove(&ack).is_some() {
+                        if let Some(asker) = waiting_acks.remove(&ack) {
+                            assert_eq!(asker, conn, "an ack answered to another socket");
                             let id = payload.value()["eventId"].as_str().unwrap_or_default().to_owned();
                             assert!(
                                 payload.value()["ok"] == false || durable.contains(&id),
                                 "acknowledged before the log held it"
                             );
                         } else {
-                            assert!(asked.contains_key(&ack), "an ack answered that was not asked now");
+                            let asker = asked.get(&ack).map(|(asker, _)| *asker);
+                            assert!(asker.is_some(), "an ack answered that was not asked now");
+                            assert_eq!(asker, Some(conn), "an ack answered to another socket");
                         }
                         assert!(open.contains_key(&conn), "an ack to a closed socket");
                     }

@@ -138,15 +138,15 @@ impl Core {
         scoped_consultant(self.config.consultant_scope, principal).map(|c| self.assignments.readers_of(c))
     }
 
-    /// `online-readers` as `conn` sees it: the payload, or with `ack` the acknowledgement's.
-    fn online_readers_for(&self, conn: ConnId, ack: bool) -> Payload {
+    /// `online-readers` as `conn` sees it, and, with `ack`, the acknowledgement's form too.
+    fn online_readers_for(&self, conn: ConnId, ack: bool) -> (Payload, Option<Payload>) {
         let online = self.presence.online();
         let scope = self.scope_of(conn);
         let list: Vec<(&str, &ReaderPresence)> = (online.iter())
             .filter(|(user, _)| scope.is_none_or(|consultant| self.assignments.is_assigned(consultant, user)))
             .map(|(user, r)| (*user, &**r))
             .collect();
-        replies::online_readers(&list, ack)
+        (replies::online_readers(&list, false), ack.then(|| replies::online_readers(&list, true)))
     }
 
     /// Sends the current list to every subscribed socket: the whole list, serialized once, to
@@ -205,13 +205,12 @@ impl Core {
 
     /// Sends `online-readers` to one socket (a snapshot, an answer), as it sees the list.
     pub(crate) fn send_online_readers(&mut self, conn: ConnId, ack: Option<crate::AckId>) {
-        let payload = self.online_readers_for(conn, false);
+        let (payload, acked) = self.online_readers_for(conn, ack.is_some());
         if self.scope_of(conn).is_some() {
             self.shown_views.insert(conn, payload.clone());
         }
-        if let Some(ack) = ack {
-            let payload = self.online_readers_for(conn, true);
-            self.outputs.push_back(Output::Ack { conn, ack, payload });
+        if let (Some(ack), Some(acked)) = (ack, acked) {
+            self.outputs.push_back(Output::Ack { conn, ack, payload: acked });
         }
         self.emit(vec![conn], names::ONLINE_READERS, payload);
     }

@@ -33,6 +33,12 @@ fn core_ops_corpus() {
     replay("core_ops", alice_core::fuzzing::core_ops);
 }
 
+/// The same inputs, with runs of client events handed over as bursts.
+#[test]
+fn core_bursts_corpus() {
+    replay("core_ops", alice_core::fuzzing::core_bursts);
+}
+
 /// Writes the bus_message seed files from real messages. Run by hand when the codec changes:
 /// `cargo test -p alice-core --test fuzz_corpus -- --ignored write_bus_seeds`.
 #[test]
